@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The local stack for tests and the demo: PostgreSQL 15 (control database and the Redshift
+# emulator's storage), the s3s-fs S3 server and the osmem OpenSearch-compatible server, each on a
+# free loopback port. `up` installs what is missing, starts everything and writes .stack/env
+# (shell-sourceable); `down` stops it all. Idempotent: `up` on a running stack only re-checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+# The env file lives in the work tree; the data lives under /tmp, which the postgres user can reach.
+ENV_DIR=$ROOT/.stack
+ENV_FILE=$ENV_DIR/env
+STACK=${STAGELOAD_STACK_DIR:-/tmp/stageload-stack-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+S3_KEY=stageloadtest
+S3_SECRET=stageloadtestsecret
+
+# osmem-server ships its Go binary inside the Python package.
+osmem_bin() {
+  python3 -c 'import osmem_server; print(osmem_server.resolve_binary())' 2>/dev/null || true
+}
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # host port what
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "$3 did not open $1:$2"; return 1
+}
+
+install_deps() {
+  if [ ! -x "$PG_BIN/postgres" ]; then
+    log "installing postgresql-15"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+  fi
+  if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+    log "installing s3s-fs 0.14.1 (about 4 minutes)"
+    cargo install s3s-fs@0.14.1 --locked --features binary
+  fi
+  if [ -z "$(osmem_bin)" ]; then
+    log "installing osmem-server 0.1.6"
+    pip install -q osmem-server==0.1.6 || log "osmem-server could not be installed; Elasticsearch tests will fail"
+  fi
+}
+
+up() {
+  install_deps
+  if [ -f "$ENV_FILE" ] && status >/dev/null 2>&1; then
+    log "already running ($ENV_FILE)"; return 0
+  fi
+  down >/dev/null 2>&1 || true
+  mkdir -p "$STACK" "$ENV_DIR"
+  chmod 755 "$STACK"; chown postgres "$STACK"
+  local pg_port s3_port os_port
+  pg_port=$(free_port); s3_port=$(free_port); os_port=$(free_port)
+
+  # PostgreSQL refuses to run as root: the data directory belongs to the postgres user.
+  local pgdata=$STACK/pgdata
+  install -d -o postgres -g postgres -m 700 "$pgdata"
+  echo stageload > "$STACK/pwfile"; chown postgres "$STACK/pwfile"
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$pgdata" -U stageload --pwfile="$STACK/pwfile" \
+    -A scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$STACK/initdb.log"
+  cat >>"$pgdata/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$STACK'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pgdata" -l "$pgdata/postgres.log" -w start >/dev/null
+  runuser -u postgres -- "$PG_BIN/createdb" -h "$STACK" -p "$pg_port" -U stageload stageload
+  runuser -u postgres -- "$PG_BIN/createdb" -h "$STACK" -p "$pg_port" -U stageload redshift
+
+  mkdir -p "$STACK/s3"
+  local s3s; s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+  nohup "$s3s" --host 127.0.0.1 --port "$s3_port" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
+    "$STACK/s3" >"$STACK/s3s.log" 2>&1 &
+  echo $! >"$STACK/s3s.pid"
+  wait_port 127.0.0.1 "$s3_port" s3s-fs
+
+  local os_url=""
+  local osmem; osmem=$(osmem_bin)
+  if [ -n "$osmem" ]; then
+    nohup "$osmem" -addr "127.0.0.1:$os_port" -no-stdin-watch </dev/null >"$STACK/osmem.log" 2>&1 &
+    echo $! >"$STACK/osmem.pid"
+    if wait_port 127.0.0.1 "$os_port" osmem-server; then os_url="http://127.0.0.1:$os_port"; fi
+  fi
+
+  cat >"$ENV_FILE" <<ENV
+export STAGELOAD_STACK_ENV=$ENV_FILE
+export STAGELOAD_PG_HOST=127.0.0.1
+export STAGELOAD_PG_PORT=$pg_port
+export STAGELOAD_PG_URL=postgres://stageload:stageload@127.0.0.1:$pg_port/stageload
+export STAGELOAD_REDSHIFT_BACKEND_URL=postgres://stageload:stageload@127.0.0.1:$pg_port/redshift
+export STAGELOAD_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export STAGELOAD_OPENSEARCH_URL=$os_url
+export AWS_ACCESS_KEY_ID=$S3_KEY
+export AWS_SECRET_ACCESS_KEY=$S3_SECRET
+export AWS_REGION=us-east-1
+export CONTROL_PASSWORD=stageload
+ENV
+  log "up: postgres :$pg_port, s3s-fs :$s3_port${os_url:+, osmem $os_url} ($ENV_FILE)"
+}
+
+status() {
+  [ -f "$ENV_FILE" ] || { echo "down"; return 1; }
+  # shellcheck disable=SC1090
+  . "$ENV_FILE"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STACK/pgdata" status >/dev/null || { echo "postgres down"; return 1; }
+  kill -0 "$(cat "$STACK/s3s.pid")" 2>/dev/null || { echo "s3s-fs down"; return 1; }
+  echo "up"
+}
+
+down() {
+  if [ -d "$STACK/pgdata" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STACK/pgdata" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  for p in s3s osmem; do
+    if [ -f "$STACK/$p.pid" ]; then kill "$(cat "$STACK/$p.pid")" 2>/dev/null || true; fi
+  done
+  rm -rf "$STACK" "$ENV_FILE"
+  log "down"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  install) install_deps ;;
+  *) echo "usage: $0 up|down|status|install" >&2; exit 2 ;;
+esac

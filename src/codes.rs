@@ -1,0 +1,19 @@
+//! The loader's own `err_code` values in `load_errors`: the reserved range 9100 to 9199.
+//!
+//! Redshift's COPY codes (1200 to 1224, 8001, ...), bulk item statuses and HEC codes are stored
+//! as the destination reported them; these are the reasons that come from stageload itself.
+
+/// The batch's retry duration ran out before it could be delivered.
+pub const BUDGET_EXHAUSTED: i32 = 9100;
+/// The staged object was listed but is gone (404 on GET) when it was read.
+pub const OBJECT_MISSING: i32 = 9101;
+/// The object could not be decompressed (truncated or corrupt gzip, zstd, snappy, zip).
+pub const DECOMPRESSION_FAILED: i32 = 9102;
+/// A record under a JSON framing is not valid JSON.
+pub const INVALID_JSON: i32 = 9103;
+/// A record is larger than the pipeline's record size limit.
+pub const RECORD_TOO_LARGE: i32 = 9104;
+/// Reading the object from S3 failed for a reason other than a missing object.
+pub const READ_FAILED: i32 = 9105;
+/// The destination refused the whole batch for a reason that is not about one record.
+pub const BATCH_REJECTED: i32 = 9106;
