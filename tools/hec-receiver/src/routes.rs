@@ -62,10 +62,12 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::control::router())
         // 6.1 [OBS]: "unknown path → 404 `{"text":"The requested URL was not found on this
         // server.","code":404}`; wrong method (e.g. `GET /event`) → 405 with the same body".
-        .fallback(|| async { http_reply(StatusCode::NOT_FOUND, NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
-            http_reply(StatusCode::METHOD_NOT_ALLOWED, NOT_FOUND)
+            let mut r = http_reply(StatusCode::NOT_FOUND, NOT_FOUND);
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r
         })
+        .fallback(|| async { http_reply(StatusCode::NOT_FOUND, NOT_FOUND) })
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
