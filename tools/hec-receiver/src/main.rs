@@ -2,7 +2,9 @@
 //! command line, logging and the accept loop (plain HTTP/1.1, no TLS), which can close a
 //! connection without answering when a handler asks it to.
 
+mod ack;
 mod auth;
+mod body;
 mod control;
 mod faults;
 mod protocol;

@@ -1,9 +1,9 @@
 //! The HEC endpoints (`/services/collector/...`): the router, the request flow shared by
-//! `/event` and `/raw` (body limit, faults, token, channel, gzip, parse, store, ackId), the ack
-//! poll and health. The `/_receiver` control endpoints live in `control.rs`.
+//! `/event` and `/raw` (body limit, faults, token, channel, gzip, parse, store, ackId), and
+//! health. The ack poll is in `ack.rs`, body reading in `body.rs`, and the `/_receiver` control
+//! endpoints in `control.rs`.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,13 +14,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use futures::StreamExt;
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::auth::{TokenSpec, Tokens};
+use crate::body::{decode, read_body, BodyError};
 use crate::faults::Injected;
 use crate::protocol::{self, http_reply, Code, Reply};
 use crate::state::{Store, StoredEvent};
@@ -56,7 +54,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/services/collector/event/1.0", event())
         .route("/services/collector/raw", raw())
         .route("/services/collector/raw/1.0", raw())
-        .route("/services/collector/ack", post(ack).options(options_post))
+        .route(
+            "/services/collector/ack",
+            post(crate::ack::ack).options(options_post),
+        )
         .route("/services/collector/health", health())
         .route("/services/collector/health/1.0", health())
         .merge(crate::control::router())
@@ -117,6 +118,20 @@ enum Outcome {
     Drop,
 }
 
+impl From<BodyError> for Outcome {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => {
+                Outcome::Http(StatusCode::PAYLOAD_TOO_LARGE, "Content too large")
+            }
+            BodyError::UnsupportedEncoding => {
+                Outcome::Http(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type")
+            }
+            BodyError::Broken => Code::InvalidDataFormat.into(),
+        }
+    }
+}
+
 impl From<Code> for Outcome {
     fn from(code: Code) -> Self {
         Outcome::Hec(Reply::code(code))
@@ -131,7 +146,9 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let read = read_body(body, &headers, app.max_body_bytes).await;
+    let read = read_body(body, &headers, app.max_body_bytes)
+        .await
+        .map_err(Outcome::from);
     let request = app
         .store
         .begin_request(read.as_ref().map_or(0, |b| b.len()));
@@ -215,7 +232,7 @@ fn accept(
     };
     let decoded = match decode(headers, bytes, app.max_decoded_bytes) {
         Ok(d) => d,
-        Err(outcome) => return outcome,
+        Err(e) => return e.into(),
     };
     let meta = Meta {
         request,
@@ -361,7 +378,7 @@ fn parse_raw(app: &App, body: &[u8], q: &HashMap<String, String>, meta: &Meta) -
 
 /// 6.3: the channel comes from `X-Splunk-Request-Channel` or `?channel=`; it is required when the
 /// token uses acks ("400 code 10 \"Data channel is missing\"") and must be a GUID ("code 11").
-fn channel(
+pub fn channel(
     headers: &HeaderMap,
     q: &HashMap<String, String>,
     required: bool,
@@ -375,112 +392,6 @@ fn channel(
         None => Ok(None),
         Some(c) if protocol::is_guid(&c) => Ok(Some(c)),
         Some(_) => Err(Code::InvalidChannel),
-    }
-}
-
-/// Reads the body, refusing it with 413 past `limit` (6.10: "Over-limit requests are rejected
-/// whole with HTTP **413**"); the limit applies to the bytes as sent.
-async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes, Outcome> {
-    let too_large = || Outcome::Http(StatusCode::PAYLOAD_TOO_LARGE, "Content too large");
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Outcome::from(Code::InvalidDataFormat))?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buf))
-}
-
-/// 6.7: "`Content-Encoding: gzip` accepted on `/event` and `/raw`; `deflate` → 415".
-fn decode(headers: &HeaderMap, bytes: &Bytes, limit: u64) -> Result<Bytes, Outcome> {
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(bytes.clone()),
-        Some("gzip") | Some("x-gzip") => {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&bytes[..])
-                .take(limit + 1)
-                .read_to_end(&mut out)
-                .map_err(|_| Outcome::from(Code::InvalidDataFormat))?;
-            if out.len() as u64 > limit {
-                return Err(Outcome::Http(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Content too large",
-                ));
-            }
-            Ok(Bytes::from(out))
-        }
-        Some(_) => Err(Outcome::Http(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported Media Type",
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-struct AckQuery {
-    acks: Vec<u64>,
-}
-
-/// `{"acks":{"0":true,"1":false}}`, keys in the order asked.
-struct AckAnswer(Vec<(u64, bool)>);
-
-impl Serialize for AckAnswer {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (id, ok) in &self.0 {
-            m.serialize_entry(&id.to_string(), ok)?;
-        }
-        m.end()
-    }
-}
-
-/// 6.9: `POST /services/collector/ack` with `{"acks":[0,1,2]}`; channel and token required;
-/// "Ack on a token without useACK → 400 code 14". Fault switches do not apply here.
-async fn ack(
-    State(app): State<Arc<App>>,
-    Query(q): Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        let token = app
-            .tokens
-            .authenticate(&headers, q.get("token").map(String::as_str))
-            .map_err(Outcome::from)?;
-        if !(app.ack_all || token.ack) {
-            return Err(Code::AckDisabled.into());
-        }
-        let channel = channel(&headers, &q, true)?.unwrap_or_default();
-        let bytes = read_body(body, &headers, app.max_body_bytes).await?;
-        let bytes = decode(&headers, &bytes, app.max_decoded_bytes)?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Code::NoData.into());
-        }
-        let query: AckQuery =
-            serde_json::from_slice(&bytes).map_err(|_| Outcome::from(Code::InvalidDataFormat))?;
-        let answers = app.store.query_acks(&channel, &query.acks, Instant::now());
-        Ok(axum::Json(
-            serde_json::json!({ "acks": AckAnswer(answers) }),
-        ))
-    }
-    .await;
-    match result {
-        Ok(json) => json.into_response(),
-        Err(Outcome::Hec(reply)) => reply.into_response(),
-        Err(Outcome::Http(status, text)) => http_reply(status, text),
-        Err(Outcome::Drop) => Reply::code(Code::InternalError).into_response(),
     }
 }
 
