@@ -1,0 +1,563 @@
+//! The COPY grammar itself: table, column list, `FROM`, authorization and the option list, with
+//! Redshift's cross-option rules (exactly one authorization, JSON's incompatible options).
+
+use crate::copy_parse::{
+    syntax_at, Auth, Compression, CopyStmt, Format, JsonMode, ParseError, TimeSpec,
+};
+use crate::sqltok::{Tok, TokKind};
+
+/// Recursive-descent parser over the tokens of one COPY statement.
+pub struct Parser<'a> {
+    sql: &'a str,
+    toks: &'a [Tok],
+    i: usize,
+}
+
+fn err(sqlstate: &'static str, message: impl Into<String>) -> ParseError {
+    ParseError {
+        sqlstate,
+        message: message.into(),
+        position: None,
+    }
+}
+
+/// Identifier folding: unquoted names are lowercased, as in Redshift.
+fn ident(t: &Tok) -> Option<String> {
+    match t.kind {
+        TokKind::Word => Some(t.text.to_lowercase()),
+        TokKind::QuotedIdent => Some(t.text.clone()),
+        _ => None,
+    }
+}
+
+impl<'a> Parser<'a> {
+    /// Starts at the first token.
+    pub fn new(sql: &'a str, toks: &'a [Tok]) -> Self {
+        Self { sql, toks, i: 0 }
+    }
+
+    fn peek(&self) -> Option<&'a Tok> {
+        self.toks.get(self.i)
+    }
+
+    fn bump(&mut self) -> Option<&'a Tok> {
+        let t = self.toks.get(self.i);
+        self.i += 1;
+        t
+    }
+
+    fn unexpected(&self) -> ParseError {
+        match self.peek() {
+            Some(t) => syntax_at(self.sql, t.start, Some(t)),
+            None => syntax_at(self.sql, self.sql.trim_end().len(), None),
+        }
+    }
+
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        if self.peek().is_some_and(|t| t.is_kw(kw)) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_kw(&mut self, kw: &str) -> Result<(), ParseError> {
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn eat_punct(&mut self, c: char) -> bool {
+        if self.peek().is_some_and(|t| t.kind == TokKind::Punct(c)) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        match self.peek() {
+            Some(t) if t.kind == TokKind::Str => {
+                self.i += 1;
+                Ok(t.text.clone())
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn number(&mut self) -> Result<u64, ParseError> {
+        match self.peek() {
+            Some(t) if t.kind == TokKind::Number => {
+                self.i += 1;
+                t.text.parse().map_err(|_| self.unexpected())
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn ident(&mut self) -> Result<(String, &'a Tok), ParseError> {
+        match self.peek().and_then(|t| ident(t).map(|s| (s, t))) {
+            Some(x) => {
+                self.i += 1;
+                Ok(x)
+            }
+            None => Err(self.unexpected()),
+        }
+    }
+
+    /// Parses the whole statement.
+    pub fn parse(&mut self) -> Result<CopyStmt, ParseError> {
+        self.expect_kw("copy")?;
+        let (mut table_name, first) = self.ident()?;
+        let mut table = first.raw.clone();
+        while self.eat_punct('.') {
+            let (name, t) = self.ident()?;
+            table.push('.');
+            table.push_str(&t.raw);
+            table_name = name;
+        }
+        let mut columns = None;
+        if self.eat_punct('(') {
+            let mut cols = vec![self.ident()?.0];
+            while self.eat_punct(',') {
+                cols.push(self.ident()?.0);
+            }
+            if !self.eat_punct(')') {
+                return Err(self.unexpected());
+            }
+            columns = Some(cols);
+        }
+        self.expect_kw("from")?;
+        let from = self.string()?;
+        let mut st = CopyStmt {
+            table,
+            table_name,
+            columns,
+            from,
+            auth: Auth::Keys,
+            format: Format::Text,
+            delimiter: b'|',
+            ignore_header: 0,
+            compression: Compression::None,
+            max_error: 0,
+            time_format: TimeSpec::Default,
+            date_format: TimeSpec::Default,
+            null_as: "\\N".into(),
+            empty_as_null: false,
+            blanks_as_null: false,
+            truncate_columns: false,
+            accept_inv_chars: None,
+            fill_record: false,
+            region: None,
+            manifest: false,
+            escape: false,
+            ignore_blank_lines: false,
+            trim_blanks: false,
+        };
+        let mut auths: Vec<Auth> = Vec::new();
+        let mut keys = (false, false, false);
+        let mut delimiter = None;
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(t) = self.bump() {
+            if t.kind != TokKind::Word {
+                self.i -= 1;
+                return Err(self.unexpected());
+            }
+            let kw = t.text.to_ascii_lowercase();
+            // Redshift rejects a parameter given twice: "conflicting or redundant options".
+            if kw != "with" && kw != "format" {
+                if seen.contains(&kw) {
+                    return Err(err("42601", "conflicting or redundant options"));
+                }
+                seen.push(kw.clone());
+            }
+            match kw.as_str() {
+                // "[WITH] CREDENTIALS [AS]" (protocols.md 5.3): WITH is a noise word.
+                "with" => {}
+                "iam_role" => {
+                    let role = if self.eat_kw("default") {
+                        "default".to_string()
+                    } else {
+                        let arn = self.string()?;
+                        check_role_arn(&arn)?;
+                        arn
+                    };
+                    auths.push(Auth::IamRole(role));
+                }
+                "credentials" => {
+                    self.eat_kw("as");
+                    let c = self.string()?;
+                    check_credentials(&c)?;
+                    auths.push(Auth::Credentials);
+                }
+                "access_key_id" => {
+                    self.eat_kw("as");
+                    self.string()?;
+                    keys.0 = true;
+                }
+                "secret_access_key" => {
+                    self.eat_kw("as");
+                    self.string()?;
+                    keys.1 = true;
+                }
+                "session_token" => {
+                    self.eat_kw("as");
+                    self.string()?;
+                    keys.2 = true;
+                }
+                "format" => {
+                    self.eat_kw("as");
+                    if !self
+                        .peek()
+                        .is_some_and(|t| t.is_kw("json") || t.is_kw("csv"))
+                    {
+                        return Err(self.unexpected());
+                    }
+                }
+                "json" => {
+                    self.eat_kw("as");
+                    let mode = if self.peek().is_some_and(|t| t.kind == TokKind::Str) {
+                        json_mode(&self.string()?)?
+                    } else {
+                        JsonMode::Auto
+                    };
+                    st.format = Format::Json(mode);
+                }
+                "csv" => {
+                    let mut quote = b'"';
+                    if self.eat_kw("quote") {
+                        self.eat_kw("as");
+                        quote = single_char(&self.string()?, "QUOTE")?;
+                    }
+                    st.format = Format::Csv { quote };
+                }
+                "delimiter" => {
+                    self.eat_kw("as");
+                    delimiter = Some(single_char(&self.string()?, "DELIMITER")?);
+                }
+                "ignoreheader" => {
+                    self.eat_kw("as");
+                    st.ignore_header = self.number()?;
+                }
+                "gzip" => st.compression = Compression::Gzip,
+                "zstd" => st.compression = Compression::Zstd,
+                "bzip2" => st.compression = Compression::Bzip2,
+                "maxerror" => {
+                    self.eat_kw("as");
+                    // protocols.md 5.7: "maximum 100000".
+                    st.max_error = self.number()?.min(100_000);
+                }
+                "timeformat" => {
+                    self.eat_kw("as");
+                    st.time_format = time_spec(&self.string()?, true);
+                }
+                "dateformat" => {
+                    self.eat_kw("as");
+                    st.date_format = time_spec(&self.string()?, false);
+                }
+                "null" => {
+                    self.expect_kw("as")?;
+                    st.null_as = unescape_null(&self.string()?);
+                }
+                "emptyasnull" => st.empty_as_null = true,
+                "blanksasnull" => st.blanks_as_null = true,
+                "truncatecolumns" => st.truncate_columns = true,
+                "fillrecord" => st.fill_record = true,
+                "escape" => st.escape = true,
+                "ignoreblanklines" => st.ignore_blank_lines = true,
+                "trimblanks" => st.trim_blanks = true,
+                "manifest" => st.manifest = true,
+                "acceptinvchars" => {
+                    self.eat_kw("as");
+                    let mut c = '?';
+                    if self.peek().is_some_and(|t| t.kind == TokKind::Str) {
+                        c = single_char(&self.string()?, "ACCEPTINVCHARS")? as char;
+                    }
+                    st.accept_inv_chars = Some(c);
+                }
+                "region" => {
+                    self.eat_kw("as");
+                    st.region = Some(self.string()?);
+                }
+                "compupdate" | "statupdate" => {
+                    for v in ["on", "off", "true", "false", "preset"] {
+                        if self.eat_kw(v) {
+                            break;
+                        }
+                    }
+                }
+                "comprows" => {
+                    self.number()?;
+                }
+                _ => {
+                    self.i -= 1;
+                    return Err(self.unexpected());
+                }
+            }
+        }
+        match keys {
+            (false, false, false) => {}
+            (true, true, _) => auths.push(Auth::Keys),
+            _ => return Err(err("XX000", INVALID_CREDENTIALS)),
+        }
+        st.auth = match auths.len() {
+            1 => auths.remove(0),
+            // protocols.md 5.3: exactly one authorization; IAM_ROLE "can't be combined with
+            // ACCESS_KEY_ID / SECRET_ACCESS_KEY / SESSION_TOKEN / CREDENTIALS".
+            0 => return Err(err("XX000", MISSING_CREDENTIALS)),
+            _ => return Err(err("42601", "conflicting or redundant options")),
+        };
+        finish_format(&mut st, delimiter, &seen)?;
+        Ok(st)
+    }
+}
+
+const INVALID_CREDENTIALS: &str = "Invalid credentials. Must be of the format: credentials 'aws_access_key_id=...;aws_secret_access_key=...[;token=...]'";
+const MISSING_CREDENTIALS: &str = "Missing credentials. Must be of the format: credentials 'aws_iam_role=...' or 'aws_access_key_id=...;aws_secret_access_key=...[;token=...]'";
+
+fn finish_format(
+    st: &mut CopyStmt,
+    delimiter: Option<u8>,
+    seen: &[String],
+) -> Result<(), ParseError> {
+    match st.format {
+        Format::Json(_) => {
+            // protocols.md 5.4: "Not supported with JSON: CSV, DELIMITER, ESCAPE, FILLRECORD,
+            // FIXEDWIDTH, IGNOREBLANKLINES, NULL AS, READRATIO, REMOVEQUOTES".
+            for bad in [
+                "csv",
+                "delimiter",
+                "escape",
+                "fillrecord",
+                "ignoreblanklines",
+                "null",
+            ] {
+                if seen.iter().any(|s| s == bad) {
+                    return Err(err(
+                        "0A000",
+                        format!(
+                            "{} argument is not supported for JSON based COPY",
+                            bad.to_uppercase()
+                        ),
+                    ));
+                }
+            }
+        }
+        Format::Csv { .. } => {
+            // CSV is "incompatible with FIXEDWIDTH, REMOVEQUOTES, ESCAPE"; its default delimiter is ','.
+            if st.escape {
+                return Err(err("0A000", "CSV is not compatible with ESCAPE"));
+            }
+            st.delimiter = delimiter.unwrap_or(b',');
+        }
+        Format::Text => st.delimiter = delimiter.unwrap_or(b'|'),
+    }
+    Ok(())
+}
+
+fn json_mode(s: &str) -> Result<JsonMode, ParseError> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower == "auto" {
+        Ok(JsonMode::Auto)
+    } else if lower == "auto ignorecase" {
+        Ok(JsonMode::AutoIgnoreCase)
+    } else if lower.starts_with("s3://") {
+        Ok(JsonMode::Paths(s.trim().to_string()))
+    } else if lower == "noshred" {
+        Err(err(
+            "0A000",
+            "JSON 'noshred' is not supported by the emulator",
+        ))
+    } else {
+        Err(err("XX000", format!("Invalid JSON option '{s}'")))
+    }
+}
+
+fn time_spec(s: &str, time: bool) -> TimeSpec {
+    // protocols.md 5.6: the keywords are case-sensitive ("'auto' (case-sensitive)").
+    match s {
+        "auto" => TimeSpec::Auto,
+        "epochsecs" if time => TimeSpec::EpochSecs,
+        "epochmillisecs" if time => TimeSpec::EpochMillis,
+        _ => TimeSpec::Pattern(s.to_string()),
+    }
+}
+
+/// Interprets `'\t'`, `'\ddd'` (octal) and plain one-character delimiters/quotes.
+fn single_char(s: &str, what: &str) -> Result<u8, ParseError> {
+    let v = unescape(s);
+    if v.len() == 1 && v[0].is_ascii() {
+        Ok(v[0])
+    } else {
+        Err(err(
+            "42601",
+            format!("{what} must be a single ASCII character"),
+        ))
+    }
+}
+
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'\\') || b.len() < 2 {
+        return b.to_vec();
+    }
+    match b[1] {
+        b't' if b.len() == 2 => vec![b'\t'],
+        b'\\' if b.len() == 2 => vec![b'\\'],
+        b'0'..=b'7' => u8::from_str_radix(&s[1..], 8)
+            .map(|c| vec![c])
+            .unwrap_or_else(|_| b.to_vec()),
+        _ => b.to_vec(),
+    }
+}
+
+fn unescape_null(s: &str) -> String {
+    // protocols.md 5.6: "'\0'/'\000' for NUL-only fields".
+    if s == "\\0" || s == "\\000" {
+        "\0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn check_role_arn(arn: &str) -> Result<(), ParseError> {
+    // Role chaining passes comma-separated ARNs; each must look like arn:aws:iam::<acct>:role/<name>.
+    let ok = arn.split(',').all(|a| {
+        let parts: Vec<&str> = a.splitn(6, ':').collect();
+        parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "iam"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|c| c.is_ascii_digit())
+            && parts[5].starts_with("role/")
+            && parts[5].len() > 5
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(err("XX000", format!("Invalid IAM role ARN '{arn}'")))
+    }
+}
+
+fn check_credentials(c: &str) -> Result<(), ParseError> {
+    // protocols.md 5.3: "string is case-sensitive, no spaces".
+    let mut keys: Vec<&str> = Vec::new();
+    for part in c.split(';') {
+        match part.split_once('=') {
+            Some((k, v)) if !v.is_empty() && !part.contains(' ') => keys.push(k),
+            _ => return Err(err("XX000", INVALID_CREDENTIALS)),
+        }
+    }
+    let has = |k: &str| keys.contains(&k);
+    let role = has("aws_iam_role")
+        && keys
+            .iter()
+            .all(|k| *k == "aws_iam_role" || *k == "master_symmetric_key");
+    let pair = has("aws_access_key_id")
+        && has("aws_secret_access_key")
+        && keys.iter().all(|k| {
+            matches!(
+                *k,
+                "aws_access_key_id" | "aws_secret_access_key" | "token" | "master_symmetric_key"
+            )
+        });
+    if role || pair {
+        Ok(())
+    } else {
+        Err(err("XX000", INVALID_CREDENTIALS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::copy_parse::*;
+
+    fn p(sql: &str) -> CopyStmt {
+        parse_copy(sql).unwrap()
+    }
+
+    #[test]
+    fn json_auto_with_noise_words() {
+        let st = p("COPY public.\"Ev\" (a, \"B\") FROM 's3://b/p/' WITH CREDENTIALS AS 'aws_iam_role=arn:aws:iam::123456789012:role/r' FORMAT AS JSON 'auto ignorecase' GZIP MAXERROR AS 5 TIMEFORMAT 'auto';");
+        assert_eq!(st.table, "public.\"Ev\"");
+        assert_eq!(st.table_name, "Ev");
+        assert_eq!(st.columns, Some(vec!["a".into(), "B".into()]));
+        assert_eq!(st.format, Format::Json(JsonMode::AutoIgnoreCase));
+        assert_eq!(st.compression, Compression::Gzip);
+        assert_eq!(st.max_error, 5);
+        assert_eq!(st.time_format, TimeSpec::Auto);
+        assert_eq!(st.auth, Auth::Credentials);
+    }
+
+    #[test]
+    fn csv_defaults_and_options() {
+        let st = p("copy t from 's3://b/k' iam_role default csv quote as '''' ignoreheader 1 null as 'NULL' emptyasnull blanksasnull truncatecolumns acceptinvchars as '^' fillrecord region 'us-east-1' manifest bzip2 dateformat 'MM/DD/YYYY' compupdate off statupdate on");
+        assert_eq!(st.format, Format::Csv { quote: b'\'' });
+        assert_eq!(st.delimiter, b',');
+        assert_eq!(st.ignore_header, 1);
+        assert_eq!(st.null_as, "NULL");
+        assert!(st.empty_as_null && st.blanks_as_null && st.truncate_columns && st.fill_record);
+        assert_eq!(st.accept_inv_chars, Some('^'));
+        assert!(st.manifest);
+        assert_eq!(st.compression, Compression::Bzip2);
+        assert_eq!(st.date_format, TimeSpec::Pattern("MM/DD/YYYY".into()));
+        assert_eq!(st.auth, Auth::IamRole("default".into()));
+    }
+
+    #[test]
+    fn text_delimiters() {
+        let st = p("copy t from 's3://b/k' access_key_id 'a' secret_access_key 's' session_token 't' delimiter '\\t' zstd");
+        assert_eq!(st.delimiter, b'\t');
+        assert_eq!(st.format, Format::Text);
+        assert_eq!(st.auth, Auth::Keys);
+        assert_eq!(p("copy t from 's3://b/k' iam_role default").delimiter, b'|');
+        assert_eq!(
+            p("copy t from 's3://b/k' iam_role default delimiter '\\001'").delimiter,
+            1
+        );
+        assert_eq!(
+            p("copy t from 's3://b/k' iam_role default json").format,
+            Format::Json(JsonMode::Auto)
+        );
+    }
+
+    #[test]
+    fn unknown_option_is_a_syntax_error() {
+        let e = parse_copy("copy t from 's3://b/k' iam_role default frobnicate").unwrap_err();
+        assert_eq!(e.sqlstate, "42601");
+        assert_eq!(e.message, "syntax error at or near \"frobnicate\"");
+        assert_eq!(e.position, Some(41));
+        let e = parse_copy("copy t from 's3://b/k' iam_role default maxerror").unwrap_err();
+        assert_eq!(e.message, "syntax error at end of input");
+    }
+
+    #[test]
+    fn authorization_rules() {
+        let none = parse_copy("copy t from 's3://b/k' json 'auto'").unwrap_err();
+        assert!(none.message.starts_with("Missing credentials"));
+        let two = parse_copy("copy t from 's3://b/k' iam_role default credentials 'aws_iam_role=arn:aws:iam::123456789012:role/r'").unwrap_err();
+        assert_eq!(two.message, "conflicting or redundant options");
+        let bad =
+            parse_copy("copy t from 's3://b/k' credentials 'aws_access_key_id=a'").unwrap_err();
+        assert!(bad.message.starts_with("Invalid credentials"));
+        let half = parse_copy("copy t from 's3://b/k' access_key_id 'a'").unwrap_err();
+        assert!(half.message.starts_with("Invalid credentials"));
+        let arn = parse_copy("copy t from 's3://b/k' iam_role 'nope'").unwrap_err();
+        assert!(arn.message.contains("IAM role"));
+        p("copy t from 's3://b/k' credentials 'aws_access_key_id=a;aws_secret_access_key=b;token=c'");
+    }
+
+    #[test]
+    fn json_rejects_text_options() {
+        let e = parse_copy("copy t from 's3://b/k' iam_role default json 'auto' delimiter ','")
+            .unwrap_err();
+        assert!(e.message.contains("DELIMITER"));
+        let e = parse_copy("copy t from 's3://b/k' iam_role default gzip gzip").unwrap_err();
+        assert_eq!(e.message, "conflicting or redundant options");
+    }
+}
