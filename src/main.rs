@@ -1,1 +1,5 @@
-fn main() {}
+//! The `stageload` binary: parse the command line and run it.
+
+fn main() -> std::process::ExitCode {
+    stageload::cli::main()
+}

@@ -1,5 +1,8 @@
 //! The source side: S3 access and discovery, decompression and record framing.
 
 pub mod decode;
+pub mod discover;
 pub mod framing;
 pub mod reader;
+pub mod records;
+pub mod s3;

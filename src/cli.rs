@@ -1,0 +1,115 @@
+//! The command line: `run`, `check-config`, `migrate`, and the operator commands.
+
+use crate::config::Config;
+use crate::control::Control;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// stageload: loads staged S3 objects into Redshift, Elasticsearch/OpenSearch and Splunk HEC.
+#[derive(Debug, Parser)]
+#[command(name = "stageload", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short = 'c', env = "STAGELOAD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "STAGELOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for containers).
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: discover, batch, deliver, until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration and exit; connects to nothing.
+    CheckConfig,
+    /// Apply control-database migrations and exit.
+    Migrate,
+}
+
+/// Parses the command line, runs it, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let Some(path) = cli.config.clone() else {
+        eprintln!("error: no config file: pass --config FILE or set STAGELOAD_CONFIG");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::CheckConfig => {
+                println!(
+                    "config {} is valid: {} pipeline(s)",
+                    path.display(),
+                    config.pipelines.len()
+                );
+                for p in &config.pipelines {
+                    println!(
+                        "  {}: s3://{}/{} -> {} (retry {}s, buffer {} MiB / {}s / {} objects)",
+                        p.name,
+                        p.source.bucket,
+                        p.source.prefix,
+                        p.destination.kind(),
+                        p.retry_duration().as_secs(),
+                        p.buffer.size_mib,
+                        p.buffer.interval_s,
+                        p.buffer.max_objects
+                    );
+                }
+                Ok(())
+            }
+            Command::Migrate => {
+                let control = Control::new(&config.control)?;
+                let n = control.migrate().await?;
+                println!("applied {n} migration(s)");
+                Ok(())
+            }
+            Command::Run => crate::daemon::run(config, crate::daemon::signals()).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "stageload failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STAGELOAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,427 @@
+//! The `[pipeline.destination]` table: one struct per destination `type`.
+
+use super::secret::{ConnUrl, Secret};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a pipeline delivers; `type` selects the variant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum DestinationConfig {
+    /// Amazon Redshift through a manifest and `COPY ... MANIFEST`.
+    Redshift(RedshiftConfig),
+    /// Elasticsearch or OpenSearch through `_bulk`.
+    Elasticsearch(ElasticsearchConfig),
+    /// Splunk's HTTP Event Collector.
+    Splunk(SplunkConfig),
+    /// NDJSON files in a local directory, one per batch: for local runs, dry runs and tests.
+    File(FileConfig),
+}
+
+impl DestinationConfig {
+    /// The destination's `type` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestinationConfig::Redshift(_) => "redshift",
+            DestinationConfig::Elasticsearch(_) => "elasticsearch",
+            DestinationConfig::Splunk(_) => "splunk",
+            DestinationConfig::File(_) => "file",
+        }
+    }
+
+    /// The default retry duration in seconds (Firehose's defaults: Redshift 3600, others 300).
+    pub fn default_retry_duration_s(&self) -> u64 {
+        match self {
+            DestinationConfig::Redshift(_) => 3600,
+            _ => 300,
+        }
+    }
+
+    /// Whether the destination reads records itself (Redshift's COPY reads the objects instead).
+    pub fn reads_records(&self) -> bool {
+        !matches!(self, DestinationConfig::Redshift(_))
+    }
+}
+
+/// `type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Directory that receives one `<batch id>.ndjson` file per batch, written atomically.
+    pub directory: PathBuf,
+}
+
+/// `type = "redshift"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedshiftConfig {
+    /// Connection URL: `postgres://user[:password]@host:port/database?sslmode=require`.
+    pub url: ConnUrl,
+    /// Password, when it is not in `url` (usually `${REDSHIFT_PASSWORD}`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Target table, optionally schema-qualified (`public.clicks`).
+    pub table: String,
+    /// Column list for COPY; all columns in table order when empty.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// COPY options appended verbatim after the loader's own clauses (`JSON 'auto' GZIP`).
+    #[serde(default)]
+    pub copy_options: String,
+    /// IAM role ARN for `IAM_ROLE` authorization.
+    #[serde(default)]
+    pub iam_role: Option<String>,
+    /// A `CREDENTIALS` string (`aws_access_key_id=...;aws_secret_access_key=...`).
+    #[serde(default)]
+    pub credentials: Option<Secret>,
+    /// Access key id for `ACCESS_KEY_ID` authorization (with `secret_access_key`).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key for `SECRET_ACCESS_KEY` authorization.
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// `REGION` of the bucket, when it differs from the cluster's.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Manifests go under this prefix in the source bucket.
+    #[serde(default = "default_manifest_prefix")]
+    pub manifest_prefix: String,
+    /// Schema of the marker table `stageload_commits`.
+    #[serde(default = "default_commit_schema")]
+    pub commit_schema: String,
+    /// Seconds to wait for a connection.
+    #[serde(default = "default_connect_timeout_s")]
+    pub connect_timeout_s: u64,
+}
+
+fn default_manifest_prefix() -> String {
+    "manifests/".into()
+}
+fn default_commit_schema() -> String {
+    "public".into()
+}
+fn default_connect_timeout_s() -> u64 {
+    10
+}
+
+/// How Elasticsearch index names rotate (Firehose's `IndexRotationPeriod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexRotation {
+    /// `index` as written.
+    #[default]
+    None,
+    /// `index-YYYY-MM-DD-HH`.
+    Hour,
+    /// `index-YYYY-MM-DD`.
+    Day,
+    /// `index-YYYY-wWW` (ISO-8601 week and week-year).
+    Week,
+    /// `index-YYYY-MM`.
+    Month,
+}
+
+/// How documents get their `_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentId {
+    /// A stable hash of bucket, key, etag and record ordinal: retries overwrite, never duplicate.
+    #[default]
+    Deterministic,
+    /// The server assigns ids (duplicates possible on retry).
+    Auto,
+    /// The value at `id_field` (a JSON pointer) in the record.
+    Field,
+}
+
+/// Request body compression for HTTP destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpCompression {
+    /// Plain bodies.
+    #[default]
+    None,
+    /// `Content-Encoding: gzip`.
+    Gzip,
+}
+
+/// `type = "elasticsearch"` (also OpenSearch).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Cluster endpoints, tried in turn (`https://es:9200`).
+    pub endpoints: Vec<String>,
+    /// Index name (before rotation).
+    pub index: String,
+    /// Index rotation period, computed in UTC.
+    #[serde(default)]
+    pub index_rotation: IndexRotation,
+    /// How documents get their `_id`.
+    #[serde(default)]
+    pub document_id: DocumentId,
+    /// JSON pointer of the id field when `document_id = "field"` (`/event_id`).
+    #[serde(default)]
+    pub id_field: Option<String>,
+    /// JSON pointer of a timestamp field that picks the rotated index; arrival time otherwise.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// Ingest pipeline to run on the server.
+    #[serde(default)]
+    pub ingest_pipeline: Option<String>,
+    /// Largest `_bulk` body in bytes.
+    #[serde(default = "default_bulk_max_bytes")]
+    pub bulk_max_bytes: usize,
+    /// Most documents in one `_bulk` request.
+    #[serde(default = "default_bulk_max_docs")]
+    pub bulk_max_docs: usize,
+    /// Bulk requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Basic auth user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic auth password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// API key (`Authorization: ApiKey ...`), the base64 form.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// PEM file of CA certificates to trust in addition to the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification (never in production).
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    /// Request body compression.
+    #[serde(default)]
+    pub compression: HttpCompression,
+    /// Seconds before a request times out.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: u64,
+}
+
+fn default_bulk_max_bytes() -> usize {
+    5 * 1024 * 1024
+}
+fn default_bulk_max_docs() -> usize {
+    10_000
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_request_timeout_s() -> u64 {
+    60
+}
+
+/// Which HEC endpoint receives events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HecEndpoint {
+    /// `/services/collector/event`: each record in the JSON envelope.
+    #[default]
+    Event,
+    /// `/services/collector/raw`: records joined by newlines, metadata in the query string.
+    Raw,
+}
+
+/// `type = "splunk"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplunkConfig {
+    /// HEC base URL (`https://hec.example.com:8088`).
+    pub url: String,
+    /// HEC token, sent as `Authorization: Splunk <token>`.
+    pub token: Secret,
+    /// `event` or `raw`.
+    #[serde(default)]
+    pub endpoint: HecEndpoint,
+    /// Target index; the token's default when absent.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Sourcetype for every event.
+    #[serde(default)]
+    pub sourcetype: Option<String>,
+    /// Source for every event; the object's `s3://` URL when absent.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Host for every event.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// JSON pointer of the event time (seconds, milliseconds or RFC 3339); arrival time otherwise.
+    #[serde(default)]
+    pub time_field: Option<String>,
+    /// Indexed fields added to every event (`fields` in the envelope).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Wait for indexer acknowledgement of every request.
+    #[serde(default = "default_true")]
+    pub ack: bool,
+    /// Seconds to wait for an ack before sending the request again.
+    #[serde(default = "default_ack_timeout_s")]
+    pub ack_timeout_s: u64,
+    /// Seconds between ack polls.
+    #[serde(default = "default_ack_poll_interval_s")]
+    pub ack_poll_interval_s: f64,
+    /// Largest request body in bytes.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Request body compression.
+    #[serde(default)]
+    pub compression: HttpCompression,
+    /// PEM file of CA certificates to trust in addition to the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification (never in production).
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    /// Seconds before a request times out.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_ack_timeout_s() -> u64 {
+    180
+}
+fn default_ack_poll_interval_s() -> f64 {
+    1.0
+}
+fn default_max_request_bytes() -> usize {
+    1024 * 1024
+}
+
+/// Checks a destination's fields; returns the field (relative to `destination`) and the problem.
+pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
+    let err = |f: &str, m: String| Err((f.to_string(), m));
+    match d {
+        DestinationConfig::File(f) => {
+            if f.directory.as_os_str().is_empty() {
+                return err("directory", "must not be empty".into());
+            }
+        }
+        DestinationConfig::Redshift(r) => {
+            if r.table.trim().is_empty() {
+                return err("table", "must not be empty".into());
+            }
+            if !r.url.expose().starts_with("postgres://")
+                && !r.url.expose().starts_with("postgresql://")
+            {
+                return err(
+                    "url",
+                    "must be a postgres://user@host:port/database URL".into(),
+                );
+            }
+            if let Some(pos) = statement_terminator(&r.copy_options) {
+                return err(
+                    "copy_options",
+                    format!("contains a ';' outside quotes at byte {pos}, which would end the COPY statement early"),
+                );
+            }
+            let auths = [
+                r.iam_role.is_some(),
+                r.credentials.is_some(),
+                r.access_key_id.is_some() || r.secret_access_key.is_some(),
+            ];
+            if auths.iter().filter(|a| **a).count() != 1 {
+                return err(
+                    "iam_role",
+                    "set exactly one of iam_role, credentials, or access_key_id with secret_access_key".into(),
+                );
+            }
+            if r.access_key_id.is_some() != r.secret_access_key.is_some() {
+                return err(
+                    "secret_access_key",
+                    "access_key_id and secret_access_key go together".into(),
+                );
+            }
+        }
+        DestinationConfig::Elasticsearch(e) => {
+            if e.endpoints.is_empty() {
+                return err("endpoints", "needs at least one URL".into());
+            }
+            if let Some(bad) = e
+                .endpoints
+                .iter()
+                .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+            {
+                return err(
+                    "endpoints",
+                    format!("{:?} is not an http(s) URL", super::secret::redact_url(bad)),
+                );
+            }
+            if e.index.is_empty() || e.index != e.index.to_lowercase() {
+                return err("index", "must be a non-empty lowercase index name".into());
+            }
+            if e.document_id == DocumentId::Field && e.id_field.is_none() {
+                return err(
+                    "id_field",
+                    "is required when document_id = \"field\"".into(),
+                );
+            }
+            if !(1024..=100 << 20).contains(&e.bulk_max_bytes) {
+                return err("bulk_max_bytes", "must be 1024 to 104857600".into());
+            }
+            if !(1..=100_000).contains(&e.bulk_max_docs) {
+                return err("bulk_max_docs", "must be 1 to 100000".into());
+            }
+            if !(1..=64).contains(&e.concurrency) {
+                return err("concurrency", "must be 1 to 64".into());
+            }
+            if e.password.is_some() && e.username.is_none() {
+                return err("username", "is required with password".into());
+            }
+        }
+        DestinationConfig::Splunk(s) => {
+            if !s.url.starts_with("http://") && !s.url.starts_with("https://") {
+                return err("url", "must be an http(s) URL".into());
+            }
+            if s.token.expose().is_empty() {
+                return err("token", "must not be empty".into());
+            }
+            if !(1..=3600).contains(&s.ack_timeout_s) {
+                return err("ack_timeout_s", "must be 1 to 3600".into());
+            }
+            if !(0.01..=60.0).contains(&s.ack_poll_interval_s) {
+                return err("ack_poll_interval_s", "must be 0.01 to 60".into());
+            }
+            if !(1024..=100 << 20).contains(&s.max_request_bytes) {
+                return err("max_request_bytes", "must be 1024 to 104857600".into());
+            }
+            if !(1..=64).contains(&s.concurrency) {
+                return err("concurrency", "must be 1 to 64".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The byte offset of a `;` outside single or double quotes, if any.
+pub fn statement_terminator(sql: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => {
+                // A doubled quote inside a literal is an escaped quote, not the end.
+                if chars.peek().map(|(_, n)| *n) == Some(q) {
+                    chars.next();
+                } else {
+                    quote = None;
+                }
+            }
+            (Some('\''), '\\') => {
+                chars.next();
+            }
+            (None, ';') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}

@@ -1,0 +1,567 @@
+//! The configuration file: raw TOML to a validated [`Config`].
+//!
+//! Loading goes in three steps so every refusal names its field: the text is parsed as TOML,
+//! `${VAR}` and `${VAR:-default}` are expanded inside string values (never in the TOML syntax
+//! itself, so a value cannot inject keys), then the tree is deserialized with its path tracked,
+//! and [`Config::validate`] checks ranges and cross-field rules.
+
+pub mod destination;
+pub mod secret;
+
+pub use destination::*;
+pub use secret::{ConnUrl, Secret};
+
+use crate::source::decode::Compression;
+use crate::source::framing::Framing;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a configuration was refused. Each message names the file, pipeline and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A field is missing, unknown, of the wrong type, or out of range.
+    #[error("config {path}: {field}: {message}")]
+    Field {
+        /// The file.
+        path: String,
+        /// Where: `pipeline "clickstream".buffer.size_mib`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The control database.
+    pub control: ControlConfig,
+    /// S3 access shared by every pipeline.
+    #[serde(default)]
+    pub s3: S3Config,
+    /// The admin HTTP port.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Process-wide tuning.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// The pipelines, each one source prefix to one destination.
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// `[control]`: the PostgreSQL control database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// `postgres://user:password@host:port/database`.
+    pub database_url: ConnUrl,
+    /// Connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+
+/// `[s3]`: S3 access; credentials default to the AWS chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// AWS region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:8014`); AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Access key id; the AWS credential chain when absent.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// Session token for temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            region: default_region(),
+            endpoint: None,
+            force_path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+        }
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// `[admin]`: `/healthz`, `/readyz`, `/metrics` and the status page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address; an empty string turns the admin port off.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+/// `[daemon]`: process-wide timings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Seconds a worker holds a batch before another may take it over; renewed every third of it.
+    #[serde(default = "default_lease_s")]
+    pub lease_s: u64,
+    /// Seconds in-flight deliveries get to finish after SIGTERM.
+    #[serde(default = "default_grace_s")]
+    pub shutdown_grace_s: u64,
+    /// A name for this process in batch leases; host name and pid when absent.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// First wait before a retry, in milliseconds; doubles with jitter after each failure.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Longest wait between retries, in seconds.
+    #[serde(default = "default_backoff_max_s")]
+    pub backoff_max_s: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            lease_s: default_lease_s(),
+            shutdown_grace_s: default_grace_s(),
+            worker_id: None,
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_s: default_backoff_max_s(),
+        }
+    }
+}
+
+fn default_lease_s() -> u64 {
+    120
+}
+fn default_grace_s() -> u64 {
+    60
+}
+fn default_backoff_initial_ms() -> u64 {
+    1000
+}
+fn default_backoff_max_s() -> u64 {
+    60
+}
+
+/// One `[[pipeline]]`: a source prefix delivered to one destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name (letters, digits, `-`, `_`); appears in logs, metrics and `load_errors`.
+    pub name: String,
+    /// Seconds a batch may be retried, counted from its first attempt (0 to 7200).
+    #[serde(default)]
+    pub retry_duration_s: Option<u64>,
+    /// Error artifacts go under this prefix; `stageload-errors/<name>/` when absent.
+    #[serde(default)]
+    pub error_prefix: Option<String>,
+    /// Bucket for error artifacts; the source bucket when absent.
+    #[serde(default)]
+    pub error_bucket: Option<String>,
+    /// Batches delivered at once for this pipeline.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Where objects are staged.
+    pub source: SourceConfig,
+    /// When pending objects become a batch.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// Where batches go.
+    pub destination: DestinationConfig,
+}
+
+fn default_workers() -> usize {
+    1
+}
+
+impl PipelineConfig {
+    /// The retry budget: the configured duration or the destination's default.
+    pub fn retry_duration(&self) -> Duration {
+        Duration::from_secs(
+            self.retry_duration_s
+                .unwrap_or_else(|| self.destination.default_retry_duration_s()),
+        )
+    }
+
+    /// The prefix for error artifacts, always ending in `/`.
+    pub fn error_prefix(&self) -> String {
+        let p = self
+            .error_prefix
+            .clone()
+            .unwrap_or_else(|| format!("stageload-errors/{}/", self.name));
+        if p.is_empty() || p.ends_with('/') {
+            p
+        } else {
+            format!("{p}/")
+        }
+    }
+
+    /// The bucket for error artifacts.
+    pub fn error_bucket(&self) -> &str {
+        self.error_bucket.as_deref().unwrap_or(&self.source.bucket)
+    }
+}
+
+/// `[pipeline.source]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix watched (`firehose/clickstream/`).
+    #[serde(default)]
+    pub prefix: String,
+    /// `auto`, `gzip`, `zstd`, `snappy`, `zip` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// `json_lines`, `json_concat` or `lines`.
+    #[serde(default)]
+    pub format: Framing,
+    /// Seconds between listings of the prefix.
+    #[serde(default = "default_poll_interval_s")]
+    pub poll_interval_s: u64,
+    /// Seconds of time partitions re-listed to catch late writes into older partitions.
+    #[serde(default = "default_lookback_s")]
+    pub lookback_s: u64,
+    /// Records larger than this are rejected with code 9104.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+fn default_poll_interval_s() -> u64 {
+    10
+}
+fn default_lookback_s() -> u64 {
+    3600
+}
+fn default_max_record_bytes() -> usize {
+    1024 * 1024
+}
+
+/// `[pipeline.buffer]`: Firehose's buffering hints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Seal when pending bytes reach this many MiB (1 to 1024).
+    #[serde(default = "default_size_mib")]
+    pub size_mib: u64,
+    /// ... or when the oldest pending object has waited this many seconds (0 to 3600).
+    #[serde(default = "default_interval_s")]
+    pub interval_s: u64,
+    /// Most objects in one batch (1 to 100000).
+    #[serde(default = "default_max_objects")]
+    pub max_objects: u32,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            size_mib: default_size_mib(),
+            interval_s: default_interval_s(),
+            max_objects: default_max_objects(),
+        }
+    }
+}
+
+impl BufferConfig {
+    /// The size threshold in bytes.
+    pub fn size_bytes(&self) -> i64 {
+        (self.size_mib * 1024 * 1024) as i64
+    }
+}
+
+fn default_size_mib() -> u64 {
+    5
+}
+fn default_interval_s() -> u64 {
+    300
+}
+fn default_max_objects() -> u32 {
+    1000
+}
+
+impl Config {
+    /// Reads, expands and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses config text; `env` looks up variables for `${VAR}` expansion.
+    pub fn parse(
+        text: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.into(),
+                message: e.to_string().trim().to_string(),
+            })?;
+        let names = pipeline_names(&value);
+        let field_err = |field: String, message: String| ConfigError::Field {
+            path: path.into(),
+            field: name_pipelines(&field, &names),
+            message,
+        };
+        expand_tree(&mut value, "", env).map_err(|(f, m)| field_err(f, m))?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            field_err(field, e.into_inner().to_string())
+        })?;
+        config.validate().map_err(|(f, m)| field_err(f, m))?;
+        Ok(config)
+    }
+
+    /// Range and cross-field checks; returns the field path and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let mut seen = HashSet::new();
+        if self.control.pool_size == 0 || self.control.pool_size > 256 {
+            return Err(("control.pool_size".into(), "must be 1 to 256".into()));
+        }
+        if self.daemon.lease_s < 3 || self.daemon.lease_s > 3600 {
+            return Err(("daemon.lease_s".into(), "must be 3 to 3600".into()));
+        }
+        if !(1..=600_000).contains(&self.daemon.backoff_initial_ms) {
+            return Err((
+                "daemon.backoff_initial_ms".into(),
+                "must be 1 to 600000".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.daemon.backoff_max_s) {
+            return Err(("daemon.backoff_max_s".into(), "must be 1 to 3600".into()));
+        }
+        if !self.admin.listen.is_empty()
+            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err((
+                "admin.listen".into(),
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.admin.listen
+                ),
+            ));
+        }
+        for (i, p) in self.pipelines.iter().enumerate() {
+            let at = |f: &str| format!("pipeline[{i}].{f}");
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err((
+                    at("name"),
+                    "must be letters, digits, '-' or '_' and not empty".into(),
+                ));
+            }
+            if !seen.insert(p.name.clone()) {
+                return Err((at("name"), format!("duplicate pipeline name {:?}", p.name)));
+            }
+            if let Some(r) = p.retry_duration_s {
+                if r > 7200 {
+                    return Err((
+                        at("retry_duration_s"),
+                        format!("{r} is out of range 0..=7200"),
+                    ));
+                }
+            }
+            if p.workers == 0 || p.workers > 64 {
+                return Err((at("workers"), "must be 1 to 64".into()));
+            }
+            if p.source.bucket.is_empty() {
+                return Err((at("source.bucket"), "must not be empty".into()));
+            }
+            if p.source.poll_interval_s == 0 || p.source.poll_interval_s > 3600 {
+                return Err((at("source.poll_interval_s"), "must be 1 to 3600".into()));
+            }
+            if p.source.max_record_bytes < 1024 || p.source.max_record_bytes > 256 << 20 {
+                return Err((
+                    at("source.max_record_bytes"),
+                    "must be 1024 to 268435456".into(),
+                ));
+            }
+            let b = &p.buffer;
+            if !(1..=1024).contains(&b.size_mib) {
+                return Err((
+                    at("buffer.size_mib"),
+                    format!("{} is out of range 1..=1024", b.size_mib),
+                ));
+            }
+            if b.interval_s > 3600 {
+                return Err((
+                    at("buffer.interval_s"),
+                    format!("{} is out of range 0..=3600", b.interval_s),
+                ));
+            }
+            if !(1..=100_000).contains(&b.max_objects) {
+                return Err((
+                    at("buffer.max_objects"),
+                    format!("{} is out of range 1..=100000", b.max_objects),
+                ));
+            }
+            destination::validate(&p.destination)
+                .map_err(|(f, m)| (at(&format!("destination.{f}")), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Pipeline names by position, read from the raw tree so even a pipeline that fails to
+/// deserialize is named in the error.
+fn pipeline_names(value: &toml::Value) -> Vec<Option<String>> {
+    value
+        .get("pipeline")
+        .and_then(|p| p.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rewrites `pipeline[1].buffer` as `pipeline "clicks".buffer`.
+fn name_pipelines(field: &str, names: &[Option<String>]) -> String {
+    let Some(rest) = field.strip_prefix("pipeline[") else {
+        return field.to_string();
+    };
+    let Some(close) = rest.find(']') else {
+        return field.to_string();
+    };
+    match rest[..close]
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| names.get(i))
+    {
+        Some(Some(name)) => format!("pipeline {:?}{}", name, &rest[close + 1..]),
+        _ => field.to_string(),
+    }
+}
+
+fn expand_tree(
+    value: &mut toml::Value,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) => {
+            *s = expand(s, env).map_err(|m| (at.to_string(), m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                expand_tree(v, &format!("{at}[{i}]"), env)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                expand_tree(v, &path, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Expands `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. An unset variable with no
+/// default is an error naming it (an empty password is rarely what anyone meant).
+pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            let inner = &body[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("bad variable name {name:?}"));
+            }
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

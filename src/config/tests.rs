@@ -1,0 +1,152 @@
+//! Parsing, expansion and refusal of configs.
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "PW" => Some("s3cret".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// Every variable set, ports to a port.
+fn any_env(name: &str) -> Option<String> {
+    Some(if name.ends_with("PORT") {
+        "9464".into()
+    } else {
+        "x".into()
+    })
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml", &env)
+}
+
+const BASE: &str = r#"
+[control]
+database_url = "postgres://u:${PW}@h/db"
+[[pipeline]]
+name = "clicks"
+[pipeline.source]
+bucket = "stage"
+[pipeline.destination]
+type = "file"
+directory = "/tmp/out"
+"#;
+
+fn refusal(text: &str) -> String {
+    parse(text)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+#[test]
+fn example_config_parses() {
+    let text = include_str!("../../config/stageload.example.toml");
+    let c = Config::parse(text, "example", &any_env).expect("example config must parse");
+    assert_eq!(c.pipelines.len(), 4);
+    assert_eq!(c.pipelines[0].retry_duration(), Duration::from_secs(3600));
+    assert_eq!(c.pipelines[1].retry_duration(), Duration::from_secs(300));
+    assert_eq!(c.pipelines[1].destination.kind(), "elasticsearch");
+}
+
+#[test]
+fn demo_and_local_configs_parse() {
+    for text in [include_str!("../../config/demo.toml")] {
+        Config::parse(text, "demo", &any_env).expect("demo config must parse");
+    }
+}
+
+#[test]
+fn expands_variables_and_redacts_secrets() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.control.database_url.expose(), "postgres://u:s3cret@h/db");
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("s3cret"),
+        "secret leaked into Debug: {debug}"
+    );
+}
+
+#[test]
+fn expansion_rules() {
+    assert_eq!(expand("a${PW}b", &env).unwrap(), "as3cretb");
+    assert_eq!(expand("${NOPE:-dflt}", &env).unwrap(), "dflt");
+    assert_eq!(expand("${EMPTY:-dflt}", &env).unwrap(), "dflt");
+    assert_eq!(expand("$$HOME $5", &env).unwrap(), "$HOME $5");
+    assert!(expand("${NOPE}", &env).unwrap_err().contains("NOPE"));
+    assert!(expand("${PW", &env).is_err());
+}
+
+#[test]
+fn unset_variable_names_the_field() {
+    let msg = refusal(&BASE.replace("${PW}", "${MISSING_PW}"));
+    assert!(
+        msg.contains("control.database_url") && msg.contains("MISSING_PW"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_key_names_pipeline_and_field() {
+    let msg = refusal(&BASE.replace("bucket = \"stage\"", "bucket = \"stage\"\nbukket = 1"));
+    assert!(
+        msg.contains("pipeline \"clicks\".source") && msg.contains("bukket"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn out_of_range_values_are_refused() {
+    let msg = refusal(&format!("{BASE}\n[pipeline.buffer]\nsize_mib = 0\n"));
+    // The buffer table after destination belongs to the same pipeline.
+    assert!(msg.contains("pipeline \"clicks\".buffer.size_mib"), "{msg}");
+    let msg = refusal(&BASE.replace(
+        "name = \"clicks\"",
+        "name = \"clicks\"\nretry_duration_s = 9000",
+    ));
+    assert!(
+        msg.contains("retry_duration_s") && msg.contains("7200"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn duplicate_pipeline_names_are_refused() {
+    let second = BASE.split("[[pipeline]]").nth(1).unwrap();
+    let msg = refusal(&format!("{BASE}\n[[pipeline]]{second}"));
+    assert!(msg.contains("duplicate pipeline name \"clicks\""), "{msg}");
+}
+
+#[test]
+fn wrong_type_and_unknown_destination() {
+    let msg = refusal(&BASE.replace("bucket = \"stage\"", "bucket = 5"));
+    assert!(msg.contains("pipeline \"clicks\".source.bucket"), "{msg}");
+    let msg = refusal(&BASE.replace("type = \"file\"", "type = \"kafka\""));
+    assert!(
+        msg.contains("pipeline \"clicks\".destination") && msg.contains("kafka"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn copy_options_with_a_terminator_are_refused() {
+    let text = BASE.replace(
+        "type = \"file\"\ndirectory = \"/tmp/out\"",
+        "type = \"redshift\"\nurl = \"postgres://l@c:5439/dev\"\ntable = \"t\"\niam_role = \"arn:x\"\ncopy_options = \"JSON 'auto'; DROP TABLE t\"",
+    );
+    let msg = refusal(&text);
+    assert!(
+        msg.contains("pipeline \"clicks\".destination.copy_options"),
+        "{msg}"
+    );
+    assert_eq!(statement_terminator("DELIMITER ';' JSON 'a''b;'"), None);
+    assert_eq!(statement_terminator("GZIP; x"), Some(4));
+}
+
+#[test]
+fn syntax_errors_carry_a_line() {
+    let msg = refusal("[control\n");
+    assert!(msg.contains("line 1"), "{msg}");
+}

@@ -1,0 +1,89 @@
+//! The ledger of staged objects and the discovery cursor.
+
+use super::{q, Control, ControlError};
+use chrono::{DateTime, Utc};
+
+/// An object seen in a listing, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    /// Key.
+    pub key: String,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// LastModified.
+    pub last_modified: Option<DateTime<Utc>>,
+    /// Arrival time (time partition of the key, else LastModified).
+    pub arrival_time: DateTime<Utc>,
+}
+
+impl Control {
+    /// Records listed objects; ones already known (same pipeline, bucket, key and etag) are
+    /// ignored. Returns how many were new.
+    pub async fn record_objects(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        objects: &[ListedObject],
+    ) -> Result<u64, ControlError> {
+        if objects.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+        let etags: Vec<&str> = objects.iter().map(|o| o.etag.as_str()).collect();
+        let sizes: Vec<i64> = objects.iter().map(|o| o.size).collect();
+        let modified: Vec<Option<DateTime<Utc>>> =
+            objects.iter().map(|o| o.last_modified).collect();
+        let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
+             SELECT $1, $2, k, e, s, m, a
+             FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+                  AS t(k, e, s, m, a)
+             ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
+            &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+        )
+        .await
+        .map_err(q("record objects"))
+    }
+
+    /// The last key listed for a pipeline's prefix, if any.
+    pub async fn cursor(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Option<String>, ControlError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT last_key FROM discovery_cursors WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
+                &[&pipeline, &bucket, &prefix],
+            )
+            .await
+            .map_err(q("read discovery cursor"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Moves the cursor forward (never back).
+    pub async fn advance_cursor(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        prefix: &str,
+        last_key: &str,
+    ) -> Result<(), ControlError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO discovery_cursors (pipeline, bucket, prefix, last_key) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pipeline, bucket, prefix) DO UPDATE
+               SET last_key = GREATEST(discovery_cursors.last_key COLLATE \"C\", EXCLUDED.last_key COLLATE \"C\"), updated_at = now()",
+            &[&pipeline, &bucket, &prefix, &last_key],
+        )
+        .await
+        .map_err(q("advance discovery cursor"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! Writing `load_errors` rows. A row that repeats one already recorded for the same batch
+//! (same file, line, code and column, as after a retry or a takeover) is kept once.
+
+use super::{q, Control, ControlError};
+use crate::model::LoadError;
+use chrono::{DateTime, Utc};
+
+/// What every row of one batch's errors shares.
+#[derive(Debug, Clone)]
+pub struct ErrorContext<'a> {
+    /// Pipeline name.
+    pub pipeline: &'a str,
+    /// Destination type.
+    pub destination: &'a str,
+    /// Table, index or sourcetype, for rows that name none.
+    pub target: &'a str,
+    /// Batch id.
+    pub batch_id: i64,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// When the batch's first attempt started.
+    pub first_attempt_at: DateTime<Utc>,
+}
+
+impl Control {
+    /// Inserts error rows; returns how many were new.
+    pub async fn record_errors(
+        &self,
+        ctx: &ErrorContext<'_>,
+        rows: &[LoadError],
+    ) -> Result<u64, ControlError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let col = |f: fn(&LoadError) -> String| rows.iter().map(f).collect::<Vec<String>>();
+        let object_ids: Vec<Option<i64>> = rows.iter().map(|r| r.object_id).collect();
+        let lines: Vec<i64> = rows.iter().map(|r| r.line_number).collect();
+        let positions: Vec<i32> = rows.iter().map(|r| r.position).collect();
+        let codes: Vec<i32> = rows.iter().map(|r| r.err_code).collect();
+        let queries: Vec<i64> = rows.iter().map(|r| r.query).collect();
+        let partial: Vec<i32> = rows.iter().map(|r| r.is_partial).collect();
+        let offsets: Vec<i64> = rows.iter().map(|r| r.start_offset).collect();
+        let targets = col(|r| r.target.clone());
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO load_errors (pipeline, destination, target, batch_id, object_id, query, filename,
+                 line_number, colname, type, col_length, position, raw_line, raw_field_value, err_code,
+                 err_reason, is_partial, start_offset, attempts, first_attempt_at)
+             SELECT $1, $2, COALESCE(NULLIF(t.target, ''), $3), $4, t.object_id, t.query, t.filename,
+                 t.line_number, t.colname, t.type, t.col_length, t.position, t.raw_line, t.raw_field_value,
+                 t.err_code, t.err_reason, t.is_partial, t.start_offset, $5, $6
+             FROM unnest($7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
+                         $13::text[], $14::int[], $15::text[], $16::text[], $17::int[], $18::text[],
+                         $19::int[], $20::bigint[], $21::text[])
+                  AS t(object_id, query, filename, line_number, colname, type, col_length, position,
+                       raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset, target)
+             ON CONFLICT (batch_id, filename, line_number, err_code, colname) DO NOTHING",
+            &[
+                &ctx.pipeline,
+                &ctx.destination,
+                &ctx.target,
+                &ctx.batch_id,
+                &ctx.attempts,
+                &ctx.first_attempt_at,
+                &object_ids,
+                &queries,
+                &col(|r| r.filename.clone()),
+                &lines,
+                &col(|r| r.colname.clone()),
+                &col(|r| r.type_.clone()),
+                &col(|r| r.col_length.clone()),
+                &positions,
+                &col(|r| r.raw_line.clone()),
+                &col(|r| r.raw_field_value.clone()),
+                &codes,
+                &col(|r| r.err_reason.clone()),
+                &partial,
+                &offsets,
+                &targets,
+            ],
+        )
+        .await
+        .map_err(q("record load errors"))
+    }
+}

@@ -1,0 +1,179 @@
+//! `type = "file"`: each batch's records as one NDJSON file, `<batch id>.ndjson`, written to a
+//! temporary name and renamed, so a file is either whole or absent and a retried batch
+//! replaces it rather than adding to it. For local runs, dry runs and tests.
+
+use super::{Attempt, Destination, FailureKind, Outcome};
+use crate::config::{FileConfig, PipelineConfig, SourceConfig};
+use crate::model::ClaimedBatch;
+use crate::source::framing::Framing;
+use crate::source::reader::ReaderItem;
+use crate::source::records::{self, OpenFailure, ReadFailure};
+use crate::source::s3::S3;
+use async_trait::async_trait;
+use std::io;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Writes batches as NDJSON files.
+pub struct FileDestination {
+    directory: PathBuf,
+    source: SourceConfig,
+    s3: S3,
+}
+
+impl FileDestination {
+    /// A file destination for a pipeline.
+    pub fn new(pipeline: &PipelineConfig, config: &FileConfig, s3: S3) -> Self {
+        FileDestination {
+            directory: config.directory.clone(),
+            source: pipeline.source.clone(),
+            s3,
+        }
+    }
+
+    /// Where a batch's file goes.
+    pub fn path_of(&self, batch: i64) -> PathBuf {
+        self.directory.join(format!("{batch}.ndjson"))
+    }
+}
+
+/// Appends one record as one NDJSON line: JSON records as they are (compacted when a
+/// concatenated-JSON value spans lines), text lines as JSON strings.
+fn push_record(out: &mut Vec<u8>, framing: Framing, bytes: &[u8]) {
+    match framing {
+        Framing::Lines => {
+            let text = String::from_utf8_lossy(bytes);
+            serde_json::to_writer(&mut *out, &text).expect("string serializes");
+        }
+        _ if bytes.contains(&b'\n') => {
+            let value: serde_json::Value =
+                serde_json::from_slice(bytes).expect("framing validated the record");
+            serde_json::to_writer(&mut *out, &value).expect("value serializes");
+        }
+        _ => out.extend_from_slice(bytes),
+    }
+    out.push(b'\n');
+}
+
+fn io_kind(e: &io::Error) -> FailureKind {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied
+        | io::ErrorKind::NotADirectory
+        | io::ErrorKind::ReadOnlyFilesystem => FailureKind::Permanent,
+        _ => FailureKind::Transient,
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+#[async_trait]
+impl Destination for FileDestination {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn target(&self) -> String {
+        self.directory.display().to_string()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        tokio::fs::create_dir_all(&self.directory)
+            .await
+            .map_err(|e| format!("directory {}: {e}", self.directory.display()))
+    }
+
+    async fn deliver(&self, batch: &ClaimedBatch, _resume: Option<super::Resume>) -> Attempt {
+        let dir = &self.directory;
+        let fail = |e: io::Error, what: &str| {
+            Attempt::failed(io_kind(&e), format!("{what} {}: {e}", dir.display()))
+        };
+        if let Err(e) = tokio::fs::create_dir_all(dir).await {
+            return fail(e, "create directory");
+        }
+        let tmp = dir.join(format!(".{}.ndjson.tmp", batch.id));
+        let mut file = match tokio::fs::File::create(&tmp).await {
+            Ok(f) => f,
+            Err(e) => return fail(e, "create file in"),
+        };
+        let mut report = Attempt::delivered(0);
+        let mut out = Vec::with_capacity(records::BLOCK_BYTES + 4096);
+        for object in &batch.objects {
+            let mut stream = match records::open(&self.s3, object, &self.source).await {
+                Ok(s) => s,
+                Err(OpenFailure::Missing(row)) => {
+                    report.rejected.push(row);
+                    report.skipped_objects.push(object.id);
+                    continue;
+                }
+                Err(OpenFailure::Transient(e)) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Attempt::failed(FailureKind::Transient, e.to_string());
+                }
+            };
+            while let Some(item) = stream.next().await {
+                match item {
+                    ReaderItem::Block(block) => {
+                        out.clear();
+                        for (_, bytes) in block.iter() {
+                            push_record(&mut out, self.source.format, bytes);
+                        }
+                        report.delivered += block.records.len() as u64;
+                        report.rejected.extend(
+                            block
+                                .errors
+                                .iter()
+                                .map(|e| records::record_error_row(object, e)),
+                        );
+                        stream.recycle(block);
+                        if let Err(e) = file.write_all(&out).await {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            return fail(e, "write to");
+                        }
+                    }
+                    ReaderItem::End(Ok(_)) => {}
+                    ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
+                        ReadFailure::Corrupt(row) => {
+                            report.rejected.push(row);
+                            report.skipped_objects.push(object.id);
+                        }
+                        ReadFailure::Transient(msg) => {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            return Attempt::failed(FailureKind::Transient, msg);
+                        }
+                    },
+                }
+            }
+        }
+        let finish = async {
+            file.flush().await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&tmp, self.path_of(batch.id)).await?;
+            sync_dir(dir).await
+        };
+        if let Err(e) = finish.await {
+            return fail(e, "finish file in");
+        }
+        report.outcome = Outcome::Delivered;
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_become_one_line_each() {
+        let mut out = Vec::new();
+        push_record(&mut out, Framing::JsonLines, br#"{"a":1}"#);
+        push_record(&mut out, Framing::JsonConcat, b"{\n  \"b\": [1,\n 2]\n}");
+        push_record(&mut out, Framing::Lines, b"plain \"text\"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"a\":1}\n{\"b\":[1,2]}\n\"plain \\\"text\\\"\"\n"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Plain types shared by the control database, the dispatcher and the destinations.
+
+use chrono::{DateTime, Utc};
+
+/// One staged object as the ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedObject {
+    /// Ledger id.
+    pub id: i64,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Size in bytes as stored (compressed).
+    pub size: i64,
+    /// Arrival time: from the key's time partition, else LastModified.
+    pub arrival_time: DateTime<Utc>,
+}
+
+impl StagedObject {
+    /// `s3://bucket/key`, the form Redshift's `filename` column uses.
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// A batch claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct ClaimedBatch {
+    /// Batch id.
+    pub id: i64,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Attempts made before this claim.
+    pub attempts: i32,
+    /// When the first attempt started (set at the first claim and kept across takeovers).
+    pub first_attempt_at: DateTime<Utc>,
+    /// True when the batch was taken over from a worker whose lease expired: the destination
+    /// must check whether the earlier attempt already committed.
+    pub taken_over: bool,
+    /// The objects still to deliver (state `batched`).
+    pub objects: Vec<StagedObject>,
+}
+
+/// One row for `load_errors`, with the `STL_LOAD_ERRORS` columns a destination can fill.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadError {
+    /// The object the error is about, when known.
+    pub object_id: Option<i64>,
+    /// `s3://bucket/key` of the object.
+    pub filename: String,
+    /// Line of the record (last line of a multi-line JSON value); 0 when about the whole object.
+    pub line_number: i64,
+    /// Column or field.
+    pub colname: String,
+    /// Data type of the column.
+    pub type_: String,
+    /// Column length.
+    pub col_length: String,
+    /// Position of the error within the field.
+    pub position: i32,
+    /// The record, cut to 1024 bytes.
+    pub raw_line: String,
+    /// The field's raw value, cut to 1024 bytes.
+    pub raw_field_value: String,
+    /// Redshift load code, item/HTTP status, HEC code, or the loader's own 91xx.
+    pub err_code: i32,
+    /// Why.
+    pub err_reason: String,
+    /// Redshift's query id, for COPY errors.
+    pub query: i64,
+    /// Redshift's is_partial.
+    pub is_partial: i32,
+    /// Redshift's start_offset.
+    pub start_offset: i64,
+    /// Table, index or sourcetype; the destination's target when empty.
+    pub target: String,
+}
+
+/// Cuts bytes to at most 1024 bytes of text, as Redshift cuts `raw_line`; invalid UTF-8 and NUL
+/// (which PostgreSQL text cannot hold) become U+FFFD.
+pub fn cut_raw(bytes: &[u8]) -> String {
+    let mut end = bytes.len().min(1024);
+    // Never split a UTF-8 sequence.
+    while end < bytes.len() && end > 0 && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    String::from_utf8_lossy(&bytes[..end]).replace('\0', "\u{FFFD}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_lines_are_cut_at_a_char_boundary() {
+        let long = "é".repeat(1000);
+        let cut = cut_raw(long.as_bytes());
+        assert!(cut.len() <= 1024 && cut.chars().all(|c| c == 'é'));
+        assert_eq!(cut_raw(b"a\0b\xff"), "a\u{FFFD}b\u{FFFD}");
+    }
+}

@@ -1,0 +1,126 @@
+//! One pipeline at run time: discovery on its poll interval, sealing by the buffer rules, and
+//! its dispatch workers. Data flows one way: discovery never waits on delivery.
+
+pub mod artifacts;
+pub mod dispatch;
+pub mod retry;
+
+use crate::config::PipelineConfig;
+use crate::control::Control;
+use crate::destination::Destination;
+use crate::source::discover::Discoverer;
+use crate::source::s3::S3;
+use dispatch::{DispatchTimings, Dispatcher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// How often pending objects are checked against the buffer rules.
+const SEAL_TICK: Duration = Duration::from_millis(500);
+
+/// Everything one pipeline needs to run.
+pub struct PipelineRuntime {
+    /// The pipeline.
+    pub config: Arc<PipelineConfig>,
+    /// The control database.
+    pub control: Control,
+    /// S3.
+    pub s3: S3,
+    /// Its destination.
+    pub destination: Arc<dyn Destination>,
+    /// This process's name in leases.
+    pub worker: String,
+    /// Lease and backoff timings.
+    pub timings: DispatchTimings,
+}
+
+impl PipelineRuntime {
+    /// Keys under these prefixes are the loader's own output, never staged objects.
+    fn own_prefixes(&self) -> Vec<String> {
+        let mut own = vec![self.config.error_prefix()];
+        if let crate::config::DestinationConfig::Redshift(r) = &self.config.destination {
+            own.push(r.manifest_prefix.clone());
+        }
+        own.retain(|p| !p.is_empty());
+        own
+    }
+
+    /// Runs discovery, sealing and dispatch until `stop`; in-flight deliveries get until
+    /// `abort` to finish.
+    pub async fn run(self, stop: CancellationToken, abort: CancellationToken) {
+        let wake = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+        let name = self.config.name.clone();
+
+        let mut discoverer = Discoverer::new(
+            (*self.config).clone(),
+            self.s3.clone(),
+            self.control.clone(),
+            self.own_prefixes(),
+        );
+        let poll = Duration::from_secs(self.config.source.poll_interval_s);
+        let (stop_d, name_d) = (stop.clone(), name.clone());
+        let discovered = Arc::new(Notify::new());
+        let discovered_tx = discovered.clone();
+        tasks.spawn(async move {
+            while !stop_d.is_cancelled() {
+                match discoverer.run_once().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(pipeline = %name_d, objects = n, "discovered objects");
+                        discovered_tx.notify_one();
+                    }
+                    Err(e) => warn!(pipeline = %name_d, error = %e, "discovery failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stop_d.cancelled() => {}
+                }
+            }
+        });
+
+        let (control, config, stop_s, wake_s) = (
+            self.control.clone(),
+            self.config.clone(),
+            stop.clone(),
+            wake.clone(),
+        );
+        let kind = self.destination.kind();
+        tasks.spawn(async move {
+            while !stop_s.is_cancelled() {
+                match control.seal(&config.name, kind, &config.buffer).await {
+                    Ok(ids) if !ids.is_empty() => {
+                        debug!(pipeline = %config.name, batches = ids.len(), "sealed batches");
+                        for _ in &ids {
+                            wake_s.notify_one();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(pipeline = %config.name, error = %e, "sealing failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(SEAL_TICK) => {}
+                    _ = discovered.notified() => {}
+                    _ = stop_s.cancelled() => {}
+                }
+            }
+        });
+
+        for n in 0..self.config.workers {
+            let dispatcher = Arc::new(Dispatcher {
+                pipeline: self.config.clone(),
+                control: self.control.clone(),
+                s3: self.s3.clone(),
+                destination: self.destination.clone(),
+                worker: format!("{}/{}", self.worker, n),
+                timings: self.timings.clone(),
+            });
+            tasks.spawn(dispatcher.run(wake.clone(), stop.clone(), abort.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+        info!(pipeline = %name, "pipeline stopped");
+    }
+}

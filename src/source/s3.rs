@@ -1,0 +1,213 @@
+//! S3 access shared by every pipeline: listing, streaming reads, and writing artifacts.
+
+use crate::config::S3Config;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, Utc};
+
+/// An S3 failure, naming the bucket and key.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// The object does not exist (any more).
+    #[error("s3://{bucket}/{key}: no such object")]
+    NotFound {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// Any other failure of a request.
+    #[error("s3://{bucket}/{key}: {op} failed: {message}")]
+    Request {
+        /// `list`, `get` or `put`.
+        op: &'static str,
+        /// Bucket.
+        bucket: String,
+        /// Key or prefix.
+        key: String,
+        /// The SDK's message with its causes.
+        message: String,
+    },
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Key.
+    pub key: String,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// LastModified.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// An object opened for streaming.
+pub struct Opened {
+    /// The body, read as it arrives.
+    pub body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// `Content-Encoding`, when set.
+    pub content_encoding: Option<String>,
+    /// Content length.
+    pub size: i64,
+}
+
+/// A cheap-to-clone S3 client.
+#[derive(Clone, Debug)]
+pub struct S3 {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3 {
+    /// Builds a client from `[s3]`: static keys when given, the AWS chain otherwise.
+    pub async fn new(config: &S3Config) -> S3 {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()));
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            if !id.is_empty() && !secret.expose().is_empty() {
+                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    id.clone(),
+                    secret.expose().to_string(),
+                    config
+                        .session_token
+                        .as_ref()
+                        .map(|t| t.expose().to_string()),
+                    None,
+                    "stageload-config",
+                ));
+            }
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        builder = builder.force_path_style(config.force_path_style);
+        S3 {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+        }
+    }
+
+    /// The SDK client, for the rare caller that needs more.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// Lists keys under `prefix` after `start_after`, in key order, calling `page` per page.
+    /// `page` returns false to stop early.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        mut page: impl FnMut(Vec<Listed>) -> bool,
+    ) -> Result<(), S3Error> {
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(bucket).prefix(prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            } else if let Some(s) = start_after {
+                req = req.start_after(s);
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(|e| request_error("list", bucket, prefix, e))?;
+            let items = out
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    Some(Listed {
+                        key: o.key()?.to_string(),
+                        etag: o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                        size: o.size().unwrap_or(0),
+                        last_modified: o
+                            .last_modified()
+                            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                    })
+                })
+                .collect();
+            if !page(items) {
+                return Ok(());
+            }
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Opens an object for streaming. `etag` pins the version that was listed: an object
+    /// overwritten since is reported as missing rather than read in its new form.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<Opened, S3Error> {
+        let mut req = self.client.get_object().bucket(bucket).key(key);
+        if let Some(e) = etag.filter(|e| !e.is_empty()) {
+            req = req.if_match(format!("\"{e}\""));
+        }
+        let out = req.send().await.map_err(|e| {
+            let not_found = matches!(&e, SdkError::ServiceError(s) if s.err().is_no_such_key())
+                || matches!(&e, SdkError::ServiceError(s) if matches!(s.raw().status().as_u16(), 404 | 412));
+            if not_found {
+                S3Error::NotFound { bucket: bucket.into(), key: key.into() }
+            } else {
+                request_error("get", bucket, key, e)
+            }
+        })?;
+        Ok(Opened {
+            content_encoding: out.content_encoding().map(str::to_string),
+            size: out.content_length().unwrap_or(0),
+            body: Box::new(out.body.into_async_read()),
+        })
+    }
+
+    /// Writes an object.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), S3Error> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| request_error("put", bucket, key, e))?;
+        Ok(())
+    }
+
+    /// Checks the bucket is reachable with these credentials (for `/readyz` and startup).
+    pub async fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        self.client
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| request_error("head bucket", bucket, "", e))?;
+        Ok(())
+    }
+}
+
+fn request_error<E, R>(op: &'static str, bucket: &str, key: &str, e: SdkError<E, R>) -> S3Error
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    S3Error::Request {
+        op,
+        bucket: bucket.into(),
+        key: key.into(),
+        message: DisplayErrorContext(&e).to_string(),
+    }
+}
