@@ -4,7 +4,10 @@
 //! retries, writes `load_errors` and settles (DESIGN.md, "Retries"). Destinations never write
 //! the control database.
 
+pub mod elasticsearch;
 pub mod file;
+pub mod redshift;
+pub mod splunk;
 
 use crate::model::{ClaimedBatch, LoadError};
 use async_trait::async_trait;

@@ -1,0 +1,291 @@
+//! Shared harness for integration tests against the local stack (`scripts/stack.sh up`, which
+//! `make test` runs): per-test databases and buckets, staging objects, running the daemon
+//! binary, and waiting for what a user would check.
+#![allow(dead_code)]
+
+use aws_sdk_s3::primitives::ByteStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The local stack's addresses, from the environment `scripts/stack.sh` writes.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// Superuser URL of the `stageload` database.
+    pub pg_url: String,
+    /// `127.0.0.1:port` of PostgreSQL.
+    pub pg_host_port: String,
+    /// S3 endpoint.
+    pub s3_endpoint: String,
+    /// OpenSearch-compatible endpoint (may be empty).
+    pub opensearch_url: String,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests through `make test` (scripts/test.sh), which starts the local stack")
+    })
+}
+
+impl Stack {
+    /// Reads the stack's addresses; panics with instructions when the stack is not up.
+    pub fn get() -> Stack {
+        Stack {
+            pg_url: var("STAGELOAD_PG_URL"),
+            pg_host_port: format!("127.0.0.1:{}", var("STAGELOAD_PG_PORT")),
+            s3_endpoint: var("STAGELOAD_S3_ENDPOINT"),
+            opensearch_url: std::env::var("STAGELOAD_OPENSEARCH_URL").unwrap_or_default(),
+        }
+    }
+
+    /// A unique lowercase name for a test's database, bucket or pipeline.
+    pub fn unique(prefix: &str) -> String {
+        format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub async fn fresh_database(&self, prefix: &str) -> String {
+        let name = Stack::unique(prefix).replace('-', "_");
+        let (client, conn) = tokio_postgres::connect(&self.pg_url, NoTls).await.expect("connect to stack postgres");
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        format!("postgres://stageload:stageload@{}/{name}", self.pg_host_port)
+    }
+
+    /// An S3 client for the stack.
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new(var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.s3_endpoint)
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates a fresh bucket and returns its name.
+    pub async fn bucket(&self, prefix: &str) -> String {
+        let name = Stack::unique(prefix);
+        self.s3().await.create_bucket().bucket(&name).send().await.expect("create bucket");
+        name
+    }
+
+    /// The `[control]` and `[s3]` sections for a test config.
+    pub fn base_config(&self, database_url: &str) -> String {
+        format!(
+            r#"
+[control]
+database_url = "{database_url}"
+pool_size = 4
+[s3]
+region = "us-east-1"
+endpoint = "{}"
+force_path_style = true
+access_key_id = "${{AWS_ACCESS_KEY_ID}}"
+secret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"
+[admin]
+listen = ""
+[daemon]
+lease_s = 6
+shutdown_grace_s = 5
+backoff_initial_ms = 200
+backoff_max_s = 2
+"#,
+            self.s3_endpoint
+        )
+    }
+}
+
+/// Writes an object.
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.expect("put object");
+}
+
+/// Reads an object, if it exists.
+pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+}
+
+/// Every key under a prefix.
+pub async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = s3.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
+    out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+}
+
+/// Gzip of some bytes.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `n` JSON lines `{"id":"<tag>-<i>",...}` padded to about `line_bytes` each.
+pub fn json_lines(tag: &str, n: usize, line_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * (line_bytes + 1));
+    for i in 0..n {
+        let head = format!(r#"{{"id":"{tag}-{i}","user_id":{},"action":"click","ts":{},"pad":""#, i % 97, 1_764_300_000 + i);
+        out.extend_from_slice(head.as_bytes());
+        let pad = line_bytes.saturating_sub(head.len() + 2);
+        out.extend(std::iter::repeat_n(b'x', pad));
+        out.extend_from_slice(b"\"}\n");
+    }
+    out
+}
+
+/// A query against a database, returning the first column of each row as text.
+pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+        .simple_query(sql)
+        .await
+        .expect("query")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One number from a query (`SELECT count(*) ...`); 0 while the schema does not exist yet.
+pub async fn query_i64(url: &str, sql: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    match client.simple_query(sql).await {
+        Ok(msgs) => msgs
+            .into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Polls `check` until it returns Some or `timeout` passes (then panics with `what`).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A running `stageload run` process with its own config file and log.
+pub struct Daemon {
+    child: Option<Child>,
+    /// The config file.
+    pub config: PathBuf,
+    /// Its stderr log.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon binary with this config text.
+    pub fn start(config_text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("stageload.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let log = dir.path().join("daemon.log");
+        let mut d = Daemon { child: None, config, log, _dir: dir };
+        d.spawn();
+        d
+    }
+
+    /// Starts the process again with the same config (after a kill).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_stageload"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("STAGELOAD_LOG", "info,stageload=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start stageload");
+        self.child = Some(child);
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = c.kill();
+                panic!("daemon did not stop within 30s of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ({}) ----\n{}", self.log.display(), self.log_text());
+        }
+        self.kill9();
+    }
+}
+
+/// Every NDJSON line in every `*.ndjson` file of a directory.
+pub fn delivered_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return lines;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "ndjson") {
+            lines.extend(std::fs::read_to_string(&p).unwrap().lines().map(str::to_string));
+        }
+    }
+    lines
+}
