@@ -100,8 +100,8 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
         st.table,
         names.join(", ")
     );
-    s.to_backend(&wire::query(&copy)).await?;
-    let m = s.from_backend().await?;
+    s.send_backend(&wire::query(&copy)).await?;
+    let m = s.recv_backend().await?;
     if m.tag != b'G' {
         let err = (m.tag == b'E').then(|| wire::Fields::parse(&m.body));
         let out = s.finish(err).await?;
@@ -128,7 +128,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
         tracing::error!(error = %e, query, "could not write stl_load_errors");
     }
     if let Some(abort) = abort {
-        s.to_backend(&wire::copy_fail("redshift-emu: load aborted"))
+        s.send_backend(&wire::copy_fail("redshift-emu: load aborted"))
             .await?;
         let out = s.finish(None).await?;
         let (msg, d) = match abort {
@@ -157,7 +157,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
         }
         return s.relay_error(f, out.ready).await;
     }
-    s.to_backend(&wire::copy_done()).await?;
+    s.send_backend(&wire::copy_done()).await?;
     let out = s.finish(None).await?;
     if let Some(e) = out.error {
         return s.relay_error(e, out.ready).await;
@@ -191,7 +191,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
     // Redshift's CommandComplete tag for COPY carries no row count.
     msgs.push(wire::command_complete("COPY"));
     msgs.push(out.ready);
-    s.to_client(&msgs).await
+    s.send_client(&msgs).await
 }
 
 fn opts(st: &CopyStmt) -> ConvertOpts {
@@ -386,7 +386,7 @@ impl Load<'_> {
                     }
                 }
                 if self.buf.len() >= CHUNK {
-                    s.to_backend(&wire::copy_data(&self.buf)).await?;
+                    s.send_backend(&wire::copy_data(&self.buf)).await?;
                     self.buf.clear();
                 }
             }
@@ -412,7 +412,7 @@ impl Load<'_> {
             )));
         }
         if !self.buf.is_empty() {
-            s.to_backend(&wire::copy_data(&self.buf)).await?;
+            s.send_backend(&wire::copy_data(&self.buf)).await?;
             self.buf.clear();
         }
         Ok(None)

@@ -159,7 +159,7 @@ impl Session {
     }
 
     /// Sends messages to the client.
-    pub async fn to_client(&mut self, msgs: &[Message]) -> std::io::Result<()> {
+    pub async fn send_client(&mut self, msgs: &[Message]) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         for m in msgs {
             m.encode(&mut out);
@@ -168,7 +168,7 @@ impl Session {
     }
 
     /// Sends one message to the backend.
-    pub async fn to_backend(&mut self, m: &Message) -> std::io::Result<()> {
+    pub async fn send_backend(&mut self, m: &Message) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         m.encode(&mut out);
         self.backend_w.write_all(&out).await
@@ -176,7 +176,7 @@ impl Session {
 
     /// Next backend message; asynchronous ones (ParameterStatus, notifications) go on to the
     /// client, notices the emulator caused are dropped.
-    pub async fn from_backend(&mut self) -> std::io::Result<Message> {
+    pub async fn recv_backend(&mut self) -> std::io::Result<Message> {
         loop {
             let m = self
                 .backend_r
@@ -184,7 +184,7 @@ impl Session {
                 .await?
                 .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
             match m.tag {
-                b'S' | b'A' => self.to_client(&[m]).await?,
+                b'S' | b'A' => self.send_client(&[m]).await?,
                 b'N' => {}
                 _ => return Ok(m),
             }
@@ -195,12 +195,15 @@ impl Session {
     pub async fn finish(&mut self, mut error: Option<Fields>) -> std::io::Result<Outcome> {
         let mut rows = Vec::new();
         loop {
-            let m = self.from_backend().await?;
+            let m = self.recv_backend().await?;
             match m.tag {
                 b'D' => rows.push(wire::data_row(&m.body)),
                 b'E' => error = Some(Fields::parse(&m.body)),
                 // A COPY we started must not leave the backend in copy-in mode.
-                b'G' => self.to_backend(&wire::copy_fail("unexpected copy")).await?,
+                b'G' => {
+                    self.send_backend(&wire::copy_fail("unexpected copy"))
+                        .await?
+                }
                 b'Z' => {
                     return Ok(Outcome {
                         rows,
@@ -215,14 +218,14 @@ impl Session {
 
     /// Runs one simple query on the backend for the emulator itself.
     pub async fn backend_query(&mut self, sql: &str) -> std::io::Result<Outcome> {
-        self.to_backend(&wire::query(sql)).await?;
+        self.send_backend(&wire::query(sql)).await?;
         self.finish(None).await
     }
 
     /// Relays an error and the ReadyForQuery that followed it to the client.
     pub async fn relay_error(&mut self, mut f: Fields, ready: Message) -> std::io::Result<()> {
         f.strip_internal();
-        self.to_client(&[f.to_message(b'E'), ready]).await
+        self.send_client(&[f.to_message(b'E'), ready]).await
     }
 
     /// Fails the client's statement the way a failed statement fails: the backend raises the

@@ -148,6 +148,7 @@ impl Fields {
     }
 
     /// Returns a field's value.
+    #[cfg(test)]
     pub fn get(&self, code: u8) -> Option<&str> {
         self.0
             .iter()
