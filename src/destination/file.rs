@@ -103,7 +103,7 @@ impl Destination for FileDestination {
             let mut stream = match records::open(&self.s3, object, &self.source).await {
                 Ok(s) => s,
                 Err(OpenFailure::Missing(row)) => {
-                    report.rejected.push(row);
+                    report.rejected.push(*row);
                     report.skipped_objects.push(object.id);
                     continue;
                 }
@@ -135,7 +135,7 @@ impl Destination for FileDestination {
                     ReaderItem::End(Ok(_)) => {}
                     ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
                         ReadFailure::Corrupt(row) => {
-                            report.rejected.push(row);
+                            report.rejected.push(*row);
                             report.skipped_objects.push(object.id);
                         }
                         ReadFailure::Transient(msg) => {

@@ -17,7 +17,7 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub enum OpenFailure {
     /// Gone: the object is skipped on its own with this row.
-    Missing(LoadError),
+    Missing(Box<LoadError>),
     /// Anything else (S3 unreachable, throttled): the attempt fails and is retried.
     Transient(S3Error),
 }
@@ -43,13 +43,13 @@ pub async fn open(
                 block_bytes: BLOCK_BYTES,
             },
         )),
-        Err(e @ S3Error::NotFound { .. }) => Err(OpenFailure::Missing(LoadError {
+        Err(e @ S3Error::NotFound { .. }) => Err(OpenFailure::Missing(Box::new(LoadError {
             object_id: Some(object.id),
             filename: object.url(),
             err_code: codes::OBJECT_MISSING,
             err_reason: format!("object missing when read: {e}"),
             ..LoadError::default()
-        })),
+        }))),
         Err(e) => Err(OpenFailure::Transient(e)),
     }
 }
@@ -72,7 +72,7 @@ pub fn record_error_row(object: &StagedObject, e: &RecordError) -> LoadError {
 pub enum ReadFailure {
     /// Corrupt or truncated data: the object is skipped with this row after the records
     /// before the damage were delivered.
-    Corrupt(LoadError),
+    Corrupt(Box<LoadError>),
     /// The stream broke (S3 reset): the attempt fails and is retried.
     Transient(String),
 }
@@ -80,14 +80,14 @@ pub enum ReadFailure {
 /// Classifies the error that ended an object.
 pub fn read_failure(object: &StagedObject, e: &ReadError) -> ReadFailure {
     match e.kind() {
-        ReadErrorKind::Decompress => ReadFailure::Corrupt(LoadError {
+        ReadErrorKind::Decompress => ReadFailure::Corrupt(Box::new(LoadError {
             object_id: Some(object.id),
             filename: object.url(),
             line_number: e.line() as i64,
             err_code: e.err_code(),
             err_reason: format!("{e}; records before line {} were delivered", e.line()),
             ..LoadError::default()
-        }),
+        })),
         ReadErrorKind::Io => ReadFailure::Transient(format!("{}: {e}", object.url())),
     }
 }

@@ -1,0 +1,21 @@
+# The two commands: `make demo` and `make test`. Both install and start what they need.
+.PHONY: demo test build lint stack-up stack-down
+
+demo:
+	scripts/demo.sh
+
+test:
+	scripts/test.sh
+
+build:
+	cargo build --workspace --bins --locked
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stack-up:
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down

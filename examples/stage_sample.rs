@@ -1,0 +1,105 @@
+//! Stages sample clickstream data (search and click events) in S3 under Firehose's key layout
+//! (`<prefix>YYYY/MM/DD/HH/<stream>-1-YYYY-MM-DD-HH-MM-SS-<id>.gz`), for `make demo`.
+//! One record in the last object is not valid JSON, so the demo shows a `load_errors` row.
+//!
+//! Reads the endpoint and keys from `STAGELOAD_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY` (as `.stack/env` sets them).
+
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{Duration, Utc};
+use clap::Parser;
+use std::io::Write;
+
+/// Stage sample clickstream objects.
+#[derive(Parser)]
+struct Args {
+    /// Bucket (created if missing).
+    #[arg(long)]
+    bucket: String,
+    /// Key prefix.
+    #[arg(long, default_value = "firehose/clickstream/")]
+    prefix: String,
+    /// Objects to write.
+    #[arg(long, default_value_t = 12)]
+    objects: usize,
+    /// Records per object.
+    #[arg(long, default_value_t = 400)]
+    records: usize,
+}
+
+fn event(i: usize, t: i64) -> String {
+    let users = ["u-ana", "u-bo", "u-chen", "u-dara", "u-eli"];
+    let user = users[i % users.len()];
+    if i % 3 == 0 {
+        let queries = ["rust loader", "redshift copy", "gzip speed", "s3 manifest"];
+        format!(
+            r#"{{"event_id":"e-{t}-{i}","ts":{t},"user_id":"{user}","action":"search","query":"{}","results":{}}}"#,
+            queries[i % queries.len()],
+            (i * 7) % 50
+        )
+    } else {
+        format!(
+            r#"{{"event_id":"e-{t}-{i}","ts":{t},"user_id":"{user}","action":"click","url":"/products/{}","position":{}}}"#,
+            i % 40,
+            i % 10
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let endpoint = std::env::var("STAGELOAD_S3_ENDPOINT")?;
+    let creds = aws_sdk_s3::config::Credentials::new(
+        std::env::var("AWS_ACCESS_KEY_ID")?,
+        std::env::var("AWS_SECRET_ACCESS_KEY")?,
+        None,
+        None,
+        "env",
+    );
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(creds)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let _ = s3.create_bucket().bucket(&args.bucket).send().await;
+
+    let start = Utc::now() - Duration::minutes(5);
+    let mut total = 0;
+    for o in 0..args.objects {
+        let t = start + Duration::seconds(o as i64 * 20);
+        let mut body = String::new();
+        for r in 0..args.records {
+            if o + 1 == args.objects && r == args.records / 2 {
+                body.push_str("{\"event_id\":\"broken\",\"ts\":\n");
+                continue;
+            }
+            body.push_str(&event(o * args.records + r, t.timestamp()));
+            body.push('\n');
+            total += 1;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(body.as_bytes())?;
+        let key = format!(
+            "{}{}clickstream-1-{}-{:08x}.gz",
+            args.prefix,
+            t.format("%Y/%m/%d/%H/"),
+            t.format("%Y-%m-%d-%H-%M-%S"),
+            o
+        );
+        s3.put_object()
+            .bucket(&args.bucket)
+            .key(&key)
+            .body(ByteStream::from(gz.finish()?))
+            .send()
+            .await?;
+    }
+    println!(
+        "staged {} objects with {total} valid records and 1 invalid record",
+        args.objects
+    );
+    Ok(())
+}
