@@ -168,6 +168,24 @@ impl Catalog {
         Ok(())
     }
 
+    /// Evaluates a volatile column default (a sequence) `n` times, outside the client's
+    /// transaction; sequences are not transactional, so the values are what the backend would
+    /// have drawn.
+    pub async fn eval_many(
+        &self,
+        expr: &str,
+        n: i64,
+    ) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!("SELECT ({expr})::text FROM generate_series(1, $1::bigint)"),
+                &[&n],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Forgets a session (its backend pid may be reused).
     pub async fn clear_session(&self, pid: i32) -> Result<(), tokio_postgres::Error> {
         let c = self.client().await?;

@@ -106,6 +106,8 @@ pub struct Column {
     pub typname: String,
     /// NOT NULL constraint.
     pub not_null: bool,
+    /// DEFAULT expression, as PostgreSQL prints it.
+    pub default: Option<String>,
 }
 
 /// Conversion options taken from the COPY statement.
@@ -425,6 +427,7 @@ mod tests {
             ty: ColType::from_pg(typname, typmod),
             typname: typname.into(),
             not_null: false,
+            default: None,
         }
     }
 

@@ -2,36 +2,38 @@
 //! the client's transaction, find the S3 files, feed good rows to `COPY ... FROM STDIN`, record bad
 //! ones in `stl_load_errors`, and answer the client as Redshift would.
 
-use chrono::{NaiveDateTime, Utc};
-
-use crate::catalog::{CommitRow, LoadErrorRow};
-use crate::convert::{convert, ColType, Column, ConvertOpts};
+use crate::convert::{ColType, Column, ConvertOpts};
 use crate::copy_parse::{parse_copy, CopyStmt, Format, JsonMode};
 use crate::jsonpath::PathSeg;
+use crate::load::{DefaultVal, Load};
 use crate::proxy::Session;
-use crate::s3::{self, S3Error};
+use crate::s3;
 use crate::wire;
 
-/// Flush good rows to the backend in chunks of about this size.
-const CHUNK: usize = 64 * 1024;
-
 /// One file to load.
-struct Source {
-    url: String,
-    bucket: String,
-    key: String,
-    mandatory: bool,
+pub struct Source {
+    /// `s3://bucket/key`.
+    pub url: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// A missing mandatory file fails the COPY.
+    pub mandatory: bool,
 }
 
 /// What the table lookup found.
-struct Target {
-    cols: Vec<Column>,
-    tbl: i32,
-    userid: i32,
+pub struct Target {
+    /// All columns, in table order.
+    pub cols: Vec<Column>,
+    /// Table oid.
+    pub tbl: i32,
+    /// Current user's oid.
+    pub userid: i32,
 }
 
 /// Why a started load stops.
-enum Abort {
+pub enum Abort {
     /// Too many bad records: `Load into table ... failed`.
     Errors,
     /// Anything else that ends the COPY (missing mandatory file, S3, decompression).
@@ -94,6 +96,9 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
     if let Err(e) = s.shared.catalog.set_last_copy(pid, query, 0).await {
         tracing::warn!(error = %e, "could not record last copy");
     }
+    let Some(defaults) = defaults(s, &st, &cols).await? else {
+        return Ok(());
+    };
     let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
     let copy = format!(
         "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
@@ -110,19 +115,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
             .unwrap_or_else(|| wire::error_fields("XX000", "copy did not start", None));
         return s.relay_error(f, out.ready).await;
     }
-    let mut load = Load {
-        st: &st,
-        cols: &cols,
-        target: &target,
-        query,
-        pid,
-        started: Utc::now().naive_utc(),
-        opts: opts(&st),
-        errors: Vec::new(),
-        commits: Vec::new(),
-        loaded: 0,
-        buf: Vec::with_capacity(CHUNK * 2),
-    };
+    let mut load = Load::new(&st, &cols, &target, query, pid, opts(&st), defaults);
     let abort = load.files(s, &sources, paths.as_deref()).await?;
     if let Err(e) = s.shared.catalog.record(&load.errors, &load.commits).await {
         tracing::error!(error = %e, query, "could not write stl_load_errors");
@@ -194,6 +187,58 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
     s.send_client(&msgs).await
 }
 
+/// Column defaults for JSON records that lack a key: constant ones are evaluated once here, in
+/// the client's transaction; sequence-drawing ones per row later. `None` when the evaluation
+/// failed (the error has been relayed).
+async fn defaults(
+    s: &mut Session,
+    st: &CopyStmt,
+    cols: &[Column],
+) -> std::io::Result<Option<Vec<DefaultVal>>> {
+    let mut out: Vec<DefaultVal> = cols
+        .iter()
+        .map(|c| match &c.default {
+            Some(e) if matches!(st.format, Format::Json(_)) && e.contains("nextval(") => {
+                DefaultVal::PerRow(e.clone())
+            }
+            Some(_) if matches!(st.format, Format::Json(_)) => DefaultVal::Const(None),
+            _ => DefaultVal::None,
+        })
+        .collect();
+    let exprs: Vec<(usize, String)> = cols
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(out[*i], DefaultVal::Const(_)))
+        .map(|(i, c)| {
+            (
+                i,
+                format!("({})::text", c.default.clone().unwrap_or_default()),
+            )
+        })
+        .collect();
+    if exprs.is_empty() {
+        return Ok(Some(out));
+    }
+    let sql = format!(
+        "SELECT {}",
+        exprs
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let res = s.backend_query(&sql).await?;
+    if let Some(e) = res.error {
+        s.relay_error(e, res.ready).await?;
+        return Ok(None);
+    }
+    let row = res.rows.into_iter().next().unwrap_or_default();
+    for (k, (i, _)) in exprs.iter().enumerate() {
+        out[*i] = DefaultVal::Const(row.get(k).cloned().flatten());
+    }
+    Ok(Some(out))
+}
+
 fn opts(st: &CopyStmt) -> ConvertOpts {
     ConvertOpts {
         empty_as_null: st.empty_as_null,
@@ -211,8 +256,10 @@ fn opts(st: &CopyStmt) -> ConvertOpts {
 async fn lookup(s: &mut Session, st: &CopyStmt) -> std::io::Result<Option<Target>> {
     let sql = format!(
         "SELECT a.attname::text, t.typname::text, a.atttypmod::text, a.attnotnull::text, \
-         a.attrelid::int::text, (SELECT oid::int FROM pg_roles WHERE rolname = current_user)::text \
+         a.attrelid::int::text, (SELECT oid::int FROM pg_roles WHERE rolname = current_user)::text, \
+         pg_get_expr(d.adbin, d.adrelid) \
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE a.attrelid = {}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         quote_literal(&st.table)
     );
@@ -231,7 +278,8 @@ async fn lookup(s: &mut Session, st: &CopyStmt) -> std::io::Result<Option<Target
                 name: get(r, 0),
                 ty: ColType::from_pg(&typname, get(r, 2).parse().unwrap_or(-1)),
                 typname,
-                not_null: get(r, 3) == "t",
+                not_null: matches!(get(r, 3).as_str(), "t" | "true"),
+                default: r.get(6).cloned().flatten(),
             }
         })
         .collect();
@@ -337,146 +385,4 @@ async fn plan(
         }
     }
     Ok((sources, paths))
-}
-
-struct Load<'a> {
-    st: &'a CopyStmt,
-    cols: &'a [Column],
-    target: &'a Target,
-    query: i32,
-    pid: i32,
-    started: NaiveDateTime,
-    opts: ConvertOpts,
-    errors: Vec<LoadErrorRow>,
-    commits: Vec<CommitRow>,
-    loaded: i64,
-    buf: Vec<u8>,
-}
-
-impl Load<'_> {
-    async fn files(
-        &mut self,
-        s: &mut Session,
-        sources: &[Source],
-        paths: Option<&[Vec<PathSeg>]>,
-    ) -> std::io::Result<Option<Abort>> {
-        let names: Vec<String> = self.cols.iter().map(|c| c.name.clone()).collect();
-        let mut found = 0;
-        for src in sources {
-            let body = match s.shared.s3.get(&src.bucket, &src.key).await {
-                Ok(b) => b,
-                Err(S3Error::NoSuchKey) if !src.mandatory => continue,
-                Err(e) => return Ok(Some(Abort::Fatal(format!("{e} ({})", src.url), 1212))),
-            };
-            found += 1;
-            let data = match s3::decompress(body, self.st.compression) {
-                Ok(d) => d,
-                Err(m) => return Ok(Some(Abort::Fatal(format!("{m} ({})", src.url), 1216))),
-            };
-            let recs = crate::formats::records(&data, self.st, &names, paths);
-            let before = self.errors.len();
-            for r in &recs {
-                if let Err(e) = self.record(src, r) {
-                    self.errors.push(*e);
-                    // MAXERROR n: up to n bad records are skipped; one more fails the COPY.
-                    // (protocols.md 5.7 words it as "error_count or more", which would make the
-                    // default 0 fail every load; Redshift behaves as "more than n".)
-                    if self.errors.len() as u64 > self.st.max_error {
-                        return Ok(Some(Abort::Errors));
-                    }
-                }
-                if self.buf.len() >= CHUNK {
-                    s.send_backend(&wire::copy_data(&self.buf)).await?;
-                    self.buf.clear();
-                }
-            }
-            self.commits.push(CommitRow {
-                userid: self.target.userid,
-                query: self.query,
-                filename: src.url.clone(),
-                lines_scanned: recs.len() as i32,
-                errors: (self.errors.len() - before) as i32,
-                file_format: if matches!(self.st.format, Format::Json(_)) {
-                    "JSON"
-                } else {
-                    "Text"
-                }
-                .into(),
-            });
-        }
-        if found == 0 {
-            // protocols.md 1.3: "Regardless of mandatory, COPY terminates if no files are found."
-            return Ok(Some(Abort::Fatal(
-                "Manifest file has no files that exist".into(),
-                1212,
-            )));
-        }
-        if !self.buf.is_empty() {
-            s.send_backend(&wire::copy_data(&self.buf)).await?;
-            self.buf.clear();
-        }
-        Ok(None)
-    }
-
-    /// Converts one record into a CSV line in `buf`, or describes why it is bad.
-    fn record(
-        &mut self,
-        src: &Source,
-        r: &crate::formats::Record<'_>,
-    ) -> Result<(), Box<LoadErrorRow>> {
-        let row = |colname: &str,
-                   col: Option<&Column>,
-                   position: i32,
-                   raw_field: &[u8],
-                   code: i32,
-                   reason: &str| {
-            Box::new(LoadErrorRow {
-                userid: self.target.userid,
-                tbl: self.target.tbl,
-                starttime: self.started,
-                session: self.pid,
-                query: self.query,
-                filename: src.url.clone(),
-                line_number: r.line,
-                colname: colname.to_string(),
-                type_: col.map(|c| c.typname.clone()).unwrap_or_default(),
-                col_length: col.map(|c| c.ty.col_length()).unwrap_or_default(),
-                position,
-                raw_line: r.raw.to_vec(),
-                raw_field_value: raw_field.to_vec(),
-                err_code: code,
-                err_reason: reason.to_string(),
-            })
-        };
-        let fields = match &r.fields {
-            Ok(f) => f,
-            Err(e) => {
-                let col = self.cols.iter().find(|c| c.name == e.colname);
-                return Err(row(&e.colname, col, 0, &e.raw_field, e.code, &e.reason));
-            }
-        };
-        let mut line = Vec::new();
-        for (i, (col, raw)) in self.cols.iter().zip(fields).enumerate() {
-            match convert(col, raw.as_deref(), &self.opts) {
-                Ok(v) => {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    if let Some(v) = v {
-                        line.push(b'"');
-                        line.extend_from_slice(v.replace('"', "\"\"").as_bytes());
-                        line.push(b'"');
-                    }
-                }
-                Err(e) => {
-                    let rf = raw.as_deref().unwrap_or_default();
-                    return Err(row(&col.name, Some(col), e.position, rf, e.code, &e.reason));
-                }
-            }
-        }
-        line.push(b'\n');
-        self.buf.extend_from_slice(&line);
-        self.loaded += 1;
-        Ok(())
-    }
 }

@@ -115,6 +115,7 @@ pub fn records<'a>(
             line: rec_line,
             raw,
             fields,
+            missing: Vec::new(),
         });
     }
     out

@@ -34,6 +34,9 @@ pub struct Record<'a> {
     pub raw: &'a [u8],
     /// Fields or the framing error.
     pub fields: Result<Fields, RecordError>,
+    /// Columns whose JSON key was absent: they take the column DEFAULT (protocols.md 5.4:
+    /// "missing keys → column DEFAULT, else NULL").
+    pub missing: Vec<usize>,
 }
 
 fn rec_err(code: i32, reason: impl Into<String>, colname: &str, raw: &[u8]) -> RecordError {
@@ -133,6 +136,7 @@ fn text_records<'a>(
             line: rec_line,
             raw,
             fields: fit(fields, cols, st.fill_record),
+            missing: Vec::new(),
         });
     }
     out
@@ -173,17 +177,21 @@ fn json_records<'a>(
             line += nl;
             i = end;
             let raw = &data[begin..end];
-            let fields = if complete {
-                json_fields(raw, mode, cols, paths, st)
+            let (fields, missing) = if complete {
+                match json_fields(raw, mode, cols, paths, st) {
+                    Ok((f, m)) => (Ok(f), m),
+                    Err(e) => (Err(e), Vec::new()),
+                }
             } else {
-                Err(rec_err(
-                    1216,
-                    "Invalid JSON object: unexpected end of data",
-                    "",
-                    raw,
-                ))
+                let e = rec_err(1216, "Invalid JSON object: unexpected end of data", "", raw);
+                (Err(e), Vec::new())
             };
-            out.push(Record { line, raw, fields });
+            out.push(Record {
+                line,
+                raw,
+                fields,
+                missing,
+            });
         } else {
             // protocols.md 5.4: "Non-whitespace garbage before/between objects → one error per
             // instance".
@@ -204,6 +212,7 @@ fn json_records<'a>(
                     "",
                     raw,
                 )),
+                missing: Vec::new(),
             });
         }
     }
@@ -250,7 +259,7 @@ fn json_fields(
     cols: &[String],
     paths: Option<&[Vec<PathSeg>]>,
     st: &CopyStmt,
-) -> Result<Fields, RecordError> {
+) -> Result<(Fields, Vec<usize>), RecordError> {
     let fixed;
     let text = match std::str::from_utf8(raw) {
         Ok(t) => t,
@@ -277,6 +286,7 @@ fn json_fields(
             .iter()
             .map(|p| jsonpath::eval(root, p).map(|v| v.and_then(scalar)))
             .collect::<Result<Fields, String>>()
+            .map(|f| (f, Vec::new()))
             .map_err(|e| rec_err(1216, e, "", raw));
     }
     if text.starts_with('[') {
@@ -290,9 +300,11 @@ fn json_fields(
     }
     let obj: HashMap<String, &RawValue> = serde_json::from_str(text).map_err(invalid)?;
     let ignore_case = *mode == JsonMode::AutoIgnoreCase;
-    Ok(cols
+    let mut missing = Vec::new();
+    let fields = cols
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let v = if ignore_case {
                 obj.iter()
                     .find(|(k, _)| k.to_lowercase() == c.to_lowercase())
@@ -300,9 +312,13 @@ fn json_fields(
             } else {
                 obj.get(c).copied()
             };
+            if v.is_none() {
+                missing.push(i);
+            }
             v.and_then(scalar)
         })
-        .collect())
+        .collect();
+    Ok((fields, missing))
 }
 
 /// A JSON value as column text: strings unescaped, numbers as written, nested values as JSON.

@@ -3,7 +3,7 @@
 //! `stl_load_errors`, `pg_last_copy_id()` and friends. See README.md for what it accepts.
 //!
 //! Layout: `main` (CLI, startup), `proxy` (per-connection relay), `wire` (message framing),
-//! `sqltok`/`copy_parse`/`copy_options` (COPY grammar), `copy_run` (running one COPY), `s3`
+//! `sqltok`/`copy_parse`/`copy_options` (COPY grammar), `copy_run` (running one COPY), `load` (its files and rows), `s3`
 //! (objects, manifests, decompression), `formats`/`csv`/`jsonpath` (records and fields),
 //! `convert`/`timefmt` (typed conversion and load error codes), `catalog` (side connection).
 
@@ -15,6 +15,7 @@ mod copy_run;
 mod csv;
 mod formats;
 mod jsonpath;
+mod load;
 mod proxy;
 mod s3;
 mod sqltok;

@@ -468,3 +468,97 @@ async fn manifest_loads_listed_files() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+#[tokio::test]
+async fn json_defaults_jsonpaths_and_other_codecs() {
+    let stack = stack_or_skip!();
+    let emu = Emu::start(&stack).await;
+    let c = emu.connect().await;
+    let s3 = stack.s3();
+    let b = bucket(&s3, "more").await;
+    let t = table("more");
+    run(&c, &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id serial, v int, src text NOT NULL DEFAULT 'dflt', at timestamptz DEFAULT now())")).await.unwrap();
+    // A missing key takes the column DEFAULT; an explicit null stays NULL.
+    put(
+        &s3,
+        &b,
+        "j/1.json",
+        "{\"v\":1}\n{\"v\":2,\"src\":\"given\",\"at\":null}\n",
+    )
+    .await;
+    run(
+        &c,
+        &format!("COPY {t} (v, src, at, id) FROM 's3://{b}/j/' {ROLE} JSON 'auto'"),
+    )
+    .await
+    .unwrap();
+    let rows = c
+        .query(
+            &format!("SELECT id, v, src, at IS NULL FROM {t} ORDER BY v"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, i32, String, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, 1, "dflt".into(), false), (2, 2, "given".into(), true)]
+    );
+
+    put(
+        &s3,
+        &b,
+        "paths.json",
+        r#"{"jsonpaths":["$.x.value","$['name']"]}"#,
+    )
+    .await;
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    std::io::Write::write_all(&mut e, b"{\"x\":{\"value\":7},\"name\":\"z\"}").unwrap();
+    put(&s3, &b, "z/1.json.zst", e.finish().unwrap()).await;
+    run(
+        &c,
+        &format!("COPY {t} (v, src) FROM 's3://{b}/z/' {ROLE} JSON 's3://{b}/paths.json' ZSTD"),
+    )
+    .await
+    .unwrap();
+    let src: String = c
+        .query_one(&format!("SELECT src FROM {t} WHERE v = 7"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(src, "z");
+
+    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    std::io::Write::write_all(&mut e, b"8\tNULL\n9\tnine\n").unwrap();
+    put(&s3, &b, "t/1.tsv.bz2", e.finish().unwrap()).await;
+    let e = run(
+        &c,
+        &format!(
+            "COPY {t} (v, src) FROM 's3://{b}/t/' {ROLE} DELIMITER '\\t' NULL AS 'NULL' BZIP2"
+        ),
+    )
+    .await
+    .unwrap_err();
+    // NULL into a NOT NULL column is load error 1213.
+    assert_eq!(db_error(&e).0, "XX000");
+    let code: i32 = c
+        .query_one(
+            "SELECT err_code FROM stl_load_errors WHERE query = pg_last_copy_id()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(code, 1213);
+    run(&c, &format!("COPY {t} (v, src) FROM 's3://{b}/t/' {ROLE} DELIMITER '\\t' NULL AS 'NULL' BZIP2 MAXERROR 1")).await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT pg_last_copy_count()", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+}
