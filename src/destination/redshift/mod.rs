@@ -1,18 +1,473 @@
-//! `type = "redshift"`: placeholder until the Redshift destination lands; building it fails with a clear message.
+//! `type = "redshift"`: each batch becomes a manifest in S3 and one transaction on the cluster,
+//! `BEGIN; COPY ... MANIFEST; INSERT INTO stageload_commits ...; COMMIT`, so the rows and the
+//! batch's marker commit together or not at all (DESIGN.md, "Delivery guarantees").
+//!
+//! Before loading, and for a batch taken over from a dead worker, the marker is looked up: a
+//! batch whose marker exists is delivered and is never loaded again. The marker table is locked
+//! just before the marker is checked and written, so two workers that both believe they own a
+//! batch cannot both commit it. A COPY refused for bad data is rolled back; the files that
+//! `stl_load_errors` names are skipped on their own and the rest of the batch is loaded again at
+//! once, inside the same attempt. Rows a COPY skipped under `MAXERROR` are read back from
+//! `stl_load_errors` before the commit and reported as rejected.
+//!
+//! Layout: `copy` (SQL rendering and quoting), `connect` (URL, password, TLS), `errors`
+//! (classification and `stl_load_errors` rows), `hooks` (test-only pauses).
 
+mod connect;
+pub mod copy;
+mod errors;
+mod hooks;
+
+use self::connect::Connector;
+use self::copy::{CopySpec, Marker};
+use self::errors::{Class, RedshiftError};
+use self::hooks::{Hooks, Point};
+use super::{Attempt, Destination, FailureKind, Outcome, Resume};
 use crate::config::{PipelineConfig, RedshiftConfig};
+use crate::model::{ClaimedBatch, LoadError, StagedObject};
+use crate::pipeline::artifacts;
 use crate::source::s3::S3;
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tracing::{debug, info, warn};
 
-/// The Redshift destination (not built yet).
-pub struct RedshiftDestination;
+/// Idle sessions kept for the next batch.
+const IDLE_SESSIONS: usize = 4;
+
+/// The objects of a batch left out of later attempts (named as bad by `stl_load_errors`).
+#[derive(Debug, Default, Clone)]
+struct Excluded(HashSet<i64>);
+
+/// Loads batches into one Redshift table.
+pub struct RedshiftDestination {
+    pipeline: String,
+    table: String,
+    spec: CopySpec,
+    marker: String,
+    connector: Connector,
+    s3: S3,
+    bucket: String,
+    manifest_prefix: String,
+    idle: Mutex<Vec<Client>>,
+    marker_ready: AtomicBool,
+    hooks: Hooks,
+}
+
+/// How one load transaction ended, short of success.
+enum LoadFailure {
+    /// The batch's marker was already there: an earlier attempt committed it.
+    AlreadyCommitted,
+    /// COPY refused the data; these are its `stl_load_errors` rows.
+    BadData {
+        rows: Vec<LoadError>,
+        error: RedshiftError,
+    },
+    /// Anything else.
+    Failed(RedshiftError),
+}
+
+/// What a committed load reports.
+struct Loaded {
+    rows: i64,
+    rejected: Vec<LoadError>,
+}
 
 impl RedshiftDestination {
     /// Builds the destination from its configuration.
     pub async fn new(
-        _pipeline: &PipelineConfig,
-        _config: &RedshiftConfig,
-        _s3: S3,
-    ) -> Result<std::sync::Arc<dyn super::Destination>, String> {
-        Err("the redshift destination is not built into this version yet".into())
+        pipeline: &PipelineConfig,
+        config: &RedshiftConfig,
+        s3: S3,
+    ) -> Result<Arc<dyn Destination>, String> {
+        Ok(Arc::new(RedshiftDestination {
+            pipeline: pipeline.name.clone(),
+            table: config.table.clone(),
+            spec: CopySpec::from_config(config)?,
+            marker: copy::marker_table(&config.commit_schema)?,
+            connector: Connector::new(config)?,
+            s3,
+            bucket: pipeline.source.bucket.clone(),
+            manifest_prefix: config.manifest_prefix.clone(),
+            idle: Mutex::new(Vec::new()),
+            marker_ready: AtomicBool::new(false),
+            hooks: Hooks::from_env(),
+        }))
+    }
+
+    /// An open session with the marker table in place: an idle one, or a new one.
+    async fn session(&self) -> Result<Client, RedshiftError> {
+        let reused = {
+            let mut idle = self.idle.lock().expect("idle sessions lock");
+            std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+        };
+        let client = match reused {
+            Some(c) => c,
+            None => self.connector.connect().await?,
+        };
+        if !self.marker_ready.load(Ordering::Relaxed) {
+            exec(
+                &client,
+                "create marker table",
+                &copy::marker_ddl(&self.marker),
+            )
+            .await?;
+            self.marker_ready.store(true, Ordering::Relaxed);
+        }
+        Ok(client)
+    }
+
+    /// Keeps a session whose last statement ended cleanly.
+    fn keep(&self, client: Client) {
+        let mut idle = self.idle.lock().expect("idle sessions lock");
+        if idle.len() < IDLE_SESSIONS && !client.is_closed() {
+            idle.push(client);
+        }
+    }
+
+    async fn committed(&self, client: &Client, batch_id: i64) -> Result<bool, RedshiftError> {
+        let rows = query(
+            client,
+            "marker check",
+            &copy::marker_select(&self.marker, batch_id),
+        )
+        .await?;
+        Ok(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))))
+    }
+
+    fn manifest_key(&self, batch: &ClaimedBatch) -> String {
+        // The hour of the first attempt, so every retry of a batch rewrites one manifest.
+        format!(
+            "{}{}{}-{}.manifest",
+            self.manifest_prefix,
+            artifacts::hour_path(batch.first_attempt_at),
+            self.pipeline,
+            batch.id
+        )
+    }
+
+    /// One transaction: COPY, harvest skipped rows, lock and check the marker, insert it, commit.
+    async fn load(
+        &self,
+        client: &Client,
+        batch: &ClaimedBatch,
+        objects: &[StagedObject],
+        manifest_url: &str,
+    ) -> Result<Loaded, LoadFailure> {
+        let copy_sql = self.spec.render(manifest_url, false);
+        debug!(pipeline = %self.pipeline, batch_id = batch.id, copy = %self.spec.render(manifest_url, true), "running copy");
+        exec(client, "begin", "BEGIN")
+            .await
+            .map_err(LoadFailure::Failed)?;
+        // The COPY goes alone in its own simple query: Redshift emulators and proxies
+        // recognise it only that way, and no prepared statement can carry it.
+        if let Err(e) = client.batch_execute(&copy_sql).await {
+            let error = RedshiftError::Statement {
+                what: "copy",
+                source: e,
+            };
+            let _ = client.batch_execute("ROLLBACK").await;
+            if error.class() != Class::BadData {
+                return Err(LoadFailure::Failed(error));
+            }
+            return match query(
+                client,
+                "read stl_load_errors",
+                &errors::stl_query("pg_last_copy_id()"),
+            )
+            .await
+            {
+                Ok(msgs) => Err(LoadFailure::BadData {
+                    rows: errors::stl_rows(&msgs),
+                    error,
+                }),
+                Err(e) => Err(LoadFailure::Failed(e)),
+            };
+        }
+        let result = async {
+            let ids = query(
+                client,
+                "copy id",
+                "SELECT pg_last_copy_id(), pg_last_copy_count()",
+            )
+            .await?;
+            let (copy_id, count) = first_two(&ids).ok_or_else(|| RedshiftError::Answer {
+                what: "copy id",
+                detail: "no row from pg_last_copy_id()".into(),
+            })?;
+            // Rows skipped under MAXERROR are read before the commit, so they cannot be lost
+            // between a commit and a crash.
+            let rejected = if copy_id > 0 {
+                errors::stl_rows(
+                    &query(
+                        client,
+                        "read stl_load_errors",
+                        &errors::stl_query(&copy_id.to_string()),
+                    )
+                    .await?,
+                )
+            } else {
+                Vec::new()
+            };
+            exec(
+                client,
+                "lock marker table",
+                &format!("LOCK TABLE {}", self.marker),
+            )
+            .await?;
+            if self.committed(client, batch.id).await? {
+                return Ok(None);
+            }
+            let marker = Marker {
+                batch_id: batch.id,
+                pipeline: &self.pipeline,
+                manifest: manifest_url,
+                objects: objects.len(),
+                rows_loaded: count,
+                rows_rejected: rejected.len() as i64,
+                copy_query: copy_id,
+                committed_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            };
+            exec(
+                client,
+                "insert marker",
+                &copy::marker_insert(&self.marker, &marker),
+            )
+            .await?;
+            self.hooks
+                .pause(Point::BeforeCommit, &self.pipeline, batch.id)
+                .await;
+            exec(client, "commit", "COMMIT").await?;
+            Ok(Some(Loaded {
+                rows: count,
+                rejected,
+            }))
+        }
+        .await;
+        match result {
+            Ok(Some(loaded)) => {
+                self.hooks
+                    .pause(Point::AfterCommit, &self.pipeline, batch.id)
+                    .await;
+                Ok(loaded)
+            }
+            Ok(None) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(LoadFailure::AlreadyCommitted)
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(LoadFailure::Failed(e))
+            }
+        }
+    }
+}
+
+/// Runs one statement as a simple query.
+async fn exec(client: &Client, what: &'static str, sql: &str) -> Result<(), RedshiftError> {
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|source| RedshiftError::Statement { what, source })
+}
+
+/// Runs one query as a simple query and returns its messages.
+async fn query(
+    client: &Client,
+    what: &'static str,
+    sql: &str,
+) -> Result<Vec<SimpleQueryMessage>, RedshiftError> {
+    client
+        .simple_query(sql)
+        .await
+        .map_err(|source| RedshiftError::Statement { what, source })
+}
+
+/// The first row's first two columns as integers.
+fn first_two(msgs: &[SimpleQueryMessage]) -> Option<(i64, i64)> {
+    msgs.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some((
+            r.get(0)?.trim().parse().ok()?,
+            r.get(1)?.trim().parse().ok()?,
+        )),
+        _ => None,
+    })
+}
+
+/// The objects a row names: its filename is the object's URL, or a prefix of it when Redshift
+/// cut the name at 256 characters.
+fn named_object(objects: &[StagedObject], filename: &str) -> Option<i64> {
+    objects
+        .iter()
+        .find(|o| o.url() == filename)
+        .or_else(|| {
+            (filename.chars().count() >= 256)
+                .then(|| objects.iter().find(|o| o.url().starts_with(filename)))
+                .flatten()
+        })
+        .map(|o| o.id)
+}
+
+/// A failed attempt that keeps what earlier rounds of this attempt found.
+fn failed(mut report: Attempt, kind: FailureKind, error: String, excluded: &Excluded) -> Attempt {
+    report.outcome = Outcome::Failed {
+        kind,
+        error,
+        resume: (!excluded.0.is_empty()).then(|| Resume(Box::new(excluded.clone()))),
+    };
+    report
+}
+
+#[async_trait]
+impl Destination for RedshiftDestination {
+    fn kind(&self) -> &'static str {
+        "redshift"
+    }
+
+    fn target(&self) -> String {
+        self.table.clone()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let prefix = format!(
+            "pipeline {}: redshift at {}",
+            self.pipeline,
+            self.connector.target()
+        );
+        let client = self.session().await.map_err(|e| {
+            let hint = match e.class() {
+                Class::Transient => "cluster unreachable",
+                _ => "refused",
+            };
+            format!("{prefix}: {hint}: {e}")
+        })?;
+        exec(&client, "select 1", "SELECT 1")
+            .await
+            .map_err(|e| format!("{prefix}: {e}"))?;
+        self.keep(client);
+        Ok(())
+    }
+
+    async fn already_delivered(&self, batch: &ClaimedBatch) -> Result<bool, String> {
+        let client = self.session().await.map_err(|e| e.to_string())?;
+        let found = self
+            .committed(&client, batch.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.keep(client);
+        Ok(found)
+    }
+
+    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
+        let mut excluded = resume
+            .and_then(|r| r.0.downcast::<Excluded>().ok())
+            .map(|b| *b)
+            .unwrap_or_default();
+        let mut report = Attempt::delivered(0);
+        let pipeline = self.pipeline.as_str();
+        let client = match self.session().await {
+            Ok(c) => c,
+            Err(e) => return failed(report, e.class().kind(), e.to_string(), &excluded),
+        };
+        // A COMMIT whose answer was lost may have landed: never load before looking.
+        match self.committed(&client, batch.id).await {
+            Ok(true) => {
+                info!(
+                    pipeline,
+                    batch_id = batch.id,
+                    "batch already committed, not loading it again"
+                );
+                self.keep(client);
+                return report;
+            }
+            Ok(false) => {}
+            Err(e) => return failed(report, e.class().kind(), e.to_string(), &excluded),
+        }
+        loop {
+            let objects: Vec<StagedObject> = batch
+                .objects
+                .iter()
+                .filter(|o| !excluded.0.contains(&o.id))
+                .cloned()
+                .collect();
+            if objects.is_empty() {
+                info!(
+                    pipeline,
+                    batch_id = batch.id,
+                    "every object of the batch was skipped, nothing left to load"
+                );
+                self.keep(client);
+                return report;
+            }
+            let key = self.manifest_key(batch);
+            let url = format!("s3://{}/{key}", self.bucket);
+            if let Err(e) = self
+                .s3
+                .put(
+                    &self.bucket,
+                    &key,
+                    artifacts::manifest(&objects),
+                    "application/json",
+                )
+                .await
+            {
+                let msg = format!("write manifest {url}: {e}");
+                return failed(report, FailureKind::Transient, msg, &excluded);
+            }
+            self.hooks
+                .pause(Point::BeforeCopy, pipeline, batch.id)
+                .await;
+            match self.load(&client, batch, &objects, &url).await {
+                Ok(loaded) => {
+                    info!(pipeline, batch_id = batch.id, table = %self.table, rows = loaded.rows, rejected = loaded.rejected.len(), objects = objects.len(), manifest = %url, "batch committed");
+                    report.delivered = loaded.rows.max(0) as u64;
+                    report
+                        .rejected
+                        .extend(loaded.rejected.into_iter().map(|mut r| {
+                            r.object_id = named_object(&objects, &r.filename);
+                            r
+                        }));
+                    self.keep(client);
+                    return report;
+                }
+                Err(LoadFailure::AlreadyCommitted) => {
+                    info!(
+                        pipeline,
+                        batch_id = batch.id,
+                        "batch committed by an earlier attempt, not loading it again"
+                    );
+                    self.keep(client);
+                    return report;
+                }
+                Err(LoadFailure::BadData { rows, error }) => {
+                    let mut bad = HashSet::new();
+                    let rows: Vec<LoadError> = rows
+                        .into_iter()
+                        .map(|mut r| {
+                            r.object_id = named_object(&objects, &r.filename);
+                            bad.extend(r.object_id);
+                            r
+                        })
+                        .collect();
+                    if bad.is_empty() {
+                        let msg = format!("{error}; stl_load_errors names no file of this batch");
+                        return failed(report, FailureKind::Permanent, msg, &excluded);
+                    }
+                    warn!(pipeline, batch_id = batch.id, bad_files = bad.len(), errors = rows.len(), error = %error, "copy refused bad data, skipping the files it names and loading the rest");
+                    report.rejected.extend(rows);
+                    report.skipped_objects.extend(bad.iter().copied());
+                    excluded.0.extend(bad);
+                }
+                Err(LoadFailure::Failed(e)) => {
+                    let kind = e.class().kind();
+                    if !client.is_closed() {
+                        self.keep(client);
+                    }
+                    return failed(report, kind, e.to_string(), &excluded);
+                }
+            }
+        }
     }
 }
