@@ -3,10 +3,11 @@
 
 use crate::config::Config;
 use crate::control::Control;
-use crate::destination;
+use crate::destination::{self, Destination};
 use crate::pipeline::dispatch::DispatchTimings;
 use crate::pipeline::PipelineRuntime;
 use crate::source::s3::S3;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -23,11 +24,24 @@ pub fn worker_id(config: &Config) -> String {
     })
 }
 
+/// Destinations supplied by the caller instead of built from the config, by pipeline name
+/// (for embedding and for tests that inject faults).
+pub type DestinationOverrides = HashMap<String, Arc<dyn Destination>>;
+
 /// Runs until `shutdown` resolves, then drains: no new claims, in-flight deliveries get the
 /// grace period, and anything unfinished is left in the database for the next start.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with(config, shutdown, DestinationOverrides::new()).await
+}
+
+/// [`run`], with some pipelines' destinations supplied by the caller.
+pub async fn run_with(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut overrides: DestinationOverrides,
 ) -> anyhow::Result<()> {
     let control = Control::new(&config.control)?;
     let applied = control.migrate().await?;
@@ -44,7 +58,10 @@ pub async fn run(
     let abort = CancellationToken::new();
     let mut tasks = JoinSet::new();
     for p in &config.pipelines {
-        let dest = destination::build(p, &s3).await?;
+        let dest = match overrides.remove(&p.name) {
+            Some(d) => d,
+            None => destination::build(p, &s3).await?,
+        };
         if let Err(e) = dest.check().await {
             // The destination may come back; batches wait in the database meanwhile.
             error!(pipeline = %p.name, destination = dest.kind(), error = %e, "destination check failed");

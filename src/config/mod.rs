@@ -361,7 +361,10 @@ impl Config {
         expand_tree(&mut value, "", env).map_err(|(f, m)| field_err(f, m))?;
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
-            field_err(field, e.into_inner().to_string())
+            // toml repeats the table on a second line ("in `pipeline.buffer`"); the path says it.
+            let message = e.into_inner().to_string();
+            let message = message.lines().next().unwrap_or_default().to_string();
+            field_err(field, message)
         })?;
         config.validate().map_err(|(f, m)| field_err(f, m))?;
         Ok(config)
