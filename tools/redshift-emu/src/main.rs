@@ -3,12 +3,13 @@
 //! `stl_load_errors`, `pg_last_copy_id()` and friends. See README.md for what it accepts.
 //!
 //! Layout: `main` (CLI, startup), `proxy` (per-connection relay), `wire` (message framing),
-//! `sqltok`/`copy_parse`/`copy_options` (COPY grammar), `copy_run` (running one COPY), `load` (its files and rows), `s3`
+//! `sqltok`/`copy_parse`/`copy_options`/`copy_args` (COPY grammar), `copy_run` (running one COPY), `load` (its files and rows), `s3`
 //! (objects, manifests, decompression), `formats`/`csv`/`jsonpath` (records and fields),
-//! `convert`/`timefmt` (typed conversion and load error codes), `catalog` (side connection).
+//! `convert`/`numbers`/`timefmt` (typed conversion and load error codes), `catalog` (side connection).
 
 mod catalog;
 mod convert;
+mod copy_args;
 mod copy_options;
 mod copy_parse;
 mod copy_run;
@@ -16,6 +17,7 @@ mod csv;
 mod formats;
 mod jsonpath;
 mod load;
+mod numbers;
 mod proxy;
 mod s3;
 mod sqltok;
