@@ -354,7 +354,11 @@ async fn plan(
                 1212,
             ));
         }
-        for (k, _) in keys {
+        // Zero-byte "folder" placeholders are not data files.
+        for (k, _) in keys
+            .into_iter()
+            .filter(|(k, size)| !(k.ends_with('/') && *size == 0))
+        {
             sources.push(Source {
                 url: format!("s3://{bucket}/{k}"),
                 bucket: bucket.clone(),

@@ -155,10 +155,15 @@ impl<'a> Load<'a> {
         }
         if found == 0 {
             // protocols.md 1.3: "Regardless of mandatory, COPY terminates if no files are found."
-            return Ok(Some(Abort::Fatal(
-                "Manifest file has no files that exist".into(),
-                1212,
-            )));
+            let msg = if self.st.manifest {
+                "Manifest file has no files that exist".to_string()
+            } else {
+                let key = s3::split_url(&self.st.from)
+                    .map(|(_, k)| k)
+                    .unwrap_or_default();
+                format!("The specified S3 prefix '{key}' does not exist")
+            };
+            return Ok(Some(Abort::Fatal(msg, 1212)));
         }
         if !self.buf.is_empty() {
             s.send_backend(&wire::copy_data(&self.buf)).await?;

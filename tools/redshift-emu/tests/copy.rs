@@ -562,3 +562,44 @@ async fn json_defaults_jsonpaths_and_other_codecs() {
         1
     );
 }
+
+#[tokio::test]
+async fn pipelined_requests_and_backend_rejections() {
+    let stack = stack_or_skip!();
+    let emu = Emu::start(&stack).await;
+    let c = emu.connect().await;
+    let s3 = stack.s3();
+    let b = bucket(&s3, "pipe").await;
+    let t = table("pipe");
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (a int PRIMARY KEY)"),
+    )
+    .await
+    .unwrap();
+    put(&s3, &b, "ok", "1\n2\n").await;
+    put(&s3, &b, "dup", "3\n3\n").await;
+    // tokio-postgres pipelines: the COPY waits until the earlier request has been answered.
+    let slow = c.query_one("SELECT pg_sleep(0.2)::text, $1::int", &[&5i32]);
+    let copy_sql = format!("COPY {t} FROM 's3://{b}/ok' {ROLE}");
+    let copy = run(&c, &copy_sql);
+    let count_sql = format!("SELECT count(*) FROM {t}");
+    let after = c.query_one(&count_sql, &[]);
+    let (slow, copy, after) = tokio::join!(slow, copy, after);
+    assert_eq!(slow.unwrap().get::<_, i32>(1), 5);
+    copy.unwrap();
+    assert_eq!(after.unwrap().get::<_, i64>(0), 2);
+    // A row PostgreSQL itself rejects fails the whole COPY with PostgreSQL's error.
+    let e = run(&c, &format!("COPY {t} FROM 's3://{b}/dup' {ROLE}"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "23505");
+    assert_eq!(count(&c, &t).await, 2);
+    assert_eq!(
+        c.query_one("SELECT pg_last_copy_count()", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+}
