@@ -127,9 +127,11 @@ impl<'a> Load<'a> {
             for r in &recs {
                 if let Err(e) = self.record(src, r) {
                     self.errors.push(*e);
-                    // MAXERROR n: up to n bad records are skipped; one more fails the COPY.
-                    // (protocols.md 5.7 words it as "error_count or more", which would make the
-                    // default 0 fail every load; Redshift behaves as "more than n".)
+                    // MAXERROR n: up to n bad records are skipped, one more fails the COPY (the
+                    // project's spec, and how third-party guides describe it). protocols.md 5.7
+                    // words it as "If the load produces error_count or more errors the COPY
+                    // fails ... Use 0 or 1 to fail on the first error", which differs exactly at
+                    // n errors; see README "Known differences".
                     if self.errors.len() as u64 > self.st.max_error {
                         return Ok(Some(Abort::Errors));
                     }

@@ -136,10 +136,17 @@ impl Session {
                     let Some(first) = m? else { return Ok(()) };
                     let mut out = BytesMut::new();
                     let mut next = Some(first);
+                    let known = self.pid;
                     while let Some(m) = next.take() {
                         self.observe(&m);
                         m.encode(&mut out);
                         next = self.backend_r.next_buffered();
+                    }
+                    if let (None, Some(pid)) = (known, self.pid) {
+                        // A pid can be reused after an emulator crash left its row behind.
+                        if let Err(e) = self.shared.catalog.clear_session(pid).await {
+                            tracing::warn!(error = %e, pid, "could not clear session");
+                        }
                     }
                     self.client_w.write_all(&out).await?;
                 }
