@@ -126,11 +126,11 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
         let out = s.finish(None).await?;
         let (msg, d) = match abort {
             Abort::Errors => {
-                let first = &load.errors[load.errors.len() - 1];
-                let ctx = String::from_utf8_lossy(&first.raw_field_value).into_owned();
+                let last = &load.errors[load.errors.len() - 1];
+                let ctx = String::from_utf8_lossy(&last.raw_field_value).into_owned();
                 (
                     load_failed(&st.table_name),
-                    detail(&first.err_reason, first.err_code, &ctx, query),
+                    detail(&last.err_reason, last.err_code, &ctx, query),
                 )
             }
             Abort::Fatal(m, code) => {
