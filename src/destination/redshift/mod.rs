@@ -77,6 +77,8 @@ struct Loaded {
 
 impl RedshiftDestination {
     /// Builds the destination from its configuration.
+    // The signature `destination::build` calls for every destination type.
+    #[allow(clippy::new_ret_no_self)]
     pub async fn new(
         pipeline: &PipelineConfig,
         config: &RedshiftConfig,

@@ -1,0 +1,517 @@
+//! The Redshift destination against the local stack and the Redshift emulator
+//! (tools/redshift-emu, built with `cargo build -p redshift-emu`): typed loads from JSON and gzip
+//! CSV, exactly-once across kill -9 at chosen points of a load, bad-file isolation, MAXERROR
+//! harvesting, and the cluster going away for less and for longer than the retry duration.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const LONG: Duration = Duration::from_secs(40);
+const ROLE: &str = "arn:aws:iam::123456789012:role/loader";
+
+/// A running emulator in front of one database of the stack's PostgreSQL; killed on drop.
+struct Emu {
+    addr: String,
+    db_url: String,
+    child: Option<tokio::process::Child>,
+}
+
+fn emu_binary() -> PathBuf {
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let bin = dir.join("debug/redshift-emu");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "redshift-emu"])
+            .status()
+            .expect("cargo build -p redshift-emu");
+        assert!(ok.success(), "cargo build -p redshift-emu failed");
+    }
+    bin
+}
+
+impl Emu {
+    /// Starts an emulator on `listen` (`127.0.0.1:0` for any port) for database `db_url`.
+    async fn start(stack: &Stack, db_url: &str, listen: &str) -> Emu {
+        let mut child = tokio::process::Command::new(emu_binary())
+            .args(["--listen", listen, "--backend", &stack.pg_host_port])
+            .args(["--admin-url", db_url, "--s3-endpoint", &stack.s3_endpoint])
+            .args(["--s3-region", "us-east-1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redshift-emu");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("emulator did not start in 30s")
+            .unwrap()
+            .expect("emulator exited before listening");
+        let addr = line
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        Emu {
+            addr,
+            db_url: db_url.to_string(),
+            child: Some(child),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// The loader's URL through the emulator (no TLS: the emulator answers 'N').
+    fn url(&self) -> String {
+        let db = self.db_url.rsplit('/').next().unwrap();
+        format!(
+            "postgres://stageload:stageload@{}/{db}?sslmode=disable",
+            self.addr
+        )
+    }
+}
+
+/// A Redshift database with the target table, an emulator in front, a control database and a
+/// bucket.
+struct Setup {
+    stack: Stack,
+    control: String,
+    rs: String,
+    bucket: String,
+    s3: aws_sdk_s3::Client,
+    emu: Emu,
+}
+
+async fn setup(tag: &str, ddl: &str) -> Setup {
+    let stack = Stack::get();
+    let control = stack.fresh_database(&format!("{tag}ctl")).await;
+    let rs = stack.fresh_database(&format!("{tag}rs")).await;
+    exec(&rs, ddl).await;
+    let bucket = stack.bucket(tag).await;
+    let s3 = stack.s3().await;
+    let emu = Emu::start(&stack, &rs, "127.0.0.1:0").await;
+    Setup {
+        stack,
+        control,
+        rs,
+        bucket,
+        s3,
+        emu,
+    }
+}
+
+async fn exec(url: &str, sql: &str) {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(sql).await.unwrap();
+}
+
+const EVENTS: &str = "CREATE TABLE public.events (id varchar(64) NOT NULL, user_id integer, \
+                      action varchar(16), ts timestamp, pad varchar(2000))";
+
+impl Setup {
+    fn config(&self, name: &str, format: &str, copy_options: &str, retry_s: u64) -> String {
+        format!(
+            r#"{base}
+[[pipeline]]
+name = "{name}"
+retry_duration_s = {retry_s}
+error_prefix = "errors/{name}/"
+[pipeline.source]
+bucket = "{bucket}"
+prefix = "in/{name}/"
+poll_interval_s = 1
+format = "{format}"
+[pipeline.buffer]
+interval_s = 1
+[pipeline.destination]
+type = "redshift"
+url = "{url}"
+table = "public.events"
+copy_options = "{copy_options}"
+iam_role = "{ROLE}"
+manifest_prefix = "manifests/{name}/"
+connect_timeout_s = 2
+"#,
+            base = self.stack.base_config(&self.control),
+            bucket = self.bucket,
+            url = self.emu.url(),
+        )
+    }
+
+    async fn rows(&self, sql: &str) -> i64 {
+        query_i64(&self.rs, sql).await
+    }
+
+    async fn wait_rows(&self, n: i64) {
+        wait_for(&format!("{n} rows in public.events"), LONG, || async {
+            (self.rows("SELECT count(*) FROM public.events").await >= n).then_some(())
+        })
+        .await;
+    }
+
+    async fn wait_batches_settled(&self, what: &str) {
+        wait_for(what, LONG, || async {
+            let open = query_i64(
+                &self.control,
+                "SELECT count(*) FROM batches WHERE state IN ('sealed','delivering')",
+            )
+            .await;
+            let all = query_i64(&self.control, "SELECT count(*) FROM batches").await;
+            (all > 0 && open == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// Every id in the table appears once, and there are `n` of them.
+    async fn assert_exactly_once(&self, n: i64) {
+        let dups = self
+            .rows("SELECT count(*) FROM (SELECT id FROM public.events GROUP BY id HAVING count(*) > 1) d")
+            .await;
+        assert_eq!(dups, 0, "some rows were loaded twice");
+        assert_eq!(self.rows("SELECT count(*) FROM public.events").await, n);
+    }
+}
+
+/// Waits for a log line holding every one of `needles`.
+async fn wait_log(log: impl Fn() -> String, needles: &[&str]) {
+    wait_for(&format!("a log line with {needles:?}"), LONG, || async {
+        log()
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+            .then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn json_and_gzip_csv_land_typed_and_complete() {
+    let s = setup("rsload", EVENTS).await;
+    // JSON lines through JSON 'auto'.
+    for i in 0..3 {
+        put(
+            &s.s3,
+            &s.bucket,
+            &format!("in/js/part-{i}.json"),
+            json_lines(&format!("j{i}"), 50, 80),
+        )
+        .await;
+    }
+    let d1 = Daemon::start(&s.config("js", "json_lines", "JSON 'auto' TIMEFORMAT 'epochsecs'", 60));
+    s.wait_rows(150).await;
+    s.wait_batches_settled("json batches settled").await;
+    // gzip CSV, with a quoted comma and a non-ASCII value.
+    let csv = "c-1,7,\"buy, now\",2026-01-02 03:04:05,é\nc-2,8,view,2026-01-02 03:04:06,x\n";
+    put(&s.s3, &s.bucket, "in/csv/a.csv.gz", gzip(csv.as_bytes())).await;
+    let d2 = Daemon::start(&s.config("csv", "lines", "CSV GZIP", 60));
+    s.wait_rows(152).await;
+    s.assert_exactly_once(152).await;
+    let got = query_strings(
+        &s.rs,
+        "SELECT id || '|' || user_id || '|' || action || '|' || ts::text || '|' || coalesce(pad, 'null') \
+         FROM public.events WHERE id IN ('c-1', 'j0-3') ORDER BY id",
+    )
+    .await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[0], "c-1|7|buy, now|2026-01-02 03:04:05|é",
+        "typed CSV values"
+    );
+    assert!(
+        got[1].starts_with("j0-3|3|click|2025-11-28 03:20:03|xx"),
+        "typed JSON values: {}",
+        got[1]
+    );
+    // One marker row per committed batch, and the daemon logs the COPY without the role.
+    let markers = s
+        .rows("SELECT count(*) FROM public.stageload_commits")
+        .await;
+    let loaded = query_i64(
+        &s.control,
+        "SELECT count(*) FROM batches WHERE state = 'loaded'",
+    )
+    .await;
+    assert_eq!(markers, loaded);
+    assert!(
+        d1.log_text().contains("IAM_ROLE '***'"),
+        "copy logged redacted"
+    );
+    assert!(!d1.log_text().contains(ROLE), "role never logged");
+    drop(d2);
+}
+
+/// Stages `objects` files, starts a daemon that pauses at `point`, and kills it with -9 once
+/// the pause is logged; returns the table's row count at that moment.
+async fn kill_at(s: &Setup, name: &str, point: &str, objects: usize) -> i64 {
+    for i in 0..objects {
+        let body = json_lines(&format!("{name}x{i}"), 20, 60);
+        put(&s.s3, &s.bucket, &format!("in/{name}/o-{i}.json"), body).await;
+    }
+    let cfg = s.config(
+        name,
+        "json_lines",
+        "JSON 'auto' TIMEFORMAT 'epochsecs'",
+        120,
+    );
+    let hook = format!("{point}:30000");
+    let mut d = Hooked::start(&cfg, &[("STAGELOAD_TEST_REDSHIFT_PAUSE", &hook)]);
+    wait_log(|| d.log_text(), &["test hook: pausing", point]).await;
+    let before = s.rows("SELECT count(*) FROM public.events").await;
+    d.kill9();
+    before
+}
+
+#[tokio::test]
+async fn kill9_at_every_point_of_a_load_never_duplicates() {
+    let s = setup("rskill", EVENTS).await;
+    // Before COPY: nothing in the table yet; after restart everything once.
+    let before = kill_at(&s, "k1", "before_copy", 3).await;
+    assert_eq!(before, 0, "killed before COPY: nothing loaded");
+    // Inside the COPY's transaction (COPY and marker insert done, COMMIT not sent): the
+    // rollback leaves nothing behind.
+    let before = kill_at(&s, "k2", "before_commit", 2).await;
+    assert_eq!(before, 0, "killed inside the transaction: nothing visible");
+    // After COMMIT, before settling: the rows are there and the marker row is too.
+    let before = kill_at(&s, "k3", "after_commit", 2).await;
+    assert_eq!(before, 40, "killed after commit: the batch is in the table");
+    assert_eq!(
+        s.rows("SELECT count(*) FROM public.stageload_commits")
+            .await,
+        1
+    );
+    // Restart without hooks: every pipeline finishes; rows exactly once.
+    let mut cfg = String::new();
+    for (name, _) in [("k1", 3), ("k2", 2), ("k3", 2)] {
+        let one = s.config(
+            name,
+            "json_lines",
+            "JSON 'auto' TIMEFORMAT 'epochsecs'",
+            120,
+        );
+        if cfg.is_empty() {
+            cfg = one;
+        } else {
+            cfg.push_str(&one[one.find("[[pipeline]]").unwrap()..]);
+        }
+    }
+    let d = Daemon::start(&cfg);
+    s.wait_rows(140).await;
+    s.wait_batches_settled("all batches settled after restart")
+        .await;
+    s.assert_exactly_once(140).await;
+    assert!(
+        d.log_text()
+            .contains("taken-over batch was already delivered")
+            || d.log_text().contains("already committed"),
+        "the after-commit batch was recognised by its marker"
+    );
+}
+
+#[tokio::test]
+async fn one_bad_file_is_skipped_and_the_rest_loads() {
+    let s = setup("rsbad", EVENTS).await;
+    put(&s.s3, &s.bucket, "in/bad/a.json", json_lines("a", 10, 60)).await;
+    put(
+        &s.s3,
+        &s.bucket,
+        "in/bad/b.json",
+        b"{\"id\":\"b-0\",\"user_id\":1}\n{\"id\":\"b-1\",\"user_id\":\"many\"}\n".to_vec(),
+    )
+    .await;
+    put(&s.s3, &s.bucket, "in/bad/c.json", json_lines("c", 10, 60)).await;
+    let d = Daemon::start(&s.config(
+        "bad",
+        "json_lines",
+        "JSON 'auto' TIMEFORMAT 'epochsecs'",
+        60,
+    ));
+    s.wait_rows(20).await;
+    s.wait_batches_settled("batch settled").await;
+    s.assert_exactly_once(20).await;
+    let row = query_strings(
+        &s.control,
+        "SELECT filename || '|' || line_number || '|' || colname || '|' || err_code || '|' || \
+         raw_line || '|' || err_reason FROM load_errors",
+    )
+    .await;
+    assert_eq!(row.len(), 1, "one stl_load_errors row copied: {row:?}");
+    let r = &row[0];
+    assert!(
+        r.starts_with(&format!("s3://{}/in/bad/b.json|2|user_id|", s.bucket)),
+        "{r}"
+    );
+    assert!(r.contains("\"many\""), "raw line kept: {r}");
+    let state = query_strings(
+        &s.control,
+        "SELECT key || '=' || state FROM staged_objects ORDER BY key",
+    )
+    .await;
+    assert_eq!(
+        state,
+        vec![
+            "in/bad/a.json=loaded",
+            "in/bad/b.json=skipped",
+            "in/bad/c.json=loaded"
+        ]
+    );
+    // The bad file is left behind as an error manifest.
+    let errs = keys(&s.s3, &s.bucket, "errors/bad/errors/manifests/").await;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let body = String::from_utf8(get(&s.s3, &s.bucket, &errs[0]).await.unwrap()).unwrap();
+    assert!(body.contains("in/bad/b.json") && !body.contains("in/bad/a.json"));
+    drop(d);
+}
+
+#[tokio::test]
+async fn maxerror_loads_and_records_the_skipped_rows() {
+    let s = setup("rsmax", EVENTS).await;
+    let mut body = json_lines("m", 10, 60);
+    for i in 0..3 {
+        body.extend_from_slice(format!("{{\"id\":\"bad-{i}\",\"user_id\":\"x{i}\"}}\n").as_bytes());
+    }
+    put(&s.s3, &s.bucket, "in/max/a.json", body).await;
+    let d = Daemon::start(&s.config(
+        "max",
+        "json_lines",
+        "JSON 'auto' TIMEFORMAT 'epochsecs' MAXERROR 5",
+        60,
+    ));
+    s.wait_rows(10).await;
+    s.wait_batches_settled("batch settled").await;
+    s.assert_exactly_once(10).await;
+    let rows = query_strings(
+        &s.control,
+        "SELECT line_number || '|' || colname || '|' || err_code FROM load_errors ORDER BY line_number",
+    )
+    .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[0].starts_with("11|user_id|"), "{rows:?}");
+    let state = query_strings(&s.control, "SELECT state FROM batches").await;
+    assert_eq!(state, vec!["loaded"]);
+    drop(d);
+}
+
+#[tokio::test]
+async fn cluster_outages_shorter_and_longer_than_the_budget() {
+    let mut s = setup("rsdown", EVENTS).await;
+    let listen = s.emu.addr.clone();
+    // Shorter: the emulator is down for ~4 s of a 30 s budget; everything loads once it is back.
+    s.emu.stop().await;
+    put(&s.s3, &s.bucket, "in/short/a.json", json_lines("s", 10, 60)).await;
+    let d = Daemon::start(&s.config(
+        "short",
+        "json_lines",
+        "JSON 'auto' TIMEFORMAT 'epochsecs'",
+        30,
+    ));
+    wait_log(|| d.log_text(), &["delivery failed, will retry"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.emu = Emu::start(&s.stack, &s.rs, &listen).await;
+    s.wait_rows(10).await;
+    s.wait_batches_settled("short outage batch loaded").await;
+    assert_eq!(
+        query_strings(&s.control, "SELECT state FROM batches").await,
+        vec!["loaded"]
+    );
+    drop(d);
+
+    // Longer: a 4 s budget with the emulator down throughout: the batch is skipped with an error
+    // manifest, which then loads by hand through the emulator.
+    s.emu.stop().await;
+    put(&s.s3, &s.bucket, "in/long/a.json", json_lines("l", 7, 60)).await;
+    let d = Daemon::start(&s.config(
+        "long",
+        "json_lines",
+        "JSON 'auto' TIMEFORMAT 'epochsecs'",
+        4,
+    ));
+    wait_for("batch skipped", LONG, || async {
+        (query_i64(
+            &s.control,
+            "SELECT count(*) FROM batches WHERE state = 'skipped'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let errs = keys(&s.s3, &s.bucket, "errors/long/errors/manifests/").await;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    drop(d);
+    s.emu = Emu::start(&s.stack, &s.rs, &listen).await;
+    let (c, conn) = tokio_postgres::connect(&s.emu.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(&format!(
+        "COPY public.events FROM 's3://{}/{}' IAM_ROLE '{ROLE}' MANIFEST JSON 'auto' TIMEFORMAT 'epochsecs'",
+        s.bucket, errs[0]
+    ))
+    .await
+    .unwrap();
+    s.assert_exactly_once(17).await;
+}
+
+/// A daemon started with extra environment variables (the destination's test hooks), so the
+/// pauses reach only this process and not the daemons of tests running alongside.
+struct Hooked {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Hooked {
+    fn start(config: &str, env: &[(&str, &str)]) -> Hooked {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stageload.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.path().join("daemon.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_stageload"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("STAGELOAD_LOG", "info,stageload=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start stageload");
+        Hooked {
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Hooked {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- hooked daemon log ----\n{}", self.log_text());
+        }
+        self.kill9();
+    }
+}
