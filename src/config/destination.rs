@@ -296,6 +296,13 @@ fn default_max_request_bytes() -> usize {
     1024 * 1024
 }
 
+/// True when an `http(s)://user[:password]@host` URL names a user.
+fn endpoint_has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.contains('@')
+}
+
 /// Checks a destination's fields; returns the field (relative to `destination`) and the problem.
 pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
     let err = |f: &str, m: String| Err((f.to_string(), m));
@@ -375,6 +382,32 @@ pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
             }
             if e.password.is_some() && e.username.is_none() {
                 return err("username", "is required with password".into());
+            }
+            if e.api_key.is_some() && e.username.is_some() {
+                return err(
+                    "api_key",
+                    "set either api_key or username and password, not both".into(),
+                );
+            }
+            if e.endpoints.iter().any(|u| endpoint_has_userinfo(u)) {
+                return err(
+                    "endpoints",
+                    "must not carry credentials: use username and password, or api_key".into(),
+                );
+            }
+            for (field, value) in [
+                ("id_field", &e.id_field),
+                ("timestamp_field", &e.timestamp_field),
+            ] {
+                if let Some(p) = value.as_deref().filter(|p| !p.starts_with('/')) {
+                    return err(
+                        field,
+                        format!("{p:?} is not a JSON pointer: write it as \"/{p}\""),
+                    );
+                }
+            }
+            if !(1..=3600).contains(&e.request_timeout_s) {
+                return err("request_timeout_s", "must be 1 to 3600".into());
             }
         }
         DestinationConfig::Splunk(s) => {

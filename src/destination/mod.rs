@@ -177,7 +177,15 @@ pub async fn build(
             s3.clone(),
         ))),
         D::Redshift(_) => Err(unsupported("redshift")),
-        D::Elasticsearch(_) => Err(unsupported("elasticsearch")),
+        D::Elasticsearch(e) => {
+            elasticsearch::ElasticsearchDestination::new(pipeline, e, s3.clone())
+                .await
+                .map_err(|message| BuildError {
+                    pipeline: pipeline.name.clone(),
+                    kind: "elasticsearch",
+                    message,
+                })
+        }
         D::Splunk(_) => Err(unsupported("splunk")),
     }
 }

@@ -1,18 +1,132 @@
-//! `type = "elasticsearch"`: placeholder until the Elasticsearch destination lands; building it fails with a clear message.
+//! `type = "elasticsearch"`: delivers batches to Elasticsearch or OpenSearch with `_bulk`.
+//!
+//! Records stream from S3 through decompression and framing straight into hand-built NDJSON
+//! bodies ([`bulk`]), keeping their original bytes; a record is parsed only for its id or
+//! timestamp field ([`pointer`]). Ids are deterministic by default ([`id`]), so a retried or
+//! replayed request overwrites instead of duplicating. Index names rotate like Firehose's
+//! ([`index`]). Answers are sorted per document ([`response`], [`send`]): 429 and 5xx items
+//! are retried alone through [`Resume`], other 4xx items become `load_errors` rows and
+//! failed-document records ([`report`]); [`run`] walks the batch.
 
-use crate::config::{ElasticsearchConfig, PipelineConfig};
+pub mod bulk;
+pub mod client;
+pub mod id;
+pub mod index;
+pub mod pointer;
+pub mod report;
+pub mod response;
+pub mod run;
+pub mod send;
+
+use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
+use crate::destination::{ArtifactKind, Attempt, Destination, GiveUp, Resume};
+use crate::model::ClaimedBatch;
 use crate::source::s3::S3;
+use async_trait::async_trait;
+use client::{Client, Sent};
+use pointer::Pointer;
+use run::{Mode, Progress, Run};
+use std::sync::Arc;
 
-/// The Elasticsearch destination (not built yet).
-pub struct ElasticsearchDestination;
+/// What every walk over a batch shares.
+pub struct Shared {
+    pipeline: String,
+    config: ElasticsearchConfig,
+    source: SourceConfig,
+    s3: S3,
+    client: Arc<Client>,
+    id_field: Option<Pointer>,
+    timestamp_field: Option<Pointer>,
+}
+
+/// The Elasticsearch / OpenSearch destination.
+pub struct ElasticsearchDestination {
+    shared: Shared,
+}
 
 impl ElasticsearchDestination {
-    /// Builds the destination from its configuration.
+    /// Builds the destination from its configuration (no network I/O; see [`Destination::check`]).
     pub async fn new(
-        _pipeline: &PipelineConfig,
-        _config: &ElasticsearchConfig,
-        _s3: S3,
-    ) -> Result<std::sync::Arc<dyn super::Destination>, String> {
-        Err("the elasticsearch destination is not built into this version yet".into())
+        pipeline: &PipelineConfig,
+        config: &ElasticsearchConfig,
+        s3: S3,
+    ) -> Result<Arc<dyn Destination>, String> {
+        let pointer = |field: &Option<String>, name: &str| {
+            field
+                .as_deref()
+                .map(Pointer::parse)
+                .transpose()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        let client = Client::build(config).map_err(|e| e.to_string())?;
+        Ok(Arc::new(ElasticsearchDestination {
+            shared: Shared {
+                pipeline: pipeline.name.clone(),
+                config: config.clone(),
+                source: pipeline.source.clone(),
+                s3,
+                client: Arc::new(client),
+                id_field: pointer(&config.id_field, "id_field")?,
+                timestamp_field: pointer(&config.timestamp_field, "timestamp_field")?,
+            },
+        }))
+    }
+}
+
+#[async_trait]
+impl Destination for ElasticsearchDestination {
+    fn kind(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    fn target(&self) -> String {
+        self.shared.config.index.clone()
+    }
+
+    fn artifact(&self) -> ArtifactKind {
+        ArtifactKind::Records("elasticsearch")
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let shared = &self.shared;
+        let at = format!(
+            "pipeline {}: elasticsearch at {}",
+            shared.pipeline,
+            shared.client.endpoints()
+        );
+        match shared.client.ping().await {
+            Sent::Answer { status, .. } if (200..300).contains(&status) => Ok(()),
+            Sent::Answer {
+                status: status @ (401 | 403),
+                body,
+            } => Err(format!(
+                "{at}: credentials refused: {}",
+                response::request_error_text(status, &body)
+            )),
+            Sent::Answer { status, body } => Err(format!(
+                "{at}: {}",
+                response::request_error_text(status, &body)
+            )),
+            Sent::Unreachable(e) => Err(format!("{at}: unreachable: {e}")),
+        }
+    }
+
+    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
+        let progress = Progress::from_resume(resume);
+        Run::new(&self.shared, batch, progress, Mode::Send)
+            .attempt()
+            .await
+    }
+
+    async fn give_up(&self, batch: &ClaimedBatch, resume: Option<Resume>, reason: &str) -> GiveUp {
+        let progress = Progress::from_resume(resume);
+        Run::new(
+            &self.shared,
+            batch,
+            progress,
+            Mode::GiveUp(reason.to_string()),
+        )
+        .give_up()
+        .await
     }
 }

@@ -1,0 +1,205 @@
+//! JSON pointers (RFC 6901) evaluated over a record's raw bytes without building a tree: the
+//! walk skips every value off the path, so fetching an id or a timestamp costs one scan of
+//! the record at most and no allocation besides the value found.
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// A parsed JSON pointer such as `/event/id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer {
+    tokens: Vec<String>,
+}
+
+/// The scalar a pointer found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// A string.
+    Str(String),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer too big for `i64`.
+    Uint(u64),
+    /// A floating point number.
+    Float(f64),
+}
+
+impl Pointer {
+    /// Parses `/a/b~1c`; the empty pointer (the whole record) is refused.
+    pub fn parse(text: &str) -> Result<Pointer, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!(
+                "{text:?} is not a JSON pointer: it must start with '/'"
+            ));
+        };
+        let tokens = rest
+            .split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        Ok(Pointer { tokens })
+    }
+
+    /// The scalar at this pointer in `json`, or `None` when it is absent, not a scalar, or the
+    /// record is not valid JSON.
+    pub fn lookup(&self, json: &[u8]) -> Option<Scalar> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        Find(&self.tokens).deserialize(&mut de).ok().flatten()
+    }
+}
+
+struct Find<'p>(&'p [String]);
+
+impl<'de> DeserializeSeed<'de> for Find<'_> {
+    type Value = Option<Scalar>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        if self.0.is_empty() {
+            d.deserialize_any(ScalarVisitor)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Find<'_> {
+    type Value = Option<Scalar>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object or array on the pointer's path")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (token, rest) = (&self.0[0], &self.0[1..]);
+        let mut found = None;
+        while let Some(hit) = map.next_key_seed(KeyIs(token))? {
+            if hit && found.is_none() {
+                found = map.next_value_seed(Find(rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (token, rest) = (&self.0[0], &self.0[1..]);
+        let Ok(wanted) = token.parse::<usize>() else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        };
+        let mut found = None;
+        let mut i = 0;
+        loop {
+            if i == wanted {
+                match seq.next_element_seed(Find(rest))? {
+                    Some(v) => found = v,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+}
+
+/// Compares an object key with a token without allocating.
+struct KeyIs<'t>(&'t str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Option<Scalar>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Str(v.to_string())))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Int(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(i64::try_from(v).map_or(Scalar::Uint(v), Scalar::Int)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Float(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(p: &str, json: &str) -> Option<Scalar> {
+        Pointer::parse(p).unwrap().lookup(json.as_bytes())
+    }
+
+    #[test]
+    fn finds_nested_values_and_skips_the_rest() {
+        let doc =
+            r#"{"a":{"skip":[1,{"x":2}],"b":"hi"},"n":12,"arr":[10,{"c":1.5}],"w/s":"esc","t~":7}"#;
+        assert_eq!(at("/a/b", doc), Some(Scalar::Str("hi".into())));
+        assert_eq!(at("/n", doc), Some(Scalar::Int(12)));
+        assert_eq!(at("/arr/1/c", doc), Some(Scalar::Float(1.5)));
+        assert_eq!(at("/w~1s", doc), Some(Scalar::Str("esc".into())));
+        assert_eq!(at("/t~0", doc), Some(Scalar::Int(7)));
+        assert_eq!(at("/a", doc), None);
+        assert_eq!(at("/missing", doc), None);
+        assert_eq!(at("/arr/9", doc), None);
+        assert_eq!(at("/a/b", "not json"), None);
+    }
+
+    #[test]
+    fn escaped_keys_still_match() {
+        assert_eq!(
+            at("/k\"ey", r#"{"k\"ey":"v"}"#),
+            Some(Scalar::Str("v".into()))
+        );
+        assert!(Pointer::parse("id").is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! Reading `_bulk` answers: the whole request's status first, then `errors`, and the items only
+//! when `errors` is true; each failure classified as retry-alone or rejected for good.
+
+use crate::destination::FailureKind;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What to do with a whole request that did not come back 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// Send its documents again: 429, 5xx, or a refusal an operator may fix (401, 403, a
+    /// missing index) as [`FailureKind::Permanent`].
+    Retry(FailureKind),
+    /// 413: split the request in halves and send each.
+    Split,
+}
+
+/// Classifies a non-200 status of a whole `_bulk` request.
+pub fn classify_request(status: u16) -> RequestVerdict {
+    match status {
+        413 => RequestVerdict::Split,
+        408 | 429 | 500..=599 => RequestVerdict::Retry(FailureKind::Transient),
+        _ => RequestVerdict::Retry(FailureKind::Permanent),
+    }
+}
+
+/// What happened to one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemVerdict {
+    /// Indexed.
+    Done,
+    /// Send it again on its own: 429 and 5xx (transient), or an index that does not exist
+    /// while auto-creation is off (permanent for the batch, retried until the budget ends).
+    Retry(FailureKind, u16, String),
+    /// Rejected for good (mapping errors, 409, 404, other 4xx): recorded at once.
+    Reject(u16, String),
+}
+
+/// The answer to a 200 `_bulk` request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BulkAnswer {
+    /// `errors` was false: every document was indexed.
+    AllDone,
+    /// One verdict per document, in request order.
+    Items(Vec<ItemVerdict>),
+}
+
+/// A 200 answer that could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// Not the JSON of a bulk response.
+    #[error("bulk response is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A different number of items than documents sent.
+    #[error("bulk response has {got} items for {sent} documents")]
+    ItemCount {
+        /// Items in the answer.
+        got: usize,
+        /// Documents sent.
+        sent: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    errors: bool,
+}
+
+#[derive(Deserialize)]
+struct Full {
+    items: Vec<Wrapped>,
+}
+
+#[derive(Deserialize)]
+struct Wrapped {
+    #[serde(alias = "create", alias = "update", alias = "delete")]
+    index: ItemBody,
+}
+
+#[derive(Deserialize)]
+struct ItemBody {
+    status: u16,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Parses a 200 answer to a request of `sent` documents.
+pub fn parse_bulk(body: &[u8], sent: usize) -> Result<BulkAnswer, ResponseError> {
+    // Items are skipped, not built, unless something failed.
+    let head: Head = serde_json::from_slice(body)?;
+    if !head.errors {
+        return Ok(BulkAnswer::AllDone);
+    }
+    let full: Full = serde_json::from_slice(body)?;
+    if full.items.len() != sent {
+        return Err(ResponseError::ItemCount {
+            got: full.items.len(),
+            sent,
+        });
+    }
+    Ok(BulkAnswer::Items(
+        full.items
+            .into_iter()
+            .map(|w| classify_item(w.index.status, w.index.error.as_ref()))
+            .collect(),
+    ))
+}
+
+fn classify_item(status: u16, error: Option<&Value>) -> ItemVerdict {
+    if (200..300).contains(&status) && error.is_none() {
+        return ItemVerdict::Done;
+    }
+    let reason = error
+        .map(error_text)
+        .unwrap_or_else(|| format!("status {status}"));
+    let ty = error.and_then(|e| e.get("type")).and_then(Value::as_str);
+    match status {
+        429 | 500..=599 => ItemVerdict::Retry(FailureKind::Transient, status, reason),
+        404 if ty == Some("index_not_found_exception") => {
+            ItemVerdict::Retry(FailureKind::Permanent, status, reason)
+        }
+        _ => ItemVerdict::Reject(status, reason),
+    }
+}
+
+/// `type: reason (caused by type: reason)` of an Elasticsearch error object.
+pub fn error_text(error: &Value) -> String {
+    let one = |e: &Value| match (
+        e.get("type").and_then(Value::as_str),
+        e.get("reason").and_then(Value::as_str),
+    ) {
+        (Some(t), Some(r)) => format!("{t}: {r}"),
+        (Some(t), None) => t.to_string(),
+        (None, Some(r)) => r.to_string(),
+        (None, None) => e.to_string(),
+    };
+    match error {
+        Value::String(s) => s.clone(),
+        Value::Object(_) => match error.get("caused_by") {
+            Some(cause) => format!("{} (caused by {})", one(error), one(cause)),
+            None => one(error),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// A short description of a non-200 answer: the error object when there is one, else the
+/// start of the body.
+pub fn request_error_text(status: u16, body: &[u8]) -> String {
+    let detail = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").map(error_text))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            text.trim().to_string()
+        });
+    if detail.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_false_means_all_done() {
+        let body = br#"{"took":3,"errors":false,"items":[{"index":{"status":201}},{"index":{"status":200}}]}"#;
+        assert_eq!(parse_bulk(body, 2).unwrap(), BulkAnswer::AllDone);
+    }
+
+    #[test]
+    fn failed_items_are_classified() {
+        let body = br#"{"errors":true,"items":[
+            {"index":{"_id":"a","status":201,"result":"created"}},
+            {"index":{"_id":"b","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [user_id]","caused_by":{"type":"number_format_exception","reason":"For input string: \"abc\""}}}},
+            {"create":{"_id":"c","status":429,"error":{"type":"es_rejected_execution_exception","reason":"rejected execution"}}},
+            {"index":{"_id":"d","status":503,"error":{"type":"unavailable_shards_exception","reason":"primary shard is not active"}}},
+            {"index":{"_id":"e","status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}},
+            {"index":{"_id":"f","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [x]"}}}
+        ],"took":1}"#;
+        let BulkAnswer::Items(items) = parse_bulk(body, 6).unwrap() else {
+            panic!("expected items")
+        };
+        assert_eq!(items[0], ItemVerdict::Done);
+        assert_eq!(
+            items[1],
+            ItemVerdict::Reject(400, "mapper_parsing_exception: failed to parse field [user_id] (caused by number_format_exception: For input string: \"abc\")".into())
+        );
+        assert!(matches!(
+            items[2],
+            ItemVerdict::Retry(FailureKind::Transient, 429, _)
+        ));
+        assert!(matches!(
+            items[3],
+            ItemVerdict::Retry(FailureKind::Transient, 503, _)
+        ));
+        assert!(
+            matches!(&items[4], ItemVerdict::Reject(409, r) if r.starts_with("version_conflict"))
+        );
+        assert!(matches!(
+            items[5],
+            ItemVerdict::Retry(FailureKind::Permanent, 404, _)
+        ));
+    }
+
+    #[test]
+    fn mismatched_and_broken_answers_are_errors() {
+        let body = br#"{"errors":true,"items":[{"index":{"status":400,"error":"bad"}}]}"#;
+        assert!(matches!(
+            parse_bulk(body, 2),
+            Err(ResponseError::ItemCount { got: 1, sent: 2 })
+        ));
+        assert!(parse_bulk(b"<html>", 1).is_err());
+    }
+
+    #[test]
+    fn whole_request_statuses() {
+        assert_eq!(classify_request(413), RequestVerdict::Split);
+        assert_eq!(
+            classify_request(429),
+            RequestVerdict::Retry(FailureKind::Transient)
+        );
+        assert_eq!(
+            classify_request(502),
+            RequestVerdict::Retry(FailureKind::Transient)
+        );
+        assert_eq!(
+            classify_request(401),
+            RequestVerdict::Retry(FailureKind::Permanent)
+        );
+        assert_eq!(
+            classify_request(403),
+            RequestVerdict::Retry(FailureKind::Permanent)
+        );
+        let body = br#"{"error":{"root_cause":[],"type":"security_exception","reason":"missing authentication credentials"},"status":401}"#;
+        assert_eq!(
+            request_error_text(401, body),
+            "HTTP 401: security_exception: missing authentication credentials"
+        );
+        assert_eq!(
+            request_error_text(502, b"Bad Gateway\n"),
+            "HTTP 502: Bad Gateway"
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! One walk over a batch: first the documents a previous attempt left to retry, then the
+//! records from the resume cursor on, streamed from S3 into bulk bodies with up to
+//! `concurrency` requests in flight. The same walk, without sending, turns what is left into
+//! `load_errors` rows and failed-document records when the retry budget is spent.
+
+use super::bulk::{pending, Body, DocId, Pending};
+use super::id::ObjectIds;
+use super::index::{timestamp_secs, IndexNamer};
+use super::pointer::Scalar;
+use super::report::Failed;
+use super::send::{self, Report};
+use super::Shared;
+use crate::codes;
+use crate::config::DocumentId;
+use crate::destination::{Attempt, FailureKind, GiveUp, Outcome, Resume};
+use crate::model::{ClaimedBatch, LoadError, StagedObject};
+use crate::source::framing::RecordError;
+use crate::source::reader::{ReaderItem, RecordRef};
+use crate::source::records::{self, OpenFailure, ReadFailure};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashSet;
+use tokio::task::JoinHandle;
+
+/// What is left of a batch between attempts (the payload of [`Resume`]).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Attempts made so far in this claim.
+    pub attempts: i32,
+    /// Documents to send again, with their action lines.
+    pub retry: Vec<Pending>,
+    /// (object index, ordinal) of the first record never sent; `None` once all were read.
+    pub cursor: Option<(usize, u64)>,
+    /// Framing rejections before this (object index, ordinal) were already reported.
+    pub errors_before: (usize, u64),
+    /// Objects already skipped on their own (missing, corrupt) and reported.
+    pub settled: HashSet<usize>,
+}
+
+impl Progress {
+    /// Nothing sent yet.
+    pub fn start() -> Self {
+        Progress {
+            attempts: 0,
+            retry: Vec::new(),
+            cursor: Some((0, 0)),
+            errors_before: (0, 0),
+            settled: HashSet::new(),
+        }
+    }
+
+    /// The progress a resume carries, or a fresh start.
+    pub fn from_resume(resume: Option<Resume>) -> Self {
+        resume
+            .and_then(|r| r.0.downcast::<Progress>().ok())
+            .map(|p| *p)
+            .unwrap_or_else(Progress::start)
+    }
+}
+
+/// Whether the walk sends documents or writes them off.
+pub enum Mode {
+    /// An attempt.
+    Send,
+    /// The budget ran out for this reason.
+    GiveUp(String),
+}
+
+/// One walk over a batch.
+pub struct Run<'a> {
+    shared: &'a Shared,
+    batch: &'a ClaimedBatch,
+    mode: Mode,
+    attempt: i32,
+    progress: Progress,
+    body: Body,
+    spare: Vec<Vec<u8>>,
+    inflight: FuturesUnordered<JoinHandle<Report>>,
+    namer: IndexNamer,
+    retry: Vec<Pending>,
+    rejected: Vec<LoadError>,
+    failed_records: Vec<serde_json::Value>,
+    skipped_objects: Vec<i64>,
+    delivered: u64,
+    failure: Option<(FailureKind, String)>,
+    halted: bool,
+    lost_track: bool,
+    id_fallbacks: u64,
+}
+
+impl<'a> Run<'a> {
+    /// A walk over `batch` from where `progress` says.
+    pub fn new(
+        shared: &'a Shared,
+        batch: &'a ClaimedBatch,
+        progress: Progress,
+        mode: Mode,
+    ) -> Self {
+        Run {
+            shared,
+            batch,
+            attempt: batch.attempts.max(0) + progress.attempts + 1,
+            mode,
+            progress,
+            body: Body::default(),
+            spare: Vec::new(),
+            inflight: FuturesUnordered::new(),
+            namer: IndexNamer::new(&shared.config.index, shared.config.index_rotation),
+            retry: Vec::new(),
+            rejected: Vec::new(),
+            failed_records: Vec::new(),
+            skipped_objects: Vec::new(),
+            delivered: 0,
+            failure: None,
+            halted: false,
+            lost_track: false,
+            id_fallbacks: 0,
+        }
+    }
+
+    /// Runs the walk as an attempt.
+    pub async fn attempt(mut self) -> Attempt {
+        let cursor = self.walk().await;
+        let pipeline = self.shared.pipeline.as_str();
+        if self.id_fallbacks > 0 {
+            tracing::warn!(
+                pipeline,
+                batch_id = self.batch.id,
+                records = self.id_fallbacks,
+                "id_field missing or not a string or number, used the deterministic id"
+            );
+        }
+        tracing::debug!(
+            pipeline,
+            batch_id = self.batch.id,
+            delivered = self.delivered,
+            rejected = self.rejected.len(),
+            retry = self.retry.len(),
+            "bulk attempt finished"
+        );
+        let outcome = if self.retry.is_empty() && cursor.is_none() {
+            Outcome::Delivered
+        } else {
+            let (kind, error) = self
+                .failure
+                .take()
+                .unwrap_or((FailureKind::Transient, "documents left to send".to_string()));
+            let progress = Progress {
+                attempts: self.progress.attempts + 1,
+                retry: std::mem::take(&mut self.retry),
+                cursor,
+                errors_before: self.progress.errors_before,
+                settled: std::mem::take(&mut self.progress.settled),
+            };
+            Outcome::Failed {
+                kind,
+                error,
+                resume: Some(Resume(Box::new(progress))),
+            }
+        };
+        Attempt {
+            outcome,
+            rejected: self.rejected,
+            failed_records: self.failed_records,
+            skipped_objects: self.skipped_objects,
+            delivered: self.delivered,
+        }
+    }
+
+    /// Runs the walk writing everything left off.
+    pub async fn give_up(mut self) -> GiveUp {
+        self.walk().await;
+        GiveUp {
+            rejected: self.rejected,
+            failed_records: self.failed_records,
+        }
+    }
+
+    /// Walks retries then records; returns the cursor where reading stopped, if it did.
+    async fn walk(&mut self) -> Option<(usize, u64)> {
+        for p in std::mem::take(&mut self.progress.retry) {
+            if let Mode::GiveUp(_) = self.mode {
+                self.write_off(&p);
+                continue;
+            }
+            if self
+                .body
+                .is_full_for(p.lines.len(), self.max_bytes(), self.max_docs())
+            {
+                self.flush().await;
+            }
+            if self.halted {
+                self.retry.push(p);
+            } else {
+                self.body.push_pending(&p);
+            }
+        }
+        let stopped = match self.progress.cursor {
+            Some(cursor) => self.read_from(cursor).await,
+            None => None,
+        };
+        self.flush().await;
+        while !self.inflight.is_empty() {
+            self.absorb_next().await;
+        }
+        if self.lost_track {
+            // A request task died with its documents: send the whole batch again (ids make
+            // that safe), keeping what was already reported.
+            self.retry.clear();
+            return Some((0, 0));
+        }
+        stopped
+    }
+
+    /// Reads objects from `cursor`; returns where it stopped when the cluster stopped
+    /// answering or S3 failed.
+    async fn read_from(&mut self, (first, skip_below): (usize, u64)) -> Option<(usize, u64)> {
+        let batch = self.batch;
+        let mut next = (first, skip_below);
+        for (k, object) in batch.objects.iter().enumerate().skip(first) {
+            if next.0 < k {
+                next = (k, 0);
+            }
+            if self.progress.settled.contains(&k) {
+                continue;
+            }
+            let skip_below = if k == first { skip_below } else { 0 };
+            let mut stream = match records::open(&self.shared.s3, object, &self.shared.source).await
+            {
+                Ok(s) => s,
+                Err(OpenFailure::Missing(row)) => {
+                    self.settle(k, *row);
+                    continue;
+                }
+                Err(OpenFailure::Transient(e)) => {
+                    if self.s3_failed(k, object, e.to_string()) {
+                        return Some(next);
+                    }
+                    continue;
+                }
+            };
+            let mut ids = ObjectIds::new(object);
+            let arrival = object.arrival_time.timestamp();
+            while let Some(item) = stream.next().await {
+                match item {
+                    ReaderItem::Block(block) => {
+                        self.block_errors(k, object, &block.errors, &mut ids, arrival);
+                        for (r, bytes) in block.iter() {
+                            if r.ordinal < skip_below {
+                                next = (k, r.ordinal + 1);
+                                continue;
+                            }
+                            if self
+                                .body
+                                .is_full_for(bytes.len(), self.max_bytes(), self.max_docs())
+                            {
+                                self.flush().await;
+                            }
+                            if self.halted {
+                                return Some(next);
+                            }
+                            self.push(k, r, bytes, &mut ids, arrival);
+                            next = (k, r.ordinal + 1);
+                        }
+                        stream.recycle(block);
+                    }
+                    ReaderItem::End(Ok(_)) => {}
+                    ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
+                        ReadFailure::Corrupt(row) => self.settle(k, *row),
+                        ReadFailure::Transient(msg) => {
+                            if self.s3_failed(k, object, msg) {
+                                return Some(next);
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        None
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.shared.config.bulk_max_bytes
+    }
+
+    fn max_docs(&self) -> usize {
+        self.shared.config.bulk_max_docs
+    }
+
+    /// S3 failed while reading object `k`: an attempt stops there (true); giving up writes
+    /// the object off as a whole, since its records cannot be read.
+    fn s3_failed(&mut self, k: usize, object: &StagedObject, error: String) -> bool {
+        match &self.mode {
+            Mode::Send => {
+                self.fail(
+                    FailureKind::Transient,
+                    format!("reading {}: {error}", object.url()),
+                );
+                self.halted = true;
+                true
+            }
+            Mode::GiveUp(reason) => {
+                let row = LoadError {
+                    object_id: Some(object.id),
+                    filename: object.url(),
+                    err_code: codes::BUDGET_EXHAUSTED,
+                    err_reason: format!("{reason}; its records could not be read back: {error}"),
+                    ..LoadError::default()
+                };
+                self.settle(k, row);
+                false
+            }
+        }
+    }
+
+    fn settle(&mut self, k: usize, row: LoadError) {
+        if self.progress.settled.insert(k) {
+            self.skipped_objects.push(self.batch.objects[k].id);
+            self.rejected.push(row);
+        }
+    }
+
+    /// Reports framing rejections not reported by an earlier attempt.
+    fn block_errors(
+        &mut self,
+        k: usize,
+        object: &StagedObject,
+        errors: &[RecordError],
+        ids: &mut ObjectIds,
+        arrival: i64,
+    ) {
+        for e in errors {
+            if (k, e.ordinal) < self.progress.errors_before {
+                continue;
+            }
+            let id = match self.shared.config.document_id {
+                DocumentId::Deterministic => {
+                    String::from_utf8_lossy(&ids.id(e.ordinal)).into_owned()
+                }
+                _ => String::new(),
+            };
+            let failed = Failed {
+                object,
+                line: e.line,
+                raw: &e.raw,
+                code: e.err_code,
+                reason: e.reason.clone(),
+                index: self.namer.at(arrival).0.to_string(),
+                id,
+                attempts: self.attempt,
+            };
+            self.rejected.push(failed.row());
+            self.failed_records.push(failed.record());
+            self.progress.errors_before = (k, e.ordinal + 1);
+        }
+    }
+
+    /// Appends one record to the body being filled.
+    fn push(&mut self, k: usize, r: RecordRef, bytes: &[u8], ids: &mut ObjectIds, arrival: i64) {
+        let shared = self.shared;
+        let secs = match &shared.timestamp_field {
+            Some(p) => p
+                .lookup(bytes)
+                .and_then(|v| timestamp_secs(&v))
+                .unwrap_or(arrival),
+            None => arrival,
+        };
+        let (_, quoted) = self.namer.at(secs);
+        let hashed;
+        let text;
+        let id = match (shared.config.document_id, &shared.id_field) {
+            (DocumentId::Auto, _) => DocId::Auto,
+            (DocumentId::Field, Some(p)) => match p.lookup(bytes) {
+                Some(Scalar::Str(s)) if !s.is_empty() && s.len() <= 512 => {
+                    text = s;
+                    DocId::Text(&text)
+                }
+                Some(Scalar::Int(n)) => {
+                    text = n.to_string();
+                    DocId::Text(&text)
+                }
+                Some(Scalar::Uint(n)) => {
+                    text = n.to_string();
+                    DocId::Text(&text)
+                }
+                _ => {
+                    self.id_fallbacks += 1;
+                    hashed = ids.id(r.ordinal);
+                    DocId::Plain(&hashed)
+                }
+            },
+            _ => {
+                hashed = ids.id(r.ordinal);
+                DocId::Plain(&hashed)
+            }
+        };
+        self.body.push_record(
+            quoted,
+            id,
+            bytes,
+            shared.source.format,
+            k,
+            r.line,
+            r.ordinal,
+        );
+    }
+
+    /// Hands the filled body to a request (or, giving up, writes its documents off).
+    async fn flush(&mut self) {
+        if self.body.is_empty() {
+            return;
+        }
+        let fresh = Body::reusing(self.spare.pop().unwrap_or_default());
+        let body = std::mem::replace(&mut self.body, fresh);
+        if let Mode::GiveUp(_) = self.mode {
+            for item in &body.items {
+                let p = pending(&body.buf, item, 0, String::new());
+                self.write_off(&p);
+            }
+            self.spare.push(body.buf);
+            return;
+        }
+        while self.inflight.len() >= self.shared.config.concurrency {
+            self.absorb_next().await;
+        }
+        if self.halted {
+            for item in &body.items {
+                let why = "not sent: the cluster stopped taking requests".to_string();
+                self.retry.push(pending(&body.buf, item, 0, why));
+            }
+            self.spare.push(body.buf);
+            return;
+        }
+        let client = self.shared.client.clone();
+        self.inflight
+            .push(tokio::spawn(send::run(client, body.buf, body.items)));
+    }
+
+    async fn absorb_next(&mut self) {
+        match self.inflight.next().await {
+            Some(Ok(report)) => self.absorb(report),
+            Some(Err(e)) => {
+                self.fail(
+                    FailureKind::Transient,
+                    format!("bulk request task failed: {e}"),
+                );
+                self.halted = true;
+                self.lost_track = true;
+            }
+            None => {}
+        }
+    }
+
+    fn absorb(&mut self, report: Report) {
+        self.delivered += report.delivered;
+        self.retry.extend(report.retry);
+        for p in &report.rejected {
+            let (index, id) = p.index_and_id();
+            let failed = Failed {
+                object: &self.batch.objects[p.object],
+                line: p.line,
+                raw: p.source(),
+                code: p.status as i32,
+                reason: p.reason.clone(),
+                index,
+                id: id.unwrap_or_default(),
+                attempts: self.attempt,
+            };
+            self.rejected.push(failed.row());
+            self.failed_records.push(failed.record());
+        }
+        if let Some((kind, error)) = report.failure {
+            self.fail(kind, error);
+        }
+        self.halted |= report.halted;
+        if let Some(buf) = report.buffer {
+            if self.spare.len() <= self.shared.config.concurrency {
+                self.spare.push(buf);
+            }
+        }
+    }
+
+    fn fail(&mut self, kind: FailureKind, error: String) {
+        match &self.failure {
+            Some((FailureKind::Permanent, _)) if kind == FailureKind::Transient => {}
+            _ => self.failure = Some((kind, error)),
+        }
+    }
+
+    /// A document the budget ran out on.
+    fn write_off(&mut self, p: &Pending) {
+        let Mode::GiveUp(reason) = &self.mode else {
+            return;
+        };
+        let reason = if p.reason.is_empty() {
+            reason.clone()
+        } else if p.status > 0 {
+            format!("{reason}; last status {}: {}", p.status, p.reason)
+        } else {
+            format!("{reason}; last error: {}", p.reason)
+        };
+        let (index, id) = p.index_and_id();
+        let failed = Failed {
+            object: &self.batch.objects[p.object],
+            line: p.line,
+            raw: p.source(),
+            code: codes::BUDGET_EXHAUSTED,
+            reason,
+            index,
+            id: id.unwrap_or_default(),
+            attempts: self.attempt - 1,
+        };
+        self.rejected.push(failed.row());
+        self.failed_records.push(failed.record());
+    }
+}
