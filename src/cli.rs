@@ -89,7 +89,16 @@ pub fn main() -> ExitCode {
                 println!("applied {n} migration(s)");
                 Ok(())
             }
-            Command::Run => crate::daemon::run(config, crate::daemon::signals()).await,
+            Command::Run => {
+                let reloads = crate::daemon::reload_on_sighup(path.clone());
+                crate::daemon::run_with(
+                    config,
+                    crate::daemon::signals(),
+                    reloads,
+                    Default::default(),
+                )
+                .await
+            }
         }
     });
     match result {

@@ -1,18 +1,27 @@
-//! The daemon: migrate, build each pipeline's destination, run every pipeline, and stop
-//! cleanly on SIGTERM or SIGINT (a second signal exits at once).
+//! The daemon: migrate, build each pipeline's destination, run every pipeline and the admin
+//! port, speak systemd's notify protocol, apply reloaded configs (SIGHUP), and stop cleanly on
+//! SIGTERM or SIGINT (a second signal exits at once).
 
-use crate::config::Config;
+use crate::admin::{self, AdminPipeline, AdminState};
+use crate::config::{Config, PipelineConfig};
 use crate::control::Control;
 use crate::destination::{self, Destination};
+use crate::notify::{notify, watchdog_interval};
 use crate::pipeline::dispatch::DispatchTimings;
 use crate::pipeline::PipelineRuntime;
 use crate::source::s3::S3;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// Destinations supplied by the caller instead of built from the config, by pipeline name
+/// (for embedding and for tests that inject faults).
+pub type DestinationOverrides = HashMap<String, Arc<dyn Destination>>;
 
 /// The name this process uses in leases: the configured one, or host name and pid.
 pub fn worker_id(config: &Config) -> String {
@@ -24,9 +33,56 @@ pub fn worker_id(config: &Config) -> String {
     })
 }
 
-/// Destinations supplied by the caller instead of built from the config, by pipeline name
-/// (for embedding and for tests that inject faults).
-pub type DestinationOverrides = HashMap<String, Arc<dyn Destination>>;
+/// One running pipeline and the tokens that stop it.
+struct Running {
+    config: PipelineConfig,
+    destination: Arc<dyn Destination>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// What every pipeline shares.
+struct Shared {
+    control: Control,
+    s3: S3,
+    worker: String,
+    timings: DispatchTimings,
+    abort: CancellationToken,
+}
+
+impl Shared {
+    async fn start(
+        &self,
+        p: &PipelineConfig,
+        overrides: &mut DestinationOverrides,
+    ) -> anyhow::Result<Running> {
+        let dest = match overrides.remove(&p.name) {
+            Some(d) => d,
+            None => destination::build(p, &self.s3).await?,
+        };
+        if let Err(e) = dest.check().await {
+            // The destination may come back; batches wait in the database meanwhile.
+            error!(pipeline = %p.name, destination = dest.kind(), error = %e, "destination check failed");
+        }
+        let stop = CancellationToken::new();
+        let rt = PipelineRuntime {
+            config: Arc::new(p.clone()),
+            control: self.control.clone(),
+            s3: self.s3.clone(),
+            destination: dest.clone(),
+            worker: self.worker.clone(),
+            timings: self.timings.clone(),
+        };
+        info!(pipeline = %p.name, destination = p.destination.kind(), bucket = %p.source.bucket, prefix = %p.source.prefix, "pipeline started");
+        let task = tokio::spawn(rt.run(stop.clone(), self.abort.clone()));
+        Ok(Running {
+            config: p.clone(),
+            destination: dest,
+            stop,
+            task,
+        })
+    }
+}
 
 /// Runs until `shutdown` resolves, then drains: no new claims, in-flight deliveries get the
 /// grace period, and anything unfinished is left in the database for the next start.
@@ -34,67 +90,162 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    run_with(config, shutdown, DestinationOverrides::new()).await
+    let (_keep, reloads) = mpsc::channel(1);
+    run_with(config, shutdown, reloads, DestinationOverrides::new()).await
 }
 
-/// [`run`], with some pipelines' destinations supplied by the caller.
+/// [`run`], taking reloaded configs from `reloads` and some pipelines' destinations from
+/// `overrides`.
 pub async fn run_with(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
+    mut reloads: mpsc::Receiver<Config>,
     mut overrides: DestinationOverrides,
 ) -> anyhow::Result<()> {
+    notify("STATUS=applying migrations");
     let control = Control::new(&config.control)?;
     let applied = control.migrate().await?;
     info!(applied, "control database ready");
-    let s3 = S3::new(&config.s3).await;
-    let worker = worker_id(&config);
-    let timings = DispatchTimings {
-        lease: Duration::from_secs(config.daemon.lease_s),
-        backoff_initial: Duration::from_millis(config.daemon.backoff_initial_ms),
-        backoff_max: Duration::from_secs(config.daemon.backoff_max_s),
+    let shared = Shared {
+        control: control.clone(),
+        s3: S3::new(&config.s3).await,
+        worker: worker_id(&config),
+        timings: DispatchTimings {
+            lease: Duration::from_secs(config.daemon.lease_s),
+            backoff_initial: Duration::from_millis(config.daemon.backoff_initial_ms),
+            backoff_max: Duration::from_secs(config.daemon.backoff_max_s),
+        },
+        abort: CancellationToken::new(),
     };
 
-    let stop = CancellationToken::new();
-    let abort = CancellationToken::new();
-    let mut tasks = JoinSet::new();
+    let mut running: Vec<Running> = Vec::new();
     for p in &config.pipelines {
-        let dest = match overrides.remove(&p.name) {
-            Some(d) => d,
-            None => destination::build(p, &s3).await?,
-        };
-        if let Err(e) = dest.check().await {
-            // The destination may come back; batches wait in the database meanwhile.
-            error!(pipeline = %p.name, destination = dest.kind(), error = %e, "destination check failed");
-        }
-        let rt = PipelineRuntime {
-            config: Arc::new(p.clone()),
+        running.push(shared.start(p, &mut overrides).await?);
+    }
+    let admin_pipelines = Arc::new(RwLock::new(admin_view(&running)));
+    let admin_stop = CancellationToken::new();
+    if !config.admin.listen.is_empty() {
+        let listen = config.admin.listen.parse()?;
+        let state = AdminState {
             control: control.clone(),
-            s3: s3.clone(),
-            destination: dest,
-            worker: worker.clone(),
-            timings: timings.clone(),
+            s3: shared.s3.clone(),
+            pipelines: admin_pipelines.clone(),
         };
-        info!(pipeline = %p.name, destination = p.destination.kind(), bucket = %p.source.bucket, prefix = %p.source.prefix, "pipeline started");
-        tasks.spawn(rt.run(stop.clone(), abort.clone()));
+        let addr = admin::serve(listen, state, admin_stop.clone()).await?;
+        info!(addr = %addr, "admin listening");
     }
-    info!(worker = %worker, pipelines = config.pipelines.len(), "stageload running");
-
-    shutdown.await;
-    info!(grace_s = config.daemon.shutdown_grace_s, "shutting down");
-    stop.cancel();
-    let grace = Duration::from_secs(config.daemon.shutdown_grace_s);
-    let abort_later = abort.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(grace).await;
-        abort_later.cancel();
+    info!(worker = %shared.worker, pipelines = running.len(), "stageload running");
+    notify(&format!(
+        "READY=1\nSTATUS=running {} pipeline(s)",
+        running.len()
+    ));
+    let watchdog = watchdog_interval().map(|every| {
+        let control = control.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // Only a process that can still reach its database counts as alive.
+                if control.ping().await.is_ok() {
+                    notify("WATCHDOG=1");
+                }
+            }
+        })
     });
-    while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r {
-            warn!(error = %e, "pipeline task ended abnormally");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(new) = reloads.recv() => {
+                apply_reload(&shared, &mut running, &config, new, &mut overrides).await;
+                *admin_pipelines.write().expect("admin pipelines lock") = admin_view(&running);
+                notify(&format!("STATUS=running {} pipeline(s)", running.len()));
+            }
         }
     }
+
+    let grace = config.daemon.shutdown_grace_s;
+    info!(grace_s = grace, "shutting down");
+    notify("STOPPING=1\nSTATUS=stopping");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    for r in &running {
+        r.stop.cancel();
+    }
+    let abort = shared.abort.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(grace)).await;
+        abort.cancel();
+    });
+    for r in running {
+        if let Err(e) = r.task.await {
+            warn!(pipeline = %r.config.name, error = %e, "pipeline task ended abnormally");
+        }
+    }
+    admin_stop.cancel();
     info!("stopped");
     Ok(())
+}
+
+fn admin_view(running: &[Running]) -> Vec<AdminPipeline> {
+    running
+        .iter()
+        .map(|r| AdminPipeline {
+            config: Arc::new(r.config.clone()),
+            destination: r.destination.clone(),
+        })
+        .collect()
+}
+
+/// Stops pipelines that were removed or changed (their in-flight deliveries finish first, in the
+/// background) and starts new or changed ones. `[control]`, `[s3]`, `[admin]` and `[daemon]`
+/// need a restart.
+async fn apply_reload(
+    shared: &Shared,
+    running: &mut Vec<Running>,
+    current: &Config,
+    new: Config,
+    overrides: &mut DestinationOverrides,
+) {
+    if new.control.database_url != current.control.database_url
+        || new.s3 != current.s3
+        || new.admin.listen != current.admin.listen
+        || new.daemon != current.daemon
+    {
+        warn!("config reload: [control], [s3], [admin] and [daemon] changes take effect at the next restart");
+    }
+    let (mut kept, mut stopped, mut started) = (Vec::new(), 0, 0);
+    for r in running.drain(..) {
+        if new.pipelines.iter().any(|p| *p == r.config) {
+            kept.push(r);
+        } else {
+            info!(pipeline = %r.config.name, "config reload: stopping pipeline, in-flight batches finish first");
+            r.stop.cancel();
+            stopped += 1;
+        }
+    }
+    for p in &new.pipelines {
+        if kept.iter().any(|r| r.config == *p) {
+            continue;
+        }
+        match shared.start(p, overrides).await {
+            Ok(r) => {
+                kept.push(r);
+                started += 1;
+            }
+            Err(e) => {
+                error!(pipeline = %p.name, error = %format!("{e:#}"), "config reload: pipeline not started")
+            }
+        }
+    }
+    *running = kept;
+    info!(
+        stopped,
+        started,
+        pipelines = running.len(),
+        "config reloaded"
+    );
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.
@@ -114,4 +265,28 @@ pub async fn signals() {
         warn!("second signal, exiting at once");
         std::process::exit(130);
     });
+}
+
+/// Re-reads `path` on every SIGHUP and sends the config on when it is valid; an invalid one is
+/// refused with a logged error and the running config stays.
+pub fn reload_on_sighup(path: PathBuf) -> mpsc::Receiver<Config> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+        while hup.recv().await.is_some() {
+            notify("RELOADING=1");
+            match Config::load(&path) {
+                Ok(c) => {
+                    info!(path = %path.display(), "config reload requested");
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => error!(error = %e, "config reload refused, keeping the running config"),
+            }
+            notify("READY=1");
+        }
+    });
+    rx
 }

@@ -16,6 +16,7 @@
 //! - [`daemon`]: wires it together and handles signals; [`cli`]: the command line.
 //! - [`model`], [`codes`]: shared types and the loader's own error codes.
 
+pub mod admin;
 pub mod cli;
 pub mod codes;
 pub mod config;
@@ -23,5 +24,7 @@ pub mod control;
 pub mod daemon;
 pub mod destination;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod source;
+pub mod telemetry;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Where a pipeline delivers; `type` selects the variant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum DestinationConfig {
     /// Amazon Redshift through a manifest and `COPY ... MANIFEST`.
@@ -45,7 +45,7 @@ impl DestinationConfig {
 }
 
 /// `type = "file"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Directory that receives one `<batch id>.ndjson` file per batch, written atomically.
@@ -53,7 +53,7 @@ pub struct FileConfig {
 }
 
 /// `type = "redshift"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedshiftConfig {
     /// Connection URL: `postgres://user[:password]@host:port/database?sslmode=require`.
@@ -147,7 +147,7 @@ pub enum HttpCompression {
 }
 
 /// `type = "elasticsearch"` (also OpenSearch).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
     /// Cluster endpoints, tried in turn (`https://es:9200`).
@@ -226,7 +226,7 @@ pub enum HecEndpoint {
 }
 
 /// `type = "splunk"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplunkConfig {
     /// HEC base URL (`https://hec.example.com:8088`).
@@ -269,6 +269,10 @@ pub struct SplunkConfig {
     /// Requests in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Requests sent but not yet acknowledged that a batch keeps in memory (to send again if
+    /// their ack never comes); sending pauses at this many until acks arrive.
+    #[serde(default = "default_max_unacked_requests")]
+    pub max_unacked_requests: usize,
     /// Request body compression.
     #[serde(default)]
     pub compression: HttpCompression,
@@ -283,6 +287,9 @@ pub struct SplunkConfig {
     pub request_timeout_s: u64,
 }
 
+fn default_max_unacked_requests() -> usize {
+    64
+}
 fn default_true() -> bool {
     true
 }
@@ -428,6 +435,37 @@ pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
             }
             if !(1..=64).contains(&s.concurrency) {
                 return err("concurrency", "must be 1 to 64".into());
+            }
+            if !(s.concurrency..=100_000).contains(&s.max_unacked_requests) {
+                return err(
+                    "max_unacked_requests",
+                    "must be at least concurrency and at most 100000".into(),
+                );
+            }
+            if !(1..=3600).contains(&s.request_timeout_s) {
+                return err("request_timeout_s", "must be 1 to 3600".into());
+            }
+            if let Some(p) = &s.time_field {
+                if !p.starts_with('/') {
+                    return err(
+                        "time_field",
+                        format!("{p:?} is not a JSON pointer (write \"/ts\" for a top-level ts)"),
+                    );
+                }
+            }
+            if s.endpoint == HecEndpoint::Raw {
+                if s.time_field.is_some() {
+                    return err(
+                        "time_field",
+                        "applies to endpoint = \"event\" only; Splunk extracts timestamps from raw data".into(),
+                    );
+                }
+                if !s.fields.is_empty() {
+                    return err(
+                        "fields",
+                        "applies to endpoint = \"event\" only; HEC's raw endpoint has no indexed fields".into(),
+                    );
+                }
             }
         }
     }

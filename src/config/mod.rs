@@ -50,7 +50,7 @@ pub enum ConfigError {
 }
 
 /// The whole validated configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The control database.
@@ -70,7 +70,7 @@ pub struct Config {
 }
 
 /// `[control]`: the PostgreSQL control database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// `postgres://user:password@host:port/database`.
@@ -85,7 +85,7 @@ fn default_pool_size() -> usize {
 }
 
 /// `[s3]`: S3 access; credentials default to the AWS chain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// AWS region.
@@ -126,7 +126,7 @@ fn default_region() -> String {
 }
 
 /// `[admin]`: `/healthz`, `/readyz`, `/metrics` and the status page.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Listen address; an empty string turns the admin port off.
@@ -147,7 +147,7 @@ fn default_admin_listen() -> String {
 }
 
 /// `[daemon]`: process-wide timings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
     /// Seconds a worker holds a batch before another may take it over; renewed every third of it.
@@ -193,7 +193,7 @@ fn default_backoff_max_s() -> u64 {
 }
 
 /// One `[[pipeline]]`: a source prefix delivered to one destination.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Unique name (letters, digits, `-`, `_`); appears in logs, metrics and `load_errors`.
@@ -252,7 +252,7 @@ impl PipelineConfig {
 }
 
 /// `[pipeline.source]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// The bucket.
@@ -288,7 +288,7 @@ fn default_max_record_bytes() -> usize {
 }
 
 /// `[pipeline.buffer]`: Firehose's buffering hints.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
     /// Seal when pending bytes reach this many MiB (1 to 1024).

@@ -4,6 +4,7 @@
 pub mod batches;
 pub mod ledger;
 pub mod load_errors;
+pub mod status;
 
 use crate::config::ControlConfig;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -165,27 +165,19 @@ pub async fn build(
     s3: &crate::source::s3::S3,
 ) -> Result<std::sync::Arc<dyn Destination>, BuildError> {
     use crate::config::DestinationConfig as D;
-    let unsupported = |kind| BuildError {
-        pipeline: pipeline.name.clone(),
-        kind,
-        message: "not built into this version yet".into(),
-    };
-    match &pipeline.destination {
-        D::File(f) => Ok(std::sync::Arc::new(file::FileDestination::new(
-            pipeline,
-            f,
-            s3.clone(),
-        ))),
-        D::Redshift(_) => Err(unsupported("redshift")),
-        D::Elasticsearch(e) => {
-            elasticsearch::ElasticsearchDestination::new(pipeline, e, s3.clone())
-                .await
-                .map_err(|message| BuildError {
-                    pipeline: pipeline.name.clone(),
-                    kind: "elasticsearch",
-                    message,
-                })
+    let built = match &pipeline.destination {
+        D::File(f) => {
+            Ok(std::sync::Arc::new(file::FileDestination::new(pipeline, f, s3.clone())) as _)
         }
-        D::Splunk(_) => Err(unsupported("splunk")),
-    }
+        D::Redshift(c) => redshift::RedshiftDestination::new(pipeline, c, s3.clone()).await,
+        D::Elasticsearch(c) => {
+            elasticsearch::ElasticsearchDestination::new(pipeline, c, s3.clone()).await
+        }
+        D::Splunk(c) => splunk::SplunkDestination::new(pipeline, c, s3.clone()).await,
+    };
+    built.map_err(|message| BuildError {
+        pipeline: pipeline.name.clone(),
+        kind: pipeline.destination.kind(),
+        message,
+    })
 }

@@ -12,7 +12,9 @@ use crate::control::Control;
 use crate::destination::{ArtifactKind, Attempt, Destination, FailureKind, Outcome};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::s3::S3;
+use crate::telemetry as m;
 use chrono::Utc;
+use metrics::{counter, histogram};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,6 +200,21 @@ impl Dispatcher {
             } = attempt;
             settlement.records_delivered += delivered as i64;
             settlement.records_rejected += rejected.len() as i64;
+            let labels = [("pipeline", self.pipeline.name.clone())];
+            counter!(m::RECORDS_DELIVERED, &labels).increment(delivered);
+            counter!(m::RECORDS_REJECTED, &labels).increment(rejected.len() as u64);
+            let outcome_label = match &outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Failed {
+                    kind: FailureKind::Transient,
+                    ..
+                } => "transient",
+                Outcome::Failed {
+                    kind: FailureKind::Permanent,
+                    ..
+                } => "permanent",
+            };
+            counter!(m::DELIVERY_ATTEMPTS, "pipeline" => self.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
             settlement.skipped_objects.extend(skipped_objects);
             self.record_errors(batch, attempt_no, &rejected).await;
             self.write_failed_records(batch, attempt_no, &failed_records)
@@ -258,6 +275,7 @@ impl Dispatcher {
     ) {
         let pipeline = self.pipeline.name.as_str();
         warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %last_error, "retry budget exhausted, skipping batch");
+        counter!(m::BUDGET_EXHAUSTED, "pipeline" => pipeline.to_string()).increment(1);
         let reason = format!(
             "retry duration of {}s exhausted after {attempt_no} attempts; last error: {last_error}",
             budget.as_secs()
@@ -328,6 +346,16 @@ impl Dispatcher {
         } else {
             self.control.settle_loaded(batch.id, &self.worker, s).await
         };
+        if let Ok(true) = result {
+            let state = if skipped { "skipped" } else { "loaded" };
+            counter!(m::BATCHES_SETTLED, "pipeline" => pipeline.to_string(), "state" => state)
+                .increment(1);
+            let took = (Utc::now() - batch.first_attempt_at)
+                .to_std()
+                .unwrap_or_default();
+            histogram!(m::DELIVERY_SECONDS, "pipeline" => pipeline.to_string())
+                .record(took.as_secs_f64());
+        }
         match result {
             Ok(true) => info!(
                 pipeline,

@@ -71,6 +71,7 @@ impl PipelineRuntime {
                     Ok(0) => {}
                     Ok(n) => {
                         info!(pipeline = %name_d, objects = n, "discovered objects");
+                        metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => name_d.clone()).increment(n);
                         discovered_tx.notify_one();
                     }
                     Err(e) => warn!(pipeline = %name_d, error = %e, "discovery failed"),

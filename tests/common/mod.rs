@@ -54,15 +54,29 @@ impl Stack {
     /// Creates an empty database and returns its URL.
     pub async fn fresh_database(&self, prefix: &str) -> String {
         let name = Stack::unique(prefix).replace('-', "_");
-        let (client, conn) = tokio_postgres::connect(&self.pg_url, NoTls).await.expect("connect to stack postgres");
+        let (client, conn) = tokio_postgres::connect(&self.pg_url, NoTls)
+            .await
+            .expect("connect to stack postgres");
         tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
-        format!("postgres://stageload:stageload@{}/{name}", self.pg_host_port)
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        format!(
+            "postgres://stageload:stageload@{}/{name}",
+            self.pg_host_port
+        )
     }
 
     /// An S3 client for the stack.
     pub async fn s3(&self) -> aws_sdk_s3::Client {
-        let creds = aws_sdk_s3::config::Credentials::new(var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), None, None, "test");
+        let creds = aws_sdk_s3::config::Credentials::new(
+            var("AWS_ACCESS_KEY_ID"),
+            var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "test",
+        );
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -76,7 +90,13 @@ impl Stack {
     /// Creates a fresh bucket and returns its name.
     pub async fn bucket(&self, prefix: &str) -> String {
         let name = Stack::unique(prefix);
-        self.s3().await.create_bucket().bucket(&name).send().await.expect("create bucket");
+        self.s3()
+            .await
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("create bucket");
         name
     }
 
@@ -108,7 +128,13 @@ backoff_max_s = 2
 
 /// Writes an object.
 pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.expect("put object");
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .expect("put object");
 }
 
 /// Reads an object, if it exists.
@@ -119,8 +145,17 @@ pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec
 
 /// Every key under a prefix.
 pub async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
-    let out = s3.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
-    out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list");
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
 }
 
 /// Gzip of some bytes.
@@ -135,7 +170,11 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 pub fn json_lines(tag: &str, n: usize, line_bytes: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n * (line_bytes + 1));
     for i in 0..n {
-        let head = format!(r#"{{"id":"{tag}-{i}","user_id":{},"action":"click","ts":{},"pad":""#, i % 97, 1_764_300_000 + i);
+        let head = format!(
+            r#"{{"id":"{tag}-{i}","user_id":{},"action":"click","ts":{},"pad":""#,
+            i % 97,
+            1_764_300_000 + i
+        );
         out.extend_from_slice(head.as_bytes());
         let pad = line_bytes.saturating_sub(head.len() + 2);
         out.extend(std::iter::repeat_n(b'x', pad));
@@ -211,14 +250,23 @@ impl Daemon {
         let config = dir.path().join("stageload.toml");
         std::fs::write(&config, config_text).unwrap();
         let log = dir.path().join("daemon.log");
-        let mut d = Daemon { child: None, config, log, _dir: dir };
+        let mut d = Daemon {
+            child: None,
+            config,
+            log,
+            _dir: dir,
+        };
         d.spawn();
         d
     }
 
     /// Starts the process again with the same config (after a kill).
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_stageload"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -241,7 +289,10 @@ impl Daemon {
     /// SIGTERM, then waits for the exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = c.try_wait() {
@@ -249,7 +300,10 @@ impl Daemon {
             }
             if start.elapsed() > Duration::from_secs(30) {
                 let _ = c.kill();
-                panic!("daemon did not stop within 30s of SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "daemon did not stop within 30s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -257,7 +311,9 @@ impl Daemon {
 
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The log so far.
@@ -269,7 +325,11 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- daemon log ({}) ----\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "---- daemon log ({}) ----\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
         self.kill9();
     }
@@ -284,7 +344,12 @@ pub fn delivered_lines(dir: &Path) -> Vec<String> {
     for e in entries.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "ndjson") {
-            lines.extend(std::fs::read_to_string(&p).unwrap().lines().map(str::to_string));
+            lines.extend(
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
         }
     }
     lines
