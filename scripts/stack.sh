@@ -46,6 +46,12 @@ install_deps() {
     log "installing osmem-server 0.1.6"
     pip install -q osmem-server==0.1.6 || log "osmem-server could not be installed; Elasticsearch tests will fail"
   fi
+  # Headless Chromium renders the admin status page in tests/admin.rs.
+  if ! command -v chromium >/dev/null 2>&1; then
+    log "installing chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || log "chromium could not be installed; the status-page test will fail"
+  fi
 }
 
 up() {
