@@ -1,0 +1,474 @@
+//! One delivery attempt: read the batch's objects (decompression and framing run on the
+//! reader thread), pack records into requests, keep up to `concurrency` requests in flight,
+//! poll acks, and sort every reply into delivered, rejected, or left for the next attempt.
+//!
+//! The attempt ends when everything is acknowledged, or when nothing more can be done now: a
+//! transient or permanent failure stops new sends (requests in flight still finish), and
+//! requests whose ack did not come within `ack_timeout_s` are left to be sent again by the
+//! next attempt, after the dispatcher's backoff and only while the retry budget lasts.
+
+use super::builder::Builder;
+use super::client::{PollError, SendError};
+use super::encode::ObjectMeta;
+use super::failed::{self, Lost, Why};
+use super::response::{self, Verdict};
+use super::state::{Chunk, Progress};
+use super::{SplunkDestination, HEC_RESENDS_TOTAL};
+use crate::config::HecEndpoint;
+use crate::destination::{Attempt, FailureKind, Outcome, Resume};
+use crate::model::ClaimedBatch;
+use crate::source::reader::{ReaderItem, RecordStream};
+use crate::source::records::{self, OpenFailure, ReadFailure};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+/// The object being read.
+struct Current {
+    index: usize,
+    stream: RecordStream,
+    meta: ObjectMeta,
+    skip_below: u64,
+}
+
+enum Event {
+    Response(Result<(u64, Result<Verdict, SendError>), tokio::task::JoinError>),
+    Item(Option<ReaderItem>),
+    Poll,
+    Idle,
+}
+
+struct Run<'a> {
+    dest: &'a SplunkDestination,
+    batch: &'a ClaimedBatch,
+    p: Progress,
+    channel: String,
+    report: Attempt,
+    builder: Builder,
+    queue: VecDeque<Chunk>,
+    inflight: HashMap<u64, Chunk>,
+    tasks: JoinSet<(u64, Result<Verdict, SendError>)>,
+    awaiting: HashMap<u64, Chunk>,
+    timed_out: Vec<Chunk>,
+    stop: Option<(FailureKind, String)>,
+    next_task: u64,
+    warned_no_ack_id: bool,
+}
+
+/// One attempt at `batch` from `p`.
+pub(super) async fn deliver(
+    dest: &SplunkDestination,
+    batch: &ClaimedBatch,
+    p: Progress,
+) -> Attempt {
+    let mut p = p;
+    p.attempts += 1;
+    let channel = p
+        .channel
+        .get_or_insert_with(|| dest.channels.take())
+        .id
+        .clone();
+    let mut run = Run {
+        dest,
+        batch,
+        channel,
+        report: Attempt::delivered(0),
+        builder: Builder::new(dest.config.max_request_bytes),
+        queue: VecDeque::new(),
+        inflight: HashMap::new(),
+        tasks: JoinSet::new(),
+        awaiting: HashMap::new(),
+        timed_out: Vec::new(),
+        stop: None,
+        next_task: 0,
+        warned_no_ack_id: false,
+        p,
+    };
+    let timeout = dest.ack_timeout();
+    let mut resends = 0;
+    for mut c in std::mem::take(&mut run.p.chunks) {
+        match c.ack {
+            Some((id, at)) if at.elapsed() < timeout => {
+                run.awaiting.insert(id, c);
+            }
+            _ => {
+                c.ack = None;
+                resends += usize::from(c.maybe_indexed);
+                run.queue.push_back(c);
+            }
+        }
+    }
+    if resends > 0 {
+        warn!(pipeline = %dest.pipeline, batch_id = batch.id, requests = resends, channel = %run.channel,
+            "sending again requests that were not acknowledged in time; their events may be indexed twice");
+    }
+    run.main_loop().await;
+    run.finish()
+}
+
+impl Run<'_> {
+    async fn main_loop(&mut self) {
+        let cfg = &self.dest.config;
+        let interval = Duration::from_secs_f64(cfg.ack_poll_interval_s);
+        let mut next_poll = tokio::time::Instant::now() + interval;
+        let mut current: Option<Current> = None;
+        loop {
+            let reading_left = self.p.objects.iter().any(|o| !o.done);
+            if !reading_left {
+                self.queue.extend(self.builder.finish());
+            }
+            while self.stop.is_none() && self.room() {
+                let Some(c) = self.queue.pop_front() else {
+                    break;
+                };
+                self.launch(c);
+            }
+            let want_read =
+                self.stop.is_none() && reading_left && self.queue.is_empty() && self.room();
+            if want_read && current.is_none() {
+                current = self.open_next().await;
+                continue;
+            }
+            let waiting_acks = !self.awaiting.is_empty() && self.stop.is_none();
+            if self.inflight.is_empty()
+                && !want_read
+                && !waiting_acks
+                && (self.queue.is_empty() || self.stop.is_some())
+            {
+                break;
+            }
+            let has_tasks = !self.tasks.is_empty();
+            let poll_due = !self.awaiting.is_empty();
+            let event = {
+                let tasks = &mut self.tasks;
+                let cur = &mut current;
+                tokio::select! {
+                    Some(joined) = tasks.join_next(), if has_tasks => Event::Response(joined),
+                    item = next_item(cur), if want_read => Event::Item(item),
+                    _ = tokio::time::sleep_until(next_poll), if poll_due => Event::Poll,
+                    else => Event::Idle,
+                }
+            };
+            match event {
+                Event::Response(Ok((id, result))) => {
+                    let was_empty = self.awaiting.is_empty();
+                    self.on_reply(id, result);
+                    if was_empty && !self.awaiting.is_empty() {
+                        next_poll = next_poll.max(tokio::time::Instant::now() + interval);
+                    }
+                }
+                Event::Response(Err(e)) => {
+                    self.halt(FailureKind::Transient, format!("request task failed: {e}"));
+                }
+                Event::Item(item) => self.on_item(&mut current, item),
+                Event::Poll => {
+                    self.poll().await;
+                    next_poll = tokio::time::Instant::now() + interval;
+                }
+                Event::Idle => break,
+            }
+        }
+        if self.stop.is_some() && !self.awaiting.is_empty() {
+            self.poll().await;
+        }
+        // A stream dropped mid-object is read again from `next_ordinal` next time.
+        self.queue.extend(self.builder.finish());
+    }
+
+    /// Whether another request may go out: under the concurrency limit, and under the limit
+    /// of requests held in memory until acknowledged.
+    fn room(&self) -> bool {
+        let cfg = &self.dest.config;
+        self.inflight.len() < cfg.concurrency
+            && self.inflight.len() + self.awaiting.len() < cfg.max_unacked_requests
+    }
+
+    fn launch(&mut self, chunk: Chunk) {
+        if chunk.maybe_indexed {
+            HEC_RESENDS_TOTAL.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::HEC_RESENDS, "pipeline" => self.dest.pipeline.clone())
+                .increment(1);
+        }
+        let id = self.next_task;
+        self.next_task += 1;
+        let query = match (self.dest.encoder.endpoint(), chunk.records.first()) {
+            (HecEndpoint::Raw, Some(r)) => self
+                .dest
+                .encoder
+                .raw_query(&self.batch.objects[r.object as usize]),
+            _ => Vec::new(),
+        };
+        let (hec, channel, body) = (
+            self.dest.hec.clone(),
+            self.channel.clone(),
+            chunk.body.clone(),
+        );
+        self.tasks
+            .spawn(async move { (id, hec.send(&channel, body, &query).await) });
+        self.inflight.insert(id, chunk);
+    }
+
+    async fn open_next(&mut self) -> Option<Current> {
+        let index = self.p.objects.iter().position(|o| !o.done)?;
+        let object = &self.batch.objects[index];
+        match records::open(&self.dest.s3, object, &self.dest.source).await {
+            Ok(stream) => Some(Current {
+                index,
+                stream,
+                meta: self.dest.encoder.object_meta(object),
+                skip_below: self.p.objects[index].next_ordinal,
+            }),
+            Err(OpenFailure::Missing(row)) => {
+                self.report.rejected.push(*row);
+                self.report.skipped_objects.push(object.id);
+                self.p.objects[index].done = true;
+                None
+            }
+            Err(OpenFailure::Transient(e)) => {
+                self.halt(FailureKind::Transient, format!("{}: {e}", object.url()));
+                None
+            }
+        }
+    }
+
+    fn on_item(&mut self, current: &mut Option<Current>, item: Option<ReaderItem>) {
+        let Some(cur) = current.as_mut() else { return };
+        let object = &self.batch.objects[cur.index];
+        match item {
+            Some(ReaderItem::Block(block)) => {
+                for (r, bytes) in block.iter() {
+                    if r.ordinal < cur.skip_below {
+                        continue;
+                    }
+                    let full = self
+                        .builder
+                        .push(self.dest, &cur.meta, cur.index as u32, r, bytes);
+                    self.queue.extend(full);
+                    self.p.objects[cur.index].next_ordinal = r.ordinal + 1;
+                }
+                for e in block.errors.iter().filter(|e| e.ordinal >= cur.skip_below) {
+                    self.report
+                        .rejected
+                        .push(records::record_error_row(object, e));
+                    let next = &mut self.p.objects[cur.index].next_ordinal;
+                    *next = (*next).max(e.ordinal + 1);
+                }
+                cur.stream.recycle(block);
+            }
+            Some(ReaderItem::End(Ok(_))) | None => {
+                self.p.objects[cur.index].done = true;
+                *current = None;
+            }
+            Some(ReaderItem::End(Err(e))) => {
+                match records::read_failure(object, &e) {
+                    ReadFailure::Corrupt(row) => {
+                        self.report.rejected.push(*row);
+                        self.report.skipped_objects.push(object.id);
+                        self.p.objects[cur.index].done = true;
+                    }
+                    ReadFailure::Transient(msg) => self.halt(FailureKind::Transient, msg),
+                }
+                *current = None;
+            }
+        }
+    }
+
+    fn on_reply(&mut self, id: u64, result: Result<Verdict, SendError>) {
+        let Some(mut chunk) = self.inflight.remove(&id) else {
+            return;
+        };
+        let n = chunk.records.len();
+        match result {
+            Ok(Verdict::Accepted { ack_id }) => match (self.dest.config.ack, ack_id) {
+                (true, Some(ack)) => {
+                    chunk.ack = Some((ack, Instant::now()));
+                    chunk.maybe_indexed = true;
+                    self.awaiting.insert(ack, chunk);
+                }
+                (true, None) => {
+                    if !self.warned_no_ack_id {
+                        self.warned_no_ack_id = true;
+                        warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id,
+                            "HEC accepted a request without an ackId: indexer acknowledgement looks off for this token; counting accepted requests as delivered");
+                    }
+                    self.delivered(chunk);
+                }
+                (false, _) => self.delivered(chunk),
+            },
+            Ok(Verdict::BadEvent { at, code, text }) => match at {
+                Some(i) if i < n => {
+                    let (before, rest) = chunk.split_at(i);
+                    self.delivered(before);
+                    let (bad, after) = rest.split_at(1);
+                    self.reject(&bad, code, &text);
+                    if !after.records.is_empty() {
+                        self.queue.push_front(after);
+                    }
+                }
+                // No index to go by: halve until the bad record is alone.
+                _ if n > 1 => self.halve(chunk),
+                _ => self.reject(&chunk, code, &text),
+            },
+            Ok(Verdict::TooLarge) if n > 1 => self.halve(chunk),
+            Ok(Verdict::TooLarge) => {
+                let text = format!(
+                    "request of {} bytes is over the HEC size limit",
+                    chunk.body.len()
+                );
+                self.reject(&chunk, 413, &text);
+            }
+            Ok(Verdict::Transient { code, text }) => {
+                self.refused(chunk, FailureKind::Transient, code, &text)
+            }
+            Ok(Verdict::Permanent { code, text }) => {
+                self.refused(chunk, FailureKind::Permanent, code, &text)
+            }
+            Err(e) => {
+                let code = if e.is_timeout() {
+                    response::CONNECTION_TIMEOUT
+                } else {
+                    response::CONNECTION_CLOSED
+                };
+                chunk.maybe_indexed |= matches!(e, SendError::Broken { .. });
+                self.p.last_error = Some(code);
+                self.queue.push_front(chunk);
+                self.halt(FailureKind::Transient, e.to_string());
+            }
+        }
+    }
+
+    /// The whole request was refused: keep it for the next attempt and stop sending.
+    fn refused(&mut self, chunk: Chunk, kind: FailureKind, code: i32, text: &str) {
+        let msg = format!(
+            "HEC at {} answered code {code}: {text}",
+            self.dest.hec.base()
+        );
+        self.p.last_error = Some(response::firehose_error_code(code));
+        self.queue.push_front(chunk);
+        self.halt(kind, msg);
+    }
+
+    fn halve(&mut self, chunk: Chunk) {
+        let n = chunk.records.len();
+        let (a, b) = chunk.split_at(n / 2);
+        self.queue.push_front(b);
+        self.queue.push_front(a);
+    }
+
+    fn halt(&mut self, kind: FailureKind, error: String) {
+        match &self.stop {
+            Some((FailureKind::Permanent, _)) => {}
+            Some(_) if kind == FailureKind::Transient => {}
+            _ => self.stop = Some((kind, error)),
+        }
+    }
+
+    fn delivered(&mut self, chunk: Chunk) {
+        self.report.delivered += chunk.records.len() as u64;
+        self.builder.recycle(chunk.body);
+    }
+
+    fn reject(&mut self, chunk: &Chunk, code: i32, text: &str) {
+        let why = Why {
+            err_code: code,
+            reason: text,
+            firehose_code: response::firehose_error_code(code),
+            attempts: self.batch.attempts.max(0) as u32 + self.p.attempts,
+        };
+        for (i, r) in chunk.records.iter().enumerate() {
+            let raw = self.dest.encoder.original(chunk.event_bytes(i));
+            let lost = Lost {
+                object: &self.batch.objects[r.object as usize],
+                line: r.line,
+                ordinal: r.ordinal,
+                raw: &raw,
+            };
+            self.report.rejected.push(failed::row(&lost, &why));
+            self.report.failed_records.push(failed::record(&lost, &why));
+        }
+    }
+
+    async fn poll(&mut self) {
+        let ids: Vec<u64> = self.awaiting.keys().copied().collect();
+        match self.dest.hec.poll_acks(&self.channel, &ids).await {
+            Ok(acks) => {
+                for (id, done) in acks {
+                    if done {
+                        if let Some(c) = self.awaiting.remove(&id) {
+                            self.delivered(c);
+                        }
+                    }
+                }
+            }
+            Err(PollError::Refused(Verdict::Permanent { code: 14, text })) => {
+                self.halt(
+                    FailureKind::Permanent,
+                    format!("ack = true but the token has indexer acknowledgement off (code 14: {text})"),
+                );
+            }
+            Err(e) => {
+                warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, error = %e, "ack poll failed")
+            }
+        }
+        let timeout = self.dest.ack_timeout();
+        let expired: Vec<u64> = self
+            .awaiting
+            .iter()
+            .filter(|(_, c)| c.ack.is_some_and(|(_, at)| at.elapsed() >= timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        if !expired.is_empty() {
+            warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, requests = expired.len(),
+                ack_timeout_s = self.dest.config.ack_timeout_s, "requests not acknowledged in time, they will be sent again");
+            self.p.last_error = Some(response::ACK_TIMEOUT);
+        }
+        for id in expired {
+            if let Some(c) = self.awaiting.remove(&id) {
+                self.timed_out.push(c);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Attempt {
+        for (_, c) in self.inflight.drain() {
+            self.queue.push_back(c);
+        }
+        let mut left: Vec<Chunk> = self.queue.into_iter().collect();
+        let unacked = self.timed_out.len();
+        left.append(&mut self.timed_out);
+        left.extend(self.awaiting.into_values());
+        let reading_left = self.p.objects.iter().any(|o| !o.done);
+        let mut report = self.report;
+        if self.stop.is_none() && left.is_empty() && !reading_left {
+            debug!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, records = report.delivered, "batch delivered");
+            report.outcome = Outcome::Delivered;
+            return report;
+        }
+        let (kind, error) = self.stop.unwrap_or_else(|| {
+            (
+                FailureKind::Transient,
+                format!(
+                    "{unacked} requests not acknowledged within ack_timeout_s = {}",
+                    self.dest.config.ack_timeout_s
+                ),
+            )
+        });
+        let mut p = self.p;
+        p.chunks = left;
+        report.outcome = Outcome::Failed {
+            kind,
+            error,
+            resume: Some(Resume(Box::new(p))),
+        };
+        report
+    }
+}
+
+async fn next_item(current: &mut Option<Current>) -> Option<ReaderItem> {
+    match current {
+        Some(c) => c.stream.next().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,276 @@
+//! Request bodies, built by hand into reusable buffers: for `/event` one HEC envelope per record
+//! with the record spliced in as its original bytes (protocols.md 6.4, 6.5); for `/raw` the
+//! records joined by newlines with the metadata in the query string (6.6).
+
+use super::time::{EventTime, Pointer};
+use crate::config::{HecEndpoint, SplunkConfig};
+use crate::model::StagedObject;
+use crate::source::framing::Framing;
+use bytes::BytesMut;
+use std::ops::Range;
+
+/// Builds bodies for one destination.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    endpoint: HecEndpoint,
+    framing: Framing,
+    time_field: Option<Pointer>,
+    host: Option<String>,
+    source: Option<String>,
+    sourcetype: Option<String>,
+    index: Option<String>,
+    /// `,"fields":{...}` ready to splice, or empty.
+    fields: String,
+}
+
+/// The envelope parts that depend on the object: its source and arrival time.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    /// `,"host":..,"source":..,...,"event":`, everything between the time and the record.
+    tail: Vec<u8>,
+    /// The object's arrival time, for records without a usable time field.
+    arrival: String,
+}
+
+fn json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+}
+
+impl Encoder {
+    /// An encoder for a destination reading records framed as `framing`.
+    pub fn new(config: &SplunkConfig, framing: Framing) -> Result<Encoder, String> {
+        let time_field = match (&config.time_field, framing) {
+            (Some(p), Framing::JsonLines | Framing::JsonConcat) => Some(Pointer::parse(p)?),
+            _ => None,
+        };
+        let mut fields = String::new();
+        if !config.fields.is_empty() {
+            fields.push_str(",\"fields\":{");
+            for (i, (k, v)) in config.fields.iter().enumerate() {
+                if i > 0 {
+                    fields.push(',');
+                }
+                json_str(&mut fields, k);
+                fields.push(':');
+                json_str(&mut fields, v);
+            }
+            fields.push('}');
+        }
+        Ok(Encoder {
+            endpoint: config.endpoint,
+            framing,
+            time_field,
+            host: config.host.clone(),
+            source: config.source.clone(),
+            sourcetype: config.sourcetype.clone(),
+            index: config.index.clone(),
+            fields,
+        })
+    }
+
+    /// The endpoint bodies are built for.
+    pub fn endpoint(&self) -> HecEndpoint {
+        self.endpoint
+    }
+
+    /// True when `source` is each object's URL, so a raw request (whose metadata is in the
+    /// query string) may only hold records of one object.
+    pub fn source_per_object(&self) -> bool {
+        self.source.is_none()
+    }
+
+    fn source_of(&self, object: &StagedObject) -> String {
+        self.source.clone().unwrap_or_else(|| object.url())
+    }
+
+    /// The envelope parts for one object.
+    pub fn object_meta(&self, object: &StagedObject) -> ObjectMeta {
+        let mut tail = String::new();
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                tail.push_str(",\"");
+                tail.push_str(key);
+                tail.push_str("\":");
+                json_str(&mut tail, v);
+            }
+        };
+        put("host", &self.host);
+        put("source", &Some(self.source_of(object)));
+        put("sourcetype", &self.sourcetype);
+        put("index", &self.index);
+        tail.push_str(&self.fields);
+        tail.push_str(",\"event\":");
+        let mut arrival = String::new();
+        EventTime::from_datetime(object.arrival_time).write(&mut arrival);
+        ObjectMeta {
+            tail: tail.into_bytes(),
+            arrival,
+        }
+    }
+
+    /// Query parameters of a raw request carrying records of `object`.
+    pub fn raw_query(&self, object: &StagedObject) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        let fixed = [
+            ("host", &self.host),
+            ("sourcetype", &self.sourcetype),
+            ("index", &self.index),
+        ];
+        for (k, v) in fixed {
+            if let Some(v) = v {
+                q.push((k, v.clone()));
+            }
+        }
+        q.push(("source", self.source_of(object)));
+        q
+    }
+
+    /// Appends one record to `out` in the endpoint's form; returns where the record's own
+    /// bytes (the `event` value, or the raw line) lie in `out`.
+    pub fn push(&self, meta: &ObjectMeta, record: &[u8], out: &mut BytesMut) -> Range<usize> {
+        match self.endpoint {
+            HecEndpoint::Event => self.push_event(meta, record, out),
+            HecEndpoint::Raw => self.push_raw(record, out),
+        }
+    }
+
+    fn push_event(&self, meta: &ObjectMeta, record: &[u8], out: &mut BytesMut) -> Range<usize> {
+        out.extend_from_slice(b"{\"time\":");
+        match self.time_field.as_ref().and_then(|p| p.time_in(record)) {
+            Some(t) => {
+                let mut s = String::with_capacity(24);
+                t.write(&mut s);
+                out.extend_from_slice(s.as_bytes());
+            }
+            None => out.extend_from_slice(meta.arrival.as_bytes()),
+        }
+        out.extend_from_slice(&meta.tail);
+        let start = out.len();
+        match self.framing {
+            Framing::Lines => {
+                let text = String::from_utf8_lossy(record);
+                let mut w = bytes::BufMut::writer(&mut *out);
+                serde_json::to_writer(&mut w, &*text).expect("a string serializes");
+            }
+            _ => out.extend_from_slice(record),
+        }
+        let end = out.len();
+        out.extend_from_slice(b"}\n");
+        start..end
+    }
+
+    fn push_raw(&self, record: &[u8], out: &mut BytesMut) -> Range<usize> {
+        let start = out.len();
+        out.extend_from_slice(record);
+        // A JSON value spread over lines would become several raw events. Raw line breaks are
+        // only ever whitespace between tokens in valid JSON, so blanking them keeps the value.
+        if self.framing != Framing::Lines {
+            for b in &mut out[start..] {
+                if *b == b'\n' || *b == b'\r' {
+                    *b = b' ';
+                }
+            }
+        }
+        let end = out.len();
+        out.extend_from_slice(b"\n");
+        start..end
+    }
+
+    /// The record as it was in the object, from its bytes in a body (the inverse of `push`
+    /// for text lines, which travel as JSON strings).
+    pub fn original(&self, in_body: &[u8]) -> Vec<u8> {
+        match (self.endpoint, self.framing) {
+            (HecEndpoint::Event, Framing::Lines) => serde_json::from_slice::<String>(in_body)
+                .map(String::into_bytes)
+                .unwrap_or_else(|_| in_body.to_vec()),
+            _ => in_body.to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::secret::Secret;
+    use chrono::TimeZone;
+
+    fn config(endpoint: HecEndpoint) -> SplunkConfig {
+        let text = r#"
+            url = "http://127.0.0.1:1"
+            token = "t"
+            index = "idx"
+            sourcetype = "st"
+            host = "h\"1"
+            time_field = "/ts"
+            fields = { team = "web", b = "2" }
+        "#;
+        let mut c: SplunkConfig = toml::from_str(text).unwrap();
+        c.endpoint = endpoint;
+        c.token = Secret::new("t");
+        c
+    }
+
+    fn object() -> StagedObject {
+        StagedObject {
+            id: 1,
+            bucket: "b".into(),
+            key: "k/1.json".into(),
+            etag: "e".into(),
+            size: 1,
+            arrival_time: chrono::Utc.timestamp_millis_opt(1_764_300_000_250).unwrap(),
+        }
+    }
+
+    #[test]
+    fn event_envelopes_splice_the_record_bytes() {
+        let enc = Encoder::new(&config(HecEndpoint::Event), Framing::JsonLines).unwrap();
+        let meta = enc.object_meta(&object());
+        let mut out = BytesMut::new();
+        let r1 = enc.push(&meta, br#"{"ts":1426279439,"a": [1, 2]}"#, &mut out);
+        let r2 = enc.push(&meta, br#"{"no_ts":true}"#, &mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"time":1426279439,"host":"h\"1","source":"s3://b/k/1.json","sourcetype":"st","index":"idx","fields":{"b":"2","team":"web"},"event":{"ts":1426279439,"a": [1, 2]}}"#,
+                "\n",
+                r#"{"time":1764300000.25,"host":"h\"1","source":"s3://b/k/1.json","sourcetype":"st","index":"idx","fields":{"b":"2","team":"web"},"event":{"no_ts":true}}"#,
+                "\n"
+            )
+        );
+        assert_eq!(&out[r1.clone()], br#"{"ts":1426279439,"a": [1, 2]}"#);
+        assert_eq!(&out[r2], br#"{"no_ts":true}"#);
+        // Every envelope is valid JSON, in a stream of concatenated values.
+        let n = serde_json::Deserializer::from_slice(&out)
+            .into_iter::<serde_json::Value>()
+            .map(|v| v.unwrap())
+            .count();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn text_lines_become_json_strings_and_come_back() {
+        let enc = Encoder::new(&config(HecEndpoint::Event), Framing::Lines).unwrap();
+        let meta = enc.object_meta(&object());
+        let mut out = BytesMut::new();
+        let r = enc.push(&meta, b"say \"hi\"\tnow", &mut out);
+        assert_eq!(&out[r.clone()], br#""say \"hi\"\tnow""#);
+        assert_eq!(enc.original(&out[r]), b"say \"hi\"\tnow");
+        // No time field on text lines: the arrival time.
+        assert!(out.starts_with(b"{\"time\":1764300000.25,"));
+    }
+
+    #[test]
+    fn raw_bodies_are_lines_with_metadata_in_the_query() {
+        let enc = Encoder::new(&config(HecEndpoint::Raw), Framing::JsonConcat).unwrap();
+        let meta = enc.object_meta(&object());
+        let mut out = BytesMut::new();
+        enc.push(&meta, b"{\"a\":\n 1}", &mut out);
+        enc.push(&meta, b"{\"b\":2}", &mut out);
+        assert_eq!(&out[..], b"{\"a\":  1}\n{\"b\":2}\n");
+        let q = enc.raw_query(&object());
+        assert!(q.contains(&("source", "s3://b/k/1.json".to_string())));
+        assert!(q.contains(&("index", "idx".to_string())));
+        assert!(enc.source_per_object());
+    }
+}

@@ -1,0 +1,144 @@
+//! What is left of records HEC did not take: a `load_errors` row and a failed-event record in
+//! Firehose's `splunk-failed/` format (protocols.md 3.3) for each.
+//!
+//! Firehose's `EventId` is a Kinesis sequence number and subsequence; here it is
+//! `<ledger object id>.<record ordinal>`, which names the record just as uniquely.
+
+use crate::model::{cut_raw, LoadError, StagedObject};
+use chrono::Utc;
+use serde_json::json;
+
+/// One record that was not delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Lost<'a> {
+    /// Its object.
+    pub object: &'a StagedObject,
+    /// Line in the object.
+    pub line: u64,
+    /// Ordinal in the object.
+    pub ordinal: u64,
+    /// The record as it was in the object.
+    pub raw: &'a [u8],
+}
+
+/// Why it was not delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Why<'a> {
+    /// `err_code`: a HEC code, an HTTP status, or the loader's 91xx.
+    pub err_code: i32,
+    /// `err_reason`.
+    pub reason: &'a str,
+    /// Firehose's `errorCode`.
+    pub firehose_code: &'a str,
+    /// Attempts made on the batch so far.
+    pub attempts: u32,
+}
+
+/// The `load_errors` row.
+pub fn row(lost: &Lost<'_>, why: &Why<'_>) -> LoadError {
+    LoadError {
+        object_id: Some(lost.object.id),
+        filename: lost.object.url(),
+        line_number: lost.line as i64,
+        raw_line: cut_raw(lost.raw),
+        err_code: why.err_code,
+        err_reason: why.reason.to_string(),
+        ..LoadError::default()
+    }
+}
+
+/// The failed-event record.
+pub fn record(lost: &Lost<'_>, why: &Why<'_>) -> serde_json::Value {
+    json!({
+        "attemptsMade": why.attempts,
+        "arrivalTimestamp": lost.object.arrival_time.timestamp_millis(),
+        "errorCode": why.firehose_code,
+        "errorMessage": why.reason,
+        "attemptEndingTimestamp": Utc::now().timestamp_millis(),
+        "rawData": base64(lost.raw),
+        "EventId": format!("{}.{}", lost.object.id, lost.ordinal),
+    })
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn failed_record_has_firehose_keys() {
+        let object = StagedObject {
+            id: 4,
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            size: 1,
+            arrival_time: Utc::now(),
+        };
+        let lost = Lost {
+            object: &object,
+            line: 3,
+            ordinal: 2,
+            raw: b"null",
+        };
+        let why = Why {
+            err_code: 6,
+            reason: "Invalid data format",
+            firehose_code: "Splunk.InvalidDataFormat",
+            attempts: 1,
+        };
+        let r = record(&lost, &why);
+        for key in [
+            "attemptsMade",
+            "arrivalTimestamp",
+            "errorCode",
+            "errorMessage",
+            "attemptEndingTimestamp",
+            "rawData",
+            "EventId",
+        ] {
+            assert!(r.get(key).is_some(), "{key}");
+        }
+        assert_eq!(r["rawData"], "bnVsbA==");
+        assert_eq!(r["EventId"], "4.2");
+        let row = row(&lost, &why);
+        assert_eq!((row.line_number, row.err_code), (3, 6));
+        assert_eq!(row.filename, "s3://b/k");
+    }
+}

@@ -1,0 +1,155 @@
+//! The retry budget ran out: name every record that did not make it. Requests still waiting
+//! for an ack get until their ack timeout (as Firehose waits even when retry time has run
+//! out); then each record of the requests left, and each record never read from its object,
+//! becomes a `load_errors` row (9100) and a failed-event record.
+
+use super::failed::{self, Lost, Why};
+use super::state::{Chunk, Progress};
+use super::SplunkDestination;
+use crate::codes;
+use crate::destination::GiveUp;
+use crate::model::{ClaimedBatch, LoadError};
+use crate::source::reader::ReaderItem;
+use crate::source::records::{self, OpenFailure, ReadFailure};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Firehose's code when no more specific error is known.
+const MAX_RETRIES_FAILED: &str = "Splunk.MaxRetriesFailed";
+
+/// What is left of `p` when the budget is gone.
+pub(super) async fn collect(
+    dest: &SplunkDestination,
+    batch: &ClaimedBatch,
+    mut p: Progress,
+    reason: &str,
+) -> GiveUp {
+    let chunks = wait_for_acks(dest, batch, &mut p).await;
+    let firehose_code = p.last_error.unwrap_or(MAX_RETRIES_FAILED);
+    let why = Why {
+        err_code: codes::BUDGET_EXHAUSTED,
+        reason,
+        firehose_code,
+        attempts: batch.attempts.max(0) as u32 + p.attempts,
+    };
+    let mut out = GiveUp::default();
+    for chunk in &chunks {
+        for (i, r) in chunk.records.iter().enumerate() {
+            let raw = dest.encoder.original(chunk.event_bytes(i));
+            let lost = Lost {
+                object: &batch.objects[r.object as usize],
+                line: r.line,
+                ordinal: r.ordinal,
+                raw: &raw,
+            };
+            out.rejected.push(failed::row(&lost, &why));
+            out.failed_records.push(failed::record(&lost, &why));
+        }
+    }
+    for (index, object) in batch.objects.iter().enumerate() {
+        let progress = p.objects[index];
+        if progress.done {
+            continue;
+        }
+        let unread = |e: String| {
+            LoadError {
+            object_id: Some(object.id),
+            filename: object.url(),
+            err_code: codes::BUDGET_EXHAUSTED,
+            err_reason: format!(
+                "{reason}; records from ordinal {} on were not delivered and could not be read back: {e}",
+                progress.next_ordinal
+            ),
+            ..LoadError::default()
+        }
+        };
+        let mut stream = match records::open(&dest.s3, object, &dest.source).await {
+            Ok(s) => s,
+            Err(OpenFailure::Missing(row)) => {
+                out.rejected.push(*row);
+                continue;
+            }
+            Err(OpenFailure::Transient(e)) => {
+                out.rejected.push(unread(e.to_string()));
+                continue;
+            }
+        };
+        while let Some(item) = stream.next().await {
+            match item {
+                ReaderItem::Block(block) => {
+                    for (r, bytes) in block.iter() {
+                        if r.ordinal < progress.next_ordinal {
+                            continue;
+                        }
+                        let lost = Lost {
+                            object,
+                            line: r.line,
+                            ordinal: r.ordinal,
+                            raw: bytes,
+                        };
+                        out.rejected.push(failed::row(&lost, &why));
+                        out.failed_records.push(failed::record(&lost, &why));
+                    }
+                    out.rejected.extend(
+                        block
+                            .errors
+                            .iter()
+                            .filter(|e| e.ordinal >= progress.next_ordinal)
+                            .map(|e| records::record_error_row(object, e)),
+                    );
+                    stream.recycle(block);
+                }
+                ReaderItem::End(Ok(_)) => {}
+                ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
+                    ReadFailure::Corrupt(row) => out.rejected.push(*row),
+                    ReadFailure::Transient(msg) => out.rejected.push(unread(msg)),
+                },
+            }
+        }
+    }
+    out
+}
+
+/// Polls for requests still inside their ack timeout; returns the chunks not acknowledged.
+async fn wait_for_acks(
+    dest: &SplunkDestination,
+    batch: &ClaimedBatch,
+    p: &mut Progress,
+) -> Vec<Chunk> {
+    let timeout = dest.ack_timeout();
+    let (mut waiting, mut left): (Vec<Chunk>, Vec<Chunk>) = std::mem::take(&mut p.chunks)
+        .into_iter()
+        .partition(|c| c.ack.is_some_and(|(_, at)| at.elapsed() < timeout));
+    let Some(channel) = p.channel.as_ref().map(|c| c.id.clone()) else {
+        left.append(&mut waiting);
+        return left;
+    };
+    let interval = Duration::from_secs_f64(dest.config.ack_poll_interval_s);
+    let mut acked = 0;
+    while !waiting.is_empty() {
+        tokio::time::sleep(interval).await;
+        let ids: Vec<u64> = waiting
+            .iter()
+            .filter_map(|c| c.ack.map(|(id, _)| id))
+            .collect();
+        match dest.hec.poll_acks(&channel, &ids).await {
+            Ok(acks) => {
+                let before = waiting.len();
+                waiting.retain(|c| !c.ack.is_some_and(|(id, _)| acks.get(&id) == Some(&true)));
+                acked += before - waiting.len();
+            }
+            Err(e) => {
+                warn!(pipeline = %dest.pipeline, batch_id = batch.id, error = %e, "ack poll failed")
+            }
+        }
+        let (still, expired): (Vec<Chunk>, Vec<Chunk>) = waiting
+            .into_iter()
+            .partition(|c| c.ack.is_some_and(|(_, at)| at.elapsed() < timeout));
+        waiting = still;
+        left.extend(expired);
+    }
+    if acked > 0 {
+        info!(pipeline = %dest.pipeline, batch_id = batch.id, requests = acked, "requests acknowledged after the retry budget ran out, not counted as lost");
+    }
+    left
+}

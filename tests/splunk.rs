@@ -1,0 +1,438 @@
+//! The Splunk HEC destination against the project's HEC test receiver (`tools/hec-receiver`,
+//! one process per test): event and raw endpoints with their metadata, resending after a
+//! missing ack, a refused event in the middle of a request, and a busy receiver shorter and
+//! longer than the retry budget.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "00000000-0000-0000-0000-0000000000A1";
+
+/// A running `hec-receiver`.
+struct Receiver {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Receiver {
+    fn start(extra: &[&str]) -> Receiver {
+        let bin: PathBuf = PathBuf::from(env!("CARGO_BIN_EXE_stageload"))
+            .parent()
+            .expect("target dir")
+            .join("hec-receiver");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build -p hec-receiver` first",
+            bin.display()
+        );
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hec-receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("receiver prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Receiver {
+            url: format!("http://{addr}"),
+            child,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn events(&self) -> Vec<Value> {
+        self.get("/_receiver/events")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn stats(&self) -> Value {
+        self.get("/_receiver/stats").await
+    }
+
+    async fn faults(&self, faults: Value) {
+        let url = format!("{}/_receiver/faults", self.url);
+        let resp = self.http.post(url).json(&faults).send().await.unwrap();
+        assert!(resp.status().is_success(), "faults refused: {faults}");
+    }
+
+    /// Waits until the receiver has stored `n` events.
+    async fn wait_events(&self, n: u64, timeout_s: u64) {
+        wait_for(
+            &format!("{n} events at the receiver"),
+            Duration::from_secs(timeout_s),
+            || async { (self.stats().await["events"].as_u64() >= Some(n)).then_some(()) },
+        )
+        .await;
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One Splunk pipeline's config section.
+fn pipeline(name: &str, bucket: &str, format: &str, retry_s: u64, dest: &str) -> String {
+    format!(
+        r#"
+[[pipeline]]
+name = "{name}"
+retry_duration_s = {retry_s}
+error_prefix = "errors/{name}/"
+[pipeline.source]
+bucket = "{bucket}"
+prefix = "in/{name}/"
+poll_interval_s = 1
+format = "{format}"
+[pipeline.buffer]
+interval_s = 1
+[pipeline.destination]
+type = "splunk"
+token = "{TOKEN}"
+ack_poll_interval_s = 0.2
+request_timeout_s = 5
+{dest}
+"#
+    )
+}
+
+/// Batches of a pipeline in a state.
+async fn batches(db: &str, state: &str) -> i64 {
+    query_i64(
+        db,
+        &format!("SELECT count(*) FROM batches WHERE state = '{state}'"),
+    )
+    .await
+}
+
+async fn wait_batches(db: &str, state: &str, n: i64, timeout_s: u64) {
+    wait_for(
+        &format!("{n} {state} batches"),
+        Duration::from_secs(timeout_s),
+        || async { (batches(db, state).await >= n).then_some(()) },
+    )
+    .await;
+}
+
+async fn failed_events(s3: &aws_sdk_s3::Client, bucket: &str, name: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for key in keys(s3, bucket, &format!("errors/{name}/splunk-failed/")).await {
+        let body = get(s3, bucket, &key).await.unwrap_or_default();
+        for line in String::from_utf8_lossy(&body).lines() {
+            out.push(serde_json::from_str(line).expect("failed-event record is JSON"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn event_and_raw_endpoints_deliver_every_record_with_its_metadata() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecmeta").await;
+    let bucket = stack.bucket("hecmeta").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack"]);
+    put(
+        &s3,
+        &bucket,
+        "in/ev/a.json.gz",
+        gzip(&json_lines("ev", 300, 200)),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        "in/raw/b.log",
+        b"alpha one\nbeta two\ngamma three\n".to_vec(),
+    )
+    .await;
+    let config = format!(
+        "{}{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "ev",
+            &bucket,
+            "json_lines",
+            30,
+            &format!(
+                r#"url = "{}"
+index = "web"
+sourcetype = "clicks"
+host = "loader-1"
+time_field = "/ts"
+fields = {{ team = "web" }}
+compression = "gzip"
+max_request_bytes = 8192"#,
+                hec.url
+            )
+        ),
+        pipeline(
+            "raw",
+            &bucket,
+            "lines",
+            30,
+            &format!(
+                r#"url = "{}"
+endpoint = "raw"
+index = "logs"
+sourcetype = "text""#,
+                hec.url
+            )
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    hec.wait_events(303, 30).await;
+    wait_batches(&db, "loaded", 2, 20).await;
+
+    let events = hec.events().await;
+    let (ev, raw): (Vec<&Value>, Vec<&Value>) =
+        events.iter().partition(|e| e["endpoint"] == "event");
+    assert_eq!(ev.len(), 300, "one event per record");
+    assert_eq!(raw.len(), 3);
+    let source = format!("s3://{bucket}/in/ev/a.json.gz");
+    let mut ids: Vec<String> = Vec::new();
+    for e in &ev {
+        let i: u64 = e["event"]["id"].as_str().unwrap()["ev-".len()..]
+            .parse()
+            .unwrap();
+        assert_eq!(e["time"].as_f64(), Some((1_764_300_000 + i) as f64), "{e}");
+        assert_eq!(e["time_given"], true);
+        assert_eq!(e["source"], source.as_str());
+        assert_eq!(e["sourcetype"], "clicks");
+        assert_eq!(e["index"], "web");
+        assert_eq!(e["host"], "loader-1");
+        assert_eq!(e["fields"], json!({"team": "web"}));
+        assert_eq!(e["event"]["action"], "click");
+        ids.push(e["event"]["id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "no record twice");
+    // 300 records of ~200 bytes in requests of at most 8 KiB: many requests, all gzip.
+    assert!(hec.stats().await["requests"].as_u64().unwrap() >= 8);
+
+    let lines: Vec<&str> = raw.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(lines, ["alpha one", "beta two", "gamma three"]);
+    for e in &raw {
+        assert_eq!(e["source"], format!("s3://{bucket}/in/raw/b.log").as_str());
+        assert_eq!(e["sourcetype"], "text");
+        assert_eq!(e["index"], "logs");
+    }
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn a_request_never_acknowledged_is_sent_again_after_the_ack_timeout() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecack").await;
+    let bucket = stack.bucket("hecack").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack"]);
+    hec.faults(json!({"never_ack": true})).await;
+    put(&s3, &bucket, "in/ack/a.json", json_lines("ack", 50, 100)).await;
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "ack",
+            &bucket,
+            "json_lines",
+            60,
+            &format!("url = \"{}\"\nack_timeout_s = 2", hec.url)
+        )
+    );
+    let daemon = Daemon::start(&config);
+    hec.wait_events(50, 20).await;
+    // Accepted but never acknowledged; acks work again for what is sent from now on.
+    hec.faults(json!({"never_ack": false})).await;
+    wait_batches(&db, "loaded", 1, 20).await;
+
+    let stats = hec.stats().await;
+    assert_eq!(stats["events"], 100, "sent twice: {stats}");
+    assert_eq!(stats["duplicates"], 50, "{stats}");
+    assert_eq!(
+        stats["channels"].as_object().unwrap().len(),
+        1,
+        "one channel, resent on it: {stats}"
+    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
+    let log = daemon.log_text();
+    assert!(
+        log.contains("not acknowledged in time"),
+        "the resend is logged:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_event_is_recorded_and_the_others_arrive() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecbad").await;
+    let bucket = stack.bucket("hecbad").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack"]);
+    // Valid JSON, so the reader passes it on; HEC refuses `"event":null` with code 6.
+    let mut body = json_lines("bad", 4, 80);
+    body.extend_from_slice(b"null\n");
+    body.extend(json_lines("late", 5, 80));
+    put(&s3, &bucket, "in/bad/a.json", body).await;
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "bad",
+            &bucket,
+            "json_lines",
+            30,
+            &format!("url = \"{}\"\nack_timeout_s = 5", hec.url)
+        )
+    );
+    let _daemon = Daemon::start(&config);
+    wait_batches(&db, "loaded", 1, 30).await;
+
+    let events = hec.events().await;
+    assert_eq!(events.len(), 9, "all but the refused one");
+    assert_eq!(hec.stats().await["duplicates"], 0);
+    let rows = query_strings(
+        &db,
+        "SELECT concat_ws('|', filename, line_number, err_code, raw_line, err_reason) FROM load_errors",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [format!(
+            "s3://{bucket}/in/bad/a.json|5|6|null|Invalid data format"
+        )]
+    );
+    let failed = failed_events(&s3, &bucket, "bad").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["errorCode"], "Splunk.InvalidDataFormat");
+    assert_eq!(failed[0]["rawData"], "bnVsbA==");
+}
+
+#[tokio::test]
+async fn a_receiver_busy_for_less_than_the_budget_gets_everything() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecbusy").await;
+    let bucket = stack.bucket("hecbusy").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack"]);
+    hec.faults(json!({"busy_for_s": 4})).await;
+    put(&s3, &bucket, "in/busy/a.json", json_lines("busy", 40, 100)).await;
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "busy",
+            &bucket,
+            "json_lines",
+            30,
+            &format!("url = \"{}\"", hec.url)
+        ),
+    );
+    let _daemon = Daemon::start(&config);
+    wait_batches(&db, "loaded", 1, 30).await;
+    let stats = hec.stats().await;
+    assert_eq!(stats["events"], 40, "{stats}");
+    assert!(
+        stats["codes"]["9"].as_u64() >= Some(1),
+        "it was busy: {stats}"
+    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
+}
+
+#[tokio::test]
+async fn a_receiver_busy_past_the_budget_leaves_every_record_in_load_errors() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecdown").await;
+    let bucket = stack.bucket("hecdown").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack"]);
+    hec.faults(json!({"busy_for_s": 120})).await;
+    put(
+        &s3,
+        &bucket,
+        "in/down/a.json",
+        json_lines("down-a", 30, 100),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        "in/down/b.json",
+        json_lines("down-b", 20, 100),
+    )
+    .await;
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "down",
+            &bucket,
+            "json_lines",
+            4,
+            &format!("url = \"{}\"\nmax_request_bytes = 2048", hec.url)
+        ),
+    );
+    let _daemon = Daemon::start(&config);
+    let lost = "SELECT count(*) FROM load_errors WHERE err_code = 9100 AND line_number > 0";
+    wait_for(
+        "50 budget-exhausted rows",
+        Duration::from_secs(30),
+        || async { (query_i64(&db, lost).await >= 50).then_some(()) },
+    )
+    .await;
+    wait_batches(&db, "skipped", 1, 10).await;
+
+    assert_eq!(hec.stats().await["events"], 0);
+    let by_object = query_strings(
+        &db,
+        "SELECT filename || ':' || count(*) FROM load_errors \
+         WHERE err_code = 9100 AND line_number > 0 GROUP BY filename ORDER BY filename",
+    )
+    .await;
+    assert_eq!(
+        by_object,
+        [
+            format!("s3://{bucket}/in/down/a.json:30"),
+            format!("s3://{bucket}/in/down/b.json:20")
+        ],
+        "one row per record, none silently lost"
+    );
+    let failed = failed_events(&s3, &bucket, "down").await;
+    assert_eq!(failed.len(), 50);
+    assert!(failed
+        .iter()
+        .all(|f| f["errorCode"] == "Splunk.ServerError"));
+}
