@@ -17,7 +17,7 @@ WITH names AS (
 ), objects AS (
     SELECT pipeline,
            count(*) FILTER (WHERE state = 'pending') AS pending_objects,
-           COALESCE(sum(size) FILTER (WHERE state = 'pending'), 0) AS pending_bytes,
+           COALESCE(sum(size) FILTER (WHERE state = 'pending'), 0)::bigint AS pending_bytes,
            count(*) FILTER (WHERE state = 'batched') AS batched_objects,
            min(discovered_at) FILTER (WHERE state IN ('pending', 'batched')) AS oldest_undelivered
     FROM staged_objects GROUP BY pipeline

@@ -39,6 +39,23 @@ pub enum Command {
     CheckConfig,
     /// Apply control-database migrations and exit.
     Migrate,
+    /// Recent load_errors rows, newest first; `errors show ID` prints one whole.
+    Errors(crate::ops::ErrorsArgs),
+    /// Batches, newest first; `batches show ID` prints one with its objects and errors.
+    Batches(crate::ops::BatchesArgs),
+    /// Put the objects of skipped batches back into delivery as new batches.
+    Replay(crate::ops::ReplayArgs),
+    /// Mark a load_errors row ignored.
+    Ignore {
+        /// The row's id.
+        id: i64,
+    },
+    /// Per pipeline: pending objects and bytes, freshness, batches by state, last delivery, errors.
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the command line, runs it, and maps the result to an exit code.
@@ -89,6 +106,13 @@ pub fn main() -> ExitCode {
                 println!("applied {n} migration(s)");
                 Ok(())
             }
+            Command::Errors(a) => crate::ops::errors(&operator(&config).await?, a).await,
+            Command::Batches(a) => crate::ops::batches(&operator(&config).await?, a).await,
+            Command::Replay(a) => crate::ops::replay(&operator(&config).await?, a).await,
+            Command::Ignore { id } => crate::ops::ignore(&operator(&config).await?, id).await,
+            Command::Status { json } => {
+                crate::ops::status(&operator(&config).await?, &config, json).await
+            }
             Command::Run => {
                 let reloads = crate::daemon::reload_on_sighup(path.clone());
                 crate::daemon::run_with(
@@ -109,6 +133,13 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The control database for an operator command, migrated so its views exist.
+async fn operator(config: &Config) -> anyhow::Result<Control> {
+    let control = Control::new(&config.control)?;
+    control.migrate().await?;
+    Ok(control)
 }
 
 fn init_logging(format: LogFormat) {

@@ -275,7 +275,8 @@ pub fn reload_on_sighup(path: PathBuf) -> mpsc::Receiver<Config> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
         while hup.recv().await.is_some() {
-            notify("RELOADING=1");
+            // RELOADING=1 would need MONOTONIC_USEC (systemd 253); a status line is enough.
+            notify("STATUS=reloading config");
             match Config::load(&path) {
                 Ok(c) => {
                     info!(path = %path.display(), "config reload requested");
@@ -283,9 +284,11 @@ pub fn reload_on_sighup(path: PathBuf) -> mpsc::Receiver<Config> {
                         return;
                     }
                 }
-                Err(e) => error!(error = %e, "config reload refused, keeping the running config"),
+                Err(e) => {
+                    error!(error = %e, "config reload refused, keeping the running config");
+                    notify("STATUS=config reload refused, running the previous config");
+                }
             }
-            notify("READY=1");
         }
     });
     rx

@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod destination;
 pub mod model;
 pub mod notify;
+pub mod ops;
 pub mod pipeline;
 pub mod source;
 pub mod telemetry;

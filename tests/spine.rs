@@ -305,11 +305,13 @@ async fn transient_failures_are_retried_and_a_dead_destination_is_skipped() {
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let overrides = [("flaky".to_string(), flaky)].into_iter().collect();
+    let (_reload_tx, reloads) = tokio::sync::mpsc::channel(1);
     let daemon = tokio::spawn(stageload::daemon::run_with(
         config,
         async {
             let _ = rx.await;
         },
+        reloads,
         overrides,
     ));
 

@@ -240,20 +240,31 @@ pub struct Daemon {
     pub config: PathBuf,
     /// Its stderr log.
     pub log: PathBuf,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     /// Starts the daemon binary with this config text.
     pub fn start(config_text: &str) -> Daemon {
+        Daemon::start_with_env(config_text, &[])
+    }
+
+    /// Starts the daemon binary with this config text and extra environment variables.
+    pub fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("stageload.toml");
         std::fs::write(&config, config_text).unwrap();
         let log = dir.path().join("daemon.log");
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut d = Daemon {
             child: None,
             config,
             log,
+            env,
             _dir: dir,
         };
         d.spawn();
@@ -271,6 +282,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("STAGELOAD_LOG", "info,stageload=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -307,6 +319,32 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Runs `stageload <args> --config <this daemon's config>` and returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_stageload"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run stageload");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Whether the process is still running.
