@@ -243,7 +243,7 @@ mod tests {
         // Every envelope is valid JSON, in a stream of concatenated values.
         let n = serde_json::Deserializer::from_slice(&out)
             .into_iter::<serde_json::Value>()
-            .map(|v| v.unwrap())
+            .inspect(|v| assert!(v.is_ok(), "{v:?}"))
             .count();
         assert_eq!(n, 2);
     }

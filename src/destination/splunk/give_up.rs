@@ -135,7 +135,7 @@ async fn wait_for_acks(
         match dest.hec.poll_acks(&channel, &ids).await {
             Ok(acks) => {
                 let before = waiting.len();
-                waiting.retain(|c| !c.ack.is_some_and(|(id, _)| acks.get(&id) == Some(&true)));
+                waiting.retain(|c| c.ack.is_none_or(|(id, _)| acks.get(&id) != Some(&true)));
                 acked += before - waiting.len();
             }
             Err(e) => {

@@ -53,6 +53,8 @@ pub struct SplunkDestination {
 
 impl SplunkDestination {
     /// Builds the destination from its configuration.
+    // The shape `destination::build` calls for every destination.
+    #[allow(clippy::new_ret_no_self)]
     pub async fn new(
         pipeline: &PipelineConfig,
         config: &SplunkConfig,
