@@ -436,3 +436,35 @@ async fn a_receiver_busy_past_the_budget_leaves_every_record_in_load_errors() {
         .iter()
         .all(|f| f["errorCode"] == "Splunk.ServerError"));
 }
+
+#[tokio::test]
+async fn startup_check_names_the_pipeline_and_a_refused_token_without_showing_it() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("heccheck").await;
+    let bucket = stack.bucket("heccheck").await;
+    let hec = Receiver::start(&["--ack"]);
+    let secret = "11111111-2222-3333-4444-555555555555";
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "chk",
+            &bucket,
+            "json_lines",
+            30,
+            &format!("url = \"{}\"", hec.url)
+        )
+        .replace(TOKEN, secret),
+    );
+    let daemon = Daemon::start(&config);
+    let log = wait_for("the check's verdict", Duration::from_secs(20), || async {
+        let log = daemon.log_text();
+        log.contains("destination check failed").then_some(log)
+    })
+    .await;
+    assert!(
+        log.contains("pipeline chk: splunk: HEC at") && log.contains("refused the token"),
+        "{log}"
+    );
+    assert!(!log.contains(secret), "the token is never logged");
+}
