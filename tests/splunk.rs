@@ -468,3 +468,49 @@ async fn startup_check_names_the_pipeline_and_a_refused_token_without_showing_it
     );
     assert!(!log.contains(secret), "the token is never logged");
 }
+
+/// Throughput against the blackhole receiver (`cargo test --release ... -- --ignored --nocapture`
+/// for meaningful numbers): 4 gzip objects of 50,000 records of ~200 bytes.
+#[tokio::test]
+#[ignore]
+async fn blackhole_throughput() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecbench").await;
+    let bucket = stack.bucket("hecbench").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack", "--blackhole"]);
+    let (objects, per_object) = (4, 50_000);
+    for i in 0..objects {
+        let body = gzip(&json_lines(&format!("b{i}"), per_object, 200));
+        put(&s3, &bucket, &format!("in/bench/{i}.json.gz"), body).await;
+    }
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "bench",
+            &bucket,
+            "json_lines",
+            300,
+            &format!(
+                "url = \"{}\"\ntime_field = \"/ts\"\nconcurrency = 4",
+                hec.url
+            )
+        ),
+    );
+    let start = std::time::Instant::now();
+    let _daemon = Daemon::start(&config);
+    let total = (objects * per_object) as u64;
+    hec.wait_events(1, 60).await;
+    let first = start.elapsed();
+    hec.wait_events(total, 600).await;
+    let all = start.elapsed();
+    let secs = (all - first).as_secs_f64();
+    let stats = hec.stats().await;
+    println!(
+        "{total} events in {secs:.2}s after the first arrived ({:.0} events/s, {:.1} MB/s of body), {} requests",
+        total as f64 / secs,
+        stats["decoded_bytes"].as_f64().unwrap_or(0.0) / secs / 1e6,
+        stats["requests"]
+    );
+}
