@@ -1,6 +1,9 @@
 //! Stages sample clickstream data (search and click events) in S3 under Firehose's key layout
 //! (`<prefix>YYYY/MM/DD/HH/<stream>-1-YYYY-MM-DD-HH-MM-SS-<id>.gz`), for `make demo`.
-//! One record in the last object is not valid JSON, so the demo shows a `load_errors` row.
+//! The last object carries two bad records, so the demo shows `load_errors` rows: one that is not
+//! valid JSON (every destination rejects it) and one whose `ts` is not a time (valid JSON: Redshift
+//! rejects it with 1206, an index mapping `ts` as a number rejects it, the file and HEC take it).
+//! Objects already under the prefix are deleted first, so each run starts clean.
 //!
 //! Reads the endpoint and keys from `STAGELOAD_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY` (as `.stack/env` sets them).
@@ -66,6 +69,21 @@ async fn main() -> anyhow::Result<()> {
         .build();
     let s3 = aws_sdk_s3::Client::from_conf(conf);
     let _ = s3.create_bucket().bucket(&args.bucket).send().await;
+    let old = s3
+        .list_objects_v2()
+        .bucket(&args.bucket)
+        .prefix(&args.prefix)
+        .send()
+        .await?;
+    for o in old.contents() {
+        if let Some(k) = o.key() {
+            s3.delete_object()
+                .bucket(&args.bucket)
+                .key(k)
+                .send()
+                .await?;
+        }
+    }
 
     let start = Utc::now() - Duration::minutes(5);
     let mut total = 0;
@@ -74,7 +92,12 @@ async fn main() -> anyhow::Result<()> {
         let mut body = String::new();
         for r in 0..args.records {
             if o + 1 == args.objects && r == args.records / 2 {
-                body.push_str("{\"event_id\":\"broken\",\"ts\":\n");
+                body.push_str("{\"event_id\":\"broken-json\",\"ts\":}\n");
+                continue;
+            }
+            if o + 1 == args.objects && r == args.records / 2 + 1 {
+                body.push_str("{\"event_id\":\"bad-ts\",\"ts\":\"yesterday\",\"user_id\":\"u-x\",\"action\":\"click\"}\n");
+                total += 1;
                 continue;
             }
             body.push_str(&event(o * args.records + r, t.timestamp()));
@@ -98,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     println!(
-        "staged {} objects with {total} valid records and 1 invalid record",
+        "staged {} objects with {total} JSON records (one with a bad timestamp) and 1 invalid JSON record",
         args.objects
     );
     Ok(())

@@ -61,7 +61,13 @@ pub enum Command {
 /// Parses the command line, runs it, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Operator commands print tables; only the daemon logs at info by default.
+    let default_level = if matches!(cli.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     let Some(path) = cli.config.clone() else {
         eprintln!("error: no config file: pass --config FILE or set STAGELOAD_CONFIG");
         return ExitCode::from(2);
@@ -142,9 +148,9 @@ async fn operator(config: &Config) -> anyhow::Result<Control> {
     Ok(control)
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STAGELOAD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
