@@ -20,7 +20,7 @@ pub struct ChartStyle {
 impl Default for ChartStyle {
     fn default() -> Self {
         ChartStyle {
-            width: 168,
+            width: 132,
             height: 36,
             bar: "#3b82f6",
             empty: "#e2e8f0",

@@ -20,7 +20,7 @@ header nav a:hover{color:#fff}
 main{padding:20px 28px 40px;max-width:1600px;margin:0 auto}
 .pill{display:inline-flex;align-items:center;gap:6px;border-radius:999px;padding:3px 10px;font-size:12px;font-weight:600}
 .pill.ok{background:#dcfce7;color:#166534}.pill.bad{background:#fee2e2;color:#991b1b}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;box-shadow:0 1px 2px rgba(15,23,42,.04);margin-bottom:20px;overflow:hidden}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;box-shadow:0 1px 2px rgba(15,23,42,.04);margin-bottom:20px;overflow-x:auto}
 .card h2{font-size:13px;text-transform:uppercase;letter-spacing:.6px;color:var(--muted);margin:0;padding:12px 16px;border-bottom:1px solid var(--line);display:flex;gap:8px;align-items:baseline}
 .card h2 .count{font-weight:500;text-transform:none;letter-spacing:0}
 .callout{border-radius:8px;padding:10px 14px;margin-bottom:16px;font-size:13px}
@@ -28,8 +28,8 @@ main{padding:20px 28px 40px;max-width:1600px;margin:0 auto}
 .callout.warn{background:#fffbeb;border:1px solid #fde68a;color:#78350f}
 .callout ul{margin:6px 0 0;padding-left:18px}
 table{width:100%;border-collapse:collapse}
-th{text-align:left;font-size:11px;text-transform:uppercase;letter-spacing:.5px;color:var(--muted);font-weight:600;padding:8px 12px;background:#f8fafc;border-bottom:1px solid var(--line);white-space:nowrap}
-td{padding:10px 12px;border-bottom:1px solid var(--line);vertical-align:top}
+th{text-align:left;font-size:11px;text-transform:uppercase;letter-spacing:.5px;color:var(--muted);font-weight:600;padding:8px 10px;background:#f8fafc;border-bottom:1px solid var(--line);white-space:nowrap}
+td{padding:10px 10px;border-bottom:1px solid var(--line);vertical-align:top}
 tr:last-child td{border-bottom:0}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .name{font-weight:600;font-size:15px;display:flex;align-items:center;gap:8px}
@@ -38,12 +38,20 @@ tr:last-child td{border-bottom:0}
 .small{font-size:12px;color:var(--muted)}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
 .kind{display:inline-block;font-size:11px;font-weight:600;padding:1px 7px;border-radius:4px;background:#eef2ff;color:#3730a3;text-transform:uppercase;letter-spacing:.4px}
-.chips{display:flex;gap:4px;flex-wrap:wrap}
+.chips{display:grid;grid-template-columns:auto auto;gap:4px;justify-content:start}
 .chip{font-size:11px;padding:1px 6px;border-radius:4px;background:#f1f5f9;color:#334155;white-space:nowrap;font-variant-numeric:tabular-nums}
 .chip.delivering{background:#dbeafe;color:#1e40af}.chip.loaded{background:#dcfce7;color:#166534}.chip.skipped{background:#fee2e2;color:#991b1b}
 .zero{color:#cbd5e1}
+.chips .chip.zero{background:#f8fafc;color:#cbd5e1}
+.src{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:180px}
+.tiles{display:grid;grid-template-columns:repeat(4,1fr);gap:16px;margin-bottom:20px}
+.tile{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px;box-shadow:0 1px 2px rgba(15,23,42,.04)}
+.tile .label{font-size:11px;text-transform:uppercase;letter-spacing:.6px;color:var(--muted);font-weight:600}
+.tile .value{font-size:24px;font-weight:650;margin-top:2px;font-variant-numeric:tabular-nums}
+.tile .value.err{color:var(--bad)}
+.tile .small{margin-top:2px}
 .err{color:var(--bad)}
-.lasterr{max-width:300px;font-size:12px;word-break:break-word}
+.lasterr{min-width:150px;max-width:240px;font-size:12px;word-break:break-word}
 .retrying{display:inline-block;font-size:10px;font-weight:700;color:#fff;background:var(--warn);border-radius:3px;padding:0 5px;margin-right:4px;text-transform:uppercase}
 .chart{display:block}
 .fname{word-break:break-all;max-width:380px}
@@ -112,6 +120,71 @@ fn callouts(out: &mut String, d: &PageData) {
     }
 }
 
+fn tile(out: &mut String, label: &str, value: &str, class: &str, note: &str) {
+    let _ = write!(
+        out,
+        r#"<div class="tile"><div class="label">{}</div><div class="value {class}">{}</div><div class="small">{}</div></div>"#,
+        escape(label),
+        escape(value),
+        escape(note)
+    );
+}
+
+/// Totals over every pipeline, as four tiles above the table.
+fn tiles(out: &mut String, d: &PageData) {
+    let delivered: i64 = d.pipelines.iter().flat_map(|p| &p.throughput).sum();
+    let pending: i64 = d.pipelines.iter().map(|p| p.status.pending_objects).sum();
+    let pending_bytes: i64 = d.pipelines.iter().map(|p| p.status.pending_bytes).sum();
+    let errors: i64 = d.pipelines.iter().map(|p| p.status.errors_last_hour).sum();
+    let oldest = d
+        .pipelines
+        .iter()
+        .filter_map(|p| p.status.freshness_s.map(|f| (f, &p.name)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let failing = d
+        .pipelines
+        .iter()
+        .filter(|p| p.last_error.as_ref().is_some_and(|e| e.retrying))
+        .count();
+    out.push_str(r#"<div class="tiles">"#);
+    tile(
+        out,
+        "Delivered, last hour",
+        &count(delivered),
+        "",
+        "records",
+    );
+    tile(
+        out,
+        "Pending",
+        &count(pending),
+        "",
+        &format!("objects · {}", bytes(pending_bytes)),
+    );
+    match oldest {
+        Some((f, name)) => tile(
+            out,
+            "Oldest waiting",
+            &duration(f),
+            "",
+            &format!("in {name}"),
+        ),
+        None => tile(out, "Oldest waiting", "–", "", "nothing waiting"),
+    }
+    tile(
+        out,
+        "Errors, last hour",
+        &count(errors),
+        if errors > 0 { "err" } else { "" },
+        &if failing > 0 {
+            format!("{failing} pipeline(s) retrying a batch")
+        } else {
+            "load_errors rows".to_string()
+        },
+    );
+    out.push_str("</div>");
+}
+
 fn chip(state: &str, n: i64) -> String {
     let class = if n == 0 { "chip zero" } else { "chip" };
     format!(
@@ -136,9 +209,9 @@ fn pipeline_row(out: &mut String, p: &PipelineView, d: &PageData) {
     };
     let last_loaded = match s.last_loaded_at {
         Some(t) => format!(
-            r#"{}<div class="small">{}</div>"#,
-            escape(&ago(t, d.now)),
-            escape(&time(t))
+            r#"<span title="{}">{}</span>"#,
+            escape(&time(t)),
+            escape(&ago(t, d.now))
         ),
         None => r#"<span class="small">never</span>"#.to_string(),
     };
@@ -164,8 +237,9 @@ fn pipeline_row(out: &mut String, p: &PipelineView, d: &PageData) {
     };
     let _ = write!(
         out,
-        r#"<tr><td><div class="name"><span class="dot {health}" title="{health}"></span>{}</div><div class="small mono">{}</div></td><td><span class="kind">{}</span><div class="small mono">{}</div></td><td class="num">{freshness}</td><td class="num">{}<div class="small">{}</div></td><td><div class="chips">{}{}{}{}</div></td><td class="num">{last_loaded}</td><td class="num">{errors}</td><td>{}<div class="small">{} records</div></td><td>{last_error}</td></tr>"#,
+        r#"<tr><td><div class="name"><span class="dot {health}" title="{health}"></span>{}</div><div class="small mono src" title="{}">{}</div></td><td><span class="kind">{}</span><div class="small mono">{}</div></td><td class="num">{freshness}</td><td class="num">{}<div class="small">{}</div></td><td><div class="chips">{}{}{}{}</div></td><td class="num">{last_loaded}</td><td class="num">{errors}</td><td>{}<div class="small">{} records</div></td><td>{last_error}</td></tr>"#,
         escape(&p.name),
+        escape(&p.source),
         escape(&p.source),
         escape(&p.kind),
         escape(&truncate(&p.target, 60)),
@@ -219,7 +293,7 @@ fn recent_errors(out: &mut String, d: &PageData) {
         };
         let _ = write!(
             out,
-            r#"<tr><td class="num"><span title="{}">{}</span><div class="small">{}</div></td><td>{}</td><td class="num">{}</td><td class="mono fname">{}</td><td class="num">{}</td><td class="mono">{}</td><td class="num code">{}</td><td>{}{raw}</td></tr>"#,
+            r#"<tr><td class="mono"><span title="{}">{}</span><div class="small">{}</div></td><td>{}</td><td class="num">{}</td><td class="mono fname">{}</td><td class="num">{}</td><td class="mono">{}</td><td class="num code">{}</td><td>{}{raw}</td></tr>"#,
             escape(&time(e.recorded_at)),
             escape(&e.recorded_at.format("%H:%M:%S").to_string()),
             escape(&ago(e.recorded_at, d.now)),
@@ -254,6 +328,7 @@ pub fn page(d: &PageData) -> String {
     header(&mut out, d);
     out.push_str("<main>");
     callouts(&mut out, d);
+    tiles(&mut out, d);
     pipelines(&mut out, d);
     recent_errors(&mut out, d);
     out.push_str("</main></body></html>\n");

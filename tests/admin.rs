@@ -1,0 +1,436 @@
+//! The admin port against the local stack: `/metrics` counts what was staged and delivered,
+//! `/readyz` follows the destination and S3 and says what fails, and the status page renders in
+//! headless Chromium (a screenshot is left at `target/test-artifacts/status-page.png`).
+//!
+//! Pipelines deliver to the file destination, so these tests need only PostgreSQL and S3.
+//! To make a destination "stop", its directory is replaced by a regular file (its check then
+//! fails); the same `admin_addr` / `get` / `metric` helpers work for any destination.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn pipeline(name: &str, bucket: &str, dir: &Path) -> String {
+    format!(
+        r#"
+[[pipeline]]
+name = "{name}"
+retry_duration_s = 30
+error_prefix = "errors/{name}/"
+[pipeline.source]
+bucket = "{bucket}"
+prefix = "in/{name}/"
+poll_interval_s = 1
+[pipeline.buffer]
+size_mib = 5
+interval_s = 1
+max_objects = 1000
+[pipeline.destination]
+type = "file"
+directory = "{}"
+"#,
+        dir.display()
+    )
+}
+
+/// A config whose admin port listens on a free loopback port.
+fn config(stack: &Stack, db: &str, pipelines: &[String]) -> String {
+    stack
+        .base_config(db)
+        .replace("listen = \"\"", "listen = \"127.0.0.1:0\"")
+        + &pipelines.concat()
+}
+
+/// Strips ANSI colour sequences, in case the log was written with colours.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The admin port's address, from the daemon's `admin listening addr=...` log line.
+async fn admin_addr(daemon: &Daemon) -> String {
+    wait_for("admin listening", LONG, || async {
+        let log = plain(&daemon.log_text());
+        let line = log.lines().find(|l| l.contains("admin listening"))?;
+        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+        Some(addr.trim_matches('"').to_string())
+    })
+    .await
+}
+
+/// GET a path on the admin port: status and body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+/// The value of one sample in Prometheus text: `name{labels}` where every given label matches
+/// (other labels are allowed).
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            return None;
+        }
+        let ok = labels
+            .iter()
+            .all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        ok.then(|| value.parse().ok()).flatten()
+    })
+}
+
+async fn wait_metric(addr: &str, name: &str, labels: &[(&str, &str)], want: f64) -> String {
+    wait_for(&format!("{name}{labels:?} = {want}"), LONG, || async {
+        let (_, text) = get(addr, "/metrics").await;
+        (metric(&text, name, labels) == Some(want)).then_some(text)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn metrics_count_what_was_staged_and_delivered() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("admin").await,
+        stack.bucket("admin").await,
+    );
+    let s3 = stack.s3().await;
+    let (out_p, out_q) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let daemon = Daemon::start(&config(
+        &stack,
+        &db,
+        &[
+            pipeline("p", &bucket, out_p.path()),
+            pipeline("q", &bucket, out_q.path()),
+        ],
+    ));
+    let addr = admin_addr(&daemon).await;
+    // Staged after the recorder is installed, so discovery's counters are all kept.
+    for n in 0..3 {
+        put(
+            &s3,
+            &bucket,
+            &format!("in/p/part-{n}.json"),
+            json_lines(&format!("p{n}"), 100, 80),
+        )
+        .await;
+    }
+    let mut bad = json_lines("q", 4, 80);
+    bad.extend_from_slice(b"{\"id\": \"broken\", \n");
+    put(&s3, &bucket, "in/q/mixed.json", bad).await;
+
+    let p = [("pipeline", "p")];
+    let q = [("pipeline", "q")];
+    wait_metric(&addr, "stageload_records_delivered_total", &p, 300.0).await;
+    let text = wait_metric(&addr, "stageload_records_rejected_total", &q, 1.0).await;
+    assert_eq!(delivered_lines(out_p.path()).len(), 300);
+    assert_eq!(
+        metric(&text, "stageload_objects_discovered_total", &p),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&text, "stageload_objects_discovered_total", &q),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "stageload_records_delivered_total", &q),
+        Some(4.0)
+    );
+    let rejected_rows = query_i64(
+        &db,
+        "SELECT count(*) FROM load_errors WHERE pipeline = 'q' AND err_code = 9103",
+    )
+    .await;
+    assert_eq!(rejected_rows, 1, "one load_errors row for the bad record");
+    assert_eq!(
+        metric(&text, "stageload_records_rejected_total", &p).unwrap_or(0.0),
+        0.0
+    );
+    assert!(
+        metric(
+            &text,
+            "stageload_delivery_attempts_total",
+            &[("pipeline", "p"), ("outcome", "delivered")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "delivered attempts counted:\n{text}"
+    );
+
+    // Gauges come from the control database at scrape time; wait for the settled state.
+    let text = wait_for("pending objects drained", LONG, || async {
+        let (_, text) = get(&addr, "/metrics").await;
+        let loaded = query_i64(
+            &db,
+            "SELECT count(*) FROM batches WHERE pipeline = 'p' AND state = 'loaded'",
+        )
+        .await;
+        let shown = metric(
+            &text,
+            "stageload_batches",
+            &[("pipeline", "p"), ("state", "loaded")],
+        );
+        (metric(&text, "stageload_pending_objects", &p) == Some(0.0)
+            && loaded > 0
+            && shown == Some(loaded as f64))
+        .then_some(text)
+    })
+    .await;
+    let settled = metric(
+        &text,
+        "stageload_batches_settled_total",
+        &[("pipeline", "p"), ("state", "loaded")],
+    )
+    .expect("batches settled counted");
+    assert_eq!(
+        Some(settled),
+        metric(
+            &text,
+            "stageload_batches",
+            &[("pipeline", "p"), ("state", "loaded")]
+        )
+    );
+    assert_eq!(metric(&text, "stageload_pending_bytes", &p), Some(0.0));
+    assert_eq!(metric(&text, "stageload_freshness_seconds", &p), Some(0.0));
+    // The latency histogram renders as a histogram with the configured buckets.
+    assert!(text.contains("# TYPE stageload_delivery_duration_seconds histogram"));
+    assert!(
+        metric(
+            &text,
+            "stageload_delivery_duration_seconds_bucket",
+            &[("pipeline", "p"), ("le", "3600")]
+        ) == Some(settled),
+        "every settled batch is in the 3600 s bucket:\n{text}"
+    );
+    assert!(text.contains("# HELP stageload_records_delivered_total Records delivered"));
+
+    let (status, body) = get(&addr, "/healthz").await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_destination() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("admin").await,
+        stack.bucket("admin").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("out");
+    let daemon = Daemon::start(&config(&stack, &db, &[pipeline("orders", &bucket, &out)]));
+    let addr = admin_addr(&daemon).await;
+    let ready = |want: u16| {
+        let addr = addr.clone();
+        async move {
+            wait_for(&format!("/readyz {want}"), LONG, || async {
+                let (status, body) = get(&addr, "/readyz").await;
+                (status == want).then_some(body)
+            })
+            .await
+        }
+    };
+    let body = ready(200).await;
+    assert!(body.starts_with("ready\n"), "{body}");
+    assert!(body.contains("ok   destination pipeline=orders (file "));
+    assert!(body.contains("ok   control"));
+
+    // Stop the destination: its directory becomes a regular file, so it cannot be created.
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, b"not a directory").unwrap();
+    let body = ready(503).await;
+    assert!(
+        body.starts_with("not ready: 1 of 3 checks failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("FAIL destination pipeline=orders (file "),
+        "{body}"
+    );
+    let (status, json) = get(&addr, "/readyz?format=json").await;
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["ready"], false);
+    let failed: Vec<_> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["error"].is_null())
+        .collect();
+    assert_eq!(failed.len(), 1, "{json}");
+    assert_eq!(failed[0]["check"], "destination");
+    assert_eq!(failed[0]["pipeline"], "orders");
+
+    // And back.
+    std::fs::remove_file(&out).unwrap();
+    let body = ready(200).await;
+    assert!(body.starts_with("ready\n"), "{body}");
+}
+
+#[tokio::test]
+async fn readyz_names_a_missing_bucket() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("admin").await,
+        stack.bucket("admin").await,
+    );
+    let missing = Stack::unique("no-such-bucket");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let daemon = Daemon::start(&config(
+        &stack,
+        &db,
+        &[
+            pipeline("present", &bucket, a.path()),
+            pipeline("ghost", &missing, b.path()),
+        ],
+    ));
+    let addr = admin_addr(&daemon).await;
+    let body = wait_for("/readyz 503", LONG, || async {
+        let (status, body) = get(&addr, "/readyz").await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(
+        body.starts_with("not ready: 1 of 5 checks failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("FAIL s3 pipeline=ghost (bucket {missing})")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("ok   s3 pipeline=present (bucket {bucket})")),
+        "{body}"
+    );
+}
+
+/// Runs headless Chromium on a URL with extra arguments; returns its stdout.
+async fn chromium(url: &str, args: &[String]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(args)
+    .arg(url)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium finished within 90 s")
+        .expect("run chromium (installed by scripts/stack.sh up)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn status_page_renders_in_headless_chromium() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("admin").await,
+        stack.bucket("admin").await,
+    );
+    let s3 = stack.s3().await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let daemon = Daemon::start(&config(
+        &stack,
+        &db,
+        &[
+            pipeline("clickstream", &bucket, a.path()),
+            pipeline("orders", &bucket, b.path()),
+        ],
+    ));
+    let addr = admin_addr(&daemon).await;
+    for n in 0..4 {
+        put(
+            &s3,
+            &bucket,
+            &format!("in/clickstream/part-{n}.json"),
+            json_lines(&format!("c{n}"), 250, 100),
+        )
+        .await;
+    }
+    // A filename with markup in it: the page must show it as text.
+    let odd_key = "in/orders/late<b>&co</b>.json";
+    let mut bad = json_lines("o", 40, 100);
+    bad.extend_from_slice(b"{\"id\": \"o-bad\", \"total\": 12.5,,}\n");
+    put(&s3, &bucket, odd_key, bad).await;
+    put(&s3, &bucket, "in/orders/ok.json", json_lines("o2", 60, 100)).await;
+    wait_for("all delivered and the error recorded", LONG, || async {
+        let loaded = query_i64(
+            &db,
+            "SELECT count(*) FROM staged_objects WHERE state = 'loaded'",
+        )
+        .await;
+        let errors = query_i64(&db, "SELECT count(*) FROM load_errors").await;
+        (loaded == 6 && errors == 1).then_some(())
+    })
+    .await;
+
+    let url = format!("http://{addr}/");
+    let (status, html) = get(&addr, "/").await;
+    assert_eq!(status, 200);
+    let escaped_name = "late&lt;b&gt;&amp;co&lt;/b&gt;.json";
+    assert!(html.contains(escaped_name), "{html}");
+    assert!(!html.contains("<b>&co</b>"));
+
+    let dom = chromium(&url, &["--dump-dom".to_string()]).await;
+    assert!(dom.contains("clickstream"), "{dom}");
+    assert!(dom.contains("orders"));
+    assert!(
+        dom.contains(&format!("s3://{bucket}/in/orders/{escaped_name}")),
+        "the error's filename is shown as text:\n{dom}"
+    );
+    assert!(!dom.contains("<b>&amp;co</b>"), "no element from user data");
+    assert!(dom.contains("9103"));
+    assert!(dom.contains("<svg"));
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        &url,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1280,900".to_string(),
+        ],
+    )
+    .await;
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    assert!(png.len() > 10_000, "not a blank page");
+}
