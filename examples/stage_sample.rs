@@ -33,7 +33,7 @@ struct Args {
 fn event(i: usize, t: i64) -> String {
     let users = ["u-ana", "u-bo", "u-chen", "u-dara", "u-eli"];
     let user = users[i % users.len()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let queries = ["rust loader", "redshift copy", "gzip speed", "s3 manifest"];
         format!(
             r#"{{"event_id":"e-{t}-{i}","ts":{t},"user_id":"{user}","action":"search","query":"{}","results":{}}}"#,

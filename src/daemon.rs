@@ -102,6 +102,10 @@ pub async fn run_with(
     mut reloads: mpsc::Receiver<Config>,
     mut overrides: DestinationOverrides,
 ) -> anyhow::Result<()> {
+    // Installed before anything counts, so the first discoveries are not lost.
+    if !config.admin.listen.is_empty() {
+        admin::metrics::install();
+    }
     notify("STATUS=applying migrations");
     let control = Control::new(&config.control)?;
     let applied = control.migrate().await?;
@@ -217,7 +221,7 @@ async fn apply_reload(
     }
     let (mut kept, mut stopped, mut started) = (Vec::new(), 0, 0);
     for r in running.drain(..) {
-        if new.pipelines.iter().any(|p| *p == r.config) {
+        if new.pipelines.contains(&r.config) {
             kept.push(r);
         } else {
             info!(pipeline = %r.config.name, "config reload: stopping pipeline, in-flight batches finish first");
