@@ -470,7 +470,8 @@ async fn startup_check_names_the_pipeline_and_a_refused_token_without_showing_it
 }
 
 /// Throughput against the blackhole receiver (`cargo test --release ... -- --ignored --nocapture`
-/// for meaningful numbers): 4 gzip objects of 50,000 records of ~200 bytes.
+/// for meaningful numbers): 4 gzip objects of 50,000 records of ~200 bytes each, or
+/// `STAGELOAD_BENCH_RECORDS_PER_OBJECT`.
 #[tokio::test]
 #[ignore]
 async fn blackhole_throughput() {
@@ -479,7 +480,11 @@ async fn blackhole_throughput() {
     let bucket = stack.bucket("hecbench").await;
     let s3 = stack.s3().await;
     let hec = Receiver::start(&["--ack", "--blackhole"]);
-    let (objects, per_object) = (4, 50_000);
+    let per_object: usize = std::env::var("STAGELOAD_BENCH_RECORDS_PER_OBJECT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let objects = 4;
     for i in 0..objects {
         let body = gzip(&json_lines(&format!("b{i}"), per_object, 200));
         put(&s3, &bucket, &format!("in/bench/{i}.json.gz"), body).await;
