@@ -540,9 +540,8 @@ async fn forward(upstream: &str, head: &str, body: &[u8]) -> std::io::Result<(St
         .lines()
         .next()
         .unwrap_or_default()
-        .splitn(2, ' ')
-        .nth(1)
-        .unwrap_or("502 Bad Gateway")
+        .split_once(' ')
+        .map_or("502 Bad Gateway", |(_, status)| status)
         .to_string();
     Ok((status, body))
 }
@@ -570,7 +569,7 @@ async fn serve(
             }
             2 => {
                 // Reset: close without answering, after reading the request.
-                let _ = conn.set_linger(Some(Duration::ZERO));
+                let _ = conn.set_zero_linger();
                 return Ok(());
             }
             3 => {

@@ -46,6 +46,8 @@ pub struct ElasticsearchDestination {
 
 impl ElasticsearchDestination {
     /// Builds the destination from its configuration (no network I/O; see [`Destination::check`]).
+    // The shape every destination slot shares, called by `destination::build`.
+    #[allow(clippy::new_ret_no_self)]
     pub async fn new(
         pipeline: &PipelineConfig,
         config: &ElasticsearchConfig,

@@ -172,6 +172,7 @@ impl<'a> Run<'a> {
         GiveUp {
             rejected: self.rejected,
             failed_records: self.failed_records,
+            nothing_lost: false,
         }
     }
 
@@ -511,5 +512,78 @@ impl<'a> Run<'a> {
         };
         self.rejected.push(failed.row());
         self.failed_records.push(failed.record());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::super::bulk::{Body, DocId};
+    use super::super::id::ObjectIds;
+    use super::super::index::{timestamp_secs, IndexNamer};
+    use super::super::pointer::Pointer;
+    use crate::config::IndexRotation;
+    use crate::model::StagedObject;
+    use crate::source::framing::Framing;
+
+    /// Body building alone (deterministic id, day rotation, with and without a timestamp
+    /// field): `cargo test --release --lib destination::elasticsearch::run::speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn body_building_throughput() {
+        let records: Vec<Vec<u8>> = (0..200_000)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"r-{i}","user_id":{},"action":"click","ts":{},"page":"/products/{}","ua":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#,
+                    i % 97,
+                    1_764_300_000 + i,
+                    i % 1000
+                )
+                .into_bytes()
+            })
+            .collect();
+        let bytes: usize = records.iter().map(Vec::len).sum();
+        let object = StagedObject {
+            id: 1,
+            bucket: "stage".into(),
+            key: "firehose/2026/11/28/04/clicks-1.gz".into(),
+            etag: "0123456789abcdef".into(),
+            size: 0,
+            arrival_time: chrono::Utc::now(),
+        };
+        let ts = Pointer::parse("/ts").unwrap();
+        for with_timestamp in [false, true] {
+            let mut ids = ObjectIds::new(&object);
+            let mut namer = IndexNamer::new("clicks", IndexRotation::Day);
+            let mut body = Body::default();
+            let arrival = object.arrival_time.timestamp();
+            let start = std::time::Instant::now();
+            let mut out = 0usize;
+            for round in 0..5 {
+                for (i, r) in records.iter().enumerate() {
+                    if body.is_full_for(r.len(), 5 << 20, 10_000) {
+                        out += body.buf.len();
+                        body = Body::reusing(std::mem::take(&mut body.buf));
+                    }
+                    let secs = if with_timestamp {
+                        ts.lookup(r)
+                            .and_then(|v| timestamp_secs(&v))
+                            .unwrap_or(arrival)
+                    } else {
+                        arrival
+                    };
+                    let (_, quoted) = namer.at(secs);
+                    let id = ids.id((round * records.len() + i) as u64);
+                    body.push_record(quoted, DocId::Plain(&id), r, Framing::JsonLines, 0, 1, 0);
+                }
+            }
+            out += body.buf.len();
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "timestamp_field={with_timestamp}: {:.0} MB/s of records in, {:.0} MB/s of bulk body out, {:.2} M records/s",
+                (bytes * 5) as f64 / secs / 1e6,
+                out as f64 / secs / 1e6,
+                (records.len() * 5) as f64 / secs / 1e6
+            );
+        }
     }
 }
