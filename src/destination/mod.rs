@@ -97,6 +97,9 @@ pub struct GiveUp {
     pub rejected: Vec<LoadError>,
     /// Failed-record artifacts, as in [`Attempt::failed_records`].
     pub failed_records: Vec<serde_json::Value>,
+    /// The destination found in the end that nothing was lost (HEC acks that arrived during
+    /// the final wait): the batch is settled as loaded and no rows are written.
+    pub nothing_lost: bool,
 }
 
 /// The kind of error artifact a skipped batch leaves in S3.

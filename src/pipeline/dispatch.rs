@@ -281,6 +281,15 @@ impl Dispatcher {
             budget.as_secs()
         );
         let given = self.destination.give_up(batch, left, &reason).await;
+        if given.nothing_lost {
+            info!(
+                pipeline,
+                batch_id = batch.id,
+                "everything was delivered in the end, settling as loaded"
+            );
+            self.settle(batch, settlement, false).await;
+            return;
+        }
         let already: HashSet<i64> = settlement.skipped_objects.iter().copied().collect();
         let rows = if given.rejected.is_empty() {
             batch

@@ -107,6 +107,8 @@ pub(super) async fn collect(
             }
         }
     }
+    // Every request was acked during the final wait and every object was read to its end.
+    out.nothing_lost = out.rejected.is_empty() && p.objects.iter().all(|o| o.done);
     out
 }
 
