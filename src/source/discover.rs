@@ -29,6 +29,9 @@ pub enum DiscoverError {
     },
 }
 
+/// A prefix without time in its keys is re-listed whole on every poll up to this many keys.
+const FLAT_RELIST_KEYS: usize = 10_000;
+
 /// How a pipeline's keys encode time, learned from the keys themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyLayout {
@@ -131,6 +134,8 @@ pub struct Discoverer {
     control: Control,
     layout: Option<KeyLayout>,
     excluded: Vec<String>,
+    /// When a key layout without time last got its full re-list, and how many keys it saw.
+    last_full_relist: Option<(std::time::Instant, usize)>,
 }
 
 impl Discoverer {
@@ -143,6 +148,7 @@ impl Discoverer {
             control,
             layout: None,
             excluded,
+            last_full_relist: None,
         }
     }
 
@@ -187,11 +193,23 @@ impl Discoverer {
                 KeyLayout::Flat => None,
                 l => lookback_start(&prefix, l, since),
             };
-            if start.as_deref().is_none_or(|s| s < cursor.as_str()) {
+            // Without time in the keys a late write can sort anywhere, so the whole prefix is
+            // listed again: every poll while it is small, every twelfth of the lookback window
+            // once it is large, since listing is then the cost.
+            let every =
+                (self.pipeline.source.lookback_s / 12).max(self.pipeline.source.poll_interval_s);
+            let full_due = self.last_full_relist.is_none_or(|(at, keys)| {
+                keys < FLAT_RELIST_KEYS || at.elapsed().as_secs() >= every
+            });
+            let due = layout != KeyLayout::Flat || full_due;
+            if due && start.as_deref().is_none_or(|s| s < cursor.as_str()) {
                 let late = self
                     .collect(&bucket, &prefix, start.as_deref(), Some(&cursor))
                     .await
                     .map_err(s3_err)?;
+                if layout == KeyLayout::Flat {
+                    self.last_full_relist = Some((std::time::Instant::now(), late.len()));
+                }
                 recorded += self.record(&late).await.map_err(db_err)?;
             }
         }
