@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod discover;
 pub mod framing;
+pub mod pointer;
 pub mod reader;
 pub mod records;
 pub mod s3;

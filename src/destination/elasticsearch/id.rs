@@ -1,7 +1,8 @@
-//! Document ids: the deterministic id (a stable hash of bucket, key, etag and record ordinal)
-//! and the base64 encodings used for ids and for `rawData` in failed-document records.
+//! Document ids: the deterministic id, a stable hash of bucket, key, etag and record ordinal.
 
 use crate::model::StagedObject;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use xxhash_rust::xxh3::xxh3_128;
 
 /// Length of a deterministic id: 128 bits in unpadded base64url.
@@ -35,46 +36,12 @@ impl ObjectIds {
         self.buf[self.prefix..].copy_from_slice(&ordinal.to_le_bytes());
         let hash = xxh3_128(&self.buf).to_be_bytes();
         let mut out = [0u8; ID_LEN];
-        let mut n = 0;
-        encode_into(&hash, URL_SAFE, false, |b| {
-            out[n] = b;
-            n += 1;
-        });
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(hash, &mut out)
+            .expect("16 bytes encode to 22");
+        debug_assert_eq!(n, ID_LEN);
         out
     }
-}
-
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn encode_into(data: &[u8], alphabet: &[u8; 64], pad: bool, mut emit: impl FnMut(u8)) {
-    let mut chunks = data.chunks_exact(3);
-    for c in &mut chunks {
-        let n = (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
-        for shift in [18, 12, 6, 0] {
-            emit(alphabet[(n >> shift) as usize & 63]);
-        }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let n = (rest[0] as u32) << 16 | rest.get(1).map_or(0, |&b| (b as u32) << 8);
-        let chars = rest.len() + 1;
-        for shift in [18, 12, 6, 0].into_iter().take(chars) {
-            emit(alphabet[(n >> shift) as usize & 63]);
-        }
-        if pad {
-            for _ in chars..4 {
-                emit(b'=');
-            }
-        }
-    }
-}
-
-/// Standard padded base64, as Firehose writes `rawData`.
-pub fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    encode_into(data, STANDARD, true, |b| out.push(b as char));
-    out
 }
 
 #[cfg(test)]
@@ -91,23 +58,6 @@ mod tests {
             size: 10,
             arrival_time: Utc::now(),
         }
-    }
-
-    #[test]
-    fn base64_matches_the_rfc_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in cases {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
     }
 
     #[test]

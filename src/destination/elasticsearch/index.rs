@@ -1,8 +1,8 @@
 //! Index rotation with Firehose's suffixes, computed in UTC: `-YYYY-MM-DD-HH`, `-YYYY-MM-DD`,
 //! `-YYYY-wWW` (ISO-8601 week and week-year) and `-YYYY-MM`; and reading a record's own time.
 
-use super::pointer::Scalar;
 use crate::config::IndexRotation;
+use crate::source::pointer::Scalar;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 
 /// The rotated index name for a time.

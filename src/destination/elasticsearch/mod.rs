@@ -2,7 +2,7 @@
 //!
 //! Records stream from S3 through decompression and framing straight into hand-built NDJSON
 //! bodies ([`bulk`]), keeping their original bytes; a record is parsed only for its id or
-//! timestamp field ([`pointer`]). Ids are deterministic by default ([`id`]), so a retried or
+//! timestamp field ([`crate::source::pointer`]). Ids are deterministic by default ([`id`]), so a retried or
 //! replayed request overwrites instead of duplicating. Index names rotate like Firehose's
 //! ([`index`]). Answers are sorted per document ([`response`], [`send`]): 429 and 5xx items
 //! are retried alone through [`Resume`], other 4xx items become `load_errors` rows and
@@ -12,7 +12,6 @@ pub mod bulk;
 pub mod client;
 pub mod id;
 pub mod index;
-pub mod pointer;
 pub mod report;
 pub mod response;
 pub mod run;
@@ -21,10 +20,10 @@ pub mod send;
 use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
 use crate::destination::{ArtifactKind, Attempt, Destination, GiveUp, Resume};
 use crate::model::ClaimedBatch;
+use crate::source::pointer::Pointer;
 use crate::source::s3::S3;
 use async_trait::async_trait;
 use client::{Client, Sent};
-use pointer::Pointer;
 use run::{Mode, Progress, Run};
 use std::sync::Arc;
 

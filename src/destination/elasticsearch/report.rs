@@ -2,8 +2,9 @@
 //! Firehose's format (`attemptsMade`, `arrivalTimestamp`, `errorCode`, `errorMessage`,
 //! `attemptEndingTimestamp`, `esDocumentId`, `esIndexName`, `rawData`).
 
-use super::id::base64;
 use crate::model::{cut_raw, LoadError, StagedObject};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use chrono::Utc;
 use serde_json::{json, Value};
 
@@ -52,7 +53,7 @@ impl Failed<'_> {
             "attemptEndingTimestamp": Utc::now().timestamp_millis(),
             "esDocumentId": self.id,
             "esIndexName": self.index,
-            "rawData": base64(self.raw),
+            "rawData": STANDARD.encode(self.raw),
         })
     }
 }

@@ -6,7 +6,6 @@
 use super::bulk::{pending, Body, DocId, Pending};
 use super::id::ObjectIds;
 use super::index::{timestamp_secs, IndexNamer};
-use super::pointer::Scalar;
 use super::report::Failed;
 use super::send::{self, Report};
 use super::Shared;
@@ -15,6 +14,7 @@ use crate::config::DocumentId;
 use crate::destination::{Attempt, FailureKind, GiveUp, Outcome, Resume};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::framing::RecordError;
+use crate::source::pointer::Scalar;
 use crate::source::reader::{ReaderItem, RecordRef};
 use crate::source::records::{self, OpenFailure, ReadFailure};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -520,10 +520,10 @@ mod speed {
     use super::super::bulk::{Body, DocId};
     use super::super::id::ObjectIds;
     use super::super::index::{timestamp_secs, IndexNamer};
-    use super::super::pointer::Pointer;
     use crate::config::IndexRotation;
     use crate::model::StagedObject;
     use crate::source::framing::Framing;
+    use crate::source::pointer::Pointer;
 
     /// Body building alone (deterministic id, day rotation, with and without a timestamp
     /// field): `cargo test --release --lib destination::elasticsearch::run::speed -- --ignored --nocapture`.

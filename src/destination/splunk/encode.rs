@@ -2,10 +2,11 @@
 //! with the record spliced in as its original bytes (protocols.md 6.4, 6.5); for `/raw` the
 //! records joined by newlines with the metadata in the query string (6.6).
 
-use super::time::{EventTime, Pointer};
+use super::time::{time_at, EventTime};
 use crate::config::{HecEndpoint, SplunkConfig};
 use crate::model::StagedObject;
 use crate::source::framing::Framing;
+use crate::source::pointer::Pointer;
 use bytes::BytesMut;
 use std::ops::Range;
 
@@ -136,7 +137,7 @@ impl Encoder {
 
     fn push_event(&self, meta: &ObjectMeta, record: &[u8], out: &mut BytesMut) -> Range<usize> {
         out.extend_from_slice(b"{\"time\":");
-        match self.time_field.as_ref().and_then(|p| p.time_in(record)) {
+        match self.time_field.as_ref().and_then(|p| time_at(p, record)) {
             Some(t) => {
                 let mut s = String::with_capacity(24);
                 t.write(&mut s);

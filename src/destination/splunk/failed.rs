@@ -5,6 +5,8 @@
 //! `<ledger object id>.<record ordinal>`, which names the record just as uniquely.
 
 use crate::model::{cut_raw, LoadError, StagedObject};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use chrono::Utc;
 use serde_json::json;
 
@@ -55,51 +57,14 @@ pub fn record(lost: &Lost<'_>, why: &Why<'_>) -> serde_json::Value {
         "errorCode": why.firehose_code,
         "errorMessage": why.reason,
         "attemptEndingTimestamp": Utc::now().timestamp_millis(),
-        "rawData": base64(lost.raw),
+        "rawData": STANDARD.encode(lost.raw),
         "EventId": format!("{}.{}", lost.object.id, lost.ordinal),
     })
-}
-
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for group in data.chunks(3) {
-        let n = group
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= group.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in cases {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
-    }
 
     #[test]
     fn failed_record_has_firehose_keys() {

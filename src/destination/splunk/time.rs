@@ -1,9 +1,9 @@
 //! The envelope's `time`: one field of a record read by JSON pointer without building a tree
-//! (every other field is skipped by the parser), understood as epoch seconds, milliseconds,
+//! ([`crate::source::pointer`]), understood as epoch seconds, milliseconds,
 //! nanoseconds or an RFC 3339 string, and written as `<seconds>[.<fraction>]`.
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use std::fmt::{self, Write as _};
+use crate::source::pointer::{Pointer, Scalar};
+use std::fmt::Write as _;
 
 /// An event time in microseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,131 +71,13 @@ pub fn from_str(s: &str) -> Option<EventTime> {
         .map(|t| EventTime(t.timestamp_micros()))
 }
 
-/// A parsed JSON pointer (`/a/b/0`), reference tokens unescaped.
-#[derive(Debug, Clone)]
-pub struct Pointer(Vec<String>);
-
-impl Pointer {
-    /// Parses a pointer; it must start with `/`.
-    pub fn parse(s: &str) -> Result<Pointer, String> {
-        let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!(
-                "{s:?} is not a JSON pointer (it must start with '/')"
-            ));
-        };
-        Ok(Pointer(
-            rest.split('/')
-                .map(|t| t.replace("~1", "/").replace("~0", "~"))
-                .collect(),
-        ))
-    }
-
-    /// The time at this pointer in a JSON record; `None` when absent or not a time.
-    pub fn time_in(&self, record: &[u8]) -> Option<EventTime> {
-        let mut de = serde_json::Deserializer::from_slice(record);
-        Seek(&self.0).deserialize(&mut de).ok().flatten()
-    }
-}
-
-/// Walks the remaining tokens; at the end reads the time.
-struct Seek<'p>(&'p [String]);
-
-impl<'de> DeserializeSeed<'de> for Seek<'_> {
-    type Value = Option<EventTime>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Seek<'_> {
-    type Value = Option<EventTime>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        let Some((head, rest)) = self.0.split_first() else {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(None);
-        };
-        while let Some(matched) = map.next_key_seed(KeyIs(head))? {
-            if matched && found.is_none() {
-                found = Some(map.next_value_seed(Seek(rest))?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found.flatten())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let target = self.0.first().and_then(|t| t.parse::<usize>().ok());
-        let mut found = None;
-        let mut i = 0;
-        loop {
-            if Some(i) == target {
-                match seq.next_element_seed(Seek(&self.0[1..]))? {
-                    Some(v) => found = v,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-            i += 1;
-        }
-        Ok(found)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| from_integer(v)).flatten())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(u64::try_from(v)
-            .ok()
-            .and_then(|v| self.0.is_empty().then(|| from_integer(v)).flatten()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| from_number(v)).flatten())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| from_str(v)).flatten())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// Compares a map key with a token without allocating.
-struct KeyIs<'p>(&'p str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
+/// The time at `pointer` in a JSON record; `None` when absent or not a time.
+pub fn time_at(pointer: &Pointer, record: &[u8]) -> Option<EventTime> {
+    match pointer.lookup(record)? {
+        Scalar::Str(s) => from_str(&s),
+        Scalar::Int(v) => u64::try_from(v).ok().and_then(from_integer),
+        Scalar::Uint(v) => from_integer(v),
+        Scalar::Float(v) => from_number(v),
     }
 }
 
@@ -204,10 +86,7 @@ mod tests {
     use super::*;
 
     fn at(pointer: &str, record: &str) -> Option<i64> {
-        Pointer::parse(pointer)
-            .unwrap()
-            .time_in(record.as_bytes())
-            .map(|t| t.0)
+        time_at(&Pointer::parse(pointer).unwrap(), record.as_bytes()).map(|t| t.0)
     }
 
     #[test]
