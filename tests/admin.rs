@@ -14,29 +14,6 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn pipeline(name: &str, bucket: &str, dir: &Path) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "{name}"
-retry_duration_s = 30
-error_prefix = "errors/{name}/"
-[pipeline.source]
-bucket = "{bucket}"
-prefix = "in/{name}/"
-poll_interval_s = 1
-[pipeline.buffer]
-size_mib = 5
-interval_s = 1
-max_objects = 1000
-[pipeline.destination]
-type = "file"
-directory = "{}"
-"#,
-        dir.display()
-    )
-}
-
 /// A config whose admin port listens on a free loopback port.
 fn config(stack: &Stack, db: &str, pipelines: &[String]) -> String {
     stack
@@ -123,8 +100,8 @@ async fn metrics_count_what_was_staged_and_delivered() {
         &stack,
         &db,
         &[
-            pipeline("p", &bucket, out_p.path()),
-            pipeline("q", &bucket, out_q.path()),
+            file_pipeline("p", &bucket, out_p.path(), 30),
+            file_pipeline("q", &bucket, out_q.path(), 30),
         ],
     ));
     let addr = admin_addr(&daemon).await;
@@ -239,7 +216,11 @@ async fn readyz_follows_the_destination() {
     );
     let dir = tempfile::tempdir().unwrap();
     let out: PathBuf = dir.path().join("out");
-    let daemon = Daemon::start(&config(&stack, &db, &[pipeline("orders", &bucket, &out)]));
+    let daemon = Daemon::start(&config(
+        &stack,
+        &db,
+        &[file_pipeline("orders", &bucket, &out, 30)],
+    ));
     let addr = admin_addr(&daemon).await;
     let ready = |want: u16| {
         let addr = addr.clone();
@@ -301,8 +282,8 @@ async fn readyz_names_a_missing_bucket() {
         &stack,
         &db,
         &[
-            pipeline("present", &bucket, a.path()),
-            pipeline("ghost", &missing, b.path()),
+            file_pipeline("present", &bucket, a.path(), 30),
+            file_pipeline("ghost", &missing, b.path(), 30),
         ],
     ));
     let addr = admin_addr(&daemon).await;
@@ -369,8 +350,8 @@ async fn status_page_renders_in_headless_chromium() {
         &stack,
         &db,
         &[
-            pipeline("clickstream", &bucket, a.path()),
-            pipeline("orders", &bucket, b.path()),
+            file_pipeline("clickstream", &bucket, a.path(), 30),
+            file_pipeline("orders", &bucket, b.path(), 30),
         ],
     ));
     let addr = admin_addr(&daemon).await;

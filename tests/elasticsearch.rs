@@ -21,26 +21,14 @@ fn pipeline(
     retry_s: u64,
     dest_extra: &str,
 ) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "{name}"
-retry_duration_s = {retry_s}
-error_prefix = "errors/{name}/"
-[pipeline.source]
-bucket = "{bucket}"
-prefix = "in/{name}/"
-poll_interval_s = 1
-format = "{format}"
-[pipeline.buffer]
-interval_s = 1
-[pipeline.destination]
-type = "elasticsearch"
-endpoints = ["{endpoint}"]
-index = "{name}"
-request_timeout_s = 5
-{dest_extra}
-"#
+    pipeline_block(
+        name,
+        bucket,
+        format,
+        retry_s,
+        &format!(
+            "type = \"elasticsearch\"\nendpoints = [\"{endpoint}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5\n{dest_extra}"
+        ),
     )
 }
 

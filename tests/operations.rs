@@ -6,32 +6,9 @@ mod common;
 
 use common::*;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn pipeline(name: &str, bucket: &str, dir: &Path, retry_s: u64) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "{name}"
-retry_duration_s = {retry_s}
-error_prefix = "errors/{name}/"
-[pipeline.source]
-bucket = "{bucket}"
-prefix = "in/{name}/"
-poll_interval_s = 1
-[pipeline.buffer]
-size_mib = 5
-interval_s = 1
-[pipeline.destination]
-type = "file"
-directory = "{}"
-"#,
-        dir.display()
-    )
-}
 
 #[tokio::test]
 async fn a_skipped_batch_is_listed_replayed_once_and_marked() {
@@ -41,7 +18,7 @@ async fn a_skipped_batch_is_listed_replayed_once_and_marked() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("out");
     std::fs::write(&out, b"blocks the directory").unwrap();
-    let config = stack.base_config(&db) + &pipeline("ops", &bucket, &out, 2);
+    let config = stack.base_config(&db) + &file_pipeline("ops", &bucket, &out, 2);
     put(&s3, &bucket, "in/ops/a.json", json_lines("a", 30, 50)).await;
     put(&s3, &bucket, "in/ops/b.json", json_lines("b", 20, 50)).await;
     let daemon = Daemon::start(&config);
@@ -137,7 +114,8 @@ async fn systemd_notify_gets_ready_then_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let config = stack.base_config(&db) + &pipeline("notify", &bucket, &dir.path().join("out"), 5);
+    let config =
+        stack.base_config(&db) + &file_pipeline("notify", &bucket, &dir.path().join("out"), 5);
     let mut daemon = Daemon::start_with_env(
         &config,
         &[
@@ -183,7 +161,7 @@ async fn sighup_adds_pipelines_and_refuses_a_bad_config() {
     let s3 = stack.s3().await;
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    let first = stack.base_config(&db) + &pipeline("one", &bucket, &one, 30);
+    let first = stack.base_config(&db) + &file_pipeline("one", &bucket, &one, 30);
     let mut daemon = Daemon::start(&first);
     put(&s3, &bucket, "in/one/a.json", json_lines("a", 5, 40)).await;
     put(&s3, &bucket, "in/two/b.json", json_lines("b", 7, 40)).await;
@@ -198,7 +176,7 @@ async fn sighup_adds_pipelines_and_refuses_a_bad_config() {
 
     std::fs::write(
         &daemon.config,
-        first.clone() + &pipeline("two", &bucket, &two, 30),
+        first.clone() + &file_pipeline("two", &bucket, &two, 30),
     )
     .unwrap();
     daemon.signal("HUP");

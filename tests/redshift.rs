@@ -123,32 +123,13 @@ const EVENTS: &str = "CREATE TABLE public.events (id varchar(64) NOT NULL, user_
 
 impl Setup {
     fn config(&self, name: &str, format: &str, copy_options: &str, retry_s: u64) -> String {
-        format!(
-            r#"{base}
-[[pipeline]]
-name = "{name}"
-retry_duration_s = {retry_s}
-error_prefix = "errors/{name}/"
-[pipeline.source]
-bucket = "{bucket}"
-prefix = "in/{name}/"
-poll_interval_s = 1
-format = "{format}"
-[pipeline.buffer]
-interval_s = 1
-[pipeline.destination]
-type = "redshift"
-url = "{url}"
-table = "public.events"
-copy_options = "{copy_options}"
-iam_role = "{ROLE}"
-manifest_prefix = "manifests/{name}/"
-connect_timeout_s = 2
-"#,
-            base = self.stack.base_config(&self.control),
-            bucket = self.bucket,
-            url = self.emu.url(),
-        )
+        let destination = format!(
+            "type = \"redshift\"\nurl = \"{}\"\ntable = \"public.events\"\ncopy_options = \"{copy_options}\"\n\
+             iam_role = \"{ROLE}\"\nmanifest_prefix = \"manifests/{name}/\"\nconnect_timeout_s = 2",
+            self.emu.url()
+        );
+        self.stack.base_config(&self.control)
+            + &pipeline_block(name, &self.bucket, format, retry_s, &destination)
     }
 
     async fn rows(&self, sql: &str) -> i64 {

@@ -29,30 +29,6 @@ fn firehose_key(prefix: &str, t: chrono::DateTime<Utc>, n: usize) -> String {
     )
 }
 
-fn pipeline(name: &str, bucket: &str, dir: &Path, extra: &str) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "{name}"
-retry_duration_s = 30
-error_prefix = "errors/{name}/"
-[pipeline.source]
-bucket = "{bucket}"
-prefix = "in/{name}/"
-poll_interval_s = 1
-[pipeline.buffer]
-size_mib = 5
-interval_s = 1
-max_objects = 1000
-[pipeline.destination]
-type = "file"
-directory = "{}"
-{extra}
-"#,
-        dir.display()
-    )
-}
-
 /// Ids of delivered records, checking each was delivered once.
 fn delivered_ids(dir: &Path) -> HashSet<String> {
     let lines = delivered_lines(dir);
@@ -81,7 +57,7 @@ async fn firehose_objects_are_delivered_once_across_restarts() {
     );
     let s3 = stack.s3().await;
     let out = tempfile::tempdir().unwrap();
-    let config = stack.base_config(&db) + &pipeline("clicks", &bucket, out.path(), "");
+    let config = stack.base_config(&db) + &file_pipeline("clicks", &bucket, out.path(), 30);
     let now = Utc::now();
     for n in 0..5 {
         let body = json_lines(&format!("a{n}"), 200, 120);
@@ -147,7 +123,7 @@ async fn a_late_write_into_a_listed_partition_is_discovered() {
     );
     let s3 = stack.s3().await;
     let out = tempfile::tempdir().unwrap();
-    let config = stack.base_config(&db) + &pipeline("late", &bucket, out.path(), "");
+    let config = stack.base_config(&db) + &file_pipeline("late", &bucket, out.path(), 30);
     let (earlier, now) = (Utc::now() - ChronoDuration::minutes(50), Utc::now());
     put(
         &s3,
@@ -190,12 +166,12 @@ async fn size_and_interval_thresholds_seal_batches() {
     let s3 = stack.s3().await;
     let (big, small) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut config = stack.base_config(&db);
-    config += &pipeline("bysize", &bucket, big.path(), "").replace(
+    config += &file_pipeline("bysize", &bucket, big.path(), 30).replace(
         "size_mib = 5\ninterval_s = 1",
         "size_mib = 1\ninterval_s = 3600",
     );
-    config +=
-        &pipeline("bytime", &bucket, small.path(), "").replace("interval_s = 1", "interval_s = 3");
+    config += &file_pipeline("bytime", &bucket, small.path(), 30)
+        .replace("interval_s = 1", "interval_s = 3");
     // 12 uncompressed objects of 256 KiB: 3 MiB, so three size-sealed batches of 1 MiB.
     for n in 0..12 {
         put(
@@ -285,8 +261,8 @@ async fn transient_failures_are_retried_and_a_dead_destination_is_skipped() {
     let blocker = scratch.path().join("not-a-dir");
     std::fs::write(&blocker, b"x").unwrap();
     let mut text = stack.base_config(&db);
-    text += &pipeline("flaky", &bucket, out.path(), "");
-    text += &pipeline("dead", &bucket, &blocker.join("out"), "")
+    text += &file_pipeline("flaky", &bucket, out.path(), 30);
+    text += &file_pipeline("dead", &bucket, &blocker.join("out"), 30)
         .replace("retry_duration_s = 30", "retry_duration_s = 3");
     let config = Config::parse(&text, "test", &|n| std::env::var(n).ok()).unwrap();
 
@@ -389,7 +365,7 @@ async fn a_killed_worker_loses_nothing_and_delivers_nothing_twice() {
     let out = scratch.path().join("out");
     // `out` starts as a file, so the first daemon holds the batch, failing and retrying.
     std::fs::write(&out, b"in the way").unwrap();
-    let config = stack.base_config(&db) + &pipeline("kill", &bucket, &out, "");
+    let config = stack.base_config(&db) + &file_pipeline("kill", &bucket, &out, 30);
     for n in 0..4 {
         put(
             &s3,
@@ -439,7 +415,7 @@ async fn bad_input_is_recorded_and_the_daemon_keeps_running() {
     let (db, bucket) = (stack.fresh_database("bad").await, stack.bucket("bad").await);
     let s3 = stack.s3().await;
     let out = tempfile::tempdir().unwrap();
-    let config = stack.base_config(&db) + &pipeline("bad", &bucket, out.path(), "");
+    let config = stack.base_config(&db) + &file_pipeline("bad", &bucket, out.path(), 30);
 
     let mut truncated = gzip(&json_lines("t", 2000, 100));
     truncated.truncate(truncated.len() / 2);

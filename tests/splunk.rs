@@ -104,26 +104,14 @@ impl Drop for Receiver {
 
 /// One Splunk pipeline's config section.
 fn pipeline(name: &str, bucket: &str, format: &str, retry_s: u64, dest: &str) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "{name}"
-retry_duration_s = {retry_s}
-error_prefix = "errors/{name}/"
-[pipeline.source]
-bucket = "{bucket}"
-prefix = "in/{name}/"
-poll_interval_s = 1
-format = "{format}"
-[pipeline.buffer]
-interval_s = 1
-[pipeline.destination]
-type = "splunk"
-token = "{TOKEN}"
-ack_poll_interval_s = 0.2
-request_timeout_s = 5
-{dest}
-"#
+    pipeline_block(
+        name,
+        bucket,
+        format,
+        retry_s,
+        &format!(
+            "type = \"splunk\"\ntoken = \"{TOKEN}\"\nack_poll_interval_s = 0.2\nrequest_timeout_s = 5\n{dest}"
+        ),
     )
 }
 

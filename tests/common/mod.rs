@@ -392,3 +392,44 @@ pub fn delivered_lines(dir: &Path) -> Vec<String> {
     }
     lines
 }
+
+/// A `[[pipeline]]` with test timings (poll every second, seal after a second) reading
+/// `in/<name>/` of `bucket`; `destination` is the body of its `[pipeline.destination]` table.
+pub fn pipeline_block(
+    name: &str,
+    bucket: &str,
+    format: &str,
+    retry_s: u64,
+    destination: &str,
+) -> String {
+    format!(
+        r#"
+[[pipeline]]
+name = "{name}"
+retry_duration_s = {retry_s}
+error_prefix = "errors/{name}/"
+[pipeline.source]
+bucket = "{bucket}"
+prefix = "in/{name}/"
+poll_interval_s = 1
+format = "{format}"
+[pipeline.buffer]
+size_mib = 5
+interval_s = 1
+max_objects = 1000
+[pipeline.destination]
+{destination}
+"#
+    )
+}
+
+/// A JSON-lines pipeline into the file destination at `dir`.
+pub fn file_pipeline(name: &str, bucket: &str, dir: &Path, retry_s: u64) -> String {
+    pipeline_block(
+        name,
+        bucket,
+        "json_lines",
+        retry_s,
+        &format!("type = \"file\"\ndirectory = \"{}\"", dir.display()),
+    )
+}
