@@ -19,3 +19,8 @@ stack-up:
 
 stack-down:
 	scripts/stack.sh down
+
+# The speed and memory benchmark (not part of `make test`): see docs/bench.md.
+.PHONY: bench
+bench:
+	scripts/bench.sh

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# `make bench`: the speed and memory benchmark (not a test). Stages gzip NDJSON in the local S3
+# (16 objects x 64 MiB uncompressed = 1 GiB by default), then for each destination runs the
+# release daemon against a fresh control database and a blackhole receiver until every object is
+# loaded, reads the daemon's CPU seconds and peak RSS from /proc before stopping it, and times
+# `gzip -dc` over the same objects. Prints one table row per destination. See docs/bench.md.
+#
+# Knobs (environment): BENCH_OBJECTS (16), BENCH_OBJECT_MIB (64), BENCH_DESTINATIONS
+# ("elasticsearch splunk-ack splunk-noack"; also "file"), BENCH_SKIP_BUILD=1, BENCH_KEEP=1 (keep
+# the staged bucket, databases and logs), BENCH_TIMEOUT_S (1800 per destination).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+OBJECTS=${BENCH_OBJECTS:-16}
+OBJECT_MIB=${BENCH_OBJECT_MIB:-64}
+DESTINATIONS=${BENCH_DESTINATIONS:-elasticsearch splunk-ack splunk-noack}
+TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
+HEC_TOKEN=00000000-0000-0000-0000-0000000be7c4
+PREFIX=firehose/bench/
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+scripts/stack.sh up
+set -a
+# shellcheck disable=SC1091
+. .stack/env
+set +a
+# Where scripts/stack.sh keeps s3s-fs's data: objects are plain files at $STACK/s3/<bucket>/<key>.
+STACK=${STAGELOAD_STACK_DIR:-/tmp/stageload-stack-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)}
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building (release)"
+  cargo build --release --locked -p stageload --bins --examples
+  cargo build --release --locked -p bulk-blackhole -p hec-receiver
+fi
+BIN=$ROOT/target/release
+CLK_TCK=$(getconf CLK_TCK)
+
+RUN_ID=$(date +%Y%m%d%H%M%S)-$$
+BUCKET=bench-$RUN_ID
+WORK=$(mktemp -d /tmp/stageload-bench.XXXXXX)
+DAEMON_PID=""
+RECEIVER_PID=""
+DATABASES=()
+
+psql_q() { psql "$STAGELOAD_PG_URL" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
+
+cleanup() {
+  for p in "$DAEMON_PID" "$RECEIVER_PID"; do
+    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
+  done
+  if [ "${BENCH_KEEP:-0}" != 1 ]; then
+    for db in "${DATABASES[@]}"; do psql_q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
+    rm -rf "${STACK:?}/s3/$BUCKET" "$WORK"
+  else
+    log "kept s3://$BUCKET, databases ${DATABASES[*]:-none} and $WORK"
+  fi
+}
+trap cleanup EXIT
+
+# --- stage -------------------------------------------------------------------------------------
+log "staging $OBJECTS x $OBJECT_MIB MiB (uncompressed) in s3://$BUCKET/$PREFIX"
+"$BIN/examples/stage_bench" --bucket "$BUCKET" --prefix "$PREFIX" --objects "$OBJECTS" \
+  --object-mib "$OBJECT_MIB" | tee "$WORK/stage.out"
+summary=$(tail -n 1 "$WORK/stage.out")
+RECORDS=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$summary")
+UNCOMPRESSED=$(sed -n 's/.*uncompressed_bytes=\([0-9]*\).*/\1/p' <<<"$summary")
+COMPRESSED=$(sed -n 's/.*compressed_bytes=\([0-9]*\).*/\1/p' <<<"$summary")
+mapfile -t FILES < <(find "$STACK/s3/$BUCKET/$PREFIX" -type f -name '*.gz' | sort)
+if [ "${#FILES[@]}" -ne "$OBJECTS" ]; then
+  log "expected $OBJECTS object files under $STACK/s3/$BUCKET/$PREFIX, found ${#FILES[@]}"; exit 1
+fi
+
+# --- measuring helpers -------------------------------------------------------------------------
+# CPU seconds (user + system, every thread) of a live process.
+proc_cpu_s() {
+  # Drop "pid (comm) " first: comm may hold spaces. utime and stime are then fields 12 and 13.
+  local rest; rest=$(sed 's/^.*) //' "/proc/$1/stat")
+  awk -v t="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / t }' <<<"$rest"
+}
+# Peak resident set size of a live process, in MB (10^6 bytes).
+proc_hwm_mb() {
+  awk '/^VmHWM:/ { printf "%.1f", $2 * 1024 / 1e6 }' "/proc/$1/status"
+}
+now() { date +%s.%N; }
+
+# CPU seconds and wall seconds of `gzip -dc` over the staged objects, output discarded.
+gzip_cpu() {
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f '%U %S %e' -o "$WORK/gzip.time" gzip -dc "${FILES[@]}" >/dev/null
+    awk '{ printf "%.2f %.2f", $1 + $2, $3 }' "$WORK/gzip.time"
+  else
+    python3 - "${FILES[@]}" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+subprocess.run(["gzip", "-dc", *sys.argv[1:]], stdout=subprocess.DEVNULL, check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{r.ru_utime + r.ru_stime:.2f} {time.monotonic() - t:.2f}", end="")
+PY
+  fi
+}
+
+# Starts a receiver writing to $WORK/<name>.out; sets RECEIVER_PID and RECEIVER_ADDR.
+start_receiver() { # name command...
+  local name=$1; shift
+  "$@" >"$WORK/$name.receiver.out" 2>"$WORK/$name.receiver.err" &
+  RECEIVER_PID=$!
+  for _ in $(seq 1 100); do
+    RECEIVER_ADDR=$(sed -n 's/^listening on //p' "$WORK/$name.receiver.out")
+    if [ -n "$RECEIVER_ADDR" ]; then return 0; fi
+    sleep 0.1
+  done
+  log "$name receiver did not start: $(cat "$WORK/$name.receiver.err")"; exit 1
+}
+
+stop_receiver() {
+  kill "$RECEIVER_PID" 2>/dev/null || true
+  wait "$RECEIVER_PID" 2>/dev/null || true
+  RECEIVER_PID=""
+}
+
+destination_toml() { # name
+  case "$1" in
+    elasticsearch) cat <<TOML
+type = "elasticsearch"
+endpoints = ["http://$RECEIVER_ADDR"]
+index = "bench"
+document_id = "deterministic"
+bulk_max_bytes = 5242880
+concurrency = 2
+compression = "none"
+TOML
+    ;;
+    splunk-ack|splunk-noack)
+      local ack=true; [ "$1" = splunk-noack ] && ack=false
+      cat <<TOML
+type = "splunk"
+url = "http://$RECEIVER_ADDR"
+token = "$HEC_TOKEN"
+endpoint = "event"
+sourcetype = "bench:clickstream"
+time_field = "/ts"
+ack = $ack
+ack_poll_interval_s = 0.25
+max_request_bytes = 1048576
+concurrency = 2
+compression = "none"
+TOML
+    ;;
+    file) cat <<TOML
+type = "file"
+directory = "$WORK/file-out"
+TOML
+    ;;
+    *) log "unknown destination $1"; exit 2 ;;
+  esac
+}
+
+# Receiver command line and the stats field that counts delivered records.
+receiver_for() { # name
+  case "$1" in
+    elasticsearch) start_receiver "$1" "$BIN/bulk-blackhole" --listen 127.0.0.1:0 ;;
+    splunk-ack) start_receiver "$1" "$BIN/hec-receiver" --listen 127.0.0.1:0 --blackhole --ack --token "$HEC_TOKEN" ;;
+    splunk-noack) start_receiver "$1" "$BIN/hec-receiver" --listen 127.0.0.1:0 --blackhole --token "$HEC_TOKEN" ;;
+    file) RECEIVER_ADDR=none ;;
+  esac
+}
+
+received_records() { # name
+  case "$1" in
+    elasticsearch) curl -fsS "http://$RECEIVER_ADDR/_blackhole/stats" | jq .docs ;;
+    splunk-*) curl -fsS "http://$RECEIVER_ADDR/_receiver/stats" | jq .events ;;
+    file) cat "$WORK"/file-out/*.ndjson | wc -l ;;
+  esac
+}
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+run_one() { # name
+  local name=$1
+  local db; db=bench_${name//-/_}_${RUN_ID//-/_}
+  psql_q "CREATE DATABASE $db" >/dev/null
+  DATABASES+=("$db")
+  local db_url=${STAGELOAD_PG_URL%/*}/$db
+  receiver_for "$name"
+  local cfg=$WORK/$name.toml
+  cat >"$cfg" <<TOML
+# Generated by scripts/bench.sh for the "$name" run.
+[control]
+database_url = "$db_url"
+pool_size = 4
+
+[s3]
+region = "us-east-1"
+endpoint = "\${STAGELOAD_S3_ENDPOINT}"
+force_path_style = true
+access_key_id = "\${AWS_ACCESS_KEY_ID}"
+secret_access_key = "\${AWS_SECRET_ACCESS_KEY}"
+
+[admin]
+listen = ""
+
+[daemon]
+lease_s = 120
+shutdown_grace_s = 10
+
+[[pipeline]]
+name = "bench"
+retry_duration_s = 60
+error_prefix = "errors/bench/"
+workers = 1
+
+[pipeline.source]
+bucket = "$BUCKET"
+prefix = "$PREFIX"
+compression = "auto"
+format = "json_lines"
+poll_interval_s = 1
+
+[pipeline.buffer]
+size_mib = 128
+interval_s = 1
+max_objects = 1000
+
+[pipeline.destination]
+$(destination_toml "$name")
+TOML
+
+  log "$name: running the daemon ($cfg)"
+  local t0 t1 loaded=0 skipped=0
+  t0=$(now)
+  "$BIN/stageload" run --config "$cfg" 2>"$WORK/$name.daemon.log" &
+  DAEMON_PID=$!
+  local deadline=$((SECONDS + TIMEOUT_S))
+  while :; do
+    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+      log "$name: the daemon exited; log:"; tail -n 20 "$WORK/$name.daemon.log" >&2; exit 1
+    fi
+    read -r loaded skipped < <(psql "$db_url" -qAtX -F ' ' -c \
+      "SELECT count(*) FILTER (WHERE state='loaded'), count(*) FILTER (WHERE state='skipped') FROM staged_objects" \
+      2>/dev/null || echo "0 0")
+    if [ "${loaded:-0}" -ge "$OBJECTS" ]; then break; fi
+    if [ "${skipped:-0}" -gt 0 ]; then
+      log "$name: $skipped objects skipped; log:"; tail -n 20 "$WORK/$name.daemon.log" >&2; exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then log "$name: timed out"; exit 1; fi
+    sleep 0.2
+  done
+  t1=$(now)
+  # Read the figures before stopping: /proc/PID is gone once the process exits.
+  local cpu hwm
+  cpu=$(proc_cpu_s "$DAEMON_PID")
+  hwm=$(proc_hwm_mb "$DAEMON_PID")
+  kill -TERM "$DAEMON_PID"
+  wait "$DAEMON_PID" || true
+  DAEMON_PID=""
+  local got; got=$(received_records "$name")
+  if [ "$name" != file ]; then stop_receiver; fi
+  if [ "$got" != "$RECORDS" ]; then
+    log "$name: the receiver counted $got records, $RECORDS were staged"
+  fi
+  local rejected; rejected=$(psql "$db_url" -qAtX -c "SELECT count(*) FROM load_errors")
+
+  log "$name: gzip -dc over the same $OBJECTS objects"
+  local gz gz_cpu gz_wall
+  gz=$(gzip_cpu); gz_cpu=${gz% *}; gz_wall=${gz#* }
+
+  local wall; wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$RECORDS" "$UNCOMPRESSED" \
+    "$wall" "$cpu" "$hwm" "$gz_cpu" "$gz_wall" "$got" "$rejected" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS"
+  rm -rf "$WORK/file-out"
+}
+
+for d in $DESTINATIONS; do run_one "$d"; done
+
+# --- report ------------------------------------------------------------------------------------
+echo
+echo "stageload benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): $OBJECTS objects, $RECORDS records," \
+  "$(awk -v u="$UNCOMPRESSED" -v c="$COMPRESSED" 'BEGIN { printf "%.1f MB uncompressed, %.1f MB gzip (%.1fx)", u/1e6, c/1e6, u/c }')"
+echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); MB = 10^6 bytes"
+awk -F'\t' '
+  BEGIN {
+    printf "%-14s %10s %8s %7s %10s %7s %7s %9s %10s %8s %9s %6s\n", "destination", "records", "MB", "wall s",
+      "records/s", "MB/s", "CPU s", "RSS MB", "gzip CPU s", "CPU/gzip", "received", "load"
+  }
+  {
+    mb = $3 / 1e6
+    printf "%-14s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %9.1f %10.2f %8.2f %9s %6s\n", $1, $2, mb, $4,
+      $2 / $4, mb / $4, $5, $6, $7, $5 / $7, $9, $11
+    if ($10 != 0) printf "  (%s: %s load_errors rows)\n", $1, $10
+  }' "$RESULTS"
+echo "aim: CPU/gzip <= 1.00 and RSS MB < 100. wall s runs from daemon start (migrations, first"
+echo "listing, 1 s seal interval) to the last object loaded; load is the 1-minute load average."
