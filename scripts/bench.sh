@@ -7,7 +7,8 @@
 #
 # Knobs (environment): BENCH_OBJECTS (16), BENCH_OBJECT_MIB (64), BENCH_DESTINATIONS
 # ("elasticsearch splunk-ack splunk-noack"; also "file"), BENCH_SKIP_BUILD=1, BENCH_KEEP=1 (keep
-# the staged bucket, databases and logs), BENCH_TIMEOUT_S (1800 per destination).
+# the staged bucket, databases and logs), BENCH_TIMEOUT_S (1800 per destination),
+# BENCH_SPLUNK_MAX_UNACKED (the Splunk destination's max_unacked_requests; its default when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -146,6 +147,7 @@ ack_poll_interval_s = 0.25
 max_request_bytes = 1048576
 concurrency = 2
 compression = "none"
+${BENCH_SPLUNK_MAX_UNACKED:+max_unacked_requests = $BENCH_SPLUNK_MAX_UNACKED}
 TOML
     ;;
     file) cat <<TOML
