@@ -21,14 +21,16 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# start_tool NAME CMD...: runs a dev server in the background and echoes the address it prints.
+# start_tool NAME CMD...: runs a dev server in the background (in this shell, so the EXIT trap
+# stops it) and stores the address it prints in ADDR.
 start_tool() {
   local name=$1; shift
   local out="$STAGELOAD_DEMO_DIR/$name.out"
   "$@" >"$out" 2>"$STAGELOAD_DEMO_DIR/$name.log" &
   PIDS+=($!)
   for _ in $(seq 1 100); do
-    if grep -q '^listening on ' "$out"; then sed -n 's/^listening on //p' "$out" | head -1; return; fi
+    ADDR=$(sed -n 's/^listening on //p' "$out" | head -1)
+    if [ -n "$ADDR" ]; then return; fi
     sleep 0.1
   done
   echo "$name did not start; see $STAGELOAD_DEMO_DIR/$name.log" >&2; exit 1
@@ -38,11 +40,13 @@ echo "== starting the Redshift emulator and the HEC receiver"
 psql "$STAGELOAD_REDSHIFT_BACKEND_URL" -qX -c "DROP TABLE IF EXISTS public.clickstream, public.stageload_commits;
   CREATE TABLE public.clickstream (event_id varchar(64) NOT NULL, ts timestamp, user_id varchar(32),
     action varchar(16), query varchar(256), results integer, url varchar(256), position integer)"
-STAGELOAD_REDSHIFT_ADDR=$(start_tool redshift-emu $BIN/redshift-emu --listen 127.0.0.1:0 \
+start_tool redshift-emu $BIN/redshift-emu --listen 127.0.0.1:0 \
   --backend "127.0.0.1:$STAGELOAD_PG_PORT" --admin-url "$STAGELOAD_REDSHIFT_BACKEND_URL" \
-  --s3-endpoint "$STAGELOAD_S3_ENDPOINT" --s3-region us-east-1)
-STAGELOAD_HEC_ADDR=$(start_tool hec-receiver $BIN/hec-receiver --listen 127.0.0.1:0 \
-  --token 00000000-0000-0000-0000-000000000001 --ack)
+  --s3-endpoint "$STAGELOAD_S3_ENDPOINT" --s3-region us-east-1
+STAGELOAD_REDSHIFT_ADDR=$ADDR
+start_tool hec-receiver $BIN/hec-receiver --listen 127.0.0.1:0 \
+  --token 00000000-0000-0000-0000-000000000001 --ack
+STAGELOAD_HEC_ADDR=$ADDR
 STAGELOAD_OPENSEARCH_ADDR=${STAGELOAD_OPENSEARCH_URL#http://}
 export STAGELOAD_REDSHIFT_ADDR STAGELOAD_HEC_ADDR STAGELOAD_OPENSEARCH_ADDR
 curl -s -X DELETE "$STAGELOAD_OPENSEARCH_URL/clickstream-*" >/dev/null || true
