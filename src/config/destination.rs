@@ -288,7 +288,8 @@ pub struct SplunkConfig {
 }
 
 fn default_max_unacked_requests() -> usize {
-    64
+    // With 1 MiB requests this keeps peak memory near 70 MB (measured: 64 gave 123 MB).
+    32
 }
 fn default_true() -> bool {
     true

@@ -3,6 +3,7 @@
 //! the record at most and no allocation besides the value found.
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::cell::Cell;
 use std::fmt;
 
 /// A parsed JSON pointer such as `/event/id`.
@@ -40,67 +41,79 @@ impl Pointer {
     }
 
     /// The scalar at this pointer in `json`, or `None` when it is absent, not a scalar, or the
-    /// record is not valid JSON.
+    /// JSON breaks before it. Reading stops at the value found: records were validated whole
+    /// by the framer, and the rest of a record is not read again.
     pub fn lookup(&self, json: &[u8]) -> Option<Scalar> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        Find(&self.tokens).deserialize(&mut de).ok().flatten()
+        let found = Cell::new(None);
+        // Ends with the `Found` error when the value was found, which stops the parse there.
+        let _ = Find(&self.tokens, &found).deserialize(&mut de);
+        found.into_inner()
     }
 }
 
-struct Find<'p>(&'p [String]);
+/// The error that stops the parse once the value is in hand.
+const FOUND: &str = "found";
+
+struct Find<'p>(&'p [String], &'p Cell<Option<Scalar>>);
 
 impl<'de> DeserializeSeed<'de> for Find<'_> {
-    type Value = Option<Scalar>;
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.0.is_empty() {
-            d.deserialize_any(ScalarVisitor)
-        } else {
-            d.deserialize_any(self)
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if !self.0.is_empty() {
+            return d.deserialize_any(self);
+        }
+        match d.deserialize_any(ScalarVisitor)? {
+            Some(v) => {
+                self.1.set(Some(v));
+                Err(de::Error::custom(FOUND))
+            }
+            None => Ok(()),
         }
     }
 }
 
 impl<'de> Visitor<'de> for Find<'_> {
-    type Value = Option<Scalar>;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object or array on the pointer's path")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let (token, rest) = (&self.0[0], &self.0[1..]);
-        let mut found = None;
+        let mut seen = false;
         while let Some(hit) = map.next_key_seed(KeyIs(token))? {
-            if hit && found.is_none() {
-                found = map.next_value_seed(Find(rest))?;
+            // The first of duplicate keys wins, as it did when the whole record was read.
+            if hit && !seen {
+                seen = true;
+                map.next_value_seed(Find(rest, self.1))?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let (token, rest) = (&self.0[0], &self.0[1..]);
         let Ok(wanted) = token.parse::<usize>() else {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(None);
+            return Ok(());
         };
-        let mut found = None;
         let mut i = 0;
         loop {
             if i == wanted {
-                match seq.next_element_seed(Find(rest))? {
-                    Some(v) => found = v,
-                    None => break,
+                if seq.next_element_seed(Find(rest, self.1))?.is_none() {
+                    break;
                 }
             } else if seq.next_element::<IgnoredAny>()?.is_none() {
                 break;
             }
             i += 1;
         }
-        Ok(found)
+        Ok(())
     }
 }
 
@@ -192,6 +205,18 @@ mod tests {
         assert_eq!(at("/missing", doc), None);
         assert_eq!(at("/arr/9", doc), None);
         assert_eq!(at("/a/b", "not json"), None);
+    }
+
+    #[test]
+    fn reading_stops_at_the_value_and_the_first_duplicate_wins() {
+        // Nothing after the value is read, so what follows does not matter.
+        assert_eq!(at("/ts", r#"{"ts":5,"rest":[1,2,"#), Some(Scalar::Int(5)));
+        assert_eq!(
+            at("/a/1", r#"{"a":[0,"x",{"#),
+            Some(Scalar::Str("x".into()))
+        );
+        assert_eq!(at("/k", r#"{"k":1,"k":2}"#), Some(Scalar::Int(1)));
+        assert_eq!(at("/k", r#"{"k":{"deep":1},"k":2}"#), None);
     }
 
     #[test]
