@@ -26,6 +26,7 @@ pub mod destination;
 pub mod model;
 pub mod notify;
 pub mod ops;
+pub mod pgtls;
 pub mod pipeline;
 pub mod source;
 pub mod telemetry;

@@ -93,6 +93,9 @@ pub struct RedshiftConfig {
     /// Seconds to wait for a connection.
     #[serde(default = "default_connect_timeout_s")]
     pub connect_timeout_s: u64,
+    /// PEM file of CA certificates trusted in addition to the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_manifest_prefix() -> String {

@@ -78,6 +78,10 @@ pub struct ControlConfig {
     /// Connections in the pool.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// PEM file of CA certificates trusted for TLS in addition to the public roots (the RDS
+    /// bundle, a company CA). TLS follows the URL's `sslmode`; certificates are always verified.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_pool_size() -> usize {

@@ -8,7 +8,6 @@ pub mod status;
 
 use crate::config::ControlConfig;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::str::FromStr;
 
 refinery::embed_migrations!("migrations");
 
@@ -51,11 +50,11 @@ pub struct Control {
 impl Control {
     /// Builds the pool (connects lazily).
     pub fn new(config: &ControlConfig) -> Result<Control, ControlError> {
-        let pg = tokio_postgres::Config::from_str(config.database_url.expose())
+        let pg = crate::pgtls::parse_url(config.database_url.expose())
             .map_err(|e| ControlError::Setup(format!("database_url: {e}")))?;
         let manager = Manager::from_config(
             pg,
-            tokio_postgres::NoTls,
+            crate::pgtls::make_tls(config.ca_file.as_deref()).map_err(ControlError::Setup)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

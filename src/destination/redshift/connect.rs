@@ -4,9 +4,7 @@
 use super::errors::RedshiftError;
 use crate::config::RedshiftConfig;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -27,53 +25,10 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-/// Splits `sslmode` out of the URL's query: tokio-postgres knows `disable`, `prefer` and
-/// `require`; `verify-ca` and `verify-full` (common in JDBC-style Redshift URLs) mean `require`
-/// here, because certificates are always verified when TLS is used.
-fn split_sslmode(url: &str) -> Result<(String, Option<SslMode>), String> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), None));
-    };
-    let mut mode = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("sslmode", v)) => {
-                mode = Some(match v {
-                    "disable" => SslMode::Disable,
-                    "allow" | "prefer" => SslMode::Prefer,
-                    "require" | "verify-ca" | "verify-full" => SslMode::Require,
-                    other => return Err(format!("sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full")),
-                })
-            }
-            _ => kept.push(pair),
-        }
-    }
-    let rebuilt = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((rebuilt, mode))
-}
-
-fn tls_config() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // An explicit provider: the process may link more than one rustls backend.
-    rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("aws-lc-rs supports the default protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth()
-}
-
 impl Connector {
     /// Builds the connector from the destination's configuration.
     pub fn new(c: &RedshiftConfig) -> Result<Connector, String> {
-        let (url, mode) = split_sslmode(c.url.expose())?;
+        let (url, mode) = crate::pgtls::split_sslmode(c.url.expose())?;
         let mut config =
             Config::from_str(&url).map_err(|e| format!("url {}: {e}", c.url.redacted()))?;
         if let Some(mode) = mode {
@@ -107,7 +62,7 @@ impl Connector {
         );
         Ok(Connector {
             config,
-            tls: MakeRustlsConnect::new(tls_config()),
+            tls: crate::pgtls::make_tls(c.ca_file.as_deref())?,
             target,
             timeout,
         })
@@ -151,18 +106,6 @@ impl Connector {
 mod tests {
     use super::*;
     use crate::config::ConnUrl;
-
-    #[test]
-    fn sslmode_is_split_out() {
-        let (u, m) = split_sslmode("postgres://u@h:5439/dev?sslmode=verify-full&x=1").unwrap();
-        assert_eq!(u, "postgres://u@h:5439/dev?x=1");
-        assert!(matches!(m, Some(SslMode::Require)));
-        let (u, m) = split_sslmode("postgres://u@h/dev?sslmode=disable").unwrap();
-        assert_eq!(u, "postgres://u@h/dev");
-        assert!(matches!(m, Some(SslMode::Disable)));
-        assert!(split_sslmode("postgres://u@h/d?sslmode=bogus").is_err());
-        assert!(split_sslmode("postgres://u@h/d").unwrap().1.is_none());
-    }
 
     #[test]
     fn connector_never_shows_the_password() {
