@@ -156,6 +156,22 @@ impl Setup {
         .await;
     }
 
+    /// Waits for `n` rows and every batch settled, then checks each row is there once.
+    async fn settled_with(&self, n: i64) {
+        self.wait_rows(n).await;
+        self.wait_batches_settled("batch settled").await;
+        self.assert_exactly_once(n).await;
+    }
+
+    /// `key=state` of every staged object, by key.
+    async fn object_states(&self) -> Vec<String> {
+        query_strings(
+            &self.control,
+            "SELECT key || '=' || state FROM staged_objects ORDER BY key",
+        )
+        .await
+    }
+
     /// Every id in the table appears once, and there are `n` of them.
     async fn assert_exactly_once(&self, n: i64) {
         let dups = self
@@ -318,9 +334,7 @@ async fn one_bad_file_is_skipped_and_the_rest_loads() {
         "JSON 'auto' TIMEFORMAT 'epochsecs'",
         60,
     ));
-    s.wait_rows(20).await;
-    s.wait_batches_settled("batch settled").await;
-    s.assert_exactly_once(20).await;
+    s.settled_with(20).await;
     let row = query_strings(
         &s.control,
         "SELECT filename || '|' || line_number || '|' || colname || '|' || err_code || '|' || \
@@ -334,11 +348,7 @@ async fn one_bad_file_is_skipped_and_the_rest_loads() {
         "{r}"
     );
     assert!(r.contains("\"many\""), "raw line kept: {r}");
-    let state = query_strings(
-        &s.control,
-        "SELECT key || '=' || state FROM staged_objects ORDER BY key",
-    )
-    .await;
+    let state = s.object_states().await;
     assert_eq!(
         state,
         vec![
@@ -356,6 +366,67 @@ async fn one_bad_file_is_skipped_and_the_rest_loads() {
 }
 
 #[tokio::test]
+async fn an_object_deleted_after_listing_is_skipped_alone() {
+    let s = setup("rsgone", EVENTS).await;
+    for name in ["a", "b", "c"] {
+        put(
+            &s.s3,
+            &s.bucket,
+            &format!("in/gone/{name}.json"),
+            json_lines(name, 10, 60),
+        )
+        .await;
+    }
+    // A longer interval leaves time to delete an object between listing and sealing.
+    let config = s
+        .config(
+            "gone",
+            "json_lines",
+            "JSON 'auto' TIMEFORMAT 'epochsecs'",
+            60,
+        )
+        .replace("interval_s = 1", "interval_s = 4");
+    let d = Daemon::start(&config);
+    wait_for("three objects listed", LONG, || async {
+        (query_i64(&s.control, "SELECT count(*) FROM staged_objects").await == 3).then_some(())
+    })
+    .await;
+    s.s3.delete_object()
+        .bucket(&s.bucket)
+        .key("in/gone/b.json")
+        .send()
+        .await
+        .unwrap();
+    s.settled_with(20).await;
+    let state = s.object_states().await;
+    assert_eq!(
+        state,
+        vec![
+            "in/gone/a.json=loaded",
+            "in/gone/b.json=skipped",
+            "in/gone/c.json=loaded"
+        ]
+    );
+    let errors = query_strings(
+        &s.control,
+        "SELECT filename || '|' || err_code || '|' || err_reason FROM load_errors",
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!("s3://{}/in/gone/b.json|9101|", s.bucket)),
+        "{errors:?}"
+    );
+    let batches = query_strings(&s.control, "SELECT state FROM batches").await;
+    assert_eq!(
+        batches,
+        vec!["loaded"],
+        "one batch, loaded at the first attempt"
+    );
+    drop(d);
+}
+
+#[tokio::test]
 async fn maxerror_loads_and_records_the_skipped_rows() {
     let s = setup("rsmax", EVENTS).await;
     let mut body = json_lines("m", 10, 60);
@@ -369,9 +440,7 @@ async fn maxerror_loads_and_records_the_skipped_rows() {
         "JSON 'auto' TIMEFORMAT 'epochsecs' MAXERROR 5",
         60,
     ));
-    s.wait_rows(10).await;
-    s.wait_batches_settled("batch settled").await;
-    s.assert_exactly_once(10).await;
+    s.settled_with(10).await;
     let rows = query_strings(
         &s.control,
         "SELECT line_number || '|' || colname || '|' || err_code FROM load_errors ORDER BY line_number",

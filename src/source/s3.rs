@@ -19,7 +19,7 @@ pub enum S3Error {
     /// Any other failure of a request.
     #[error("s3://{bucket}/{key}: {op} failed: {message}")]
     Request {
-        /// `list`, `get` or `put`.
+        /// `list`, `get`, `head` or `put`.
         op: &'static str,
         /// Bucket.
         bucket: String,
@@ -165,6 +165,24 @@ impl S3 {
             size: out.content_length().unwrap_or(0),
             body: Box::new(out.body.into_async_read()),
         })
+    }
+
+    /// The object's current ETag (without quotes), or `None` when it does not exist.
+    pub async fn head_etag(&self, bucket: &str, key: &str) -> Result<Option<String>, S3Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.e_tag().unwrap_or("").trim_matches('"').to_string(),
+            )),
+            Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => Ok(None),
+            Err(e) => Err(request_error("head", bucket, key, e)),
+        }
     }
 
     /// Writes an object.

@@ -10,13 +10,18 @@
 //! once, inside the same attempt. Rows a COPY skipped under `MAXERROR` are read back from
 //! `stl_load_errors` before the commit and reported as rejected.
 //!
+//! Objects deleted or overwritten since they were listed are skipped on their own before the
+//! COPY (`preflight`).
+//!
 //! Layout: `copy` (SQL rendering and quoting), `connect` (URL, password, TLS), `errors`
-//! (classification and `stl_load_errors` rows), `hooks` (test-only pauses).
+//! (classification and `stl_load_errors` rows), `preflight` (HEAD of each object), `hooks`
+//! (test-only pauses).
 
 mod connect;
 pub mod copy;
 mod errors;
 mod hooks;
+mod preflight;
 
 use self::connect::Connector;
 use self::copy::{CopySpec, Marker};
@@ -40,6 +45,18 @@ const IDLE_SESSIONS: usize = 4;
 /// The objects of a batch left out of later attempts (named as bad by `stl_load_errors`).
 #[derive(Debug, Default, Clone)]
 struct Excluded(HashSet<i64>);
+
+impl Excluded {
+    /// The batch's objects that are still to be loaded.
+    fn remaining(&self, batch: &ClaimedBatch) -> Vec<StagedObject> {
+        batch
+            .objects
+            .iter()
+            .filter(|o| !self.0.contains(&o.id))
+            .cloned()
+            .collect()
+    }
+}
 
 /// Loads batches into one Redshift table.
 pub struct RedshiftDestination {
@@ -387,13 +404,24 @@ impl Destination for RedshiftDestination {
             Ok(false) => {}
             Err(e) => return failed(report, e.class().kind(), e.to_string(), &excluded),
         }
+        match preflight::changed_objects(&self.s3, &excluded.remaining(batch)).await {
+            Ok(rows) if !rows.is_empty() => {
+                warn!(pipeline, batch_id = batch.id, objects = rows.len(), "staged objects gone or overwritten since they were listed, skipping them and loading the rest");
+                for r in rows {
+                    report.skipped_objects.extend(r.object_id);
+                    excluded.0.extend(r.object_id);
+                    report.rejected.push(r);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.keep(client);
+                let msg = format!("check staged objects: {e}");
+                return failed(report, FailureKind::Transient, msg, &excluded);
+            }
+        }
         loop {
-            let objects: Vec<StagedObject> = batch
-                .objects
-                .iter()
-                .filter(|o| !excluded.0.contains(&o.id))
-                .cloned()
-                .collect();
+            let objects = excluded.remaining(batch);
             if objects.is_empty() {
                 info!(
                     pipeline,
