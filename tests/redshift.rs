@@ -316,9 +316,9 @@ async fn kill9_at_every_point_of_a_load_never_duplicates() {
     );
 }
 
-#[tokio::test]
-async fn one_bad_file_is_skipped_and_the_rest_loads() {
-    let s = setup("rsbad", EVENTS).await;
+/// A batch with one bad file, with load errors read from `error_table`.
+async fn one_bad_file(tag: &str, error_table: &str) {
+    let s = setup(tag, EVENTS).await;
     put(&s.s3, &s.bucket, "in/bad/a.json", json_lines("a", 10, 60)).await;
     put(
         &s.s3,
@@ -328,12 +328,18 @@ async fn one_bad_file_is_skipped_and_the_rest_loads() {
     )
     .await;
     put(&s.s3, &s.bucket, "in/bad/c.json", json_lines("c", 10, 60)).await;
-    let d = Daemon::start(&s.config(
-        "bad",
-        "json_lines",
-        "JSON 'auto' TIMEFORMAT 'epochsecs'",
-        60,
-    ));
+    let config = s
+        .config(
+            "bad",
+            "json_lines",
+            "JSON 'auto' TIMEFORMAT 'epochsecs'",
+            60,
+        )
+        .replace(
+            "type = \"redshift\"",
+            &format!("type = \"redshift\"\nerror_table = \"{error_table}\""),
+        );
+    let d = Daemon::start(&config);
     s.settled_with(20).await;
     let row = query_strings(
         &s.control,
@@ -347,7 +353,16 @@ async fn one_bad_file_is_skipped_and_the_rest_loads() {
         r.starts_with(&format!("s3://{}/in/bad/b.json|2|user_id|", s.bucket)),
         "{r}"
     );
-    assert!(r.contains("\"many\""), "raw line kept: {r}");
+    assert!(
+        r.contains("|1207|"),
+        "Redshift's code for an invalid digit: {r}"
+    );
+    // sys_load_error_detail has no raw_line column: an empty one shows which view was read.
+    if error_table == "stl_load_errors" {
+        assert!(r.contains("\"many\""), "raw line kept: {r}");
+    } else {
+        assert!(r.contains("|1207||"), "no raw line from the SYS view: {r}");
+    }
     let state = s.object_states().await;
     assert_eq!(
         state,
@@ -363,6 +378,16 @@ async fn one_bad_file_is_skipped_and_the_rest_loads() {
     let body = String::from_utf8(get(&s.s3, &s.bucket, &errs[0]).await.unwrap()).unwrap();
     assert!(body.contains("in/bad/b.json") && !body.contains("in/bad/a.json"));
     drop(d);
+}
+
+#[tokio::test]
+async fn one_bad_file_is_skipped_and_the_rest_loads() {
+    one_bad_file("rsbad", "stl_load_errors").await;
+}
+
+#[tokio::test]
+async fn serverless_error_view_isolates_a_bad_file_too() {
+    one_bad_file("rsbadsys", "sys_load_error_detail").await;
 }
 
 #[tokio::test]

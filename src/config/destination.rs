@@ -96,6 +96,22 @@ pub struct RedshiftConfig {
     /// PEM file of CA certificates trusted in addition to the public roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The system view load errors are read from: `stl_load_errors` on provisioned clusters,
+    /// `sys_load_error_detail` on Redshift Serverless and concurrency-scaling clusters.
+    #[serde(default)]
+    pub error_table: ErrorTable,
+}
+
+/// Where Redshift keeps a COPY's rejected rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorTable {
+    /// `STL_LOAD_ERRORS` (provisioned clusters, main cluster queries only): every column,
+    /// `raw_line` and `raw_field_value` included.
+    #[default]
+    StlLoadErrors,
+    /// `SYS_LOAD_ERROR_DETAIL` (Serverless, concurrency scaling and provisioned): no raw line.
+    SysLoadErrorDetail,
 }
 
 fn default_manifest_prefix() -> String {

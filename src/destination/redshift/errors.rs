@@ -1,6 +1,8 @@
 //! What went wrong with a Redshift statement: SQLSTATE classification into transient,
-//! permanent and bad-data failures, and `stl_load_errors` rows turned into `load_errors` rows.
+//! permanent and bad-data failures, and `stl_load_errors` (or `sys_load_error_detail`) rows
+//! turned into `load_errors` rows.
 
+use crate::config::ErrorTable;
 use crate::destination::FailureKind;
 use crate::model::LoadError;
 use tokio_postgres::error::SqlState;
@@ -145,15 +147,27 @@ pub fn classify_db(code: &SqlState, message: &str) -> Class {
 pub const STL_COLUMNS: &str = "query, filename, line_number, colname, type, col_length, \
      position, raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset";
 
-/// The query for one COPY's rows.
-pub fn stl_query(copy_query: &str) -> String {
-    format!(
-        "SELECT {STL_COLUMNS} FROM stl_load_errors WHERE query = {copy_query} \
-         ORDER BY filename, line_number"
-    )
+/// The same columns from `sys_load_error_detail` (protocols.md 5.14), which has no raw line,
+/// raw field value or split offsets: those come back empty.
+pub const SYS_COLUMNS: &str = "query_id, file_name, line_number, column_name, column_type, \
+     column_length, position, '', '', error_code, error_message, 0, 0";
+
+/// The query for one COPY's rows; `copy_query` is a query id or `pg_last_copy_id()`, which
+/// AWS documents as the join key for both views.
+pub fn load_errors_query(table: ErrorTable, copy_query: &str) -> String {
+    match table {
+        ErrorTable::StlLoadErrors => format!(
+            "SELECT {STL_COLUMNS} FROM stl_load_errors WHERE query = {copy_query} \
+             ORDER BY filename, line_number"
+        ),
+        ErrorTable::SysLoadErrorDetail => format!(
+            "SELECT {SYS_COLUMNS} FROM sys_load_error_detail WHERE query_id = {copy_query} \
+             ORDER BY file_name, line_number"
+        ),
+    }
 }
 
-/// `stl_load_errors` rows (simple-query text) as `load_errors` rows; Redshift's `char(n)`
+/// Rows of [`load_errors_query`] (simple-query text) as `load_errors` rows; Redshift's `char(n)`
 /// padding is trimmed.
 pub fn stl_rows(messages: &[SimpleQueryMessage]) -> Vec<LoadError> {
     messages
@@ -188,6 +202,22 @@ pub fn stl_rows(messages: &[SimpleQueryMessage]) -> Vec<LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_error_views_are_read_in_the_same_column_order() {
+        let stl = load_errors_query(ErrorTable::StlLoadErrors, "pg_last_copy_id()");
+        assert!(
+            stl.contains("FROM stl_load_errors WHERE query = pg_last_copy_id()"),
+            "{stl}"
+        );
+        let sys = load_errors_query(ErrorTable::SysLoadErrorDetail, "42");
+        assert!(
+            sys.contains("FROM sys_load_error_detail WHERE query_id = 42"),
+            "{sys}"
+        );
+        let count = |c: &str| c.split(", ").count();
+        assert_eq!(count(STL_COLUMNS), count(SYS_COLUMNS));
+    }
 
     #[test]
     fn sqlstates_sort_into_classes() {

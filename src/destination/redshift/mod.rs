@@ -28,7 +28,7 @@ use self::copy::{CopySpec, Marker};
 use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
 use super::{Attempt, Destination, FailureKind, Outcome, Resume};
-use crate::config::{PipelineConfig, RedshiftConfig};
+use crate::config::{ErrorTable, PipelineConfig, RedshiftConfig};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::pipeline::artifacts;
 use crate::source::s3::S3;
@@ -70,6 +70,7 @@ pub struct RedshiftDestination {
     manifest_prefix: String,
     idle: Mutex<Vec<Client>>,
     marker_ready: AtomicBool,
+    error_table: ErrorTable,
     hooks: Hooks,
 }
 
@@ -112,6 +113,7 @@ impl RedshiftDestination {
             manifest_prefix: config.manifest_prefix.clone(),
             idle: Mutex::new(Vec::new()),
             marker_ready: AtomicBool::new(false),
+            error_table: config.error_table,
             hooks: Hooks::from_env(),
         }))
     }
@@ -194,7 +196,7 @@ impl RedshiftDestination {
             return match query(
                 client,
                 "read stl_load_errors",
-                &errors::stl_query("pg_last_copy_id()"),
+                &errors::load_errors_query(self.error_table, "pg_last_copy_id()"),
             )
             .await
             {
@@ -223,7 +225,7 @@ impl RedshiftDestination {
                     &query(
                         client,
                         "read stl_load_errors",
-                        &errors::stl_query(&copy_id.to_string()),
+                        &errors::load_errors_query(self.error_table, &copy_id.to_string()),
                     )
                     .await?,
                 )

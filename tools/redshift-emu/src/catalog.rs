@@ -1,5 +1,6 @@
 //! The side connection (`--admin-url`): creates the Redshift-like system objects at startup
-//! (`stl_load_errors`, `stl_load_commits`, `pg_last_copy_id()`, `pg_last_copy_count()`), hands out
+//! (`stl_load_errors`, `stl_load_commits`, `sys_load_error_detail`, `pg_last_copy_id()`,
+//! `pg_last_copy_count()`), hands out
 //! query ids and writes load errors outside the client's transaction so they survive a rollback.
 
 use chrono::NaiveDateTime;
@@ -28,7 +29,17 @@ CREATE OR REPLACE FUNCTION public.pg_last_copy_id() RETURNS integer LANGUAGE sql
     $f$ SELECT coalesce((SELECT query FROM public.redshift_emu_last_copy WHERE pid = pg_backend_pid()), -1) $f$;
 CREATE OR REPLACE FUNCTION public.pg_last_copy_count() RETURNS bigint LANGUAGE sql VOLATILE AS
     $f$ SELECT coalesce((SELECT count FROM public.redshift_emu_last_copy WHERE pid = pg_backend_pid()), 0) $f$;
-GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.redshift_emu_last_copy TO PUBLIC;
+-- protocols.md 5.14: the SYS view Redshift Serverless has instead of stl_load_errors; its
+-- query_id is the query pg_last_copy_id() returns.
+CREATE OR REPLACE VIEW public.sys_load_error_detail AS SELECT
+    userid AS user_id, query::bigint AS query_id, 0::bigint AS transaction_id,
+    session AS session_id, current_database()::character(64) AS database_name, tbl AS table_id,
+    starttime AS start_time, filename AS file_name, line_number, colname AS column_name,
+    type AS column_type, col_length AS column_length, position, err_code AS error_code,
+    err_reason::character(512) AS error_message
+    FROM public.stl_load_errors;
+GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.redshift_emu_last_copy,
+    public.sys_load_error_detail TO PUBLIC;
 "#;
 
 /// One `stl_load_errors` row (protocols.md 5.11).
