@@ -208,6 +208,43 @@ async fn metrics_count_what_was_staged_and_delivered() {
 }
 
 #[tokio::test]
+async fn a_pipeline_removed_by_a_reload_leaves_metrics() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("gone").await,
+        stack.bucket("gone").await,
+    );
+    let (out_p, out_q) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = file_pipeline("p", &bucket, out_p.path(), 30);
+    let q = file_pipeline("q", &bucket, out_q.path(), 30);
+    let mut daemon = Daemon::start(&config(&stack, &db, &[p.clone(), q]));
+    let addr = admin_addr(&daemon).await;
+    let pending = "stageload_pending_objects";
+    wait_metric(&addr, pending, &[("pipeline", "q")], 0.0).await;
+
+    std::fs::write(&daemon.config, config(&stack, &db, &[p])).unwrap();
+    daemon.signal("HUP");
+    // Gauges of a pipeline that is no longer set leave the output after 30 s without updates.
+    let text = wait_for(
+        "pipeline q's gauges gone",
+        Duration::from_secs(90),
+        || async {
+            let (_, text) = get(&addr, "/metrics").await;
+            metric(&text, pending, &[("pipeline", "q")])
+                .is_none()
+                .then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&text, pending, &[("pipeline", "p")]),
+        Some(0.0),
+        "the remaining pipeline keeps its gauges"
+    );
+    assert!(daemon.running());
+}
+
+#[tokio::test]
 async fn readyz_follows_the_destination() {
     let stack = Stack::get();
     let (db, bucket) = (

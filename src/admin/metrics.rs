@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tracing::warn;
@@ -18,6 +19,9 @@ use tracing::warn;
 pub const DELIVERY_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
+
+/// A gauge not set for this long is dropped from `/metrics`.
+pub const GAUGE_IDLE: Duration = Duration::from_secs(30);
 
 /// How long the gauges' control-database query may take before the scrape goes on without it.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,7 +38,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(m::DELIVERY_SECONDS.into()), DELIVERY_BUCKETS)
-                .expect("bucket list is not empty");
+                .expect("bucket list is not empty")
+                // Gauges are set at every scrape for the running pipelines; one not set for a
+                // while belongs to a pipeline a reload removed (or its status is unknown), so it
+                // leaves the output instead of showing a stale value forever.
+                .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE));
             match builder.install_recorder() {
                 Ok(handle) => {
                     m::describe();
