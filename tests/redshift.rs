@@ -451,6 +451,73 @@ async fn an_object_deleted_after_listing_is_skipped_alone() {
     drop(d);
 }
 
+/// JSON lines `{"id":..,"user_id":..,"ts":..}` from (id, user, ts) triples.
+fn users(rows: &[(String, i64, i64)]) -> Vec<u8> {
+    rows.iter()
+        .map(|(id, user, ts)| format!("{{\"id\":\"{id}\",\"user_id\":{user},\"ts\":{ts}}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn merge_keys_replace_rows_and_keep_the_newest_of_a_batch() {
+    let s = setup("rsmerge", EVENTS).await;
+    // Batch 1: a-0..a-9, and a-7 twice with a later ts: the later one wins.
+    let mut first: Vec<(String, i64, i64)> = (0..10).map(|i| (format!("a-{i}"), 1, 100)).collect();
+    first.push(("a-7".into(), 99, 200));
+    put(&s.s3, &s.bucket, "in/merge/1.json", users(&first)).await;
+    let config = s
+        .config(
+            "merge",
+            "json_lines",
+            "JSON 'auto' TIMEFORMAT 'epochsecs'",
+            60,
+        )
+        .replace(
+            "type = \"redshift\"",
+            "type = \"redshift\"\ncolumns = [\"id\", \"user_id\", \"ts\"]\n\
+             merge_keys = [\"id\"]\nmerge_order_by = \"ts\"",
+        );
+    let d = Daemon::start(&config);
+    s.settled_with(10).await;
+    assert_eq!(
+        s.rows("SELECT user_id FROM public.events WHERE id = 'a-7'")
+            .await,
+        99,
+        "the newest row of a key within a batch wins"
+    );
+    // Batch 2 updates a-0..a-4 and adds b-0..b-4.
+    let second: Vec<(String, i64, i64)> = (0..5)
+        .map(|i| (format!("a-{i}"), 2, 300))
+        .chain((0..5).map(|i| (format!("b-{i}"), 3, 300)))
+        .collect();
+    put(&s.s3, &s.bucket, "in/merge/2.json", users(&second)).await;
+    wait_for("the second batch loaded", LONG, || async {
+        (query_i64(
+            &s.control,
+            "SELECT count(*) FROM batches WHERE state = 'loaded'",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    s.assert_exactly_once(15).await;
+    let by_user = query_strings(
+        &s.rs,
+        "SELECT user_id || ':' || count(*) FROM public.events GROUP BY user_id ORDER BY user_id",
+    )
+    .await;
+    assert_eq!(by_user, vec!["1:4", "2:5", "3:5", "99:1"]);
+    let markers = query_strings(
+        &s.rs,
+        "SELECT rows_loaded::text FROM public.stageload_commits ORDER BY batch_id",
+    )
+    .await;
+    assert_eq!(markers, vec!["10", "10"], "rows inserted per batch");
+    drop(d);
+}
+
 #[tokio::test]
 async fn maxerror_loads_and_records_the_skipped_rows() {
     let s = setup("rsmax", EVENTS).await;

@@ -96,6 +96,15 @@ pub struct RedshiftConfig {
     /// PEM file of CA certificates trusted in addition to the public roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Columns that identify a row. When set, each batch is merged: copied into a temporary
+    /// staging table, then it replaces the table's rows with the same keys (one row per key).
+    /// Needs `columns`, and the keys must be among them.
+    #[serde(default)]
+    pub merge_keys: Vec<String>,
+    /// With `merge_keys`: among a batch's rows that share a key, the one with the largest value
+    /// of this column wins. Unset, which one wins is unspecified.
+    #[serde(default)]
+    pub merge_order_by: Option<String>,
     /// The system view load errors are read from: `stl_load_errors` on provisioned clusters,
     /// `sys_load_error_detail` on Redshift Serverless and concurrency-scaling clusters.
     #[serde(default)]
@@ -330,6 +339,46 @@ fn endpoint_has_userinfo(url: &str) -> bool {
     authority.contains('@')
 }
 
+/// A column name as SQL resolves it: a double-quoted name as written, a bare one folded to
+/// lower case.
+fn folded_name(name: &str) -> String {
+    let name = name.trim();
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(inner) => inner.to_string(),
+        None => name.to_lowercase(),
+    }
+}
+
+/// Checks `merge_keys` and `merge_order_by` against `columns`: the field at fault and why.
+fn check_merge(r: &RedshiftConfig) -> Result<(), (&'static str, String)> {
+    if r.merge_keys.is_empty() {
+        return match r.merge_order_by {
+            Some(_) => Err(("merge_order_by", "needs merge_keys".into())),
+            None => Ok(()),
+        };
+    }
+    if r.columns.is_empty() {
+        return Err((
+            "merge_keys",
+            "needs columns: the merge copies and inserts the columns it names".into(),
+        ));
+    }
+    let known: Vec<String> = r.columns.iter().map(|c| folded_name(c)).collect();
+    if let Some(k) = r
+        .merge_keys
+        .iter()
+        .find(|k| !known.contains(&folded_name(k)))
+    {
+        return Err(("merge_keys", format!("{k:?} is not one of columns")));
+    }
+    match r.merge_order_by.as_deref() {
+        Some(o) if !known.contains(&folded_name(o)) => {
+            Err(("merge_order_by", format!("{o:?} is not one of columns")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks a destination's fields; returns the field (relative to `destination`) and the problem.
 pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
     let err = |f: &str, m: String| Err((f.to_string(), m));
@@ -373,6 +422,9 @@ pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
                     "secret_access_key",
                     "access_key_id and secret_access_key go together".into(),
                 );
+            }
+            if let Err((field, m)) = check_merge(r) {
+                return err(field, m);
             }
         }
         DestinationConfig::Elasticsearch(e) => {

@@ -149,3 +149,39 @@ fn syntax_errors_carry_a_line() {
     let msg = refusal("[control\n");
     assert!(msg.contains("line 1"), "{msg}");
 }
+
+#[test]
+fn merge_keys_must_be_copied_columns() {
+    let redshift = |extra: &str| {
+        BASE.replace(
+            "type = \"file\"\ndirectory = \"/tmp/out\"",
+            &format!(
+                "type = \"redshift\"\nurl = \"postgres://l@c:5439/dev\"\ntable = \"t\"\n\
+                 iam_role = \"arn:x\"\n{extra}"
+            ),
+        )
+    };
+    for (extra, field) in [
+        ("merge_keys = [\"id\"]", "merge_keys"),
+        (
+            "columns = [\"id\", \"ts\"]\nmerge_keys = [\"uid\"]",
+            "merge_keys",
+        ),
+        (
+            "columns = [\"id\", \"ts\"]\nmerge_keys = [\"id\"]\nmerge_order_by = \"t\"",
+            "merge_order_by",
+        ),
+        (
+            "columns = [\"id\", \"ts\"]\nmerge_order_by = \"ts\"",
+            "merge_order_by",
+        ),
+    ] {
+        let msg = refusal(&redshift(extra));
+        assert!(
+            msg.contains(&format!("pipeline \"clicks\".destination.{field}")),
+            "{extra}: {msg}"
+        );
+    }
+    let ok = redshift("columns = [\"id\", \"ts\"]\nmerge_keys = [\"ID\"]\nmerge_order_by = \"ts\"");
+    parse(&ok).expect("merge on id, newest ts wins");
+}

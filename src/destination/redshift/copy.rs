@@ -108,7 +108,12 @@ impl CopySpec {
     /// `COPY <table> [(cols)] FROM '<manifest>' <auth> MANIFEST [REGION 'r'] <options>`; with
     /// `redact` the authorization values are replaced by `'***'`.
     pub fn render(&self, manifest_url: &str, redact: bool) -> String {
-        let mut sql = format!("COPY {}", self.table);
+        self.render_into(&self.table, manifest_url, redact)
+    }
+
+    /// The same COPY into another table (merge mode's staging table), quoted by the caller.
+    pub fn render_into(&self, table: &str, manifest_url: &str, redact: bool) -> String {
+        let mut sql = format!("COPY {table}");
         if !self.columns.is_empty() {
             sql.push_str(&format!(" ({})", self.columns.join(", ")));
         }

@@ -11,22 +11,25 @@
 //! `stl_load_errors` before the commit and reported as rejected.
 //!
 //! Objects deleted or overwritten since they were listed are skipped on their own before the
-//! COPY (`preflight`).
+//! COPY (`preflight`). With `merge_keys`, the COPY loads a staging table whose rows then replace
+//! the target's rows with the same keys, in the same transaction (`merge`).
 //!
 //! Layout: `copy` (SQL rendering and quoting), `connect` (URL, password, TLS), `errors`
-//! (classification and `stl_load_errors` rows), `preflight` (HEAD of each object), `hooks`
-//! (test-only pauses).
+//! (classification and `stl_load_errors` rows), `preflight` (HEAD of each object), `merge`
+//! (staging-table upsert SQL), `hooks` (test-only pauses).
 
 mod connect;
 pub mod copy;
 mod errors;
 mod hooks;
+mod merge;
 mod preflight;
 
 use self::connect::Connector;
 use self::copy::{CopySpec, Marker};
 use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
+use self::merge::MergeSpec;
 use super::{Attempt, Destination, FailureKind, Outcome, Resume};
 use crate::config::{ErrorTable, PipelineConfig, RedshiftConfig};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
@@ -63,6 +66,7 @@ pub struct RedshiftDestination {
     pipeline: String,
     table: String,
     spec: CopySpec,
+    merge: Option<MergeSpec>,
     marker: String,
     connector: Connector,
     s3: S3,
@@ -106,6 +110,7 @@ impl RedshiftDestination {
             pipeline: pipeline.name.clone(),
             table: config.table.clone(),
             spec: CopySpec::from_config(config)?,
+            merge: MergeSpec::from_config(config)?,
             marker: copy::marker_table(&config.commit_schema)?,
             connector: Connector::new(config)?,
             s3,
@@ -177,11 +182,21 @@ impl RedshiftDestination {
         objects: &[StagedObject],
         manifest_url: &str,
     ) -> Result<Loaded, LoadFailure> {
-        let copy_sql = self.spec.render(manifest_url, false);
-        debug!(pipeline = %self.pipeline, batch_id = batch.id, copy = %self.spec.render(manifest_url, true), "running copy");
+        let merge = self.merge.as_ref().map(|m| m.render(batch.id));
+        let copy_table = merge
+            .as_ref()
+            .map_or(self.spec.table.as_str(), |m| &m.stage);
+        let copy_sql = self.spec.render_into(copy_table, manifest_url, false);
+        debug!(pipeline = %self.pipeline, batch_id = batch.id, copy = %self.spec.render_into(copy_table, manifest_url, true), "running copy");
         exec(client, "begin", "BEGIN")
             .await
             .map_err(LoadFailure::Failed)?;
+        if let Some(m) = &merge {
+            if let Err(e) = exec(client, "create staging table", &m.create).await {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(LoadFailure::Failed(e));
+            }
+        }
         // The COPY goes alone in its own simple query: Redshift emulators and proxies
         // recognise it only that way, and no prepared statement can carry it.
         if let Err(e) = client.batch_execute(&copy_sql).await {
@@ -231,6 +246,15 @@ impl RedshiftDestination {
                 )
             } else {
                 Vec::new()
+            };
+            let count = match &merge {
+                Some(m) => {
+                    exec(client, "merge: delete replaced rows", &m.delete).await?;
+                    let inserted = query(client, "merge: insert", &m.insert).await?;
+                    exec(client, "drop staging table", &m.drop).await?;
+                    command_rows(&inserted).unwrap_or(count)
+                }
+                None => count,
             };
             exec(
                 client,
@@ -304,6 +328,14 @@ async fn query(
         .simple_query(sql)
         .await
         .map_err(|source| RedshiftError::Statement { what, source })
+}
+
+/// The row count of the last statement that reported one.
+fn command_rows(msgs: &[SimpleQueryMessage]) -> Option<i64> {
+    msgs.iter().rev().find_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(n) => Some(*n as i64),
+        _ => None,
+    })
 }
 
 /// The first row's first two columns as integers.
