@@ -132,6 +132,21 @@ impl Setup {
             + &pipeline_block(name, &self.bucket, format, retry_s, &destination)
     }
 
+    /// A JSON-lines pipeline with `JSON 'auto' TIMEFORMAT 'epochsecs'` and `extra` destination
+    /// lines.
+    fn json_config(&self, name: &str, retry_s: u64, extra: &str) -> String {
+        self.config(
+            name,
+            "json_lines",
+            "JSON 'auto' TIMEFORMAT 'epochsecs'",
+            retry_s,
+        )
+        .replace(
+            "type = \"redshift\"",
+            &format!("type = \"redshift\"\n{extra}"),
+        )
+    }
+
     async fn rows(&self, sql: &str) -> i64 {
         query_i64(&self.rs, sql).await
     }
@@ -328,17 +343,7 @@ async fn one_bad_file(tag: &str, error_table: &str) {
     )
     .await;
     put(&s.s3, &s.bucket, "in/bad/c.json", json_lines("c", 10, 60)).await;
-    let config = s
-        .config(
-            "bad",
-            "json_lines",
-            "JSON 'auto' TIMEFORMAT 'epochsecs'",
-            60,
-        )
-        .replace(
-            "type = \"redshift\"",
-            &format!("type = \"redshift\"\nerror_table = \"{error_table}\""),
-        );
+    let config = s.json_config("bad", 60, &format!("error_table = \"{error_table}\""));
     let d = Daemon::start(&config);
     s.settled_with(20).await;
     let row = query_strings(
@@ -466,18 +471,12 @@ async fn merge_keys_replace_rows_and_keep_the_newest_of_a_batch() {
     let mut first: Vec<(String, i64, i64)> = (0..10).map(|i| (format!("a-{i}"), 1, 100)).collect();
     first.push(("a-7".into(), 99, 200));
     put(&s.s3, &s.bucket, "in/merge/1.json", users(&first)).await;
-    let config = s
-        .config(
-            "merge",
-            "json_lines",
-            "JSON 'auto' TIMEFORMAT 'epochsecs'",
-            60,
-        )
-        .replace(
-            "type = \"redshift\"",
-            "type = \"redshift\"\ncolumns = [\"id\", \"user_id\", \"ts\"]\n\
+    let config = s.json_config(
+        "merge",
+        60,
+        "columns = [\"id\", \"user_id\", \"ts\"]\n\
              merge_keys = [\"id\"]\nmerge_order_by = \"ts\"",
-        );
+    );
     let d = Daemon::start(&config);
     s.settled_with(10).await;
     assert_eq!(
@@ -515,6 +514,34 @@ async fn merge_keys_replace_rows_and_keep_the_newest_of_a_batch() {
     )
     .await;
     assert_eq!(markers, vec!["10", "10"], "rows inserted per batch");
+    drop(d);
+}
+
+#[tokio::test]
+async fn a_copy_that_hangs_is_cancelled_and_retried() {
+    let s = setup("rshang", EVENTS).await;
+    // Another session holds the table in a mode that lets readers in but not writers: the
+    // loader's COPY waits for the lock and gets no answer.
+    let (holder, conn) = tokio_postgres::connect(&s.rs, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.events IN SHARE MODE")
+        .await
+        .unwrap();
+    put(&s.s3, &s.bucket, "in/hang/a.json", json_lines("h", 10, 60)).await;
+    let config = s.json_config("hang", 120, "statement_timeout_s = 2");
+    let d = Daemon::start(&config);
+    wait_log(|| d.log_text(), &["copy: no answer within 2s"]).await;
+    assert_eq!(s.rows("SELECT count(*) FROM public.events").await, 0);
+    holder.batch_execute("COMMIT").await.unwrap();
+    s.settled_with(10).await;
+    let attempts = query_i64(&s.control, "SELECT attempts::bigint FROM batches").await;
+    assert!(
+        attempts >= 2,
+        "the hung attempt was retried: {attempts} attempts"
+    );
     drop(d);
 }
 

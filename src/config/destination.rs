@@ -96,6 +96,10 @@ pub struct RedshiftConfig {
     /// PEM file of CA certificates trusted in addition to the public roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Seconds each statement (the COPY above all) may run before it is cancelled and the
+    /// attempt counts as a transient failure; 1 to 86400.
+    #[serde(default = "default_statement_timeout_s")]
+    pub statement_timeout_s: u64,
     /// Columns that identify a row. When set, each batch is merged: copied into a temporary
     /// staging table, then it replaces the table's rows with the same keys (one row per key).
     /// Needs `columns`, and the keys must be among them.
@@ -131,6 +135,9 @@ fn default_commit_schema() -> String {
 }
 fn default_connect_timeout_s() -> u64 {
     10
+}
+fn default_statement_timeout_s() -> u64 {
+    3600
 }
 
 /// How Elasticsearch index names rotate (Firehose's `IndexRotationPeriod`).
@@ -422,6 +429,9 @@ pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
                     "secret_access_key",
                     "access_key_id and secret_access_key go together".into(),
                 );
+            }
+            if !(1..=86_400).contains(&r.statement_timeout_s) {
+                return err("statement_timeout_s", "must be 1 to 86400".into());
             }
             if let Err((field, m)) = check_merge(r) {
                 return err(field, m);

@@ -1,11 +1,13 @@
 //! Connecting to the cluster: the `postgres://` URL with the separate password, `sslmode`
-//! mapped onto rustls (certificates verified against the webpki roots), and a connect timeout.
+//! mapped onto rustls (certificates verified against the webpki roots), a connect timeout, TCP
+//! keepalives, and sessions whose every statement has a time limit.
 
 use super::errors::RedshiftError;
 use crate::config::RedshiftConfig;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How to reach the cluster; cheap to clone, never prints the password.
@@ -15,6 +17,7 @@ pub struct Connector {
     tls: MakeRustlsConnect,
     target: String,
     timeout: Duration,
+    statement_timeout: Duration,
 }
 
 impl std::fmt::Debug for Connector {
@@ -44,6 +47,12 @@ impl Connector {
         }
         let timeout = Duration::from_secs(c.connect_timeout_s.max(1));
         config.connect_timeout(timeout);
+        // A cluster that vanishes without a reset (a dead NAT entry, a failed node) is noticed
+        // in about two minutes instead of the kernel's two hours.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(60));
+        config.keepalives_interval(Duration::from_secs(15));
+        config.keepalives_retries(4);
         let host = config
             .get_hosts()
             .iter()
@@ -65,6 +74,7 @@ impl Connector {
             tls: crate::pgtls::make_tls(c.ca_file.as_deref())?,
             target,
             timeout,
+            statement_timeout: Duration::from_secs(c.statement_timeout_s.max(1)),
         })
     }
 
@@ -73,8 +83,8 @@ impl Connector {
         &self.target
     }
 
-    /// Opens a session; its connection task runs until the client is dropped.
-    pub async fn connect(&self) -> Result<Client, RedshiftError> {
+    /// Opens a session; its connection task runs until the session is dropped.
+    pub async fn connect(&self) -> Result<Session, RedshiftError> {
         let fut = self.config.connect(self.tls.clone());
         // tokio-postgres applies connect_timeout per address; this bounds the whole handshake.
         let (client, conn) = match tokio::time::timeout(self.timeout * 2, fut).await {
@@ -98,7 +108,74 @@ impl Connector {
                 tracing::debug!(target = %target, error = %e, "redshift connection ended");
             }
         });
-        Ok(client)
+        Ok(Session {
+            client,
+            tls: self.tls.clone(),
+            limit: self.statement_timeout,
+            abandoned: AtomicBool::new(false),
+        })
+    }
+}
+
+/// One connection to the cluster. Every statement is sent as a simple query and has
+/// `statement_timeout_s` to answer; one that does not is cancelled, and the session is never
+/// used again (the server may still be running it; the marker check makes that safe).
+pub struct Session {
+    client: Client,
+    tls: MakeRustlsConnect,
+    limit: Duration,
+    abandoned: AtomicBool,
+}
+
+impl Session {
+    /// Runs one statement.
+    pub async fn exec(&self, what: &'static str, sql: &str) -> Result<(), RedshiftError> {
+        self.bounded(what, self.client.batch_execute(sql)).await
+    }
+
+    /// Runs one query and returns its messages.
+    pub async fn query(
+        &self,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, RedshiftError> {
+        self.bounded(what, self.client.simple_query(sql)).await
+    }
+
+    /// `ROLLBACK`, best effort: a failure leaves a session that is not kept.
+    pub async fn rollback(&self) {
+        if !self.abandoned.load(Ordering::Relaxed) {
+            let _ = self.exec("rollback", "ROLLBACK").await;
+        }
+    }
+
+    /// Whether the session can serve another batch.
+    pub fn reusable(&self) -> bool {
+        !self.client.is_closed() && !self.abandoned.load(Ordering::Relaxed)
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, RedshiftError> {
+        match tokio::time::timeout(self.limit, fut).await {
+            Ok(r) => r.map_err(|source| RedshiftError::Statement { what, source }),
+            Err(_) => {
+                self.abandoned.store(true, Ordering::Relaxed);
+                let token = self.client.cancel_token();
+                let tls = self.tls.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = token.cancel_query(tls).await {
+                        tracing::debug!(error = %e, "cancel request after a statement timeout failed");
+                    }
+                });
+                Err(RedshiftError::StatementTimeout {
+                    what,
+                    seconds: self.limit.as_secs(),
+                })
+            }
+        }
     }
 }
 

@@ -37,6 +37,14 @@ pub enum RedshiftError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A statement had no answer within `statement_timeout_s`; it was cancelled.
+    #[error("{what}: no answer within {seconds}s (statement_timeout_s); cancelled")]
+    StatementTimeout {
+        /// Which step.
+        what: &'static str,
+        /// The limit.
+        seconds: u64,
+    },
     /// An answer did not have the expected shape.
     #[error("{what}: unexpected answer: {detail}")]
     Answer {
@@ -90,7 +98,9 @@ impl RedshiftError {
     /// Classifies the failure.
     pub fn class(&self) -> Class {
         match self {
-            RedshiftError::ConnectTimeout { .. } => Class::Transient,
+            RedshiftError::ConnectTimeout { .. } | RedshiftError::StatementTimeout { .. } => {
+                Class::Transient
+            }
             RedshiftError::Answer { .. } => Class::Permanent,
             RedshiftError::Connect { source, .. } | RedshiftError::Statement { source, .. } => {
                 classify(source)

@@ -25,7 +25,7 @@ mod hooks;
 mod merge;
 mod preflight;
 
-use self::connect::Connector;
+use self::connect::{Connector, Session};
 use self::copy::{CopySpec, Marker};
 use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 use tracing::{debug, info, warn};
 
 /// Idle sessions kept for the next batch.
@@ -72,7 +72,7 @@ pub struct RedshiftDestination {
     s3: S3,
     bucket: String,
     manifest_prefix: String,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Session>>,
     marker_ready: AtomicBool,
     error_table: ErrorTable,
     hooks: Hooks,
@@ -124,42 +124,36 @@ impl RedshiftDestination {
     }
 
     /// An open session with the marker table in place: an idle one, or a new one.
-    async fn session(&self) -> Result<Client, RedshiftError> {
+    async fn session(&self) -> Result<Session, RedshiftError> {
         let reused = {
             let mut idle = self.idle.lock().expect("idle sessions lock");
-            std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+            std::iter::from_fn(|| idle.pop()).find(|c| c.reusable())
         };
         let client = match reused {
             Some(c) => c,
             None => self.connector.connect().await?,
         };
         if !self.marker_ready.load(Ordering::Relaxed) {
-            exec(
-                &client,
-                "create marker table",
-                &copy::marker_ddl(&self.marker),
-            )
-            .await?;
+            client
+                .exec("create marker table", &copy::marker_ddl(&self.marker))
+                .await?;
             self.marker_ready.store(true, Ordering::Relaxed);
         }
         Ok(client)
     }
 
     /// Keeps a session whose last statement ended cleanly.
-    fn keep(&self, client: Client) {
+    fn keep(&self, client: Session) {
         let mut idle = self.idle.lock().expect("idle sessions lock");
-        if idle.len() < IDLE_SESSIONS && !client.is_closed() {
+        if idle.len() < IDLE_SESSIONS && client.reusable() {
             idle.push(client);
         }
     }
 
-    async fn committed(&self, client: &Client, batch_id: i64) -> Result<bool, RedshiftError> {
-        let rows = query(
-            client,
-            "marker check",
-            &copy::marker_select(&self.marker, batch_id),
-        )
-        .await?;
+    async fn committed(&self, client: &Session, batch_id: i64) -> Result<bool, RedshiftError> {
+        let rows = client
+            .query("marker check", &copy::marker_select(&self.marker, batch_id))
+            .await?;
         Ok(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))))
     }
 
@@ -177,7 +171,7 @@ impl RedshiftDestination {
     /// One transaction: COPY, harvest skipped rows, lock and check the marker, insert it, commit.
     async fn load(
         &self,
-        client: &Client,
+        client: &Session,
         batch: &ClaimedBatch,
         objects: &[StagedObject],
         manifest_url: &str,
@@ -188,32 +182,29 @@ impl RedshiftDestination {
             .map_or(self.spec.table.as_str(), |m| &m.stage);
         let copy_sql = self.spec.render_into(copy_table, manifest_url, false);
         debug!(pipeline = %self.pipeline, batch_id = batch.id, copy = %self.spec.render_into(copy_table, manifest_url, true), "running copy");
-        exec(client, "begin", "BEGIN")
+        client
+            .exec("begin", "BEGIN")
             .await
             .map_err(LoadFailure::Failed)?;
         if let Some(m) = &merge {
-            if let Err(e) = exec(client, "create staging table", &m.create).await {
-                let _ = client.batch_execute("ROLLBACK").await;
+            if let Err(e) = client.exec("create staging table", &m.create).await {
+                client.rollback().await;
                 return Err(LoadFailure::Failed(e));
             }
         }
         // The COPY goes alone in its own simple query: Redshift emulators and proxies
         // recognise it only that way, and no prepared statement can carry it.
-        if let Err(e) = client.batch_execute(&copy_sql).await {
-            let error = RedshiftError::Statement {
-                what: "copy",
-                source: e,
-            };
-            let _ = client.batch_execute("ROLLBACK").await;
+        if let Err(error) = client.exec("copy", &copy_sql).await {
+            client.rollback().await;
             if error.class() != Class::BadData {
                 return Err(LoadFailure::Failed(error));
             }
-            return match query(
-                client,
-                "read stl_load_errors",
-                &errors::load_errors_query(self.error_table, "pg_last_copy_id()"),
-            )
-            .await
+            return match client
+                .query(
+                    "read stl_load_errors",
+                    &errors::load_errors_query(self.error_table, "pg_last_copy_id()"),
+                )
+                .await
             {
                 Ok(msgs) => Err(LoadFailure::BadData {
                     rows: errors::stl_rows(&msgs),
@@ -223,12 +214,9 @@ impl RedshiftDestination {
             };
         }
         let result = async {
-            let ids = query(
-                client,
-                "copy id",
-                "SELECT pg_last_copy_id(), pg_last_copy_count()",
-            )
-            .await?;
+            let ids = client
+                .query("copy id", "SELECT pg_last_copy_id(), pg_last_copy_count()")
+                .await?;
             let (copy_id, count) = first_two(&ids).ok_or_else(|| RedshiftError::Answer {
                 what: "copy id",
                 detail: "no row from pg_last_copy_id()".into(),
@@ -237,31 +225,30 @@ impl RedshiftDestination {
             // between a commit and a crash.
             let rejected = if copy_id > 0 {
                 errors::stl_rows(
-                    &query(
-                        client,
-                        "read stl_load_errors",
-                        &errors::load_errors_query(self.error_table, &copy_id.to_string()),
-                    )
-                    .await?,
+                    &client
+                        .query(
+                            "read stl_load_errors",
+                            &errors::load_errors_query(self.error_table, &copy_id.to_string()),
+                        )
+                        .await?,
                 )
             } else {
                 Vec::new()
             };
             let count = match &merge {
                 Some(m) => {
-                    exec(client, "merge: delete replaced rows", &m.delete).await?;
-                    let inserted = query(client, "merge: insert", &m.insert).await?;
-                    exec(client, "drop staging table", &m.drop).await?;
+                    client
+                        .exec("merge: delete replaced rows", &m.delete)
+                        .await?;
+                    let inserted = client.query("merge: insert", &m.insert).await?;
+                    client.exec("drop staging table", &m.drop).await?;
                     command_rows(&inserted).unwrap_or(count)
                 }
                 None => count,
             };
-            exec(
-                client,
-                "lock marker table",
-                &format!("LOCK TABLE {}", self.marker),
-            )
-            .await?;
+            client
+                .exec("lock marker table", &format!("LOCK TABLE {}", self.marker))
+                .await?;
             if self.committed(client, batch.id).await? {
                 return Ok(None);
             }
@@ -275,16 +262,13 @@ impl RedshiftDestination {
                 copy_query: copy_id,
                 committed_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
             };
-            exec(
-                client,
-                "insert marker",
-                &copy::marker_insert(&self.marker, &marker),
-            )
-            .await?;
+            client
+                .exec("insert marker", &copy::marker_insert(&self.marker, &marker))
+                .await?;
             self.hooks
                 .pause(Point::BeforeCommit, &self.pipeline, batch.id)
                 .await;
-            exec(client, "commit", "COMMIT").await?;
+            client.exec("commit", "COMMIT").await?;
             Ok(Some(Loaded {
                 rows: count,
                 rejected,
@@ -299,35 +283,15 @@ impl RedshiftDestination {
                 Ok(loaded)
             }
             Ok(None) => {
-                let _ = client.batch_execute("ROLLBACK").await;
+                client.rollback().await;
                 Err(LoadFailure::AlreadyCommitted)
             }
             Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
+                client.rollback().await;
                 Err(LoadFailure::Failed(e))
             }
         }
     }
-}
-
-/// Runs one statement as a simple query.
-async fn exec(client: &Client, what: &'static str, sql: &str) -> Result<(), RedshiftError> {
-    client
-        .batch_execute(sql)
-        .await
-        .map_err(|source| RedshiftError::Statement { what, source })
-}
-
-/// Runs one query as a simple query and returns its messages.
-async fn query(
-    client: &Client,
-    what: &'static str,
-    sql: &str,
-) -> Result<Vec<SimpleQueryMessage>, RedshiftError> {
-    client
-        .simple_query(sql)
-        .await
-        .map_err(|source| RedshiftError::Statement { what, source })
 }
 
 /// The row count of the last statement that reported one.
@@ -396,7 +360,8 @@ impl Destination for RedshiftDestination {
             };
             format!("{prefix}: {hint}: {e}")
         })?;
-        exec(&client, "select 1", "SELECT 1")
+        client
+            .exec("select 1", "SELECT 1")
             .await
             .map_err(|e| format!("{prefix}: {e}"))?;
         self.keep(client);
@@ -526,9 +491,7 @@ impl Destination for RedshiftDestination {
                 }
                 Err(LoadFailure::Failed(e)) => {
                     let kind = e.class().kind();
-                    if !client.is_closed() {
-                        self.keep(client);
-                    }
+                    self.keep(client);
                     return failed(report, kind, e.to_string(), &excluded);
                 }
             }
