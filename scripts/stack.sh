@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack for tests and the demo: PostgreSQL 15 (control database and the Redshift
-# emulator's storage), the s3s-fs S3 server and the osmem OpenSearch-compatible server, each on a
-# free loopback port. `up` installs what is missing, starts everything and writes .stack/env
+# emulator's storage), the s3s-fs S3 server, the osmem OpenSearch-compatible server and moto's
+# server for SQS, each on a free loopback port. `up` installs what is missing, starts everything and writes .stack/env
 # (shell-sourceable); `down` stops it all. Idempotent: `up` on a running stack only re-checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,10 @@ install_deps() {
     log "installing osmem-server 0.1.6"
     pip install -q osmem-server==0.1.6 || log "osmem-server could not be installed; Elasticsearch tests will fail"
   fi
+  if ! command -v moto_server >/dev/null 2>&1; then
+    log "installing moto[server] 5.0.28 (SQS for the notification tests)"
+    pip install -q "moto[server]==5.0.28" || log "moto could not be installed; the SQS test will fail"
+  fi
   # Headless Chromium renders the admin status page in tests/admin.rs.
   if ! command -v chromium >/dev/null 2>&1; then
     log "installing chromium"
@@ -62,8 +66,8 @@ up() {
   down >/dev/null 2>&1 || true
   mkdir -p "$STACK" "$ENV_DIR"
   chmod 755 "$STACK"; chown postgres "$STACK"
-  local pg_port s3_port os_port
-  pg_port=$(free_port); s3_port=$(free_port); os_port=$(free_port)
+  local pg_port s3_port os_port sqs_port
+  pg_port=$(free_port); s3_port=$(free_port); os_port=$(free_port); sqs_port=$(free_port)
 
   # PostgreSQL refuses to run as root: the data directory belongs to the postgres user.
   local pgdata=$STACK/pgdata
@@ -99,6 +103,14 @@ CONF
     if wait_port 127.0.0.1 "$os_port" osmem-server; then os_url="http://127.0.0.1:$os_port"; fi
   fi
 
+  # moto's server mode answers SQS (the JSON protocol the SDK speaks) in memory.
+  local sqs_url=""
+  if command -v moto_server >/dev/null 2>&1; then
+    nohup moto_server -H 127.0.0.1 -p "$sqs_port" </dev/null >"$STACK/moto.log" 2>&1 &
+    echo $! >"$STACK/moto.pid"
+    if wait_port 127.0.0.1 "$sqs_port" moto_server; then sqs_url="http://127.0.0.1:$sqs_port"; fi
+  fi
+
   cat >"$ENV_FILE" <<ENV
 export STAGELOAD_STACK_ENV=$ENV_FILE
 export STAGELOAD_PG_HOST=127.0.0.1
@@ -107,12 +119,13 @@ export STAGELOAD_PG_URL=postgres://stageload:stageload@127.0.0.1:$pg_port/stagel
 export STAGELOAD_REDSHIFT_BACKEND_URL=postgres://stageload:stageload@127.0.0.1:$pg_port/redshift
 export STAGELOAD_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export STAGELOAD_OPENSEARCH_URL=$os_url
+export STAGELOAD_SQS_ENDPOINT=$sqs_url
 export AWS_ACCESS_KEY_ID=$S3_KEY
 export AWS_SECRET_ACCESS_KEY=$S3_SECRET
 export AWS_REGION=us-east-1
 export CONTROL_PASSWORD=stageload
 ENV
-  log "up: postgres :$pg_port, s3s-fs :$s3_port${os_url:+, osmem $os_url} ($ENV_FILE)"
+  log "up: postgres :$pg_port, s3s-fs :$s3_port${os_url:+, osmem $os_url}${sqs_url:+, sqs $sqs_url} ($ENV_FILE)"
 }
 
 status() {
@@ -128,7 +141,7 @@ down() {
   if [ -d "$STACK/pgdata" ]; then
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STACK/pgdata" -m immediate stop >/dev/null 2>&1 || true
   fi
-  for p in s3s osmem; do
+  for p in s3s osmem moto; do
     if [ -f "$STACK/$p.pid" ]; then kill "$(cat "$STACK/$p.pid")" 2>/dev/null || true; fi
   done
   rm -rf "$STACK" "$ENV_FILE"

@@ -279,6 +279,11 @@ pub struct SourceConfig {
     /// Records larger than this are rejected with code 9104.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// An SQS queue receiving the bucket's S3 event notifications (directly, through SNS, or
+    /// from EventBridge), read beside listing; one queue per pipeline. Region and credentials
+    /// come from `[s3]`, the endpoint from the URL.
+    #[serde(default)]
+    pub sqs_queue_url: Option<String>,
 }
 
 fn default_poll_interval_s() -> u64 {
@@ -432,6 +437,11 @@ impl Config {
             }
             if p.source.bucket.is_empty() {
                 return Err((at("source.bucket"), "must not be empty".into()));
+            }
+            if let Some(q) = &p.source.sqs_queue_url {
+                if let Err(e) = crate::source::sqs::endpoint_of(q) {
+                    return Err((at("source.sqs_queue_url"), e));
+                }
             }
             if p.source.poll_interval_s == 0 || p.source.poll_interval_s > 3600 {
                 return Err((at("source.poll_interval_s"), "must be 1 to 3600".into()));

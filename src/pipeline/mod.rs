@@ -1,5 +1,5 @@
-//! One pipeline at run time: discovery on its poll interval, sealing by the buffer rules, and
-//! its dispatch workers. Data flows one way: discovery never waits on delivery.
+//! One pipeline at run time: discovery on its poll interval (and from its notification queue,
+//! when it has one), sealing by the buffer rules, and its dispatch workers. Data flows one way: discovery never waits on delivery.
 
 pub mod artifacts;
 pub mod dispatch;
@@ -10,6 +10,7 @@ use crate::control::Control;
 use crate::destination::Destination;
 use crate::source::discover::Discoverer;
 use crate::source::s3::S3;
+use crate::source::sqs::QueueWatcher;
 use dispatch::{DispatchTimings, Dispatcher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+/// How long to wait after a failed receive from the notification queue.
+const QUEUE_RETRY: Duration = Duration::from_secs(5);
 
 /// How often pending objects are checked against the buffer rules.
 const SEAL_TICK: Duration = Duration::from_millis(500);
@@ -82,6 +86,39 @@ impl PipelineRuntime {
                 }
             }
         });
+
+        if let Some(watcher) = QueueWatcher::new(
+            self.config.clone(),
+            &self.s3,
+            self.control.clone(),
+            self.own_prefixes(),
+        ) {
+            let (stop_q, name_q, notify_q) = (stop.clone(), name.clone(), discovered.clone());
+            tasks.spawn(async move {
+                while !stop_q.is_cancelled() {
+                    // Dropping a receive in flight is safe: its messages come back later.
+                    let result = tokio::select! {
+                        r = watcher.run_once() => r,
+                        _ = stop_q.cancelled() => break,
+                    };
+                    match result {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            info!(pipeline = %name_q, objects = n, "discovered objects from notifications");
+                            metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => name_q.clone()).increment(n);
+                            notify_q.notify_one();
+                        }
+                        Err(e) => {
+                            warn!(pipeline = %name_q, error = %e, "receiving notifications failed");
+                            tokio::select! {
+                                _ = tokio::time::sleep(QUEUE_RETRY) => {}
+                                _ = stop_q.cancelled() => {}
+                            }
+                        }
+                    }
+                }
+            });
+        }
 
         let (control, config, stop_s, wake_s) = (
             self.control.clone(),

@@ -57,6 +57,7 @@ pub struct Opened {
 #[derive(Clone, Debug)]
 pub struct S3 {
     client: aws_sdk_s3::Client,
+    shared: aws_config::SdkConfig,
 }
 
 impl S3 {
@@ -86,7 +87,13 @@ impl S3 {
         builder = builder.force_path_style(config.force_path_style);
         S3 {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
+            shared,
         }
+    }
+
+    /// The region and credentials of `[s3]`, for the other AWS clients (SQS).
+    pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.shared
     }
 
     /// The SDK client, for the rare caller that needs more.

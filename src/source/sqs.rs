@@ -1,0 +1,187 @@
+//! Discovery from S3 event notifications on an SQS queue (`source.sqs_queue_url`), beside
+//! listing: objects are in the ledger seconds after they are written, without listing a large
+//! prefix. A message is deleted only after the objects it names are committed to the ledger, so
+//! a process that dies in between leaves the message to come back after its visibility timeout,
+//! and recording it again is a no-op (the ledger is unique on pipeline, bucket, key and etag).
+//! Delivery never happens while a message is held, so large objects never outlive the
+//! visibility timeout (the re-delivery problem Vector and Data Prepper users report, peers.md).
+//!
+//! A message that is not an S3 event notification is logged and left on the queue, for its
+//! redrive policy to move to a dead-letter queue. Events for other buckets or prefixes, test
+//! events and removals are acknowledged and dropped: each pipeline needs its own queue.
+
+use super::discover::{arrival_from_key, DiscoverError};
+use super::events::{self, CreatedObject, Notification};
+use super::s3::S3;
+use crate::config::PipelineConfig;
+use crate::control::ledger::ListedObject;
+use crate::control::Control;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use chrono::Utc;
+use std::sync::Arc;
+use tracing::{debug, warn};
+
+/// Seconds one receive call waits for messages (SQS's long-poll maximum).
+const WAIT_S: i32 = 20;
+
+/// Receives one pipeline's notifications.
+pub struct QueueWatcher {
+    pipeline: Arc<PipelineConfig>,
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    control: Control,
+    own_prefixes: Vec<String>,
+}
+
+/// The SQS endpoint a queue URL lives at: its scheme, host and port.
+pub fn endpoint_of(queue_url: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(queue_url).map_err(|e| format!("{queue_url:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{queue_url:?} is not an http(s) queue URL"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl QueueWatcher {
+    /// A watcher for the pipeline's queue, with `[s3]`'s region and credentials; None when the
+    /// pipeline has no queue.
+    pub fn new(
+        pipeline: Arc<PipelineConfig>,
+        s3: &S3,
+        control: Control,
+        own_prefixes: Vec<String>,
+    ) -> Option<QueueWatcher> {
+        let queue_url = pipeline.source.sqs_queue_url.clone()?;
+        // Configuration validation has checked the URL.
+        let endpoint = endpoint_of(&queue_url).ok()?;
+        let conf = aws_sdk_sqs::config::Builder::from(s3.sdk_config())
+            .endpoint_url(endpoint)
+            .build();
+        Some(QueueWatcher {
+            pipeline,
+            client: aws_sdk_sqs::Client::from_conf(conf),
+            queue_url,
+            control,
+            own_prefixes,
+        })
+    }
+
+    /// One long poll: records the objects the messages name, then deletes those messages.
+    /// Returns how many objects were new to the ledger.
+    pub async fn run_once(&self) -> Result<u64, DiscoverError> {
+        let name = &self.pipeline.name;
+        let sqs_err = |what: &str, e: String| DiscoverError::Sqs {
+            pipeline: name.clone(),
+            queue: self.queue_url.clone(),
+            message: format!("{what}: {e}"),
+        };
+        let received = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(WAIT_S)
+            .send()
+            .await
+            .map_err(|e| sqs_err("receive", DisplayErrorContext(&e).to_string()))?;
+        let mut objects = Vec::new();
+        let mut done = Vec::new();
+        for (i, m) in received.messages().iter().enumerate() {
+            let id = m.message_id().unwrap_or("");
+            match events::parse(m.body().unwrap_or("")) {
+                Ok(Notification::Created(created)) => {
+                    let before = objects.len();
+                    objects.extend(created.into_iter().filter_map(|c| self.ours(c)));
+                    if objects.len() == before {
+                        debug!(pipeline = %name, message_id = id, "notification for another bucket or prefix, dropped");
+                    }
+                }
+                Ok(Notification::Other(what)) => {
+                    debug!(pipeline = %name, message_id = id, event = %what, "notification is not an object creation, dropped")
+                }
+                Err(e) => {
+                    warn!(pipeline = %name, queue = %self.queue_url, message_id = id, error = %e, "sqs message left on the queue for its redrive policy");
+                    continue;
+                }
+            }
+            if let Some(handle) = m.receipt_handle() {
+                let entry = DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .map_err(|e| sqs_err("delete", e.to_string()))?;
+                done.push(entry);
+            }
+        }
+        let mut recorded = 0;
+        for chunk in objects.chunks(1000) {
+            recorded += self
+                .control
+                .record_objects(name, &self.pipeline.source.bucket, chunk)
+                .await
+                .map_err(|source| DiscoverError::Control {
+                    pipeline: name.clone(),
+                    source,
+                })?;
+        }
+        if !done.is_empty() {
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await
+                .map_err(|e| sqs_err("delete", DisplayErrorContext(&e).to_string()))?;
+            for f in out.failed() {
+                // The message comes back after its visibility timeout; recording it again
+                // changes nothing.
+                warn!(pipeline = %name, queue = %self.queue_url, error = %f.message().unwrap_or(f.code()), "sqs message not deleted, it will be received again");
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// The ledger entry for a created object under this pipeline's bucket and prefix.
+    fn ours(&self, c: CreatedObject) -> Option<ListedObject> {
+        let source = &self.pipeline.source;
+        let rest = c.key.strip_prefix(source.prefix.as_str())?;
+        if c.bucket != source.bucket
+            || c.key.ends_with('/')
+            || self.own_prefixes.iter().any(|p| c.key.starts_with(p))
+        {
+            return None;
+        }
+        let arrival = arrival_from_key(rest)
+            .map(|(t, _)| t)
+            .or(c.event_time)
+            .unwrap_or_else(Utc::now);
+        Some(ListedObject {
+            key: c.key,
+            etag: c.etag,
+            size: c.size,
+            last_modified: c.event_time,
+            arrival_time: arrival,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_is_the_queue_urls_origin() {
+        assert_eq!(
+            endpoint_of("https://sqs.us-east-1.amazonaws.com/123456789012/stage-events").unwrap(),
+            "https://sqs.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint_of("http://127.0.0.1:5000/123456789012/q").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert!(endpoint_of("sqs://queue").is_err());
+        assert!(endpoint_of("stage-events").is_err());
+    }
+}
