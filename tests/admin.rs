@@ -307,19 +307,28 @@ async fn readyz_follows_the_destination() {
 }
 
 #[tokio::test]
-async fn readyz_names_a_missing_bucket() {
+async fn readyz_names_a_missing_bucket_and_queue() {
     let stack = Stack::get();
     let (db, bucket) = (
         stack.fresh_database("admin").await,
         stack.bucket("admin").await,
     );
     let missing = Stack::unique("no-such-bucket");
+    // A queue URL on the stack's SQS server naming a queue that was never created.
+    let queue = format!(
+        "{}/123456789012/{}",
+        std::env::var("STAGELOAD_SQS_ENDPOINT").expect("run through `make test`"),
+        Stack::unique("no-such-queue")
+    );
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let daemon = Daemon::start(&config(
         &stack,
         &db,
         &[
-            file_pipeline("present", &bucket, a.path(), 30),
+            file_pipeline("present", &bucket, a.path(), 30).replace(
+                "poll_interval_s = 1",
+                &format!("poll_interval_s = 1\nsqs_queue_url = \"{queue}\""),
+            ),
             file_pipeline("ghost", &missing, b.path(), 30),
         ],
     ));
@@ -330,11 +339,15 @@ async fn readyz_names_a_missing_bucket() {
     })
     .await;
     assert!(
-        body.starts_with("not ready: 1 of 5 checks failed"),
+        body.starts_with("not ready: 2 of 6 checks failed"),
         "{body}"
     );
     assert!(
         body.contains(&format!("FAIL s3 pipeline=ghost (bucket {missing})")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("FAIL queue pipeline=present (queue {queue})")),
         "{body}"
     );
     assert!(

@@ -1,7 +1,7 @@
 //! `/healthz` and `/readyz`.
 //!
-//! Readiness runs every check at once (the control database, each pipeline's source bucket and
-//! its destination), each under a timeout so one hung destination cannot hang the probe, and
+//! Readiness runs every check at once (the control database, each pipeline's source bucket, its
+//! notification queue when it has one, and its destination), each under a timeout so one hung destination cannot hang the probe, and
 //! keeps the result for a second so frequent probes do not hammer the destinations.
 
 use super::{AdminState, Shared};
@@ -28,6 +28,8 @@ pub enum CheckKind {
     Control,
     /// S3 answers for a pipeline's source bucket.
     S3,
+    /// A pipeline's notification queue answers (`source.sqs_queue_url`).
+    Queue,
     /// A pipeline's destination passes its own check.
     Destination,
 }
@@ -38,6 +40,7 @@ impl CheckKind {
         match self {
             CheckKind::Control => "control",
             CheckKind::S3 => "s3",
+            CheckKind::Queue => "queue",
             CheckKind::Destination => "destination",
         }
     }
@@ -155,6 +158,16 @@ pub async fn run_checks(state: &AdminState, timeout: Duration) -> Readiness {
             error: r.err(),
         }
     }));
+    let queues = futures::future::join_all(pipelines.iter().map(|p| async move {
+        let url = p.config.source.sqs_queue_url.as_deref()?;
+        let r = timed(timeout, crate::source::sqs::check_queue(&state.s3, url)).await;
+        Some(CheckResult {
+            check: CheckKind::Queue,
+            pipeline: Some(p.config.name.clone()),
+            target: format!("queue {url}"),
+            error: r.err(),
+        })
+    }));
     let destinations = futures::future::join_all(pipelines.iter().map(|p| async move {
         let r = timed(timeout, p.destination.check()).await;
         CheckResult {
@@ -164,11 +177,13 @@ pub async fn run_checks(state: &AdminState, timeout: Duration) -> Readiness {
             error: r.err(),
         }
     }));
-    let (control, buckets, destinations) = tokio::join!(control, buckets, destinations);
+    let (control, buckets, queues, destinations) =
+        tokio::join!(control, buckets, queues, destinations);
     let mut checks = vec![control];
     // Grouped per pipeline so the body reads pipeline by pipeline.
-    for (b, d) in buckets.into_iter().zip(destinations) {
+    for ((b, q), d) in buckets.into_iter().zip(queues).zip(destinations) {
         checks.push(b);
+        checks.extend(q);
         checks.push(d);
     }
     Readiness::from_checks(checks)

@@ -43,6 +43,26 @@ pub fn endpoint_of(queue_url: &str) -> Result<String, String> {
     Ok(url.origin().ascii_serialization())
 }
 
+/// An SQS client for the queue at `queue_url`, with `[s3]`'s region and credentials.
+fn client_for(s3: &S3, queue_url: &str) -> Result<aws_sdk_sqs::Client, String> {
+    let conf = aws_sdk_sqs::config::Builder::from(s3.sdk_config())
+        .endpoint_url(endpoint_of(queue_url)?)
+        .build();
+    Ok(aws_sdk_sqs::Client::from_conf(conf))
+}
+
+/// Checks the queue answers with these credentials (for `/readyz`).
+pub async fn check_queue(s3: &S3, queue_url: &str) -> Result<(), String> {
+    client_for(s3, queue_url)?
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| DisplayErrorContext(&e).to_string())
+}
+
 impl QueueWatcher {
     /// A watcher for the pipeline's queue, with `[s3]`'s region and credentials; None when the
     /// pipeline has no queue.
@@ -54,13 +74,10 @@ impl QueueWatcher {
     ) -> Option<QueueWatcher> {
         let queue_url = pipeline.source.sqs_queue_url.clone()?;
         // Configuration validation has checked the URL.
-        let endpoint = endpoint_of(&queue_url).ok()?;
-        let conf = aws_sdk_sqs::config::Builder::from(s3.sdk_config())
-            .endpoint_url(endpoint)
-            .build();
+        let client = client_for(s3, &queue_url).ok()?;
         Some(QueueWatcher {
             pipeline,
-            client: aws_sdk_sqs::Client::from_conf(conf),
+            client,
             queue_url,
             control,
             own_prefixes,
