@@ -1,8 +1,9 @@
 //! `/healthz` and `/readyz`.
 //!
 //! Readiness runs every check at once (the control database, each pipeline's source bucket, its
-//! notification queue when it has one, and its destination), each under a timeout so one hung destination cannot hang the probe, and
-//! keeps the result for a second so frequent probes do not hammer the destinations.
+//! notification queue when it has one, and its destination), each under a timeout so one hung
+//! destination cannot hang the probe, and keeps the result for a second so frequent probes do
+//! not hammer the destinations.
 
 use super::{AdminState, Shared};
 use axum::extract::{Query, State};

@@ -346,16 +346,6 @@ fn endpoint_has_userinfo(url: &str) -> bool {
     authority.contains('@')
 }
 
-/// A column name as SQL resolves it: a double-quoted name as written, a bare one folded to
-/// lower case.
-fn folded_name(name: &str) -> String {
-    let name = name.trim();
-    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(inner) => inner.to_string(),
-        None => name.to_lowercase(),
-    }
-}
-
 /// Checks `merge_keys` and `merge_order_by` against `columns`: the field at fault and why.
 fn check_merge(r: &RedshiftConfig) -> Result<(), (&'static str, String)> {
     if r.merge_keys.is_empty() {
@@ -370,16 +360,14 @@ fn check_merge(r: &RedshiftConfig) -> Result<(), (&'static str, String)> {
             "needs columns: the merge copies and inserts the columns it names".into(),
         ));
     }
-    let known: Vec<String> = r.columns.iter().map(|c| folded_name(c)).collect();
-    if let Some(k) = r
-        .merge_keys
-        .iter()
-        .find(|k| !known.contains(&folded_name(k)))
-    {
+    // Compared as SQL resolves them: the COPY's own quoting folds bare names to lower case.
+    let sql_name = |n: &str| crate::destination::redshift::copy::quote_ident(n).ok();
+    let known: Vec<_> = r.columns.iter().map(|c| sql_name(c)).collect();
+    if let Some(k) = r.merge_keys.iter().find(|k| !known.contains(&sql_name(k))) {
         return Err(("merge_keys", format!("{k:?} is not one of columns")));
     }
     match r.merge_order_by.as_deref() {
-        Some(o) if !known.contains(&folded_name(o)) => {
+        Some(o) if !known.contains(&sql_name(o)) => {
             Err(("merge_order_by", format!("{o:?} is not one of columns")))
         }
         _ => Ok(()),

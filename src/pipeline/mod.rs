@@ -1,5 +1,6 @@
 //! One pipeline at run time: discovery on its poll interval (and from its notification queue,
-//! when it has one), sealing by the buffer rules, and its dispatch workers. Data flows one way: discovery never waits on delivery.
+//! when it has one), sealing by the buffer rules, and its dispatch workers. Data flows one way:
+//! discovery never waits on delivery.
 
 pub mod artifacts;
 pub mod dispatch;
@@ -24,6 +25,14 @@ const QUEUE_RETRY: Duration = Duration::from_secs(5);
 
 /// How often pending objects are checked against the buffer rules.
 const SEAL_TICK: Duration = Duration::from_millis(500);
+
+/// Logs and counts newly recorded objects and wakes the sealer.
+fn announce(pipeline: &str, objects: u64, via: &'static str, sealer: &Notify) {
+    info!(pipeline, objects, via, "discovered objects");
+    metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => pipeline.to_string())
+        .increment(objects);
+    sealer.notify_one();
+}
 
 /// Everything one pipeline needs to run.
 pub struct PipelineRuntime {
@@ -73,11 +82,7 @@ impl PipelineRuntime {
             while !stop_d.is_cancelled() {
                 match discoverer.run_once().await {
                     Ok(0) => {}
-                    Ok(n) => {
-                        info!(pipeline = %name_d, objects = n, "discovered objects");
-                        metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => name_d.clone()).increment(n);
-                        discovered_tx.notify_one();
-                    }
+                    Ok(n) => announce(&name_d, n, "listing", &discovered_tx),
                     Err(e) => warn!(pipeline = %name_d, error = %e, "discovery failed"),
                 }
                 tokio::select! {
@@ -103,11 +108,7 @@ impl PipelineRuntime {
                     };
                     match result {
                         Ok(0) => {}
-                        Ok(n) => {
-                            info!(pipeline = %name_q, objects = n, "discovered objects from notifications");
-                            metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => name_q.clone()).increment(n);
-                            notify_q.notify_one();
-                        }
+                        Ok(n) => announce(&name_q, n, "notifications", &notify_q),
                         Err(e) => {
                             warn!(pipeline = %name_q, error = %e, "receiving notifications failed");
                             tokio::select! {

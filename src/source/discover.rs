@@ -242,27 +242,13 @@ impl Discoverer {
                     if until.is_some_and(|u| o.key.as_str() > u) {
                         return false;
                     }
-                    if o.key.ends_with('/')
-                        || excluded.iter().any(|e| o.key.starts_with(e.as_str()))
-                    {
+                    let Some((entry, found)) =
+                        ledger_entry(prefix, excluded, o.key, o.etag, o.size, o.last_modified)
+                    else {
                         continue;
-                    }
-                    let rest = o.key.strip_prefix(prefix).unwrap_or(&o.key);
-                    let parsed = arrival_from_key(rest);
-                    if layout.is_none() {
-                        layout = Some(parsed.map(|p| p.1).unwrap_or(KeyLayout::Flat));
-                    }
-                    let arrival = parsed
-                        .map(|p| p.0)
-                        .or(o.last_modified)
-                        .unwrap_or_else(Utc::now);
-                    out.push(ListedObject {
-                        key: o.key,
-                        etag: o.etag,
-                        size: o.size,
-                        last_modified: o.last_modified,
-                        arrival_time: arrival,
-                    });
+                    };
+                    layout.get_or_insert(found);
+                    out.push(entry);
                 }
                 true
             })
@@ -281,6 +267,37 @@ impl Discoverer {
         }
         Ok(n)
     }
+}
+
+/// The ledger entry for a key under `prefix` (listed, or named by a notification), with the
+/// time layout its key shows; None for folder markers and keys under the loader's own `excluded`
+/// prefixes. Arrival time comes from the key's partition, else `last_modified`, else now.
+pub fn ledger_entry(
+    prefix: &str,
+    excluded: &[String],
+    key: String,
+    etag: String,
+    size: i64,
+    last_modified: Option<DateTime<Utc>>,
+) -> Option<(ListedObject, KeyLayout)> {
+    if key.ends_with('/') || excluded.iter().any(|e| key.starts_with(e.as_str())) {
+        return None;
+    }
+    let rest = key.strip_prefix(prefix).unwrap_or(&key);
+    let parsed = arrival_from_key(rest);
+    let layout = parsed.map_or(KeyLayout::Flat, |p| p.1);
+    let arrival_time = parsed
+        .map(|p| p.0)
+        .or(last_modified)
+        .unwrap_or_else(Utc::now);
+    let entry = ListedObject {
+        key,
+        etag,
+        size,
+        last_modified,
+        arrival_time,
+    };
+    Some((entry, layout))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! redrive policy to move to a dead-letter queue. Events for other buckets or prefixes, test
 //! events and removals are acknowledged and dropped: each pipeline needs its own queue.
 
-use super::discover::{arrival_from_key, DiscoverError};
+use super::discover::{ledger_entry, DiscoverError};
 use super::events::{self, CreatedObject, Notification};
 use super::s3::S3;
 use crate::config::PipelineConfig;
@@ -18,7 +18,6 @@ use crate::control::ledger::ListedObject;
 use crate::control::Control;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use chrono::Utc;
 use std::sync::Arc;
 use tracing::{debug, warn};
 
@@ -163,24 +162,18 @@ impl QueueWatcher {
     /// The ledger entry for a created object under this pipeline's bucket and prefix.
     fn ours(&self, c: CreatedObject) -> Option<ListedObject> {
         let source = &self.pipeline.source;
-        let rest = c.key.strip_prefix(source.prefix.as_str())?;
-        if c.bucket != source.bucket
-            || c.key.ends_with('/')
-            || self.own_prefixes.iter().any(|p| c.key.starts_with(p))
-        {
+        if c.bucket != source.bucket || !c.key.starts_with(source.prefix.as_str()) {
             return None;
         }
-        let arrival = arrival_from_key(rest)
-            .map(|(t, _)| t)
-            .or(c.event_time)
-            .unwrap_or_else(Utc::now);
-        Some(ListedObject {
-            key: c.key,
-            etag: c.etag,
-            size: c.size,
-            last_modified: c.event_time,
-            arrival_time: arrival,
-        })
+        ledger_entry(
+            &source.prefix,
+            &self.own_prefixes,
+            c.key,
+            c.etag,
+            c.size,
+            c.event_time,
+        )
+        .map(|(entry, _)| entry)
     }
 }
 

@@ -8,18 +8,14 @@
 //!
 //! The SQL is rendered here by pure functions; the destination runs it.
 
-use super::copy::{quote_ident, quote_qualified};
+use super::copy::{quote_ident, CopySpec};
 use crate::config::RedshiftConfig;
 
-/// The quoted names a merge needs.
+/// The quoted names a merge needs beyond the COPY's table and columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeSpec {
-    /// Target table, quoted.
-    target: String,
     /// Key columns, quoted.
     keys: Vec<String>,
-    /// Every column the COPY fills, quoted.
-    columns: Vec<String>,
     /// The column whose largest value wins among rows sharing a key, quoted.
     order_by: Option<String>,
 }
@@ -46,29 +42,28 @@ impl MergeSpec {
         if c.merge_keys.is_empty() {
             return Ok(None);
         }
-        let quote_all = |names: &[String]| -> Result<Vec<String>, String> {
-            names.iter().map(|n| quote_ident(n)).collect()
-        };
         Ok(Some(MergeSpec {
-            target: quote_qualified(&c.table)?,
-            keys: quote_all(&c.merge_keys)?,
-            columns: quote_all(&c.columns)?,
+            keys: c
+                .merge_keys
+                .iter()
+                .map(|k| quote_ident(k))
+                .collect::<Result<_, _>>()?,
             order_by: c.merge_order_by.as_deref().map(quote_ident).transpose()?,
         }))
     }
 
-    /// The statements for one batch; the staging table is named after it, so a retried batch
-    /// in a reused session never meets another batch's table.
-    pub fn render(&self, batch_id: i64) -> MergeSql {
+    /// The statements for one batch into `copy`'s table and columns; the staging table is named
+    /// after the batch, so a retried batch in a reused session never meets another batch's table.
+    pub fn render(&self, copy: &CopySpec, batch_id: i64) -> MergeSql {
         let stage = format!("\"stageload_stage_{batch_id}\"");
-        let t = &self.target;
+        let t = &copy.table;
         let matches = self
             .keys
             .iter()
             .map(|k| format!("{t}.{k} = {stage}.{k}"))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let cols = self.columns.join(", ");
+        let cols = copy.columns.join(", ");
         let order = match &self.order_by {
             Some(c) => format!("{c} DESC"),
             None => self.keys.join(", "),
@@ -103,11 +98,9 @@ mod tests {
 
     #[test]
     fn the_statements_quote_every_name_and_keep_one_row_per_key() {
-        let spec =
-            MergeSpec::from_config(&config(&["id", "Day"], Some("ts"), &["id", "day", "ts"]))
-                .unwrap()
-                .expect("merge on");
-        let sql = spec.render(42);
+        let c = config(&["id", "Day"], Some("ts"), &["id", "day", "ts"]);
+        let spec = MergeSpec::from_config(&c).unwrap().expect("merge on");
+        let sql = spec.render(&CopySpec::from_config(&c).unwrap(), 42);
         assert_eq!(sql.stage, "\"stageload_stage_42\"");
         assert_eq!(
             sql.create,

@@ -176,7 +176,7 @@ impl RedshiftDestination {
         objects: &[StagedObject],
         manifest_url: &str,
     ) -> Result<Loaded, LoadFailure> {
-        let merge = self.merge.as_ref().map(|m| m.render(batch.id));
+        let merge = self.merge.as_ref().map(|m| m.render(&self.spec, batch.id));
         let copy_table = merge
             .as_ref()
             .map_or(self.spec.table.as_str(), |m| &m.stage);
