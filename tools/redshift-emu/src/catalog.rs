@@ -1,7 +1,7 @@
 //! The side connection (`--admin-url`): creates the Redshift-like system objects at startup
 //! (`stl_load_errors`, `stl_load_commits`, `sys_load_error_detail`, `pg_last_copy_id()`,
-//! `pg_last_copy_count()`), hands out
-//! query ids and writes load errors outside the client's transaction so they survive a rollback.
+//! `pg_last_copy_count()`, `getdate()`, the fault table), hands out query ids, consumes armed
+//! faults and writes load errors outside the client's transaction so they survive a rollback.
 
 use chrono::NaiveDateTime;
 use tokio::sync::Mutex;
@@ -11,35 +11,114 @@ use tokio_postgres::{Client, NoTls};
 const INIT_LOCK: i64 = 0x7265_6473_6869;
 
 const DDL: &str = r#"
-CREATE TABLE IF NOT EXISTS public.stl_load_errors (
+-- Earlier versions kept the rows in tables named like the views; move them aside.
+DO $m$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relname = 'stl_load_errors' AND c.relkind = 'r') THEN
+        DROP VIEW IF EXISTS public.sys_load_error_detail;
+        ALTER TABLE public.stl_load_errors RENAME TO redshift_emu_load_errors;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relname = 'stl_load_commits' AND c.relkind = 'r') THEN
+        ALTER TABLE public.stl_load_commits RENAME TO redshift_emu_load_commits;
+    END IF;
+END $m$;
+DROP TABLE IF EXISTS public.redshift_emu_last_copy;
+CREATE EXTENSION IF NOT EXISTS dblink;
+CREATE TABLE IF NOT EXISTS public.redshift_emu_load_errors (
     userid integer, slice integer, tbl integer, starttime timestamp, session integer,
     query integer, filename character(256), line_number bigint, colname character(127),
     type character(10), col_length character(10), position integer,
     raw_line character(1024), raw_field_value character(1024), err_code integer,
     err_reason character(100), is_partial integer, start_offset bigint);
-CREATE TABLE IF NOT EXISTS public.stl_load_commits (
+ALTER TABLE public.redshift_emu_load_errors ADD COLUMN IF NOT EXISTS sys_query_id bigint;
+CREATE TABLE IF NOT EXISTS public.redshift_emu_load_commits (
     userid integer, query integer, slice integer, name character(256), filename character(256),
     byte_offset integer, lines_scanned integer, errors integer, curtime timestamp,
     status integer, file_format character(16), is_partial integer, start_offset bigint,
     copy_job_id bigint);
 CREATE SEQUENCE IF NOT EXISTS public.redshift_emu_query_id;
-CREATE TABLE IF NOT EXISTS public.redshift_emu_last_copy (
-    pid integer PRIMARY KEY, query integer NOT NULL, count bigint NOT NULL);
-CREATE OR REPLACE FUNCTION public.pg_last_copy_id() RETURNS integer LANGUAGE sql VOLATILE AS
-    $f$ SELECT coalesce((SELECT query FROM public.redshift_emu_last_copy WHERE pid = pg_backend_pid()), -1) $f$;
-CREATE OR REPLACE FUNCTION public.pg_last_copy_count() RETURNS bigint LANGUAGE sql VOLATILE AS
-    $f$ SELECT coalesce((SELECT count FROM public.redshift_emu_last_copy WHERE pid = pg_backend_pid()), 0) $f$;
--- protocols.md 5.14: the SYS view Redshift Serverless has instead of stl_load_errors; its
--- query_id is the query pg_last_copy_id() returns.
+-- Serverless query ids in SYS views: a separate id space, far from pg_last_copy_id()'s.
+CREATE SEQUENCE IF NOT EXISTS public.redshift_emu_sys_query_id START WITH 1000000001;
+CREATE TABLE IF NOT EXISTS public.redshift_emu_faults (
+    fault text NOT NULL, remaining integer NOT NULL, target text);
+-- The DSN the views' dblink uses; holds the admin password, so only its owner reads it.
+CREATE TABLE IF NOT EXISTS public.redshift_emu_config (key text PRIMARY KEY, value text NOT NULL);
+REVOKE ALL ON public.redshift_emu_config FROM PUBLIC;
+-- Session values, not rows: a rolled-back SET reverts, as Redshift's COPY id does on rollback.
+CREATE OR REPLACE FUNCTION public.pg_last_copy_id() RETURNS integer LANGUAGE sql STABLE AS
+    $f$ SELECT coalesce(nullif(current_setting('redshift_emu.last_copy_id', true), '')::integer, -1) $f$;
+CREATE OR REPLACE FUNCTION public.pg_last_copy_count() RETURNS bigint LANGUAGE sql STABLE AS
+    $f$ SELECT coalesce(nullif(current_setting('redshift_emu.last_copy_count', true), '')::bigint, 0) $f$;
+CREATE OR REPLACE FUNCTION public.getdate() RETURNS timestamp without time zone LANGUAGE sql STABLE AS
+    $f$ SELECT date_trunc('second', statement_timestamp() AT TIME ZONE 'UTC') $f$;
+-- Redshift's system tables ignore the reader's snapshot: read the rows through a fresh
+-- connection. `stl` names the STL relation read (refused on Serverless), NULL for a SYS view.
+CREATE OR REPLACE FUNCTION public.redshift_emu_load_errors_now(stl text) RETURNS TABLE (
+    userid integer, slice integer, tbl integer, starttime timestamp, session integer,
+    query integer, filename character(256), line_number bigint, colname character(127),
+    type character(10), col_length character(10), "position" integer,
+    raw_line character(1024), raw_field_value character(1024), err_code integer,
+    err_reason character(100), is_partial integer, start_offset bigint, sys_query_id bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    IF stl IS NOT NULL AND current_setting('redshift_emu.serverless', true) = 'on' THEN
+        RAISE EXCEPTION 'permission denied for relation %', stl USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY SELECT * FROM public.dblink(
+        (SELECT c.value FROM public.redshift_emu_config c WHERE c.key = 'dsn'),
+        'SELECT userid, slice, tbl, starttime, session, query, filename, line_number, colname,
+         type, col_length, position, raw_line, raw_field_value, err_code, err_reason,
+         is_partial, start_offset, sys_query_id FROM public.redshift_emu_load_errors')
+      AS t(userid integer, slice integer, tbl integer, starttime timestamp, session integer,
+        query integer, filename character(256), line_number bigint, colname character(127),
+        type character(10), col_length character(10), "position" integer,
+        raw_line character(1024), raw_field_value character(1024), err_code integer,
+        err_reason character(100), is_partial integer, start_offset bigint, sys_query_id bigint);
+END $f$;
+CREATE OR REPLACE FUNCTION public.redshift_emu_load_commits_now(stl text) RETURNS TABLE (
+    userid integer, query integer, slice integer, name character(256), filename character(256),
+    byte_offset integer, lines_scanned integer, errors integer, curtime timestamp,
+    status integer, file_format character(16), is_partial integer, start_offset bigint,
+    copy_job_id bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    IF stl IS NOT NULL AND current_setting('redshift_emu.serverless', true) = 'on' THEN
+        RAISE EXCEPTION 'permission denied for relation %', stl USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY SELECT * FROM public.dblink(
+        (SELECT c.value FROM public.redshift_emu_config c WHERE c.key = 'dsn'),
+        'SELECT userid, query, slice, name, filename, byte_offset, lines_scanned, errors,
+         curtime, status, file_format, is_partial, start_offset, copy_job_id
+         FROM public.redshift_emu_load_commits')
+      AS t(userid integer, query integer, slice integer, name character(256),
+        filename character(256), byte_offset integer, lines_scanned integer, errors integer,
+        curtime timestamp, status integer, file_format character(16), is_partial integer,
+        start_offset bigint, copy_job_id bigint);
+END $f$;
+CREATE OR REPLACE VIEW public.stl_load_errors AS SELECT
+    userid, slice, tbl, starttime, session, query, filename, line_number, colname, type,
+    col_length, position, raw_line, raw_field_value, err_code, err_reason, is_partial,
+    start_offset
+    FROM public.redshift_emu_load_errors_now('stl_load_errors');
+CREATE OR REPLACE VIEW public.stl_load_commits AS SELECT *
+    FROM public.redshift_emu_load_commits_now('stl_load_commits');
+-- https://docs.aws.amazon.com/redshift/latest/dg/SYS_LOAD_ERROR_DETAIL.html: the SYS view
+-- Redshift Serverless has instead of stl_load_errors. On a provisioned cluster its query_id is
+-- the query pg_last_copy_id() returns; on Serverless it comes from another id space.
 CREATE OR REPLACE VIEW public.sys_load_error_detail AS SELECT
-    userid AS user_id, query::bigint AS query_id, 0::bigint AS transaction_id,
-    session AS session_id, current_database()::character(64) AS database_name, tbl AS table_id,
+    userid AS user_id, coalesce(sys_query_id, query)::bigint AS query_id,
+    0::bigint AS transaction_id, session AS session_id,
+    current_database()::character(64) AS database_name, tbl AS table_id,
     starttime AS start_time, filename AS file_name, line_number, colname AS column_name,
     type AS column_type, col_length AS column_length, position, err_code AS error_code,
     err_reason::character(512) AS error_message
-    FROM public.stl_load_errors;
-GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.redshift_emu_last_copy,
-    public.sys_load_error_detail TO PUBLIC;
+    FROM public.redshift_emu_load_errors_now(NULL);
+GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.sys_load_error_detail
+    TO PUBLIC;
+GRANT ALL ON public.redshift_emu_faults TO PUBLIC;
 "#;
 
 /// One `stl_load_errors` row (protocols.md 5.11).
@@ -75,6 +154,8 @@ pub struct LoadErrorRow {
     pub err_code: i32,
     /// err_reason.
     pub err_reason: String,
+    /// `sys_load_error_detail.query_id` when it differs from `query` (Serverless).
+    pub sys_query: Option<i64>,
 }
 
 /// One `stl_load_commits` row (protocols.md 5.13).
@@ -138,6 +219,12 @@ impl Catalog {
         tx.query("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK])
             .await?;
         tx.batch_execute(DDL).await?;
+        tx.execute(
+            "INSERT INTO public.redshift_emu_config (key, value) VALUES ('dsn', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&url],
+        )
+        .await?;
         tx.commit().await?;
         Ok(Self {
             url: url.to_string(),
@@ -162,21 +249,36 @@ impl Catalog {
         Ok(row.get(0))
     }
 
-    /// Records the session's last COPY for `pg_last_copy_id()` / `pg_last_copy_count()`.
-    pub async fn set_last_copy(
-        &self,
-        pid: i32,
-        query: i32,
-        count: i64,
-    ) -> Result<(), tokio_postgres::Error> {
+    /// Next query id of Serverless's SYS views (another id space than [`Self::next_query_id`]).
+    pub async fn next_sys_query_id(&self) -> Result<i64, tokio_postgres::Error> {
         let c = self.client().await?;
-        c.execute(
-            "INSERT INTO public.redshift_emu_last_copy (pid, query, count) VALUES ($1, $2, $3) \
-             ON CONFLICT (pid) DO UPDATE SET query = excluded.query, count = excluded.count",
-            &[&pid, &query, &count],
-        )
-        .await?;
-        Ok(())
+        let row = c
+            .query_one("SELECT nextval('public.redshift_emu_sys_query_id')", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Consumes one armed `fault` for a COPY into `table` (its name as written or bare), if any;
+    /// returns the consuming transaction's id.
+    pub async fn take_fault(
+        &self,
+        fault: &str,
+        table: &str,
+        table_name: &str,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "UPDATE public.redshift_emu_faults SET remaining = remaining - 1 \
+                 WHERE ctid = (SELECT ctid FROM public.redshift_emu_faults \
+                     WHERE fault = $1 AND remaining > 0 \
+                       AND (target IS NULL OR target = $2 OR target = $3) \
+                     LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING txid_current()",
+                &[&fault, &table, &table_name],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// Evaluates a volatile column default (a sequence) `n` times, outside the client's
@@ -197,17 +299,6 @@ impl Catalog {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Forgets a session (its backend pid may be reused).
-    pub async fn clear_session(&self, pid: i32) -> Result<(), tokio_postgres::Error> {
-        let c = self.client().await?;
-        c.execute(
-            "DELETE FROM public.redshift_emu_last_copy WHERE pid = $1",
-            &[&pid],
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Writes load errors and per-file commit rows in one transaction of the side connection.
     pub async fn record(
         &self,
@@ -218,10 +309,10 @@ impl Catalog {
         let tx = c.transaction().await?;
         let ins = tx
             .prepare(
-                "INSERT INTO public.stl_load_errors (userid, slice, tbl, starttime, session, query, \
+                "INSERT INTO public.redshift_emu_load_errors (userid, slice, tbl, starttime, session, query, \
                  filename, line_number, colname, type, col_length, position, raw_line, raw_field_value, \
-                 err_code, err_reason, is_partial, start_offset) \
-                 VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, 0)",
+                 err_code, err_reason, is_partial, start_offset, sys_query_id) \
+                 VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, 0, $16)",
             )
             .await?;
         for e in errors {
@@ -243,13 +334,14 @@ impl Catalog {
                     &clip(&e.raw_field_value, 1024, false),
                     &e.err_code,
                     &cut(&e.err_reason, 100),
+                    &e.sys_query,
                 ],
             )
             .await?;
         }
         let ins = tx
             .prepare(
-                "INSERT INTO public.stl_load_commits (userid, query, slice, name, filename, byte_offset, \
+                "INSERT INTO public.redshift_emu_load_commits (userid, query, slice, name, filename, byte_offset, \
                  lines_scanned, errors, curtime, status, file_format, is_partial, start_offset, copy_job_id) \
                  VALUES ($1, $2, 0, '', $3, 0, $4, $5, (now() AT TIME ZONE 'UTC'), 0, $6, 0, 0, 0)",
             )

@@ -2,6 +2,8 @@
 //! the client's transaction, find the S3 files, feed good rows to `COPY ... FROM STDIN`, record bad
 //! ones in `stl_load_errors`, and answer the client as Redshift would.
 
+use chrono::{NaiveDateTime, Utc};
+
 use crate::convert::{ColType, Column, ConvertOpts};
 use crate::copy_parse::{parse_copy, CopyStmt, Format, JsonMode};
 use crate::jsonpath::PathSeg;
@@ -30,6 +32,19 @@ pub struct Target {
     pub tbl: i32,
     /// Current user's oid.
     pub userid: i32,
+    /// The COPY's start time in UTC, from the backend's clock (so never before a `getdate()`
+    /// the session took earlier).
+    pub started: NaiveDateTime,
+}
+
+/// The ids one load writes into its system rows.
+pub struct Ids {
+    /// Query id (`pg_last_copy_id()`, `stl_load_errors.query`).
+    pub query: i32,
+    /// `sys_load_error_detail.query_id` when it is not `query` (Serverless).
+    pub sys_query: Option<i64>,
+    /// Session (backend pid).
+    pub pid: i32,
 }
 
 /// Why a started load stops.
@@ -48,9 +63,47 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// The system relation a client is told to check for load errors.
+pub fn errors_relation(serverless: bool) -> &'static str {
+    if serverless {
+        "sys_load_error_detail"
+    } else {
+        "stl_load_errors"
+    }
+}
+
 /// Redshift's load-failure message (SQLSTATE XX000).
-pub fn load_failed(table: &str) -> String {
-    format!("Load into table '{table}' failed.  Check 'stl_load_errors' system table for details.")
+pub fn load_failed(table: &str, serverless: bool) -> String {
+    format!(
+        "Load into table '{table}' failed.  Check '{}' system table for details.",
+        errors_relation(serverless)
+    )
+}
+
+/// Records the COPY as the session's last one (`pg_last_copy_id()`, `pg_last_copy_count()`) on the
+/// client's backend, unless its transaction has already failed; returns the ReadyForQuery to relay.
+/// https://docs.aws.amazon.com/redshift/latest/dg/PG_LAST_COPY_ID.html: "If the COPY transaction
+/// is rolled back, the COPY ID is not updated". The values are session settings, so a ROLLBACK
+/// of the block that ran the COPY restores the earlier ones.
+async fn remember(
+    s: &mut Session,
+    ready: wire::Message,
+    query: i32,
+    count: i64,
+) -> std::io::Result<wire::Message> {
+    if !matches!(ready.body.first(), Some(b'I' | b'T')) {
+        return Ok(ready);
+    }
+    let out = s
+        .backend_query(&format!(
+            "SELECT set_config('redshift_emu.last_copy_id', '{query}', false), \
+             set_config('redshift_emu.last_copy_count', '{count}', false)"
+        ))
+        .await?;
+    if let Some(e) = out.error {
+        tracing::warn!(error = ?e, "could not record last copy");
+    }
+    Ok(out.ready)
 }
 
 /// The DETAIL block Redshift attaches to COPY errors.
@@ -75,6 +128,26 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
         Ok(c) => c,
         Err(m) => return s.fail("42703", &m, None, None).await,
     };
+    let pid = s.pid.unwrap_or(0);
+    match s
+        .shared
+        .catalog
+        .take_fault("copy_1023", &st.table, &st.table_name)
+        .await
+    {
+        Ok(Some(xid)) => {
+            // https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation-serializable-isolation-troubleshooting.html
+            let d = format!(
+                "Serializable isolation violation on table - {}, transactions forming the cycle are: {}, {xid} (pid:{pid})",
+                target.tbl,
+                xid - 1
+            );
+            tracing::info!(table = %st.table, pid, "copy answered with armed fault 1023");
+            return s.fail("XX000", "1023", Some(&d), None).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read redshift_emu_faults"),
+    }
     let (sources, paths) = match plan(s, &st, cols.len()).await {
         Ok(x) => x,
         Err((msg, code)) => {
@@ -90,12 +163,23 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
                 .await
         }
     };
-    let pid = s.pid.unwrap_or(0);
-    // protocols.md 5.10: pg_last_copy_id() is "updated when COPY begins the load process ...
-    // even if the COPY fails on bad data".
-    if let Err(e) = s.shared.catalog.set_last_copy(pid, query, 0).await {
-        tracing::warn!(error = %e, "could not record last copy");
-    }
+    let sys_query = if s.shared.serverless {
+        match s.shared.catalog.next_sys_query_id().await {
+            Ok(q) => Some(q),
+            Err(e) => {
+                return s
+                    .fail("XX000", &format!("redshift-emu: {e}"), None, None)
+                    .await
+            }
+        }
+    } else {
+        None
+    };
+    let ids = Ids {
+        query,
+        sys_query,
+        pid,
+    };
     let Some(defaults) = defaults(s, &st, &cols).await? else {
         return Ok(());
     };
@@ -115,7 +199,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
             .unwrap_or_else(|| wire::error_fields("XX000", "copy did not start", None));
         return s.relay_error(f, out.ready).await;
     }
-    let mut load = Load::new(&st, &cols, &target, query, pid, opts(&st), defaults);
+    let mut load = Load::new(&st, &cols, &target, ids, opts(&st), defaults);
     let abort = load.files(s, &sources, paths.as_deref()).await?;
     if let Err(e) = s.shared.catalog.record(&load.errors, &load.commits).await {
         tracing::error!(error = %e, query, "could not write stl_load_errors");
@@ -129,7 +213,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
                 let last = &load.errors[load.errors.len() - 1];
                 let ctx = String::from_utf8_lossy(&last.raw_field_value).into_owned();
                 (
-                    load_failed(&st.table_name),
+                    load_failed(&st.table_name, s.shared.serverless),
                     detail(&last.err_reason, last.err_code, &ctx, query),
                 )
             }
@@ -148,21 +232,18 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
                 e.0.into_iter().filter(|(c, _)| *c == b'S' || *c == b'V'),
             );
         }
-        return s.relay_error(f, out.ready).await;
+        // The load had begun: outside a transaction block the failed COPY is the session's
+        // last one ("If the COPY fails because of invalid load data, the COPY ID is updated").
+        let ready = remember(s, out.ready, query, 0).await?;
+        return s.relay_error(f, ready).await;
     }
     s.send_backend(&wire::copy_done()).await?;
     let out = s.finish(None).await?;
     if let Some(e) = out.error {
-        return s.relay_error(e, out.ready).await;
+        let ready = remember(s, out.ready, query, 0).await?;
+        return s.relay_error(e, ready).await;
     }
-    if let Err(e) = s
-        .shared
-        .catalog
-        .set_last_copy(pid, query, load.loaded)
-        .await
-    {
-        tracing::warn!(error = %e, "could not record last copy count");
-    }
+    let ready = remember(s, out.ready, query, load.loaded).await?;
     tracing::info!(
         query,
         rows = load.loaded,
@@ -172,9 +253,10 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
     let mut msgs = Vec::new();
     if !load.errors.is_empty() {
         msgs.push(wire::info_notice(&format!(
-            "Load into table '{}' completed, {} record(s) could not be loaded.  Check 'stl_load_errors' system table for details.",
+            "Load into table '{}' completed, {} record(s) could not be loaded.  Check '{}' system table for details.",
             st.table_name,
-            load.errors.len()
+            load.errors.len(),
+            errors_relation(s.shared.serverless)
         )));
     }
     msgs.push(wire::info_notice(&format!(
@@ -183,7 +265,7 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
     )));
     // Redshift's CommandComplete tag for COPY carries no row count.
     msgs.push(wire::command_complete("COPY"));
-    msgs.push(out.ready);
+    msgs.push(ready);
     s.send_client(&msgs).await
 }
 
@@ -257,7 +339,8 @@ async fn lookup(s: &mut Session, st: &CopyStmt) -> std::io::Result<Option<Target
     let sql = format!(
         "SELECT a.attname::text, t.typname::text, a.atttypmod::text, a.attnotnull::text, \
          a.attrelid::int::text, (SELECT oid::int FROM pg_roles WHERE rolname = current_user)::text, \
-         pg_get_expr(d.adbin, d.adrelid) \
+         pg_get_expr(d.adbin, d.adrelid), \
+         to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE a.attrelid = {}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -288,6 +371,9 @@ async fn lookup(s: &mut Session, st: &CopyStmt) -> std::io::Result<Option<Target
         cols,
         tbl: first.map(|r| get(r, 4).parse().unwrap_or(0)).unwrap_or(0),
         userid: first.map(|r| get(r, 5).parse().unwrap_or(0)).unwrap_or(0),
+        started: first
+            .and_then(|r| NaiveDateTime::parse_from_str(&get(r, 7), "%Y-%m-%d %H:%M:%S%.f").ok())
+            .unwrap_or_else(|| Utc::now().naive_utc()),
     }))
 }
 

@@ -4,12 +4,12 @@
 
 use std::collections::VecDeque;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 
 use crate::catalog::{CommitRow, LoadErrorRow};
 use crate::convert::{convert, Column, ConvertOpts};
 use crate::copy_parse::{CopyStmt, Format};
-use crate::copy_run::{Abort, Source, Target};
+use crate::copy_run::{Abort, Ids, Source, Target};
 use crate::formats::Record;
 use crate::jsonpath::PathSeg;
 use crate::proxy::Session;
@@ -35,8 +35,7 @@ pub struct Load<'a> {
     st: &'a CopyStmt,
     cols: &'a [Column],
     target: &'a Target,
-    query: i32,
-    pid: i32,
+    ids: Ids,
     started: NaiveDateTime,
     opts: ConvertOpts,
     /// Bad records found so far.
@@ -57,8 +56,7 @@ impl<'a> Load<'a> {
         st: &'a CopyStmt,
         cols: &'a [Column],
         target: &'a Target,
-        query: i32,
-        pid: i32,
+        ids: Ids,
         opts: ConvertOpts,
         defaults: Vec<DefaultVal>,
     ) -> Self {
@@ -66,9 +64,8 @@ impl<'a> Load<'a> {
             st,
             cols,
             target,
-            query,
-            pid,
-            started: Utc::now().naive_utc(),
+            ids,
+            started: target.started,
             opts,
             errors: Vec::new(),
             commits: Vec::new(),
@@ -143,7 +140,7 @@ impl<'a> Load<'a> {
             }
             self.commits.push(CommitRow {
                 userid: self.target.userid,
-                query: self.query,
+                query: self.ids.query,
                 filename: src.url.clone(),
                 lines_scanned: recs.len() as i32,
                 errors: (self.errors.len() - before) as i32,
@@ -186,8 +183,8 @@ impl<'a> Load<'a> {
                 userid: self.target.userid,
                 tbl: self.target.tbl,
                 starttime: self.started,
-                session: self.pid,
-                query: self.query,
+                session: self.ids.pid,
+                query: self.ids.query,
                 filename: src.url.clone(),
                 line_number: r.line,
                 colname: colname.to_string(),
@@ -198,6 +195,7 @@ impl<'a> Load<'a> {
                 raw_field_value: raw_field.to_vec(),
                 err_code: code,
                 err_reason: reason.to_string(),
+                sys_query: self.ids.sys_query,
             })
         };
         let fields = match &r.fields {

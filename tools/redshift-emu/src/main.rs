@@ -52,6 +52,14 @@ struct Cli {
     /// S3 region.
     #[arg(long, default_value = "us-east-1")]
     s3_region: String,
+    /// Isolation of every client session: `snapshot` (REPEATABLE READ, the default of new
+    /// Redshift clusters) or `serializable`.
+    #[arg(long, value_enum, default_value = "snapshot")]
+    isolation: proxy::Isolation,
+    /// Behave like Redshift Serverless: STL views refused, COPY failures point at
+    /// sys_load_error_detail, whose query ids are not pg_last_copy_id()'s.
+    #[arg(long)]
+    serverless: bool,
 }
 
 #[tokio::main]
@@ -69,12 +77,14 @@ async fn main() -> anyhow::Result<()> {
     let s3 = s3::S3::new(cli.s3_endpoint.as_deref(), &cli.s3_region).await;
     let shared = Arc::new(proxy::Shared {
         backend: cli.backend.clone(),
+        isolation: cli.isolation,
+        serverless: cli.serverless,
         catalog,
         s3,
     });
     let listener = TcpListener::bind(&cli.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = %cli.backend, "listening");
+    tracing::info!(%addr, backend = %cli.backend, isolation = ?cli.isolation, serverless = cli.serverless, "listening");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}")?;

@@ -14,10 +14,23 @@ use crate::copy_parse::is_redshift_copy;
 use crate::s3::S3;
 use crate::wire::{self, Fields, Message, MessageReader};
 
+/// Isolation level of every client's backend session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Redshift's SNAPSHOT isolation: PostgreSQL REPEATABLE READ.
+    Snapshot,
+    /// Redshift's SERIALIZABLE isolation: PostgreSQL SERIALIZABLE.
+    Serializable,
+}
+
 /// What every connection shares.
 pub struct Shared {
     /// Backend PostgreSQL address (host:port).
     pub backend: String,
+    /// Isolation level of the clients' sessions.
+    pub isolation: Isolation,
+    /// Behave like Redshift Serverless (no STL views, SYS query ids of their own).
+    pub serverless: bool,
     /// Side connection.
     pub catalog: Catalog,
     /// S3 client.
@@ -74,7 +87,11 @@ pub async fn serve(client: TcpStream, shared: Arc<Shared>) -> anyhow::Result<()>
     let backend = TcpStream::connect(&shared.backend).await?;
     backend.set_nodelay(true)?;
     let (br, mut bw) = backend.into_split();
-    bw.write_all(&startup).await?;
+    bw.write_all(&wire::add_startup_options(
+        &startup,
+        &session_options(&shared),
+    ))
+    .await?;
     let mut s = Session {
         client_w: cw,
         backend_w: bw,
@@ -84,13 +101,21 @@ pub async fn serve(client: TcpStream, shared: Arc<Shared>) -> anyhow::Result<()>
         pending: 1,
         shared,
     };
-    let r = s.relay(&mut cr).await;
-    if let Some(pid) = s.pid {
-        if let Err(e) = s.shared.catalog.clear_session(pid).await {
-            tracing::warn!(error = %e, pid, "could not clear session");
-        }
+    s.relay(&mut cr).await
+}
+
+/// The `-c` switches every client session starts with. A leading `LOCK` takes no snapshot in
+/// PostgreSQL, so `BEGIN; LOCK t; SELECT ...` still sees what was committed before the lock.
+fn session_options(shared: &Shared) -> String {
+    let level = match shared.isolation {
+        Isolation::Snapshot => r"repeatable\ read",
+        Isolation::Serializable => "serializable",
+    };
+    let mut o = format!("-c default_transaction_isolation={level}");
+    if shared.serverless {
+        o.push_str(" -c redshift_emu.serverless=on");
     }
-    r
+    o
 }
 
 impl Session {
@@ -136,17 +161,10 @@ impl Session {
                     let Some(first) = m? else { return Ok(()) };
                     let mut out = BytesMut::new();
                     let mut next = Some(first);
-                    let known = self.pid;
                     while let Some(m) = next.take() {
                         self.observe(&m);
                         m.encode(&mut out);
                         next = self.backend_r.next_buffered();
-                    }
-                    if let (None, Some(pid)) = (known, self.pid) {
-                        // A pid can be reused after an emulator crash left its row behind.
-                        if let Err(e) = self.shared.catalog.clear_session(pid).await {
-                            tracing::warn!(error = %e, pid, "could not clear session");
-                        }
                     }
                     self.client_w.write_all(&out).await?;
                 }

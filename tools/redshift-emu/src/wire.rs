@@ -118,6 +118,52 @@ pub fn startup_code(packet: &[u8]) -> i32 {
     (&packet[4..8]).get_i32()
 }
 
+/// Protocol code of a v3.0 StartupMessage.
+pub const PROTOCOL_3: i32 = 196608;
+
+/// Adds `extra` (command-line style `-c name=value` switches) to the `options` parameter of a
+/// v3 StartupMessage, creating the parameter if the client sent none. Switches appended after
+/// the client's own win over them, so the emulator's settings hold.
+pub fn add_startup_options(packet: &[u8], extra: &str) -> BytesMut {
+    if extra.is_empty() || packet.len() < 8 || startup_code(packet) != PROTOCOL_3 {
+        return BytesMut::from(packet);
+    }
+    let mut params: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    let mut rest = &packet[8..];
+    while let Some(end) = rest.iter().position(|&b| b == 0) {
+        if end == 0 {
+            break;
+        }
+        let key = &rest[..end];
+        let tail = &rest[end + 1..];
+        let vend = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        params.push((key, tail[..vend].to_vec()));
+        rest = tail.get(vend + 1..).unwrap_or(&[]);
+    }
+    match params.iter_mut().find(|(k, _)| *k == b"options") {
+        Some((_, v)) => {
+            if !v.is_empty() {
+                v.push(b' ');
+            }
+            v.extend_from_slice(extra.as_bytes());
+        }
+        None => params.push((b"options", extra.as_bytes().to_vec())),
+    }
+    let mut body = BytesMut::new();
+    body.put_i32(PROTOCOL_3);
+    for (k, v) in &params {
+        body.extend_from_slice(k);
+        body.put_u8(0);
+        body.extend_from_slice(v);
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut out = BytesMut::with_capacity(body.len() + 4);
+    out.put_i32(body.len() as i32 + 4);
+    out.extend_from_slice(&body);
+    out
+}
+
 fn message(tag: u8, body: BytesMut) -> Message {
     Message { tag, body }
 }
@@ -285,6 +331,25 @@ mod tests {
         let m = r.next().await.unwrap().unwrap();
         assert_eq!(m.tag, b'C');
         assert!(r.next().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn startup_options_are_added_or_appended() {
+        let mut body = BytesMut::new();
+        body.put_i32(PROTOCOL_3);
+        body.extend_from_slice(b"user\0u\0database\0d\0\0");
+        let mut pkt = BytesMut::new();
+        pkt.put_i32(body.len() as i32 + 4);
+        pkt.extend_from_slice(&body);
+        let out = add_startup_options(&pkt, "-c a=b");
+        assert_eq!(
+            &out[8..],
+            b"user\0u\0database\0d\0options\0-c a=b\0\0".as_slice()
+        );
+        assert_eq!((&out[..4]).get_i32() as usize, out.len());
+        let again = add_startup_options(&out, "-c x=y");
+        assert!(again.ends_with(b"options\0-c a=b -c x=y\0\0"));
+        assert_eq!(&add_startup_options(&pkt, "")[..], &pkt[..]);
     }
 
     #[test]

@@ -16,6 +16,15 @@ macro_rules! stack_or_skip {
     };
 }
 
+/// The query id in the DETAIL block of a failed COPY.
+fn detail_query(e: &tokio_postgres::Error) -> i32 {
+    let d = e.as_db_error().and_then(|d| d.detail()).unwrap_or_default();
+    d.lines()
+        .find_map(|l| l.trim().strip_prefix("query:"))
+        .and_then(|q| q.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no query id in DETAIL {d:?}"))
+}
+
 fn db_error(e: &tokio_postgres::Error) -> (String, String) {
     let db = e
         .as_db_error()
@@ -222,6 +231,7 @@ async fn too_many_errors_fail_and_stay_visible_after_rollback() {
     )
     .await
     .unwrap_err();
+    let query = detail_query(&e);
     assert_eq!(
         db_error(&e),
         (
@@ -241,8 +251,15 @@ async fn too_many_errors_fail_and_stay_visible_after_rollback() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
+    // The COPY was rolled back, so it is not the session's last one; its errors stay.
+    let last: i32 = c
+        .query_one("SELECT pg_last_copy_id()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, -1);
     let rows = c
-        .query("SELECT line_number, trim(colname), err_code FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY line_number", &[])
+        .query("SELECT line_number, trim(colname), err_code FROM stl_load_errors WHERE query = $1 ORDER BY line_number", &[&query])
         .await
         .unwrap();
     let got: Vec<(i64, String, i32)> = rows

@@ -19,9 +19,15 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The stack, or `None` (with a printed reason) when STAGELOAD_STACK_ENV is unset.
+    /// The stack, or `None` (with a printed reason) when STAGELOAD_STACK_ENV is unset. With
+    /// `STAGELOAD_REQUIRE_STACK=1` (set by `make test`) a missing stack is a failure instead.
     pub fn get() -> Option<Self> {
         let Ok(path) = std::env::var("STAGELOAD_STACK_ENV") else {
+            if std::env::var("STAGELOAD_REQUIRE_STACK").as_deref() == Ok("1") {
+                panic!(
+                    "STAGELOAD_REQUIRE_STACK=1 but STAGELOAD_STACK_ENV is unset: run `scripts/stack.sh up` and source .stack/env"
+                );
+            }
             eprintln!(
                 "skipping: STAGELOAD_STACK_ENV is unset (run `make test` or source .stack/env)"
             );
@@ -91,6 +97,11 @@ pub struct Emu {
 impl Emu {
     /// Starts the binary and waits for its `listening on` line.
     pub async fn start(stack: &Stack) -> Self {
+        Self::start_with(stack, &[]).await
+    }
+
+    /// Starts the binary with extra flags (`--serverless`, `--isolation serializable`).
+    pub async fn start_with(stack: &Stack, extra: &[&str]) -> Self {
         let url = stack.backend_url();
         let hostport = url
             .split('@')
@@ -113,6 +124,7 @@ impl Emu {
                 "--s3-region",
                 "us-east-1",
             ])
+            .args(extra)
             .env("AWS_ACCESS_KEY_ID", stack.var("AWS_ACCESS_KEY_ID"))
             .env("AWS_SECRET_ACCESS_KEY", stack.var("AWS_SECRET_ACCESS_KEY"))
             .stdout(Stdio::piped())
@@ -155,6 +167,15 @@ impl Emu {
         tokio::spawn(conn);
         client
     }
+}
+
+/// A client connected straight to the backend database (no emulator in between).
+pub async fn connect_backend(stack: &Stack) -> Client {
+    let (client, conn) = tokio_postgres::connect(&stack.backend_url(), NoTls)
+        .await
+        .expect("connect to the backend");
+    tokio::spawn(conn);
+    client
 }
 
 /// A fresh bucket with a unique name.
