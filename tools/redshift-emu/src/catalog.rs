@@ -121,7 +121,7 @@ GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.sys_load
 GRANT ALL ON public.redshift_emu_faults TO PUBLIC;
 "#;
 
-/// One `stl_load_errors` row (protocols.md 5.11).
+/// One `stl_load_errors` row (https://docs.aws.amazon.com/redshift/latest/dg/r_STL_LOAD_ERRORS.html).
 #[derive(Debug, Clone)]
 pub struct LoadErrorRow {
     /// userid.
@@ -158,7 +158,7 @@ pub struct LoadErrorRow {
     pub sys_query: Option<i64>,
 }
 
-/// One `stl_load_commits` row (protocols.md 5.13).
+/// One `stl_load_commits` row (https://docs.aws.amazon.com/redshift/latest/dg/r_STL_LOAD_COMMITS.html).
 #[derive(Debug, Clone)]
 pub struct CommitRow {
     /// userid.
@@ -192,7 +192,7 @@ async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
 }
 
 /// Cuts to `max` characters, replacing what PostgreSQL cannot store (NUL) and, for raw_line,
-/// multibyte characters by '.' ("multibyte chars replaced by `.`", protocols.md 5.11).
+/// multibyte characters by '.' (STL_LOAD_ERRORS.raw_line: "multibyte chars replaced by `.`").
 pub fn clip(b: &[u8], max: usize, dot_multibyte: bool) -> String {
     String::from_utf8_lossy(b)
         .chars()
