@@ -1,6 +1,7 @@
 //! `redshift-emu`: a dev-only Redshift emulator. A PostgreSQL wire-protocol proxy in front of a
 //! real PostgreSQL that runs Redshift's `COPY ... FROM 's3://...'` itself and keeps
-//! `stl_load_errors`, `pg_last_copy_id()` and friends. See README.md for what it accepts.
+//! `stl_load_errors`, `pg_last_copy_id()` and friends, with Redshift's snapshot or serializable
+//! isolation, an optional Redshift Serverless mode and an injectable 1023 error. See README.md.
 //!
 //! Layout: `main` (CLI, startup), `proxy` (per-connection relay), `wire` (message framing),
 //! `sqltok`/`copy_parse`/`copy_options`/`copy_args` (COPY grammar), `copy_run` (running one COPY), `load` (its files and rows), `s3`

@@ -1,6 +1,7 @@
 //! One client connection: a byte-level relay between the client and its own backend connection
 //! that lets every message through unchanged except a simple-query Redshift COPY from S3, which it
-//! hands to [`crate::copy_run`] once all earlier requests have been answered.
+//! hands to [`crate::copy_run`] once all earlier requests have been answered. The startup message
+//! gains `-c` options that set the session's isolation level and the Serverless switch.
 
 use std::sync::Arc;
 
