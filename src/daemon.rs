@@ -44,6 +44,7 @@ struct Running {
 /// What every pipeline shares.
 struct Shared {
     control: Control,
+    installation: String,
     s3: S3,
     worker: String,
     timings: DispatchTimings,
@@ -58,7 +59,7 @@ impl Shared {
     ) -> anyhow::Result<Running> {
         let dest = match overrides.remove(&p.name) {
             Some(d) => d,
-            None => destination::build(p, &self.s3).await?,
+            None => destination::build(p, &self.s3, &self.installation).await?,
         };
         if let Err(e) = dest.check().await {
             // The destination may come back; batches wait in the database meanwhile.
@@ -109,9 +110,11 @@ pub async fn run_with(
     notify("STATUS=applying migrations");
     let control = Control::new(&config.control)?;
     let applied = control.migrate().await?;
-    info!(applied, "control database ready");
+    let installation = control.installation_id().await?;
+    info!(applied, installation = %installation, "control database ready");
     let shared = Shared {
         control: control.clone(),
+        installation,
         s3: S3::new(&config.s3).await,
         worker: worker_id(&config),
         timings: DispatchTimings {

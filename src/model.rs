@@ -37,6 +37,9 @@ pub struct ClaimedBatch {
     pub attempts: i32,
     /// When the first attempt started (set at the first claim and kept across takeovers).
     pub first_attempt_at: DateTime<Utc>,
+    /// The claim's fencing token: renewing, recording attempts and settling present it, and
+    /// fail once another worker has taken the batch over.
+    pub lease_token: String,
     /// True when the batch was taken over from a worker whose lease expired: the destination
     /// must check whether the earlier attempt already committed.
     pub taken_over: bool,

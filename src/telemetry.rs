@@ -17,6 +17,10 @@ pub const DELIVERY_SECONDS: &str = "stageload_delivery_duration_seconds";
 pub const BUDGET_EXHAUSTED: &str = "stageload_retry_budget_exhausted_total";
 /// HEC requests sent again after no acknowledgement came (counter).
 pub const HEC_RESENDS: &str = "stageload_hec_resends_total";
+/// Delivery attempts that panicked, each counted as a failed attempt (counter).
+pub const DELIVERY_PANICS: &str = "stageload_delivery_panics_total";
+/// Live dispatch workers per pipeline (gauge); 0 means nothing delivers.
+pub const LIVE_WORKERS: &str = "stageload_live_workers";
 /// Batches in each `state`, read from the control database at scrape time (gauge).
 pub const BATCHES: &str = "stageload_batches";
 /// Age in seconds of the oldest object not yet settled, 0 when none waits (gauge).

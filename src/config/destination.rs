@@ -81,6 +81,10 @@ pub struct RedshiftConfig {
     /// Secret access key for `SECRET_ACCESS_KEY` authorization.
     #[serde(default)]
     pub secret_access_key: Option<Secret>,
+    /// Session token for temporary `access_key_id` / `secret_access_key` credentials
+    /// (`SESSION_TOKEN`).
+    #[serde(default)]
+    pub session_token: Option<Secret>,
     /// `REGION` of the bucket, when it differs from the cluster's.
     #[serde(default)]
     pub region: Option<String>,
@@ -109,8 +113,10 @@ pub struct RedshiftConfig {
     /// of this column wins. Unset, which one wins is unspecified.
     #[serde(default)]
     pub merge_order_by: Option<String>,
-    /// The system view load errors are read from: `stl_load_errors` on provisioned clusters,
-    /// `sys_load_error_detail` on Redshift Serverless and concurrency-scaling clusters.
+    /// The system view load errors are read from: `auto` (the default) uses
+    /// `sys_load_error_detail` on Redshift Serverless (an endpoint under
+    /// `redshift-serverless.amazonaws.com`, or STL views the loader's user cannot read) and
+    /// `stl_load_errors` elsewhere; or name one.
     #[serde(default)]
     pub error_table: ErrorTable,
 }
@@ -119,12 +125,25 @@ pub struct RedshiftConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorTable {
+    /// Decide at the first session: Serverless endpoints and clusters whose STL views are
+    /// refused use `sys_load_error_detail`, others `stl_load_errors`.
+    #[default]
+    Auto,
     /// `STL_LOAD_ERRORS` (provisioned clusters, main cluster queries only): every column,
     /// `raw_line` and `raw_field_value` included.
-    #[default]
     StlLoadErrors,
     /// `SYS_LOAD_ERROR_DETAIL` (Serverless, concurrency scaling and provisioned): no raw line.
     SysLoadErrorDetail,
+}
+
+impl ErrorTable {
+    /// The view's name as Redshift spells it (`auto` reads as `stl_load_errors`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorTable::Auto | ErrorTable::StlLoadErrors => "stl_load_errors",
+            ErrorTable::SysLoadErrorDetail => "sys_load_error_detail",
+        }
+    }
 }
 
 fn default_manifest_prefix() -> String {
@@ -410,6 +429,12 @@ pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
                 return err(
                     "iam_role",
                     "set exactly one of iam_role, credentials, or access_key_id with secret_access_key".into(),
+                );
+            }
+            if r.session_token.is_some() && r.access_key_id.is_none() {
+                return err(
+                    "session_token",
+                    "goes with access_key_id and secret_access_key".into(),
                 );
             }
             if r.access_key_id.is_some() != r.secret_access_key.is_some() {

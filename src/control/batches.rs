@@ -144,9 +144,10 @@ impl Control {
             .query_one(
                 "UPDATE batches SET state = 'delivering', lease_owner = $2,
                         lease_expires_at = now() + make_interval(secs => $3),
+                        lease_token = gen_random_uuid(),
                         first_attempt_at = COALESCE(first_attempt_at, now())
                  WHERE id = $1
-                 RETURNING attempts, first_attempt_at",
+                 RETURNING attempts, first_attempt_at, lease_token::text",
                 &[&id, &worker, &lease.as_secs_f64()],
             )
             .await
@@ -158,24 +159,26 @@ impl Control {
             pipeline: pipeline.to_string(),
             attempts: row.get(0),
             first_attempt_at: row.get(1),
+            lease_token: row.get(2),
             taken_over,
             objects,
         }))
     }
 
-    /// Extends a lease; false when the batch is no longer this worker's.
+    /// Extends a lease; false when the claim `token` no longer holds the batch (it was taken
+    /// over, or settled).
     pub async fn renew(
         &self,
         batch: i64,
-        worker: &str,
+        token: &str,
         lease: Duration,
     ) -> Result<bool, ControlError> {
         let conn = self.conn().await?;
         let n = conn
             .execute(
                 "UPDATE batches SET lease_expires_at = now() + make_interval(secs => $3)
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'delivering'",
-                &[&batch, &worker, &lease.as_secs_f64()],
+                 WHERE id = $1 AND lease_token::text = $2 AND state = 'delivering'",
+                &[&batch, &token, &lease.as_secs_f64()],
             )
             .await
             .map_err(q("renew lease"))?;
@@ -184,68 +187,82 @@ impl Control {
 
     /// Gives a lease up at once (shutdown), leaving the batch `delivering` so the next claim
     /// checks whether the unfinished attempt had committed.
-    pub async fn release(&self, batch: i64, worker: &str) -> Result<(), ControlError> {
+    pub async fn release(&self, batch: i64, token: &str) -> Result<(), ControlError> {
         let conn = self.conn().await?;
         conn.execute(
-            "UPDATE batches SET lease_expires_at = now() WHERE id = $1 AND lease_owner = $2 AND state = 'delivering'",
-            &[&batch, &worker],
+            "UPDATE batches SET lease_expires_at = now() WHERE id = $1 AND lease_token::text = $2 AND state = 'delivering'",
+            &[&batch, &token],
         )
         .await
         .map_err(q("release lease"))?;
         Ok(())
     }
 
-    /// Counts an attempt as it starts; returns the attempt number (1 for the first).
-    pub async fn start_attempt(&self, batch: i64) -> Result<i32, ControlError> {
+    /// Counts an attempt as it starts; returns the attempt number (1 for the first), or None
+    /// when the claim `token` no longer holds the batch.
+    pub async fn start_attempt(
+        &self,
+        batch: i64,
+        token: &str,
+    ) -> Result<Option<i32>, ControlError> {
         let conn = self.conn().await?;
         let row = conn
-            .query_one(
+            .query_opt(
                 "UPDATE batches SET attempts = attempts + 1, last_attempt_at = now()
-                 WHERE id = $1 RETURNING attempts",
-                &[&batch],
+                 WHERE id = $1 AND lease_token::text = $2 AND state = 'delivering' RETURNING attempts",
+                &[&batch, &token],
             )
             .await
             .map_err(q("start attempt"))?;
-        Ok(row.get(0))
+        Ok(row.map(|r| r.get(0)))
     }
 
-    /// Keeps the error of the last failed attempt.
-    pub async fn record_failure(&self, batch: i64, error: &str) -> Result<(), ControlError> {
+    /// Keeps the error of the last failed attempt (only while `token` holds the batch).
+    pub async fn record_failure(
+        &self,
+        batch: i64,
+        token: &str,
+        error: &str,
+    ) -> Result<(), ControlError> {
         let conn = self.conn().await?;
         conn.execute(
-            "UPDATE batches SET last_error = $2 WHERE id = $1",
-            &[&batch, &error],
+            "UPDATE batches SET last_error = $3 WHERE id = $1 AND lease_token::text = $2",
+            &[
+                &batch,
+                &token,
+                &crate::control::clean_text(error).into_owned(),
+            ],
         )
         .await
         .map_err(q("record failure"))?;
         Ok(())
     }
 
-    /// Settles a batch as loaded (objects in `skipped_objects` as skipped), if this worker
-    /// still holds it. Returns false when the lease was lost (another worker settles it).
+    /// Settles a batch as loaded (objects in `skipped_objects` as skipped), if the claim
+    /// `token` still holds it. Returns false when the lease was lost (another worker owns it).
     pub async fn settle_loaded(
         &self,
         batch: i64,
-        worker: &str,
+        token: &str,
         s: &Settlement,
     ) -> Result<bool, ControlError> {
-        self.settle(batch, worker, "loaded", s).await
+        self.settle(batch, token, "loaded", s).await
     }
 
     /// Settles a batch as skipped: every object not yet loaded becomes skipped.
     pub async fn settle_skipped(
         &self,
         batch: i64,
-        worker: &str,
+        token: &str,
         s: &Settlement,
     ) -> Result<bool, ControlError> {
-        self.settle(batch, worker, "skipped", s).await
+        self.settle(batch, token, "skipped", s).await
     }
 
     async fn settle(
         &self,
         batch: i64,
-        worker: &str,
+        token: &str,
         state: &str,
         s: &Settlement,
     ) -> Result<bool, ControlError> {
@@ -254,9 +271,10 @@ impl Control {
         let n = tx
             .execute(
                 "UPDATE batches SET state = $3, settled_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+                        lease_token = NULL,
                         records_delivered = records_delivered + $4, records_rejected = records_rejected + $5
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'delivering'",
-                &[&batch, &worker, &state, &s.records_delivered, &s.records_rejected],
+                 WHERE id = $1 AND lease_token::text = $2 AND state = 'delivering'",
+                &[&batch, &token, &state, &s.records_delivered, &s.records_rejected],
             )
             .await
             .map_err(q("settle batch"))?;

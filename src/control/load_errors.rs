@@ -32,7 +32,12 @@ impl Control {
         if rows.is_empty() {
             return Ok(0);
         }
-        let col = |f: fn(&LoadError) -> String| rows.iter().map(f).collect::<Vec<String>>();
+        // NUL cannot be stored in text (an echo of a destination's error may carry one).
+        let col = |f: fn(&LoadError) -> String| {
+            rows.iter()
+                .map(|r| super::clean_text(&f(r)).into_owned())
+                .collect::<Vec<String>>()
+        };
         let object_ids: Vec<Option<i64>> = rows.iter().map(|r| r.object_id).collect();
         let lines: Vec<i64> = rows.iter().map(|r| r.line_number).collect();
         let positions: Vec<i32> = rows.iter().map(|r| r.position).collect();
@@ -41,6 +46,7 @@ impl Control {
         let partial: Vec<i32> = rows.iter().map(|r| r.is_partial).collect();
         let offsets: Vec<i64> = rows.iter().map(|r| r.start_offset).collect();
         let targets = col(|r| r.target.clone());
+        let ctx_target = super::clean_text(ctx.target).into_owned();
         let conn = self.conn().await?;
         conn.execute(
             "INSERT INTO load_errors (pipeline, destination, target, batch_id, object_id, query, filename,
@@ -58,7 +64,7 @@ impl Control {
             &[
                 &ctx.pipeline,
                 &ctx.destination,
-                &ctx.target,
+                &ctx_target,
                 &ctx.batch_id,
                 &ctx.attempts,
                 &ctx.first_attempt_at,
@@ -81,5 +87,31 @@ impl Control {
         )
         .await
         .map_err(q("record load errors"))
+    }
+
+    /// Stores rows one at a time after the database refused them together: a row it still
+    /// refuses is replaced by one that keeps its file, line and code and says why the rest
+    /// could not be stored; only when even that fails is the row left in the log alone.
+    pub async fn record_errors_one_by_one(&self, ctx: &ErrorContext<'_>, rows: &[LoadError]) {
+        for row in rows {
+            let Err(e) = self.record_errors(ctx, std::slice::from_ref(row)).await else {
+                continue;
+            };
+            let minimal = LoadError {
+                object_id: row.object_id,
+                filename: row.filename.clone(),
+                line_number: row.line_number,
+                err_code: row.err_code,
+                err_reason: format!("(row not storable as recorded: {e}) {}", row.err_reason)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(1024)
+                    .collect(),
+                ..LoadError::default()
+            };
+            if let Err(e) = self.record_errors(ctx, &[minimal]).await {
+                tracing::error!(pipeline = ctx.pipeline, batch_id = ctx.batch_id, filename = %row.filename, line = row.line_number, err_code = row.err_code, error = %e, "load error row lost: the control database refused it");
+            }
+        }
     }
 }

@@ -36,9 +36,43 @@ pub enum ControlError {
     Migration(String),
 }
 
+impl ControlError {
+    /// Whether trying again may succeed: no connection, a connection lost, the server shutting
+    /// down or out of resources, a serialization failure. A value the database refuses (an
+    /// encoding, a constraint) fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ControlError::Pool(_) => true,
+            ControlError::Query { source, .. } => match source.code() {
+                None => true,
+                Some(code) => {
+                    let c = code.code();
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                        || c == "40001"
+                        || c == "40P01"
+                        || c == "55P03"
+                }
+            },
+            ControlError::Setup(_) | ControlError::Migration(_) => false,
+        }
+    }
+}
+
 /// Attaches what was being done to a driver error.
 pub(crate) fn q(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ControlError {
     move |source| ControlError::Query { what, source }
+}
+
+/// Text as PostgreSQL can store it: NUL, which a `text` value cannot hold, becomes U+FFFD.
+/// (A Rust `String` is already valid UTF-8.)
+pub fn clean_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// The control database handle: a connection pool. Cheap to clone.
@@ -84,6 +118,18 @@ impl Control {
             .map_err(q("release migration lock"))?;
         let report = result.map_err(|e| ControlError::Migration(e.to_string()))?;
         Ok(report.applied_migrations().len())
+    }
+
+    /// This control database's installation id, generated once by migration V3. Redshift's
+    /// commit markers carry it, so a recreated control database never matches old markers.
+    pub async fn installation_id(&self) -> Result<String, ControlError> {
+        let row = self
+            .conn()
+            .await?
+            .query_one("SELECT id::text FROM installation", &[])
+            .await
+            .map_err(q("read installation id"))?;
+        Ok(row.get(0))
     }
 
     /// Checks the database answers (for `/readyz`).

@@ -130,9 +130,11 @@ pub trait Destination: Send + Sync {
     async fn check(&self) -> Result<(), String>;
 
     /// For a batch taken over from a dead worker: did its earlier attempt already deliver it?
-    /// Destinations that can tell (Redshift's marker table) answer; others say no.
-    async fn already_delivered(&self, _batch: &ClaimedBatch) -> Result<bool, String> {
-        Ok(false)
+    /// Destinations that can tell (Redshift's marker table) answer with the report of that
+    /// delivery, rebuilt from what the destination committed (records loaded, rows rejected,
+    /// objects skipped), so settling it loses nothing; others answer `None`.
+    async fn recover(&self, _batch: &ClaimedBatch) -> Result<Option<Attempt>, String> {
+        Ok(None)
     }
 
     /// One attempt at the batch, or at what `resume` says is left of it.
@@ -162,17 +164,21 @@ pub struct BuildError {
     pub message: String,
 }
 
-/// Builds a pipeline's destination.
+/// Builds a pipeline's destination; `installation` is the control database's installation id
+/// (Redshift's commit markers carry it).
 pub async fn build(
     pipeline: &crate::config::PipelineConfig,
     s3: &crate::source::s3::S3,
+    installation: &str,
 ) -> Result<std::sync::Arc<dyn Destination>, BuildError> {
     use crate::config::DestinationConfig as D;
     let built = match &pipeline.destination {
         D::File(f) => {
             Ok(std::sync::Arc::new(file::FileDestination::new(pipeline, f, s3.clone())) as _)
         }
-        D::Redshift(c) => redshift::RedshiftDestination::new(pipeline, c, s3.clone()).await,
+        D::Redshift(c) => {
+            redshift::RedshiftDestination::new(pipeline, c, s3.clone(), installation).await
+        }
         D::Elasticsearch(c) => {
             elasticsearch::ElasticsearchDestination::new(pipeline, c, s3.clone()).await
         }

@@ -14,13 +14,45 @@ use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::s3::S3;
 use crate::telemetry as m;
 use chrono::Utc;
+use futures::FutureExt;
 use metrics::{counter, histogram};
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// Runs a destination call, turning a panic inside it into an error carrying the panic's
+/// message, so one bad record or bug fails an attempt instead of a worker.
+async fn guarded<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_message(panic.as_ref()))
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into());
+    format!("panicked: {text}")
+}
+
+/// Aborts the lease renewer when the delivery that owns it ends, however it ends (a panic
+/// included), so a dead delivery never keeps a batch leased.
+struct RenewerGuard(JoinHandle<()>);
+
+impl Drop for RenewerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Timings shared by every dispatcher of the process.
 #[derive(Debug, Clone)]
@@ -75,12 +107,18 @@ impl Dispatcher {
                 .await
             {
                 Ok(Some(batch)) => {
-                    let id = batch.id;
+                    let (id, token) = (batch.id, batch.lease_token.clone());
                     tokio::select! {
-                        _ = self.deliver(batch, &stop) => {}
+                        done = AssertUnwindSafe(self.deliver(batch, &stop)).catch_unwind() => {
+                            if let Err(panic) = done {
+                                // The renewer died with the delivery; the batch is taken over
+                                // after its lease, and the worker goes on.
+                                error!(pipeline = %name, batch_id = id, error = %panic_message(panic.as_ref()), "delivery panicked outside the destination");
+                            }
+                        }
                         _ = abort.cancelled() => {
                             warn!(pipeline = %name, batch_id = id, "shutdown grace period over, releasing batch unfinished");
-                            if let Err(e) = self.control.release(id, &self.worker).await {
+                            if let Err(e) = self.control.release(id, &token).await {
                                 error!(pipeline = %name, batch_id = id, error = %e, "release failed");
                             }
                         }
@@ -104,36 +142,56 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers one claimed batch, renewing its lease meanwhile.
+    /// Delivers one claimed batch, renewing its lease meanwhile. When the lease cannot be
+    /// renewed in time (the control database is away) or was taken over (this process was
+    /// paused past it), the attempt stops: past the lease, another worker may hold the batch.
     async fn deliver(&self, batch: ClaimedBatch, stop: &CancellationToken) {
         let lost = CancellationToken::new();
-        let renewer = {
-            let (control, worker, lease, lost, id) = (
+        let _renewer = RenewerGuard({
+            let (control, token, lease, lost, id) = (
                 self.control.clone(),
-                self.worker.clone(),
+                batch.lease_token.clone(),
                 self.timings.lease,
                 lost.clone(),
                 batch.id,
             );
+            let pipeline = self.pipeline.name.clone();
             tokio::spawn(async move {
+                let mut renewed = Instant::now();
                 loop {
                     tokio::time::sleep(lease / 3).await;
-                    match control.renew(id, &worker, lease).await {
-                        Ok(true) => {}
-                        Ok(false) => {
+                    // A process paused (SIGSTOP) past its lease wakes up here: the batch may
+                    // be someone else's already, so stop before asking.
+                    if renewed.elapsed() >= lease {
+                        warn!(pipeline = %pipeline, batch_id = id, "lease ran out while this worker was stalled, stopping the attempt");
+                        lost.cancel();
+                        return;
+                    }
+                    match tokio::time::timeout(lease / 6, control.renew(id, &token, lease)).await {
+                        Ok(Ok(true)) => renewed = Instant::now(),
+                        Ok(Ok(false)) => {
                             lost.cancel();
                             return;
                         }
-                        Err(e) => warn!(batch_id = id, error = %e, "lease renewal failed"),
+                        Ok(Err(e)) => {
+                            warn!(pipeline = %pipeline, batch_id = id, error = %e, "lease renewal failed")
+                        }
+                        Err(_) => {
+                            warn!(pipeline = %pipeline, batch_id = id, "lease renewal got no answer")
+                        }
+                    }
+                    if renewed.elapsed() + lease / 3 >= lease {
+                        warn!(pipeline = %pipeline, batch_id = id, "lease could not be renewed before it ends, stopping the attempt");
+                        lost.cancel();
+                        return;
                     }
                 }
             })
-        };
+        });
         let result = tokio::select! {
             r = self.attempts(&batch, stop) => r,
             _ = lost.cancelled() => Err(Interrupted::LeaseLost),
         };
-        renewer.abort();
         let pipeline = &self.pipeline.name;
         match result {
             Ok(()) => {}
@@ -142,7 +200,7 @@ impl Dispatcher {
             }
             Err(Interrupted::Shutdown) => {
                 info!(pipeline = %pipeline, batch_id = batch.id, "shutting down, batch left for the next start");
-                if let Err(e) = self.control.release(batch.id, &self.worker).await {
+                if let Err(e) = self.control.release(batch.id, &batch.lease_token).await {
                     error!(pipeline = %pipeline, batch_id = batch.id, error = %e, "release failed");
                 }
             }
@@ -164,17 +222,25 @@ impl Dispatcher {
 
         if batch.taken_over {
             loop {
-                match self.destination.already_delivered(batch).await {
-                    Ok(true) => {
+                match guarded(self.destination.recover(batch))
+                    .await
+                    .and_then(|r| r)
+                {
+                    Ok(Some(report)) => {
                         info!(
                             pipeline,
                             batch_id = batch.id,
-                            "taken-over batch was already delivered, settling"
+                            records = report.delivered,
+                            rejected = report.rejected.len(),
+                            skipped_objects = report.skipped_objects.len(),
+                            "taken-over batch was already delivered, settling it from what it committed"
                         );
-                        self.settle(batch, &settlement, false).await;
+                        let attempt_no = batch.attempts.max(1);
+                        self.finish(batch, attempt_no, report, &mut settlement)
+                            .await;
                         return Ok(());
                     }
-                    Ok(false) => break,
+                    Ok(None) => break,
                     Err(e) => {
                         // Delivering without knowing could load the batch twice: wait and ask again.
                         warn!(pipeline, batch_id = batch.id, error = %e, "cannot tell whether the batch was delivered");
@@ -185,69 +251,112 @@ impl Dispatcher {
         }
 
         loop {
-            let attempt_no = self
+            let attempt_no = match self
                 .control
-                .start_attempt(batch.id)
+                .start_attempt(batch.id, &batch.lease_token)
                 .await
-                .unwrap_or(batch.attempts + 1);
-            let attempt = self.destination.deliver(batch, resume.take()).await;
-            let Attempt {
-                outcome,
-                rejected,
-                failed_records,
-                skipped_objects,
-                delivered,
-            } = attempt;
-            settlement.records_delivered += delivered as i64;
-            settlement.records_rejected += rejected.len() as i64;
-            let labels = [("pipeline", self.pipeline.name.clone())];
-            counter!(m::RECORDS_DELIVERED, &labels).increment(delivered);
-            counter!(m::RECORDS_REJECTED, &labels).increment(rejected.len() as u64);
-            let outcome_label = match &outcome {
-                Outcome::Delivered => "delivered",
-                Outcome::Failed {
-                    kind: FailureKind::Transient,
-                    ..
-                } => "transient",
-                Outcome::Failed {
-                    kind: FailureKind::Permanent,
-                    ..
-                } => "permanent",
-            };
-            counter!(m::DELIVERY_ATTEMPTS, "pipeline" => self.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
-            settlement.skipped_objects.extend(skipped_objects);
-            self.record_errors(batch, attempt_no, &rejected).await;
-            self.write_failed_records(batch, attempt_no, &failed_records)
-                .await;
-            match outcome {
-                Outcome::Delivered => {
-                    self.settle(batch, &settlement, false).await;
-                    return Ok(());
+            {
+                Ok(Some(n)) => n,
+                Ok(None) => return Err(Interrupted::LeaseLost),
+                Err(e) => {
+                    warn!(pipeline, batch_id = batch.id, error = %e, "cannot count the attempt, delivering anyway");
+                    batch.attempts + 1
                 }
-                Outcome::Failed {
-                    kind,
-                    error,
-                    resume: left,
-                } => {
-                    match kind {
-                        FailureKind::Transient => {
-                            warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery failed, will retry")
-                        }
-                        FailureKind::Permanent => {
-                            error!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery refused, retrying until the budget ends")
-                        }
-                    }
-                    let _ = self.control.record_failure(batch.id, &error).await;
-                    if remaining(deadline).is_zero() {
-                        self.give_up(batch, attempt_no, left, &error, &mut settlement, budget)
-                            .await;
-                        return Ok(());
-                    }
-                    self.pause(&mut clock, remaining(deadline), stop).await?;
-                    resume = left;
+            };
+            let attempt = match guarded(self.destination.deliver(batch, resume.take())).await {
+                Ok(a) => a,
+                Err(panic) => {
+                    counter!(m::DELIVERY_PANICS, "pipeline" => pipeline.to_string()).increment(1);
+                    Attempt::failed(FailureKind::Permanent, panic)
+                }
+            };
+            let Some((kind, error, left)) = self
+                .absorb(batch, attempt_no, attempt, &mut settlement)
+                .await
+            else {
+                self.settle(batch, &settlement, false).await;
+                return Ok(());
+            };
+            match kind {
+                FailureKind::Transient => {
+                    warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery failed, will retry")
+                }
+                FailureKind::Permanent => {
+                    error!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery refused, retrying until the budget ends")
                 }
             }
+            if let Err(e) = self
+                .control
+                .record_failure(batch.id, &batch.lease_token, &error)
+                .await
+            {
+                warn!(pipeline, batch_id = batch.id, error = %e, "cannot keep the attempt's error");
+            }
+            if remaining(deadline).is_zero() {
+                self.give_up(batch, attempt_no, left, &error, &mut settlement, budget)
+                    .await;
+                return Ok(());
+            }
+            self.pause(&mut clock, remaining(deadline), stop).await?;
+            resume = left;
         }
+    }
+
+    /// Records what a delivered attempt (or a recovered one) reports and settles the batch
+    /// loaded.
+    async fn finish(
+        &self,
+        batch: &ClaimedBatch,
+        attempt_no: i32,
+        report: Attempt,
+        settlement: &mut Settlement,
+    ) {
+        // A recovered report is a delivered one: nothing comes back to retry.
+        let _ = self.absorb(batch, attempt_no, report, settlement).await;
+        self.settle(batch, settlement, false).await;
+    }
+
+    /// Counts an attempt, adds it to the settlement and records its rejected rows and failed
+    /// records; returns its failure, if it failed. Rows go in before any state change and are
+    /// kept once per batch, so a crash in between records them again without doubling them.
+    async fn absorb(
+        &self,
+        batch: &ClaimedBatch,
+        attempt_no: i32,
+        attempt: Attempt,
+        settlement: &mut Settlement,
+    ) -> Option<(FailureKind, String, Option<crate::destination::Resume>)> {
+        let Attempt {
+            outcome,
+            rejected,
+            failed_records,
+            skipped_objects,
+            delivered,
+        } = attempt;
+        let failure = match outcome {
+            Outcome::Delivered => None,
+            Outcome::Failed {
+                kind,
+                error,
+                resume,
+            } => Some((kind, error, resume)),
+        };
+        let labels = [("pipeline", self.pipeline.name.clone())];
+        counter!(m::RECORDS_DELIVERED, &labels).increment(delivered);
+        counter!(m::RECORDS_REJECTED, &labels).increment(rejected.len() as u64);
+        let outcome = match failure.as_ref().map(|f| f.0) {
+            None => "delivered",
+            Some(FailureKind::Transient) => "transient",
+            Some(FailureKind::Permanent) => "permanent",
+        };
+        counter!(m::DELIVERY_ATTEMPTS, "pipeline" => self.pipeline.name.clone(), "outcome" => outcome).increment(1);
+        settlement.records_delivered += delivered as i64;
+        settlement.records_rejected += rejected.len() as i64;
+        settlement.skipped_objects.extend(skipped_objects);
+        self.record_errors(batch, attempt_no, &rejected).await;
+        self.write_failed_records(batch, attempt_no, &failed_records)
+            .await;
+        failure
     }
 
     /// Waits out one backoff step, or returns at once on shutdown.
@@ -280,7 +389,13 @@ impl Dispatcher {
             "retry duration of {}s exhausted after {attempt_no} attempts; last error: {last_error}",
             budget.as_secs()
         );
-        let given = self.destination.give_up(batch, left, &reason).await;
+        let given = match guarded(self.destination.give_up(batch, left, &reason)).await {
+            Ok(g) => g,
+            Err(panic) => {
+                error!(pipeline, batch_id = batch.id, error = %panic, "writing off the batch panicked; one row per object instead");
+                crate::destination::GiveUp::default()
+            }
+        };
         if given.nothing_lost {
             info!(
                 pipeline,
@@ -350,37 +465,53 @@ impl Dispatcher {
                 }
             }
         }
-        let result = if skipped {
-            self.control.settle_skipped(batch.id, &self.worker, s).await
-        } else {
-            self.control.settle_loaded(batch.id, &self.worker, s).await
-        };
-        if let Ok(true) = result {
-            let state = if skipped { "skipped" } else { "loaded" };
-            counter!(m::BATCHES_SETTLED, "pipeline" => pipeline.to_string(), "state" => state)
-                .increment(1);
-            let took = (Utc::now() - batch.first_attempt_at)
-                .to_std()
-                .unwrap_or_default();
-            histogram!(m::DELIVERY_SECONDS, "pipeline" => pipeline.to_string())
-                .record(took.as_secs_f64());
-        }
-        match result {
-            Ok(true) => info!(
-                pipeline,
-                batch_id = batch.id,
-                state = if skipped { "skipped" } else { "loaded" },
-                records = s.records_delivered,
-                rejected = s.records_rejected,
-                "batch settled"
-            ),
-            Ok(false) => warn!(
-                pipeline,
-                batch_id = batch.id,
-                "batch no longer ours, not settled"
-            ),
-            Err(e) => {
-                error!(pipeline, batch_id = batch.id, error = %e, "settle failed; the batch will be taken over after its lease")
+        // A short control-database outage right after a delivery must not leave the batch
+        // for a takeover that would send it again: retry while the lease holds (the renewer
+        // ends this attempt when it no longer does).
+        let mut wait = Duration::from_millis(200);
+        let state = if skipped { "skipped" } else { "loaded" };
+        loop {
+            let result = if skipped {
+                self.control
+                    .settle_skipped(batch.id, &batch.lease_token, s)
+                    .await
+            } else {
+                self.control
+                    .settle_loaded(batch.id, &batch.lease_token, s)
+                    .await
+            };
+            match result {
+                Ok(true) => {
+                    counter!(m::BATCHES_SETTLED, "pipeline" => pipeline.to_string(), "state" => state)
+                        .increment(1);
+                    let took = (Utc::now() - batch.first_attempt_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    histogram!(m::DELIVERY_SECONDS, "pipeline" => pipeline.to_string())
+                        .record(took.as_secs_f64());
+                    info!(
+                        pipeline,
+                        batch_id = batch.id,
+                        state,
+                        records = s.records_delivered,
+                        rejected = s.records_rejected,
+                        "batch settled"
+                    );
+                    return;
+                }
+                Ok(false) => {
+                    warn!(
+                        pipeline,
+                        batch_id = batch.id,
+                        "settlement refused: the lease was taken over, the batch is another worker's now"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    warn!(pipeline, batch_id = batch.id, error = %e, "settle failed, retrying while the lease holds");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
@@ -409,15 +540,21 @@ impl Dispatcher {
                 "record rejected"
             );
         }
-        // The rows must not be lost: keep trying while the database is away.
+        // The rows must not be lost: keep trying while the database is away, but a value it
+        // refuses would never go in, so that is not retried (the rows are stored one by one).
         let mut wait = Duration::from_millis(200);
         loop {
             match self.control.record_errors(&ctx, rows).await {
                 Ok(_) => return,
-                Err(e) => {
+                Err(e) if e.is_transient() => {
                     error!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "cannot record load errors, retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    error!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "load errors refused by the control database, storing them one by one");
+                    self.control.record_errors_one_by_one(&ctx, rows).await;
+                    return;
                 }
             }
         }

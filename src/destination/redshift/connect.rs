@@ -1,6 +1,10 @@
 //! Connecting to the cluster: the `postgres://` URL with the separate password, `sslmode`
 //! mapped onto rustls (certificates verified against the webpki roots), a connect timeout, TCP
-//! keepalives, and sessions whose every statement has a time limit.
+//! keepalives, and sessions whose every statement has a time limit on both ends: the server's
+//! `statement_timeout`, and a client-side limit a little longer that, when it fires, ends the
+//! session's backend with `pg_terminate_backend` from a fresh session. A cancel request may not
+//! stop a COPY inside a transaction block, and a COPY still running holds its table's lock, so
+//! the next attempt would wait behind it.
 
 use super::errors::RedshiftError;
 use crate::config::RedshiftConfig;
@@ -83,8 +87,50 @@ impl Connector {
         &self.target
     }
 
-    /// Opens a session; its connection task runs until the session is dropped.
+    /// Whether the host is a Redshift Serverless endpoint
+    /// (`<workgroup>.<account>.<region>.redshift-serverless.amazonaws.com`).
+    pub fn is_serverless_endpoint(&self) -> bool {
+        self.config.get_hosts().iter().any(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => {
+                h.to_ascii_lowercase().contains(".redshift-serverless.")
+            }
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => false,
+        })
+    }
+
+    /// Opens a session: UTC time zone (the system views' times are UTC), the server-side
+    /// statement timeout, and the backend's pid for `pg_terminate_backend`. Its connection task
+    /// runs until the session is dropped.
     pub async fn connect(&self) -> Result<Session, RedshiftError> {
+        let client = self.open().await?;
+        let mut session = Session {
+            client,
+            connector: self.clone(),
+            limit: self.statement_timeout,
+            pid: None,
+            abandoned: AtomicBool::new(false),
+        };
+        session
+            .exec(
+                "session settings",
+                &format!(
+                    "SET timezone TO 'UTC'; SET statement_timeout TO {}",
+                    self.statement_timeout.as_millis()
+                ),
+            )
+            .await?;
+        let pid = session
+            .query("backend pid", "SELECT pg_backend_pid()")
+            .await?;
+        session.pid = pid.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.trim().parse().ok()),
+            _ => None,
+        });
+        Ok(session)
+    }
+
+    async fn open(&self) -> Result<Client, RedshiftError> {
         let fut = self.config.connect(self.tls.clone());
         // tokio-postgres applies connect_timeout per address; this bounds the whole handshake.
         let (client, conn) = match tokio::time::timeout(self.timeout * 2, fut).await {
@@ -108,22 +154,43 @@ impl Connector {
                 tracing::debug!(target = %target, error = %e, "redshift connection ended");
             }
         });
-        Ok(Session {
-            client,
-            tls: self.tls.clone(),
-            limit: self.statement_timeout,
-            abandoned: AtomicBool::new(false),
-        })
+        Ok(client)
+    }
+
+    /// Ends another session's backend from a fresh session (best effort, logged).
+    async fn terminate(&self, pid: i32) {
+        let result = async {
+            let client = self.open().await?;
+            client
+                .simple_query(&format!("SELECT pg_terminate_backend({pid})"))
+                .await
+                .map_err(|source| RedshiftError::Statement {
+                    what: "pg_terminate_backend",
+                    source,
+                })
+        };
+        match tokio::time::timeout(self.timeout * 3, result).await {
+            Ok(Ok(_)) => {
+                tracing::info!(target = %self.target, pid, "ended the backend of a statement that did not answer")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target = %self.target, pid, error = %e, "could not end the backend of a statement that did not answer")
+            }
+            Err(_) => {
+                tracing::warn!(target = %self.target, pid, "could not end the backend of a statement that did not answer: no answer")
+            }
+        }
     }
 }
 
-/// One connection to the cluster. Every statement is sent as a simple query and has
-/// `statement_timeout_s` to answer; one that does not is cancelled, and the session is never
-/// used again (the server may still be running it; the marker check makes that safe).
+/// One connection to the cluster. Every statement is sent as a simple query; one that does not
+/// answer within its limit ends the session (its backend is terminated, the session is never
+/// used again; the marker check makes the retry safe).
 pub struct Session {
     client: Client,
-    tls: MakeRustlsConnect,
+    connector: Connector,
     limit: Duration,
+    pid: Option<i32>,
     abandoned: AtomicBool,
 }
 
@@ -159,17 +226,16 @@ impl Session {
         what: &'static str,
         fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, RedshiftError> {
-        match tokio::time::timeout(self.limit, fut).await {
+        // The server's statement_timeout fires first; this catches a server that cannot.
+        let grace = (self.limit / 10).max(Duration::from_secs(2));
+        match tokio::time::timeout(self.limit + grace, fut).await {
             Ok(r) => r.map_err(|source| RedshiftError::Statement { what, source }),
             Err(_) => {
                 self.abandoned.store(true, Ordering::Relaxed);
-                let token = self.client.cancel_token();
-                let tls = self.tls.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = token.cancel_query(tls).await {
-                        tracing::debug!(error = %e, "cancel request after a statement timeout failed");
-                    }
-                });
+                if let Some(pid) = self.pid {
+                    let connector = self.connector.clone();
+                    tokio::spawn(async move { connector.terminate(pid).await });
+                }
                 Err(RedshiftError::StatementTimeout {
                     what,
                     seconds: self.limit.as_secs(),

@@ -1,6 +1,6 @@
 //! The SQL the Redshift destination sends, rendered by pure functions: identifier quoting,
-//! literal escaping, the `COPY ... MANIFEST` statement (with a redacted form for logs) and the
-//! marker table `stageload_commits`.
+//! literal escaping, and the `COPY ... MANIFEST` statement, with a redacted form for logs that
+//! hides the authorization and any secret written into `copy_options`.
 
 use crate::config::{RedshiftConfig, Secret};
 
@@ -11,12 +11,14 @@ pub enum Authorization {
     IamRole(String),
     /// `CREDENTIALS '<aws_iam_role=...|aws_access_key_id=...;aws_secret_access_key=...>'`.
     Credentials(Secret),
-    /// `ACCESS_KEY_ID '...' SECRET_ACCESS_KEY '...'`.
+    /// `ACCESS_KEY_ID '...' SECRET_ACCESS_KEY '...' [SESSION_TOKEN '...']`.
     Keys {
         /// Access key id.
         access_key_id: String,
         /// Secret access key.
         secret_access_key: Secret,
+        /// Session token of temporary credentials.
+        session_token: Option<Secret>,
     },
 }
 
@@ -39,6 +41,7 @@ impl Authorization {
             (Some(id), Some(secret)) => Some(Authorization::Keys {
                 access_key_id: id.clone(),
                 secret_access_key: secret.clone(),
+                session_token: c.session_token.clone(),
             }),
             _ => None,
         }
@@ -62,11 +65,18 @@ impl Authorization {
             Authorization::Keys {
                 access_key_id,
                 secret_access_key,
-            } => format!(
-                "ACCESS_KEY_ID {} SECRET_ACCESS_KEY {}",
-                lit(access_key_id),
-                lit(secret_access_key.expose())
-            ),
+                session_token,
+            } => {
+                let mut clause = format!(
+                    "ACCESS_KEY_ID {} SECRET_ACCESS_KEY {}",
+                    lit(access_key_id),
+                    lit(secret_access_key.expose())
+                );
+                if let Some(token) = session_token {
+                    clause.push_str(&format!(" SESSION_TOKEN {}", lit(token.expose())));
+                }
+                clause
+            }
         }
     }
 }
@@ -128,10 +138,95 @@ impl CopySpec {
         let options = self.options.trim();
         if !options.is_empty() {
             sql.push(' ');
-            sql.push_str(options);
+            if redact {
+                sql.push_str(&redact_options(options));
+            } else {
+                sql.push_str(options);
+            }
         }
         sql
     }
+
+    /// The `MAXERROR` the user's options set (0, Redshift's default, when absent).
+    pub fn max_error(&self) -> u64 {
+        let words: Vec<&str> = self.options.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| w.eq_ignore_ascii_case("maxerror"))
+            .and_then(|i| {
+                let next = words.get(i + 1)?;
+                let n = if next.eq_ignore_ascii_case("as") {
+                    words.get(i + 2)?
+                } else {
+                    next
+                };
+                n.trim_matches('\'').parse().ok()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Options whose value is a secret.
+const SECRET_OPTIONS: [&str; 6] = [
+    "CREDENTIALS",
+    "ACCESS_KEY_ID",
+    "SECRET_ACCESS_KEY",
+    "SESSION_TOKEN",
+    "MASTER_SYMMETRIC_KEY",
+    "IAM_ROLE",
+];
+
+/// `copy_options` with the quoted value after any secret-bearing keyword replaced by `'***'`
+/// (a user may write credentials there instead of in their own fields).
+pub fn redact_options(options: &str) -> String {
+    let mut out = String::with_capacity(options.len());
+    let mut rest = options;
+    let mut hide_next = false;
+    while !rest.is_empty() {
+        if let Some(body) = rest.strip_prefix('\'') {
+            // A literal: up to the closing quote ('' is an escaped quote inside).
+            let mut end = None;
+            let bytes = body.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'\'' {
+                    if bytes.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    end = Some(i);
+                    break;
+                }
+                i += 1;
+            }
+            let end = end.unwrap_or(body.len());
+            if hide_next {
+                out.push_str("'***'");
+            } else {
+                out.push('\'');
+                out.push_str(&body[..end]);
+                out.push('\'');
+            }
+            hide_next = false;
+            rest = body.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        let word_end = rest
+            .find(|c: char| c.is_whitespace() || c == '\'')
+            .unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end.max(1));
+        if !word.trim().is_empty() {
+            let w = word.trim();
+            if SECRET_OPTIONS.iter().any(|k| w.eq_ignore_ascii_case(k)) {
+                hide_next = true;
+            } else if !w.eq_ignore_ascii_case("as") {
+                hide_next = false;
+            }
+        }
+        out.push_str(word);
+        rest = tail;
+    }
+    out
 }
 
 impl RedshiftConfig {
@@ -191,63 +286,6 @@ pub fn quote_qualified(name: &str) -> Result<String, String> {
         .join("."))
 }
 
-/// The marker table, created when missing. Redshift does not enforce primary keys, so the
-/// guarantee comes from checking for the row under a lock before inserting it.
-pub fn marker_ddl(table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {table} (batch_id bigint NOT NULL PRIMARY KEY, \
-         pipeline varchar(256) NOT NULL, manifest varchar(1024), objects integer, \
-         rows_loaded bigint, rows_rejected bigint, copy_query bigint, committed_at timestamp)"
-    )
-}
-
-/// `"schema"."stageload_commits"`.
-pub fn marker_table(schema: &str) -> Result<String, String> {
-    Ok(format!("{}.\"stageload_commits\"", quote_ident(schema)?))
-}
-
-/// What the marker row records about one committed load.
-#[derive(Debug, Clone)]
-pub struct Marker<'a> {
-    /// Batch id (the key).
-    pub batch_id: i64,
-    /// Pipeline.
-    pub pipeline: &'a str,
-    /// `s3://` URL of the manifest loaded.
-    pub manifest: &'a str,
-    /// Objects in the manifest.
-    pub objects: usize,
-    /// `pg_last_copy_count()`.
-    pub rows_loaded: i64,
-    /// Rows skipped under MAXERROR.
-    pub rows_rejected: i64,
-    /// `pg_last_copy_id()`.
-    pub copy_query: i64,
-    /// Commit time (UTC) as `YYYY-MM-DD HH:MM:SS`.
-    pub committed_at: String,
-}
-
-/// The INSERT of one marker row.
-pub fn marker_insert(table: &str, m: &Marker<'_>) -> String {
-    format!(
-        "INSERT INTO {table} (batch_id, pipeline, manifest, objects, rows_loaded, rows_rejected, \
-         copy_query, committed_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
-        m.batch_id,
-        quote_literal(m.pipeline),
-        quote_literal(m.manifest),
-        m.objects,
-        m.rows_loaded,
-        m.rows_rejected,
-        m.copy_query,
-        quote_literal(&m.committed_at),
-    )
-}
-
-/// The query that finds a batch's marker row.
-pub fn marker_select(table: &str, batch_id: i64) -> String {
-    format!("SELECT batch_id FROM {table} WHERE batch_id = {batch_id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,11 +337,17 @@ mod tests {
         let keys = spec(Authorization::Keys {
             access_key_id: "AKIA1".into(),
             secret_access_key: Secret::new("s3cr3t"),
+            session_token: Some(Secret::new("tok3n")),
         });
         let clear = keys.render("s3://b/k", false);
-        assert!(clear.contains("ACCESS_KEY_ID 'AKIA1' SECRET_ACCESS_KEY 's3cr3t' MANIFEST"));
+        assert!(clear.contains(
+            "ACCESS_KEY_ID 'AKIA1' SECRET_ACCESS_KEY 's3cr3t' SESSION_TOKEN 'tok3n' MANIFEST"
+        ));
         let red = keys.render("s3://b/k", true);
-        assert!(!red.contains("s3cr3t") && !red.contains("AKIA1"), "{red}");
+        assert!(
+            !red.contains("s3cr3t") && !red.contains("AKIA1") && !red.contains("tok3n"),
+            "{red}"
+        );
         let creds = spec(Authorization::Credentials(Secret::new(
             "aws_access_key_id=A;aws_secret_access_key=S'x",
         )));
@@ -330,31 +374,35 @@ mod tests {
     }
 
     #[test]
-    fn marker_statements() {
-        let t = marker_table("Audit").unwrap();
-        assert_eq!(t, "\"audit\".\"stageload_commits\"");
-        assert!(marker_ddl(&t).starts_with(
-            "CREATE TABLE IF NOT EXISTS \"audit\".\"stageload_commits\" (batch_id bigint"
-        ));
-        let m = Marker {
-            batch_id: 7,
-            pipeline: "p'q",
-            manifest: "s3://b/m",
-            objects: 2,
-            rows_loaded: 10,
-            rows_rejected: 1,
-            copy_query: 99,
-            committed_at: "2026-01-02 03:04:05".into(),
+    fn secrets_in_copy_options_are_redacted() {
+        let o = "JSON 'auto' SESSION_TOKEN 'abc''def' TIMEFORMAT 'epochsecs' \
+                 MASTER_SYMMETRIC_KEY AS 'k3y' credentials 'x=1'";
+        let r = redact_options(o);
+        assert!(
+            !r.contains("abc") && !r.contains("k3y") && !r.contains("x=1"),
+            "{r}"
+        );
+        assert!(
+            r.contains("JSON 'auto'") && r.contains("TIMEFORMAT 'epochsecs'"),
+            "{r}"
+        );
+        assert_eq!(r.matches("'***'").count(), 3, "{r}");
+        let s = CopySpec {
+            options: o.into(),
+            ..spec(Authorization::IamRole("r".into()))
         };
-        assert_eq!(
-            marker_insert(&t, &m),
-            "INSERT INTO \"audit\".\"stageload_commits\" (batch_id, pipeline, manifest, objects, \
-             rows_loaded, rows_rejected, copy_query, committed_at) VALUES (7, 'p''q', 's3://b/m', \
-             2, 10, 1, 99, '2026-01-02 03:04:05')"
-        );
-        assert_eq!(
-            marker_select(&t, 7),
-            "SELECT batch_id FROM \"audit\".\"stageload_commits\" WHERE batch_id = 7"
-        );
+        assert!(!s.render("s3://b/k", true).contains("k3y"));
+        assert!(s.render("s3://b/k", false).contains("k3y"));
+    }
+
+    #[test]
+    fn max_error_is_read_from_the_options() {
+        let with = |o: &str| CopySpec {
+            options: o.into(),
+            ..spec(Authorization::IamRole("r".into()))
+        };
+        assert_eq!(with("JSON 'auto'").max_error(), 0);
+        assert_eq!(with("JSON 'auto' MAXERROR 3 GZIP").max_error(), 3);
+        assert_eq!(with("maxerror as 10").max_error(), 10);
     }
 }

@@ -37,8 +37,8 @@ pub enum RedshiftError {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// A statement had no answer within `statement_timeout_s`; it was cancelled.
-    #[error("{what}: no answer within {seconds}s (statement_timeout_s); cancelled")]
+    /// A statement had no answer within `statement_timeout_s`; its backend was terminated.
+    #[error("{what}: no answer within {seconds}s (statement timeout, statement_timeout_s); the session's backend is terminated")]
     StatementTimeout {
         /// Which step.
         what: &'static str,
@@ -115,19 +115,26 @@ pub fn classify(e: &tokio_postgres::Error) -> Class {
         // No answer from the server: refused, reset, closed, timed out.
         return Class::Transient;
     };
-    classify_db(db.code(), db.message())
+    classify_db(db.code(), db.message(), db.detail().unwrap_or(""))
 }
 
-/// The rule behind [`classify`], on a code and message.
-pub fn classify_db(code: &SqlState, message: &str) -> Class {
+/// The rule behind [`classify`], on a code, message and detail.
+pub fn classify_db(code: &SqlState, message: &str, detail: &str) -> Class {
     let c = code.code();
     if c == SqlState::INTERNAL_ERROR.code() {
         let m = message.to_ascii_lowercase();
-        if m.contains("stl_load_errors") && m.starts_with("load into table") {
+        let d = detail.to_ascii_lowercase();
+        // "Load into table 'x' failed.  Check 'stl_load_errors' system table for details." on
+        // provisioned clusters; Serverless names 'sys_load_error_detail' instead.
+        if m.starts_with("load into table") && m.contains("failed") {
             return Class::BadData;
         }
-        // Redshift's error 1023 comes as XX000 with this text.
-        if m.contains("serializable isolation violation")
+        // Redshift's error 1023 arrives as XX000 with message "1023" and the text in DETAIL:
+        // "Serializable isolation violation on table - ..." (docs: "Fixing serializable
+        // isolation errors", https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html).
+        if m.trim() == "1023"
+            || m.contains("serializable isolation violation")
+            || d.contains("serializable isolation violation")
             || m.contains("cluster is restarting")
             || m.contains("connection")
         {
@@ -162,51 +169,74 @@ pub const STL_COLUMNS: &str = "query, filename, line_number, colname, type, col_
 pub const SYS_COLUMNS: &str = "query_id, file_name, line_number, column_name, column_type, \
      column_length, position, '', '', error_code, error_message, 0, 0";
 
-/// The query for one COPY's rows; `copy_query` is a query id or `pg_last_copy_id()`, which
-/// AWS documents as the join key for both views.
-pub fn load_errors_query(table: ErrorTable, copy_query: &str) -> String {
+/// The rows of the COPY that started at or after `since` (the cluster's `getdate()` taken just
+/// before it) for these files. Neither `pg_last_copy_id()` (not updated when the COPY's
+/// transaction rolls back) nor `sys_load_error_detail.query_id` (not the STL query id) can find
+/// a failed COPY's rows, so they are found by file and time; the caller keeps the latest COPY's.
+/// Names Redshift cut at 256 characters are matched by the caller.
+pub fn load_errors_query(table: ErrorTable, files: &[String], since: &str) -> String {
+    let names = files
+        .iter()
+        .map(|f| super::copy::quote_literal(f))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let since = super::copy::quote_literal(since);
     match table {
-        ErrorTable::StlLoadErrors => format!(
-            "SELECT {STL_COLUMNS} FROM stl_load_errors WHERE query = {copy_query} \
-             ORDER BY filename, line_number"
-        ),
         ErrorTable::SysLoadErrorDetail => format!(
-            "SELECT {SYS_COLUMNS} FROM sys_load_error_detail WHERE query_id = {copy_query} \
-             ORDER BY file_name, line_number"
+            "SELECT {SYS_COLUMNS} FROM sys_load_error_detail WHERE start_time >= {since} \
+             AND (trim(file_name) IN ({names}) OR char_length(trim(file_name)) >= 255) \
+             ORDER BY query_id, file_name, line_number"
+        ),
+        ErrorTable::StlLoadErrors | ErrorTable::Auto => format!(
+            "SELECT {STL_COLUMNS} FROM stl_load_errors WHERE starttime >= {since} \
+             AND (trim(filename) IN ({names}) OR char_length(trim(filename)) >= 255) \
+             ORDER BY query, filename, line_number"
         ),
     }
 }
 
-/// Rows of [`load_errors_query`] (simple-query text) as `load_errors` rows; Redshift's `char(n)`
-/// padding is trimmed.
+/// Keeps the rows of the latest COPY among them (the one with the largest query id): rows of an
+/// earlier COPY of the same files can share the second `getdate()` reports.
+pub fn latest_copy(mut rows: Vec<LoadError>) -> Vec<LoadError> {
+    let Some(last) = rows.iter().map(|r| r.query).max() else {
+        return rows;
+    };
+    rows.retain(|r| r.query == last);
+    rows
+}
+
+/// Rows of [`load_errors_query`] (simple-query text) as `load_errors` rows.
 pub fn stl_rows(messages: &[SimpleQueryMessage]) -> Vec<LoadError> {
     messages
         .iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
+            SimpleQueryMessage::Row(r) => Some(row_at(r, 0)),
             _ => None,
         })
-        .map(|r| {
-            let text = |i: usize| r.get(i).unwrap_or("").trim_end().to_string();
-            let int = |i: usize| r.get(i).and_then(|v| v.trim().parse::<i64>().ok());
-            LoadError {
-                query: int(0).unwrap_or(0),
-                filename: text(1).trim().to_string(),
-                line_number: int(2).unwrap_or(-1),
-                colname: text(3).trim().to_string(),
-                type_: text(4).trim().to_string(),
-                col_length: text(5).trim().to_string(),
-                position: int(6).unwrap_or(0) as i32,
-                raw_line: crate::model::cut_raw(text(7).as_bytes()),
-                raw_field_value: crate::model::cut_raw(text(8).as_bytes()),
-                err_code: int(9).unwrap_or(0) as i32,
-                err_reason: text(10).trim().to_string(),
-                is_partial: int(11).unwrap_or(0) as i32,
-                start_offset: int(12).unwrap_or(0),
-                ..LoadError::default()
-            }
-        })
         .collect()
+}
+
+/// One row whose columns from `first` on are [`STL_COLUMNS`]; Redshift's `char(n)` padding is
+/// trimmed and raw values are cut to 1024 bytes.
+pub fn row_at(r: &tokio_postgres::SimpleQueryRow, first: usize) -> LoadError {
+    let text = |i: usize| r.get(first + i).unwrap_or("").trim_end().to_string();
+    let int = |i: usize| r.get(first + i).and_then(|v| v.trim().parse::<i64>().ok());
+    LoadError {
+        query: int(0).unwrap_or(0),
+        filename: text(1).trim().to_string(),
+        line_number: int(2).unwrap_or(-1),
+        colname: text(3).trim().to_string(),
+        type_: text(4).trim().to_string(),
+        col_length: text(5).trim().to_string(),
+        position: int(6).unwrap_or(0) as i32,
+        raw_line: crate::model::cut_raw(text(7).as_bytes()),
+        raw_field_value: crate::model::cut_raw(text(8).as_bytes()),
+        err_code: int(9).unwrap_or(0) as i32,
+        err_reason: text(10).trim().to_string(),
+        is_partial: int(11).unwrap_or(0) as i32,
+        start_offset: int(12).unwrap_or(0),
+        ..LoadError::default()
+    }
 }
 
 #[cfg(test)]
@@ -214,15 +244,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_error_views_are_read_in_the_same_column_order() {
-        let stl = load_errors_query(ErrorTable::StlLoadErrors, "pg_last_copy_id()");
+    fn both_error_views_are_read_by_file_and_start_time() {
+        let files = vec!["s3://b/a.json".to_string(), "s3://b/it's".to_string()];
+        let stl = load_errors_query(ErrorTable::StlLoadErrors, &files, "2026-01-02 03:04:05");
         assert!(
-            stl.contains("FROM stl_load_errors WHERE query = pg_last_copy_id()"),
+            stl.contains("FROM stl_load_errors WHERE starttime >= '2026-01-02 03:04:05'"),
             "{stl}"
         );
-        let sys = load_errors_query(ErrorTable::SysLoadErrorDetail, "42");
         assert!(
-            sys.contains("FROM sys_load_error_detail WHERE query_id = 42"),
+            stl.contains("IN ('s3://b/a.json', 's3://b/it''s')"),
+            "{stl}"
+        );
+        let sys = load_errors_query(ErrorTable::SysLoadErrorDetail, &files, "t");
+        assert!(
+            sys.contains("FROM sys_load_error_detail WHERE start_time >= 't'"),
             "{sys}"
         );
         let count = |c: &str| c.split(", ").count();
@@ -230,8 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn only_the_latest_copy_is_kept() {
+        let row = |query| LoadError {
+            query,
+            ..LoadError::default()
+        };
+        let kept = latest_copy(vec![row(5), row(9), row(9), row(7)]);
+        assert_eq!(kept.len(), 2);
+        assert!(kept.iter().all(|r| r.query == 9));
+        assert!(latest_copy(vec![]).is_empty());
+    }
+
+    #[test]
     fn sqlstates_sort_into_classes() {
-        let t = |c: &str, m: &str| classify_db(&SqlState::from_code(c), m);
+        let t = |c: &str, m: &str| classify_db(&SqlState::from_code(c), m, "");
         for c in [
             "40001", "57P01", "53300", "08006", "08001", "40P01", "57014",
         ] {
@@ -252,6 +299,21 @@ mod tests {
         assert_eq!(
             t("XX000", "1023 Serializable isolation violation on table"),
             Class::Transient
+        );
+        assert_eq!(
+            classify_db(
+                &SqlState::from_code("XX000"),
+                "1023",
+                "Serializable isolation violation on table - 100134, transactions forming the cycle are: 1, 2 (pid:3)"
+            ),
+            Class::Transient
+        );
+        assert_eq!(
+            t(
+                "XX000",
+                "Load into table 'clicks' failed.  Check 'sys_load_error_detail' system table for details."
+            ),
+            Class::BadData
         );
         assert_eq!(
             t("XX000", "Problem reading manifest file - no such key"),

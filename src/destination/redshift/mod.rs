@@ -1,53 +1,65 @@
-//! `type = "redshift"`: each batch becomes a manifest in S3 and one transaction on the cluster,
-//! `BEGIN; COPY ... MANIFEST; INSERT INTO stageload_commits ...; COMMIT`, so the rows and the
-//! batch's marker commit together or not at all (DESIGN.md, "Delivery guarantees").
+//! `type = "redshift"`: each batch becomes a manifest in S3 and one transaction on the cluster:
+//! `BEGIN; LOCK marker; check marker; COPY ... MANIFEST; INSERT marker and error rows; COMMIT`.
+//! The rows, the batch's marker and what its settlement needs commit together or not at all.
 //!
-//! Before loading, and for a batch taken over from a dead worker, the marker is looked up: a
-//! batch whose marker exists is delivered and is never loaded again. The marker table is locked
-//! just before the marker is checked and written, so two workers that both believe they own a
-//! batch cannot both commit it. A COPY refused for bad data is rolled back; the files that
-//! `stl_load_errors` names are skipped on their own and the rest of the batch is loaded again at
-//! once, inside the same attempt. Rows a COPY skipped under `MAXERROR` are read back from
-//! `stl_load_errors` before the commit and reported as rejected.
+//! The marker table is locked first because Redshift fixes a transaction's snapshot at its first
+//! query and new clusters run at SNAPSHOT isolation: a check made after the COPY would read a
+//! snapshot older than another worker's commit. Before loading, and for a batch taken over from
+//! a dead worker, the marker is looked up; a batch whose marker exists is never loaded again and
+//! is settled from the marker's rows (`commit`).
 //!
-//! Objects deleted or overwritten since they were listed are skipped on their own before the
-//! COPY (`preflight`). With `merge_keys`, the COPY loads a staging table whose rows then replace
-//! the target's rows with the same keys, in the same transaction (`merge`).
+//! A COPY refused for bad data is rolled back; its error rows are found by file and start time,
+//! the files to leave out are chosen (`exclude`) and the rest is loaded again at once, inside the
+//! same attempt. Rows a COPY skipped under `MAXERROR` are read before the commit and committed
+//! with the marker. Objects deleted or overwritten since they were listed are skipped on their
+//! own before the COPY (`preflight`). With `merge_keys`, the COPY loads a staging table whose
+//! rows then replace the target's rows with the same keys, in the same transaction (`merge`).
 //!
-//! Layout: `copy` (SQL rendering and quoting), `connect` (URL, password, TLS), `errors`
-//! (classification and `stl_load_errors` rows), `preflight` (HEAD of each object), `merge`
-//! (staging-table upsert SQL), `hooks` (test-only pauses).
+//! Layout: `copy` (SQL rendering and quoting), `commit` (marker and error-row tables), `load`
+//! (one load transaction), `exclude` (which bad files go), `connect` (URL, password, TLS,
+//! timeouts), `errors` (classification and system-view rows), `preflight` (HEAD of each
+//! object), `merge` (staging-table upsert SQL), `hooks` (test-only pauses).
 
+mod commit;
 mod connect;
 pub mod copy;
 mod errors;
+mod exclude;
 mod hooks;
+mod load;
 mod merge;
 mod preflight;
 
+use self::commit::{Key, Tables};
 use self::connect::{Connector, Session};
-use self::copy::{CopySpec, Marker};
+use self::copy::CopySpec;
 use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
+use self::load::LoadFailure;
 use self::merge::MergeSpec;
-use super::{Attempt, Destination, FailureKind, Outcome, Resume};
+use super::{Attempt, Destination, FailureKind, GiveUp, Outcome, Resume};
+use crate::codes;
 use crate::config::{ErrorTable, PipelineConfig, RedshiftConfig};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::pipeline::artifacts;
 use crate::source::s3::S3;
 use async_trait::async_trait;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio_postgres::SimpleQueryMessage;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// Idle sessions kept for the next batch.
 const IDLE_SESSIONS: usize = 4;
 
-/// The objects of a batch left out of later attempts (named as bad by `stl_load_errors`).
+/// The objects of a batch left out of later attempts (bad files, objects gone since listing)
+/// with the rows that say why; they are committed with the marker, or written off with the
+/// batch when its budget ends.
 #[derive(Debug, Default, Clone)]
-struct Excluded(HashSet<i64>);
+struct Excluded {
+    ids: HashSet<i64>,
+    rows: Vec<LoadError>,
+}
 
 impl Excluded {
     /// The batch's objects that are still to be loaded.
@@ -55,75 +67,68 @@ impl Excluded {
         batch
             .objects
             .iter()
-            .filter(|o| !self.0.contains(&o.id))
+            .filter(|o| !self.ids.contains(&o.id))
             .cloned()
             .collect()
+    }
+
+    fn add(&mut self, rows: Vec<LoadError>) {
+        self.ids.extend(rows.iter().filter_map(|r| r.object_id));
+        self.rows.extend(rows);
     }
 }
 
 /// Loads batches into one Redshift table.
 pub struct RedshiftDestination {
     pipeline: String,
+    installation: String,
     table: String,
     spec: CopySpec,
     merge: Option<MergeSpec>,
-    marker: String,
+    tables: Tables,
     connector: Connector,
     s3: S3,
     bucket: String,
     manifest_prefix: String,
     idle: Mutex<Vec<Session>>,
-    marker_ready: AtomicBool,
+    tables_ready: AtomicBool,
     error_table: ErrorTable,
+    /// The view chosen for `error_table = "auto"`: 0 not yet, 1 STL, 2 SYS.
+    detected_view: AtomicU8,
     hooks: Hooks,
 }
 
-/// How one load transaction ended, short of success.
-enum LoadFailure {
-    /// The batch's marker was already there: an earlier attempt committed it.
-    AlreadyCommitted,
-    /// COPY refused the data; these are its `stl_load_errors` rows.
-    BadData {
-        rows: Vec<LoadError>,
-        error: RedshiftError,
-    },
-    /// Anything else.
-    Failed(RedshiftError),
-}
-
-/// What a committed load reports.
-struct Loaded {
-    rows: i64,
-    rejected: Vec<LoadError>,
-}
-
 impl RedshiftDestination {
-    /// Builds the destination from its configuration.
+    /// Builds the destination from its configuration; `installation` is the control database's
+    /// installation id, part of every marker's key.
     // The signature `destination::build` calls for every destination type.
     #[allow(clippy::new_ret_no_self)]
     pub async fn new(
         pipeline: &PipelineConfig,
         config: &RedshiftConfig,
         s3: S3,
+        installation: &str,
     ) -> Result<Arc<dyn Destination>, String> {
         Ok(Arc::new(RedshiftDestination {
             pipeline: pipeline.name.clone(),
+            installation: installation.to_string(),
             table: config.table.clone(),
             spec: CopySpec::from_config(config)?,
             merge: MergeSpec::from_config(config)?,
-            marker: copy::marker_table(&config.commit_schema)?,
+            tables: Tables::new(&config.commit_schema)?,
             connector: Connector::new(config)?,
             s3,
             bucket: pipeline.source.bucket.clone(),
             manifest_prefix: config.manifest_prefix.clone(),
             idle: Mutex::new(Vec::new()),
-            marker_ready: AtomicBool::new(false),
+            tables_ready: AtomicBool::new(false),
             error_table: config.error_table,
+            detected_view: AtomicU8::new(0),
             hooks: Hooks::from_env(),
         }))
     }
 
-    /// An open session with the marker table in place: an idle one, or a new one.
+    /// An open session with the marker tables in place: an idle one, or a new one.
     async fn session(&self) -> Result<Session, RedshiftError> {
         let reused = {
             let mut idle = self.idle.lock().expect("idle sessions lock");
@@ -133,13 +138,92 @@ impl RedshiftDestination {
             Some(c) => c,
             None => self.connector.connect().await?,
         };
-        if !self.marker_ready.load(Ordering::Relaxed) {
-            client
-                .exec("create marker table", &copy::marker_ddl(&self.marker))
-                .await?;
-            self.marker_ready.store(true, Ordering::Relaxed);
+        if !self.tables_ready.load(Ordering::Relaxed) {
+            self.ensure_tables(&client).await?;
+            self.tables_ready.store(true, Ordering::Relaxed);
+        }
+        if self.error_table == ErrorTable::Auto && self.detected_view.load(Ordering::Relaxed) == 0 {
+            self.detect_view(&client).await;
         }
         Ok(client)
+    }
+
+    /// Creates the marker tables only when they are missing: an operator may have created them
+    /// for a user without CREATE on the schema. A marker table without `installation_id` is an
+    /// earlier stageload's, which this one cannot read safely.
+    async fn ensure_tables(&self, client: &Session) -> Result<(), RedshiftError> {
+        let rows = client
+            .query("read marker tables", &self.tables.columns_query())
+            .await?;
+        let columns: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((r.get(0)?.trim().to_string(), r.get(1)?.trim().to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        let has = |t: &str| columns.iter().any(|(table, _)| table == t);
+        if has("stageload_commits")
+            && !columns
+                .iter()
+                .any(|(t, c)| t == "stageload_commits" && c == "installation_id")
+        {
+            return Err(RedshiftError::Answer {
+                what: "marker table",
+                detail: format!(
+                    "{} has the layout of an earlier stageload (no installation_id column): rename it \
+                     (ALTER TABLE {} RENAME TO stageload_commits_old) and stageload creates the new one",
+                    self.tables.marker, self.tables.marker
+                ),
+            });
+        }
+        if !has("stageload_commits") {
+            client
+                .exec("create marker table", &self.tables.marker_ddl())
+                .await?;
+        }
+        if !has("stageload_commit_errors") {
+            client
+                .exec("create marker error table", &self.tables.errors_ddl())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// For `error_table = "auto"`: Serverless endpoints, and clusters whose STL views the
+    /// loader's user may not read (Serverless refuses them), use `sys_load_error_detail`.
+    async fn detect_view(&self, client: &Session) {
+        let sys = if self.connector.is_serverless_endpoint() {
+            true
+        } else {
+            match client
+                .query(
+                    "probe stl_load_errors",
+                    "SELECT count(*) FROM stl_load_errors WHERE 1 = 0",
+                )
+                .await
+            {
+                Ok(_) => false,
+                Err(e) if e.class() == Class::Permanent => {
+                    info!(pipeline = %self.pipeline, error = %e, "stl_load_errors cannot be read here (Redshift Serverless?): reading sys_load_error_detail");
+                    true
+                }
+                Err(_) => return,
+            }
+        };
+        self.detected_view
+            .store(if sys { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    /// The view load errors are read from.
+    fn error_view(&self) -> ErrorTable {
+        match (self.error_table, self.detected_view.load(Ordering::Relaxed)) {
+            (ErrorTable::Auto, 2) => ErrorTable::SysLoadErrorDetail,
+            (ErrorTable::Auto, _) => ErrorTable::StlLoadErrors,
+            (t, _) => t,
+        }
     }
 
     /// Keeps a session whose last statement ended cleanly.
@@ -150,11 +234,13 @@ impl RedshiftDestination {
         }
     }
 
-    async fn committed(&self, client: &Session, batch_id: i64) -> Result<bool, RedshiftError> {
-        let rows = client
-            .query("marker check", &copy::marker_select(&self.marker, batch_id))
-            .await?;
-        Ok(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))))
+    fn key(&self, batch: &ClaimedBatch) -> Key {
+        Key {
+            installation: self.installation.clone(),
+            pipeline: self.pipeline.clone(),
+            batch_id: batch.id,
+            digest: commit::digest(&batch.objects),
+        }
     }
 
     fn manifest_key(&self, batch: &ClaimedBatch) -> String {
@@ -168,172 +254,49 @@ impl RedshiftDestination {
         )
     }
 
-    /// One transaction: COPY, harvest skipped rows, lock and check the marker, insert it, commit.
-    async fn load(
+    /// The committed batch's report, rebuilt from its marker, or None when it has none.
+    async fn committed(
         &self,
         client: &Session,
         batch: &ClaimedBatch,
-        objects: &[StagedObject],
-        manifest_url: &str,
-    ) -> Result<Loaded, LoadFailure> {
-        let merge = self.merge.as_ref().map(|m| m.render(&self.spec, batch.id));
-        let copy_table = merge
-            .as_ref()
-            .map_or(self.spec.table.as_str(), |m| &m.stage);
-        let copy_sql = self.spec.render_into(copy_table, manifest_url, false);
-        debug!(pipeline = %self.pipeline, batch_id = batch.id, copy = %self.spec.render_into(copy_table, manifest_url, true), "running copy");
-        client
-            .exec("begin", "BEGIN")
-            .await
-            .map_err(LoadFailure::Failed)?;
-        if let Some(m) = &merge {
-            if let Err(e) = client.exec("create staging table", &m.create).await {
-                client.rollback().await;
-                return Err(LoadFailure::Failed(e));
+        key: &Key,
+    ) -> Result<Option<Attempt>, RedshiftError> {
+        let marker = client
+            .query("marker check", &key.select_marker(&self.tables))
+            .await?;
+        let Some(rows_loaded) = marker.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                r.get(0)
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .unwrap_or(0),
+            ),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let errors = client
+            .query("read marker error rows", &key.select_errors(&self.tables))
+            .await?;
+        let mut report = Attempt::delivered(rows_loaded.max(0) as u64);
+        for (excluded, mut row) in commit::parse_errors(&errors) {
+            row.object_id = load::named_object(&batch.objects, &row.filename);
+            if excluded {
+                report.skipped_objects.extend(row.object_id);
             }
+            report.rejected.push(row);
         }
-        // The COPY goes alone in its own simple query: Redshift emulators and proxies
-        // recognise it only that way, and no prepared statement can carry it.
-        if let Err(error) = client.exec("copy", &copy_sql).await {
-            client.rollback().await;
-            if error.class() != Class::BadData {
-                return Err(LoadFailure::Failed(error));
-            }
-            return match client
-                .query(
-                    "read stl_load_errors",
-                    &errors::load_errors_query(self.error_table, "pg_last_copy_id()"),
-                )
-                .await
-            {
-                Ok(msgs) => Err(LoadFailure::BadData {
-                    rows: errors::stl_rows(&msgs),
-                    error,
-                }),
-                Err(e) => Err(LoadFailure::Failed(e)),
-            };
-        }
-        let result = async {
-            let ids = client
-                .query("copy id", "SELECT pg_last_copy_id(), pg_last_copy_count()")
-                .await?;
-            let (copy_id, count) = first_two(&ids).ok_or_else(|| RedshiftError::Answer {
-                what: "copy id",
-                detail: "no row from pg_last_copy_id()".into(),
-            })?;
-            // Rows skipped under MAXERROR are read before the commit, so they cannot be lost
-            // between a commit and a crash.
-            let rejected = if copy_id > 0 {
-                errors::stl_rows(
-                    &client
-                        .query(
-                            "read stl_load_errors",
-                            &errors::load_errors_query(self.error_table, &copy_id.to_string()),
-                        )
-                        .await?,
-                )
-            } else {
-                Vec::new()
-            };
-            let count = match &merge {
-                Some(m) => {
-                    client
-                        .exec("merge: delete replaced rows", &m.delete)
-                        .await?;
-                    let inserted = client.query("merge: insert", &m.insert).await?;
-                    client.exec("drop staging table", &m.drop).await?;
-                    command_rows(&inserted).unwrap_or(count)
-                }
-                None => count,
-            };
-            client
-                .exec("lock marker table", &format!("LOCK TABLE {}", self.marker))
-                .await?;
-            if self.committed(client, batch.id).await? {
-                return Ok(None);
-            }
-            let marker = Marker {
-                batch_id: batch.id,
-                pipeline: &self.pipeline,
-                manifest: manifest_url,
-                objects: objects.len(),
-                rows_loaded: count,
-                rows_rejected: rejected.len() as i64,
-                copy_query: copy_id,
-                committed_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
-            };
-            client
-                .exec("insert marker", &copy::marker_insert(&self.marker, &marker))
-                .await?;
-            self.hooks
-                .pause(Point::BeforeCommit, &self.pipeline, batch.id)
-                .await;
-            client.exec("commit", "COMMIT").await?;
-            Ok(Some(Loaded {
-                rows: count,
-                rejected,
-            }))
-        }
-        .await;
-        match result {
-            Ok(Some(loaded)) => {
-                self.hooks
-                    .pause(Point::AfterCommit, &self.pipeline, batch.id)
-                    .await;
-                Ok(loaded)
-            }
-            Ok(None) => {
-                client.rollback().await;
-                Err(LoadFailure::AlreadyCommitted)
-            }
-            Err(e) => {
-                client.rollback().await;
-                Err(LoadFailure::Failed(e))
-            }
-        }
+        report.skipped_objects.sort_unstable();
+        report.skipped_objects.dedup();
+        Ok(Some(report))
     }
 }
 
-/// The row count of the last statement that reported one.
-fn command_rows(msgs: &[SimpleQueryMessage]) -> Option<i64> {
-    msgs.iter().rev().find_map(|m| match m {
-        SimpleQueryMessage::CommandComplete(n) => Some(*n as i64),
-        _ => None,
-    })
-}
-
-/// The first row's first two columns as integers.
-fn first_two(msgs: &[SimpleQueryMessage]) -> Option<(i64, i64)> {
-    msgs.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(r) => Some((
-            r.get(0)?.trim().parse().ok()?,
-            r.get(1)?.trim().parse().ok()?,
-        )),
-        _ => None,
-    })
-}
-
-/// The objects a row names: its filename is the object's URL, or a prefix of it when Redshift
-/// cut the name at 256 characters.
-fn named_object(objects: &[StagedObject], filename: &str) -> Option<i64> {
-    objects
-        .iter()
-        .find(|o| o.url() == filename)
-        .or_else(|| {
-            (filename.chars().count() >= 256)
-                .then(|| objects.iter().find(|o| o.url().starts_with(filename)))
-                .flatten()
-        })
-        .map(|o| o.id)
-}
-
-/// A failed attempt that keeps what earlier rounds of this attempt found.
-fn failed(mut report: Attempt, kind: FailureKind, error: String, excluded: &Excluded) -> Attempt {
-    report.outcome = Outcome::Failed {
-        kind,
-        error,
-        resume: (!excluded.0.is_empty()).then(|| Resume(Box::new(excluded.clone()))),
-    };
+/// A failed attempt that keeps what earlier rounds of this attempt found, for the next one.
+fn failed(kind: FailureKind, error: String, excluded: &Excluded) -> Attempt {
+    let mut report = Attempt::failed(kind, error);
+    if let Outcome::Failed { resume, .. } = &mut report.outcome {
+        *resume = (!excluded.ids.is_empty()).then(|| Resume(Box::new(excluded.clone())));
+    }
     report
 }
 
@@ -368,10 +331,10 @@ impl Destination for RedshiftDestination {
         Ok(())
     }
 
-    async fn already_delivered(&self, batch: &ClaimedBatch) -> Result<bool, String> {
+    async fn recover(&self, batch: &ClaimedBatch) -> Result<Option<Attempt>, String> {
         let client = self.session().await.map_err(|e| e.to_string())?;
         let found = self
-            .committed(&client, batch.id)
+            .committed(&client, batch, &self.key(batch))
             .await
             .map_err(|e| e.to_string())?;
         self.keep(client);
@@ -383,15 +346,15 @@ impl Destination for RedshiftDestination {
             .and_then(|r| r.0.downcast::<Excluded>().ok())
             .map(|b| *b)
             .unwrap_or_default();
-        let mut report = Attempt::delivered(0);
         let pipeline = self.pipeline.as_str();
+        let key = self.key(batch);
         let client = match self.session().await {
             Ok(c) => c,
-            Err(e) => return failed(report, e.class().kind(), e.to_string(), &excluded),
+            Err(e) => return failed(e.class().kind(), e.to_string(), &excluded),
         };
         // A COMMIT whose answer was lost may have landed: never load before looking.
-        match self.committed(&client, batch.id).await {
-            Ok(true) => {
+        match self.committed(&client, batch, &key).await {
+            Ok(Some(report)) => {
                 info!(
                     pipeline,
                     batch_id = batch.id,
@@ -400,64 +363,62 @@ impl Destination for RedshiftDestination {
                 self.keep(client);
                 return report;
             }
-            Ok(false) => {}
-            Err(e) => return failed(report, e.class().kind(), e.to_string(), &excluded),
+            Ok(None) => {}
+            Err(e) => return failed(e.class().kind(), e.to_string(), &excluded),
         }
         match preflight::changed_objects(&self.s3, &excluded.remaining(batch)).await {
             Ok(rows) if !rows.is_empty() => {
                 warn!(pipeline, batch_id = batch.id, objects = rows.len(), "staged objects gone or overwritten since they were listed, skipping them and loading the rest");
-                for r in rows {
-                    report.skipped_objects.extend(r.object_id);
-                    excluded.0.extend(r.object_id);
-                    report.rejected.push(r);
-                }
+                excluded.add(rows);
             }
             Ok(_) => {}
             Err(e) => {
                 self.keep(client);
                 let msg = format!("check staged objects: {e}");
-                return failed(report, FailureKind::Transient, msg, &excluded);
+                return failed(FailureKind::Transient, msg, &excluded);
             }
         }
         loop {
             let objects = excluded.remaining(batch);
-            if objects.is_empty() {
-                info!(
-                    pipeline,
-                    batch_id = batch.id,
-                    "every object of the batch was skipped, nothing left to load"
-                );
-                self.keep(client);
-                return report;
+            // With every object left out there is nothing to COPY, but the marker still commits
+            // the reasons, so the settlement is read back the same way after a crash.
+            let manifest = if objects.is_empty() {
+                None
+            } else {
+                Some(format!("s3://{}/{}", self.bucket, self.manifest_key(batch)))
+            };
+            if let Some(url) = &manifest {
+                let put = self
+                    .s3
+                    .put(
+                        &self.bucket,
+                        &self.manifest_key(batch),
+                        artifacts::manifest(&objects),
+                        "application/json",
+                    )
+                    .await;
+                if let Err(e) = put {
+                    let msg = format!("write manifest {url}: {e}");
+                    return failed(FailureKind::Transient, msg, &excluded);
+                }
+                self.hooks
+                    .pause(Point::BeforeCopy, pipeline, batch.id)
+                    .await;
             }
-            let key = self.manifest_key(batch);
-            let url = format!("s3://{}/{key}", self.bucket);
-            if let Err(e) = self
-                .s3
-                .put(
-                    &self.bucket,
-                    &key,
-                    artifacts::manifest(&objects),
-                    "application/json",
-                )
-                .await
-            {
-                let msg = format!("write manifest {url}: {e}");
-                return failed(report, FailureKind::Transient, msg, &excluded);
-            }
-            self.hooks
-                .pause(Point::BeforeCopy, pipeline, batch.id)
-                .await;
-            match self.load(&client, batch, &objects, &url).await {
+            let job = load::Job {
+                batch,
+                key: &key,
+                objects: &objects,
+                manifest: manifest.as_deref(),
+                excluded: &excluded.rows,
+            };
+            match self.load(&client, &job).await {
                 Ok(loaded) => {
-                    info!(pipeline, batch_id = batch.id, table = %self.table, rows = loaded.rows, rejected = loaded.rejected.len(), objects = objects.len(), manifest = %url, "batch committed");
-                    report.delivered = loaded.rows.max(0) as u64;
-                    report
-                        .rejected
-                        .extend(loaded.rejected.into_iter().map(|mut r| {
-                            r.object_id = named_object(&objects, &r.filename);
-                            r
-                        }));
+                    info!(pipeline, batch_id = batch.id, table = %self.table, rows = loaded.rows, rejected = loaded.rejected.len(), objects = objects.len(), excluded = excluded.ids.len(), "batch committed");
+                    let mut report = Attempt::delivered(loaded.rows.max(0) as u64);
+                    report.skipped_objects = excluded.ids.iter().copied().collect();
+                    report.rejected = excluded.rows;
+                    report.rejected.extend(loaded.rejected);
                     self.keep(client);
                     return report;
                 }
@@ -467,34 +428,61 @@ impl Destination for RedshiftDestination {
                         batch_id = batch.id,
                         "batch committed by an earlier attempt, not loading it again"
                     );
+                    let found = self.committed(&client, batch, &key).await;
                     self.keep(client);
-                    return report;
+                    return match found {
+                        Ok(Some(report)) => report,
+                        Ok(None) => failed(
+                            FailureKind::Transient,
+                            "marker seen under lock but not read back".into(),
+                            &excluded,
+                        ),
+                        Err(e) => failed(e.class().kind(), e.to_string(), &excluded),
+                    };
                 }
                 Err(LoadFailure::BadData { rows, error }) => {
-                    let mut bad = HashSet::new();
+                    let out = exclude::choose(&rows, self.spec.max_error());
+                    if out.is_empty() {
+                        let msg = format!(
+                            "{error}; {} names no file of this batch",
+                            self.error_view().name()
+                        );
+                        self.keep(client);
+                        return failed(FailureKind::Permanent, msg, &excluded);
+                    }
+                    let bad: HashSet<i64> = out.into_iter().collect();
                     let rows: Vec<LoadError> = rows
                         .into_iter()
-                        .map(|mut r| {
-                            r.object_id = named_object(&objects, &r.filename);
-                            bad.extend(r.object_id);
-                            r
-                        })
+                        .filter(|r| r.object_id.is_some_and(|id| bad.contains(&id)))
                         .collect();
-                    if bad.is_empty() {
-                        let msg = format!("{error}; stl_load_errors names no file of this batch");
-                        return failed(report, FailureKind::Permanent, msg, &excluded);
-                    }
-                    warn!(pipeline, batch_id = batch.id, bad_files = bad.len(), errors = rows.len(), error = %error, "copy refused bad data, skipping the files it names and loading the rest");
-                    report.rejected.extend(rows);
-                    report.skipped_objects.extend(bad.iter().copied());
-                    excluded.0.extend(bad);
+                    warn!(pipeline, batch_id = batch.id, bad_files = bad.len(), errors = rows.len(), error = %error, "copy refused bad data, leaving out the worst files and loading the rest");
+                    excluded.add(rows);
                 }
                 Err(LoadFailure::Failed(e)) => {
                     let kind = e.class().kind();
                     self.keep(client);
-                    return failed(report, kind, e.to_string(), &excluded);
+                    return failed(kind, e.to_string(), &excluded);
                 }
             }
+        }
+    }
+
+    async fn give_up(&self, batch: &ClaimedBatch, resume: Option<Resume>, reason: &str) -> GiveUp {
+        let Some(excluded) = resume.and_then(|r| r.0.downcast::<Excluded>().ok()) else {
+            return GiveUp::default();
+        };
+        // The files left out keep their own reasons; every other object gets the budget's.
+        let mut rejected = excluded.rows.clone();
+        rejected.extend(excluded.remaining(batch).into_iter().map(|o| LoadError {
+            object_id: Some(o.id),
+            filename: o.url(),
+            err_code: codes::BUDGET_EXHAUSTED,
+            err_reason: reason.to_string(),
+            ..LoadError::default()
+        }));
+        GiveUp {
+            rejected,
+            ..GiveUp::default()
         }
     }
 }
