@@ -3,6 +3,8 @@
 //! binary, and waiting for what a user would check.
 #![allow(dead_code)]
 
+pub mod redshift;
+
 use aws_sdk_s3::primitives::ByteStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -199,19 +201,33 @@ pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// One number from a query (`SELECT count(*) ...`); 0 while the schema does not exist yet.
+/// One number from a query (`SELECT count(*) ...`). A query that fails fails the test, except
+/// that a table not created yet (the daemon migrates at start) is waited for, up to 20 s.
 pub async fn query_i64(url: &str, sql: &str) -> i64 {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    match client.simple_query(sql).await {
-        Ok(msgs) => msgs
-            .into_iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-                _ => None,
-            })
-            .unwrap_or(0),
-        Err(_) => 0,
+    let start = Instant::now();
+    loop {
+        let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        match client.simple_query(sql).await {
+            Ok(msgs) => {
+                return msgs
+                    .into_iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            r.get(0).map(|v| v.parse().expect("a number"))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("no row from {sql}"))
+            }
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                    && start.elapsed() < Duration::from_secs(20) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("query failed: {sql}: {e:?}"),
+        }
     }
 }
 
