@@ -125,4 +125,25 @@ impl Control {
         .map_err(q("save key layout"))?;
         Ok(())
     }
+
+    /// Which of `keys` the ledger already holds for a pipeline and bucket (under any ETag).
+    pub async fn known_keys(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        keys: &[&str],
+    ) -> Result<std::collections::HashSet<String>, ControlError> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT DISTINCT key FROM staged_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
+                &[&pipeline, &bucket, &keys],
+            )
+            .await
+            .map_err(q("look up known keys"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }

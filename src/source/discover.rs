@@ -483,6 +483,53 @@ impl Discoverer {
         Ok(dirs)
     }
 
+    /// Some S3-compatible servers list objects without an ETag. Recorded with an empty one, an
+    /// object would be a second ledger row beside the one a notification records (with its
+    /// ETag, or one taken from a HEAD) and load twice; so a key new to the ledger gets its ETag
+    /// from a HEAD, and a known key listed without one is left alone (it is in the ledger).
+    async fn with_etags(
+        &self,
+        entries: Vec<ListedObject>,
+    ) -> Result<Vec<ListedObject>, DiscoverError> {
+        let blank: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.etag.is_empty())
+            .map(|e| e.key.as_str())
+            .collect();
+        if blank.is_empty() {
+            return Ok(entries);
+        }
+        let bucket = &self.pipeline.source.bucket;
+        let known = self
+            .control
+            .known_keys(&self.pipeline.name, bucket, &blank)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            if e.etag.is_empty() {
+                if known.contains(&e.key) {
+                    continue;
+                }
+                match self
+                    .s3
+                    .head(bucket, &e.key)
+                    .await
+                    .map_err(|x| self.s3_err(x))?
+                {
+                    Some(h) => {
+                        e.etag = h.etag;
+                        e.size = h.size;
+                    }
+                    // Deleted since the listing.
+                    None => continue,
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
     /// Lists `list_prefix` after `start_after`, up to `until` when given, recording each page in
     /// the ledger as it arrives; with `advance`, the cursor moves past each page once it is
     /// recorded. A layout learned from the keys is stored before the cursor moves past them.
@@ -538,6 +585,7 @@ impl Discoverer {
                 }
                 entries.push(entry);
             }
+            let entries = self.with_etags(entries).await?;
             done.recorded += self
                 .control
                 .record_objects(&name, &bucket, &entries)
