@@ -141,10 +141,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The control database for an operator command, migrated so its views exist.
+/// The control database for an operator command. Operator commands never migrate (a newer
+/// binary would upgrade the schema under running daemons); they refuse a schema that is not
+/// exactly this binary's, naming both versions.
 async fn operator(config: &Config) -> anyhow::Result<Control> {
     let control = Control::new(&config.control)?;
-    control.migrate().await?;
+    control.check_schema().await?;
     Ok(control)
 }
 

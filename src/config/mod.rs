@@ -359,7 +359,7 @@ impl Config {
         let mut value: toml::Value =
             toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Syntax {
                 path: path.into(),
-                message: e.to_string().trim().to_string(),
+                message: syntax_message(text, &e),
             })?;
         let names = pipeline_names(&value);
         let field_err = |field: String, message: String| ConfigError::Field {
@@ -372,7 +372,7 @@ impl Config {
             let field = e.path().to_string();
             // toml repeats the table on a second line ("in `pipeline.buffer`"); the path says it.
             let message = e.into_inner().to_string();
-            let message = message.lines().next().unwrap_or_default().to_string();
+            let message = without_value(message.lines().next().unwrap_or_default());
             field_err(field, message)
         })?;
         config.validate().map_err(|(f, m)| field_err(f, m))?;
@@ -510,6 +510,35 @@ fn name_pipelines(field: &str, names: &[Option<String>]) -> String {
     }
 }
 
+/// The parser's complaint with its line and column, but never the offending line itself: toml
+/// quotes the source line, which may hold a password.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// A deserializer's message without the value it quotes: serde says `invalid type: string
+/// "hunter2", expected u32`, and the value may be a secret put in the wrong field.
+fn without_value(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            if let Some((_, expected)) = rest.rsplit_once(", expected ") {
+                let kind = rest.split([' ', ',']).next().unwrap_or_default();
+                return format!("{lead}{kind}, expected {expected}");
+            }
+        }
+    }
+    message.to_string()
+}
+
 fn expand_tree(
     value: &mut toml::Value,
     at: &str,
@@ -540,7 +569,8 @@ fn expand_tree(
 }
 
 /// Expands `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. An unset variable with no
-/// default is an error naming it (an empty password is rarely what anyone meant).
+/// default is an error naming it (an empty password is rarely what anyone meant). Errors never
+/// quote the string: it may be a password; the caller names the field.
 pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -553,14 +583,15 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body
                 .find('}')
-                .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+                .ok_or_else(|| "unclosed ${ (no matching })".to_string())?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("bad variable name {name:?}"));
+                // The text is not a variable name, so it may be part of the value: not echoed.
+                return Err("bad variable name in ${...}: letters, digits and _ only (write $$ for a literal $)".to_string());
             }
             match (
                 env(name).filter(|v| !v.is_empty() || default.is_none()),

@@ -185,3 +185,42 @@ fn merge_keys_must_be_copied_columns() {
     let ok = redshift("columns = [\"id\", \"ts\"]\nmerge_keys = [\"ID\"]\nmerge_order_by = \"ts\"");
     parse(&ok).expect("merge on id, newest ts wins");
 }
+
+#[test]
+fn expansion_errors_name_the_field_not_the_value() {
+    for bad in [
+        "postgres://u:hunter2${PW@h/db",
+        "postgres://u:${hunter2 pw}@h/db",
+    ] {
+        let msg = refusal(&BASE.replace("postgres://u:${PW}@h/db", bad));
+        assert!(msg.contains("control.database_url"), "{msg}");
+        assert!(!msg.contains("hunter2"), "value leaked: {msg}");
+    }
+}
+
+#[test]
+fn syntax_and_type_errors_do_not_quote_values() {
+    // An unterminated string: toml's own message would print the whole line.
+    let msg = refusal(&BASE.replace("@h/db\"", "@h/db hunter2"));
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(!msg.contains("hunter2"), "value leaked: {msg}");
+    let msg = refusal(&BASE.replace("[[pipeline]]", "pool_size = \"hunter2\"\n[[pipeline]]"));
+    assert!(msg.contains("control.pool_size"), "{msg}");
+    assert!(!msg.contains("hunter2"), "value leaked: {msg}");
+}
+
+#[test]
+fn keyvalue_database_urls_are_masked() {
+    let text = BASE.replace(
+        "postgres://u:${PW}@h/db",
+        "host=h user=u password=${PW} dbname=db",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.control.database_url.expose(),
+        "host=h user=u password=s3cret dbname=db"
+    );
+    let shown = format!("{c:?} {}", c.control.database_url);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("password=***"), "{shown}");
+}

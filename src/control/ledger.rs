@@ -1,4 +1,4 @@
-//! The ledger of staged objects and the discovery cursor.
+//! The ledger of staged objects, the discovery cursor, and the key layout discovery learned.
 
 use super::{q, Control, ControlError};
 use chrono::{DateTime, Utc};
@@ -85,5 +85,65 @@ impl Control {
         .await
         .map_err(q("advance discovery cursor"))?;
         Ok(())
+    }
+
+    /// The key layout discovery recorded for a pipeline's prefix (see
+    /// [`crate::source::discover::KeyLayout`]), if any.
+    pub async fn key_layout(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Option<String>, ControlError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT key_layout FROM discovery_state WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
+                &[&pipeline, &bucket, &prefix],
+            )
+            .await
+            .map_err(q("read key layout"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Records the key layout of a pipeline's prefix.
+    pub async fn save_key_layout(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        prefix: &str,
+        layout: &str,
+    ) -> Result<(), ControlError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO discovery_state (pipeline, bucket, prefix, key_layout) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pipeline, bucket, prefix) DO UPDATE
+               SET key_layout = EXCLUDED.key_layout, updated_at = now()",
+            &[&pipeline, &bucket, &prefix, &layout],
+        )
+        .await
+        .map_err(q("save key layout"))?;
+        Ok(())
+    }
+
+    /// Which of `keys` the ledger already holds for a pipeline and bucket (under any ETag).
+    pub async fn known_keys(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        keys: &[&str],
+    ) -> Result<std::collections::HashSet<String>, ControlError> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT DISTINCT key FROM staged_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
+                &[&pipeline, &bucket, &keys],
+            )
+            .await
+            .map_err(q("look up known keys"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }

@@ -14,6 +14,40 @@ refinery::embed_migrations!("migrations");
 /// A lock key for migrations, so replicas starting together apply them once.
 const MIGRATION_LOCK: i64 = 0x5354_4147_454c_4f44; // "STAGELOD"
 
+/// The highest migration version embedded in this binary.
+pub fn binary_schema_version() -> u32 {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The migration versions recorded in `refinery_schema_history`; empty when the table does not
+/// exist yet. Reads only.
+async fn applied_versions(conn: &tokio_postgres::Client) -> Result<Vec<u32>, ControlError> {
+    let exists: bool = conn
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q("look for the schema history"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = conn
+        .query("SELECT version FROM refinery_schema_history", &[])
+        .await
+        .map_err(q("read the schema history"))?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, i32>(0).max(0) as u32)
+        .collect())
+}
+
 /// A control-database failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -34,6 +68,22 @@ pub enum ControlError {
     /// A migration failed.
     #[error("control database: migration failed: {0}")]
     Migration(String),
+    /// The schema is older than this binary (`stageload migrate` brings it up to date).
+    #[error("control database schema is at version {database}, this stageload needs version {binary}: run `stageload migrate` with this binary (or restart a daemon of this version, which migrates on start)")]
+    SchemaOlder {
+        /// The highest version applied to the database (0: none).
+        database: u32,
+        /// The highest version embedded in this binary.
+        binary: u32,
+    },
+    /// The schema is newer than this binary: a newer stageload has migrated the database.
+    #[error("control database schema is at version {database}, newer than this stageload's version {binary}: use the newer stageload binary (a newer version has migrated this database)")]
+    SchemaNewer {
+        /// The highest version applied to the database.
+        database: u32,
+        /// The highest version embedded in this binary.
+        binary: u32,
+    },
 }
 
 impl ControlError {
@@ -105,19 +155,60 @@ impl Control {
         Ok(self.pool.get().await?)
     }
 
-    /// Applies pending migrations under an advisory lock; returns how many were applied.
+    /// Applies pending migrations under an advisory lock; returns how many were applied. A
+    /// database already migrated by a newer binary is refused with [`ControlError::SchemaNewer`].
     pub async fn migrate(&self) -> Result<usize, ControlError> {
         let mut conn = self.conn().await?;
         conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(q("take migration lock"))?;
-        let client: &mut tokio_postgres::Client = &mut conn;
-        let result = migrations::runner().run_async(client).await;
+        let result = match applied_versions(&conn).await {
+            Ok(applied) => match applied.iter().max() {
+                Some(&database) if database > binary_schema_version() => {
+                    Err(ControlError::SchemaNewer {
+                        database,
+                        binary: binary_schema_version(),
+                    })
+                }
+                _ => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        let result = match result {
+            Ok(()) => {
+                let client: &mut tokio_postgres::Client = &mut conn;
+                migrations::runner()
+                    .run_async(client)
+                    .await
+                    .map_err(|e| ControlError::Migration(e.to_string()))
+            }
+            Err(e) => Err(e),
+        };
         conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(q("release migration lock"))?;
-        let report = result.map_err(|e| ControlError::Migration(e.to_string()))?;
-        Ok(report.applied_migrations().len())
+        Ok(result?.applied_migrations().len())
+    }
+
+    /// Checks, without changing anything, that the schema is exactly the one this binary's
+    /// migrations end at: for operator commands, which must never migrate a database that
+    /// running daemons use.
+    pub async fn check_schema(&self) -> Result<(), ControlError> {
+        let conn = self.conn().await?;
+        let applied = applied_versions(&conn).await?;
+        let binary = binary_schema_version();
+        let database = applied.iter().copied().max().unwrap_or(0);
+        if database > binary {
+            return Err(ControlError::SchemaNewer { database, binary });
+        }
+        let missing = migrations::runner()
+            .get_migrations()
+            .iter()
+            .any(|m| !applied.contains(&m.version()));
+        if missing {
+            return Err(ControlError::SchemaOlder { database, binary });
+        }
+        Ok(())
     }
 
     /// This control database's installation id, generated once by migration V3. Redshift's

@@ -43,6 +43,18 @@ pub struct Listed {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// What a HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// ETag without quotes (empty when the server sends none).
+    pub etag: String,
+    /// Size in bytes.
+    pub size: i64,
+}
+
+/// How many times one read of an object is resumed after its connection breaks.
+const MAX_RESUMES: u32 = 5;
+
 /// An object opened for streaming.
 pub struct Opened {
     /// The body, read as it arrives.
@@ -112,53 +124,141 @@ impl S3 {
     ) -> Result<(), S3Error> {
         let mut token: Option<String> = None;
         loop {
-            let mut req = self.client.list_objects_v2().bucket(bucket).prefix(prefix);
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            } else if let Some(s) = start_after {
-                req = req.start_after(s);
-            }
-            let out = req
-                .send()
-                .await
-                .map_err(|e| request_error("list", bucket, prefix, e))?;
-            let items = out
-                .contents()
-                .iter()
-                .filter_map(|o| {
-                    Some(Listed {
-                        key: o.key()?.to_string(),
-                        etag: o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
-                        size: o.size().unwrap_or(0),
-                        last_modified: o
-                            .last_modified()
-                            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-                    })
-                })
-                .collect();
+            let (items, next) = self
+                .list_page(bucket, prefix, start_after, token.as_deref())
+                .await?;
             if !page(items) {
                 return Ok(());
             }
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
-                _ => return Ok(()),
+            match next {
+                Some(t) => token = Some(t),
+                None => return Ok(()),
             }
         }
     }
 
+    /// The "directories" one level under `prefix` (ListObjectsV2 with delimiter `/`), in order.
+    pub async fn list_dirs(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .delimiter("/");
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let page = req
+                .send()
+                .await
+                .map_err(|e| request_error("list", bucket, prefix, e))?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// One ListObjectsV2 page under `prefix`: after `start_after` for the first page, from
+    /// `token` for the next. Returns the page and the token of the next one, if any.
+    pub async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
+        let mut req = self.client.list_objects_v2().bucket(bucket).prefix(prefix);
+        if let Some(t) = token {
+            req = req.continuation_token(t);
+        } else if let Some(s) = start_after {
+            req = req.start_after(s);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| request_error("list", bucket, prefix, e))?;
+        let items = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                    size: o.size().unwrap_or(0),
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                })
+            })
+            .collect();
+        let next = match out.next_continuation_token() {
+            Some(t) if out.is_truncated().unwrap_or(false) => Some(t.to_string()),
+            _ => None,
+        };
+        Ok((items, next))
+    }
+
     /// Opens an object for streaming. `etag` pins the version that was listed: an object
     /// overwritten since is reported as missing rather than read in its new form.
+    ///
+    /// A connection that breaks mid-body (a reset, a truncated response) is resumed with a
+    /// ranged GET from the first byte not yet handed to the reader, pinned to the ETag of the
+    /// first response with `If-Match` so bytes of two versions are never mixed; up to
+    /// [`MAX_RESUMES`] times per object, then the read fails as before.
     pub async fn open(
         &self,
         bucket: &str,
         key: &str,
         etag: Option<&str>,
     ) -> Result<Opened, S3Error> {
+        let out = self.get(bucket, key, etag, 0).await?;
+        let size = out.content_length().unwrap_or(0);
+        let served_etag = out
+            .e_tag()
+            .map(|e| e.trim_matches('"').to_string())
+            .filter(|e| !e.is_empty())
+            .or_else(|| etag.filter(|e| !e.is_empty()).map(str::to_string));
+        Ok(Opened {
+            content_encoding: out.content_encoding().map(str::to_string),
+            size,
+            body: Box::new(Resuming {
+                s3: self.clone(),
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                etag: served_etag,
+                size: size.max(0) as u64,
+                offset: 0,
+                resumes: 0,
+                state: BodyState::Reading(Box::new(out.body.into_async_read())),
+            }),
+        })
+    }
+
+    /// One GET, from byte `from` on when it is not 0, pinned to `etag` when given.
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+        from: u64,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, S3Error> {
         let mut req = self.client.get_object().bucket(bucket).key(key);
         if let Some(e) = etag.filter(|e| !e.is_empty()) {
             req = req.if_match(format!("\"{e}\""));
         }
-        let out = req.send().await.map_err(|e| {
+        if from > 0 {
+            req = req.range(format!("bytes={from}-"));
+        }
+        req.send().await.map_err(|e| {
             let not_found = matches!(&e, SdkError::ServiceError(s) if s.err().is_no_such_key())
                 || matches!(&e, SdkError::ServiceError(s) if matches!(s.raw().status().as_u16(), 404 | 412));
             if not_found {
@@ -166,12 +266,26 @@ impl S3 {
             } else {
                 request_error("get", bucket, key, e)
             }
-        })?;
-        Ok(Opened {
-            content_encoding: out.content_encoding().map(str::to_string),
-            size: out.content_length().unwrap_or(0),
-            body: Box::new(out.body.into_async_read()),
         })
+    }
+
+    /// The object's ETag (without quotes) and size, or `None` when it does not exist.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<Head>, S3Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(Head {
+                etag: out.e_tag().unwrap_or("").trim_matches('"').to_string(),
+                size: out.content_length().unwrap_or(0),
+            })),
+            Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => Ok(None),
+            Err(e) => Err(request_error("head", bucket, key, e)),
+        }
     }
 
     /// The object's current ETag (without quotes), or `None` when it does not exist.
@@ -234,5 +348,114 @@ where
         bucket: bucket.into(),
         key: key.into(),
         message: DisplayErrorContext(&e).to_string(),
+    }
+}
+
+type Body = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Reopen = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Body, S3Error>> + Send>>;
+
+enum BodyState {
+    Reading(Body),
+    Reopening(Reopen),
+}
+
+/// An object's body that resumes with a ranged GET after its connection breaks.
+struct Resuming {
+    s3: S3,
+    bucket: String,
+    key: String,
+    /// The version being read; without one a resumed read could mix two versions, so it
+    /// is not resumed.
+    etag: Option<String>,
+    size: u64,
+    /// Bytes handed to the reader so far: where a resumed GET starts.
+    offset: u64,
+    resumes: u32,
+    state: BodyState,
+}
+
+impl Resuming {
+    /// Starts a ranged GET from `offset`, or gives `e` back when the read cannot resume.
+    fn resume(&mut self, e: std::io::Error) -> Result<(), std::io::Error> {
+        let Some(etag) = self.etag.clone() else {
+            return Err(e);
+        };
+        if self.resumes >= MAX_RESUMES {
+            return Err(e);
+        }
+        self.resumes += 1;
+        tracing::warn!(
+            bucket = %self.bucket,
+            key = %self.key,
+            offset = self.offset,
+            size = self.size,
+            attempt = self.resumes,
+            error = %e,
+            "s3 read interrupted, resuming with a ranged get"
+        );
+        let (s3, bucket, key, from) = (
+            self.s3.clone(),
+            self.bucket.clone(),
+            self.key.clone(),
+            self.offset,
+        );
+        self.state = BodyState::Reopening(Box::pin(async move {
+            let out = s3.get(&bucket, &key, Some(&etag), from).await?;
+            Ok(Box::new(out.body.into_async_read()) as Body)
+        }));
+        Ok(())
+    }
+}
+
+impl tokio::io::AsyncRead for Resuming {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                BodyState::Reading(body) => {
+                    let before = buf.filled().len();
+                    match std::pin::Pin::new(body).poll_read(cx, buf) {
+                        Poll::Ready(Ok(())) => {
+                            let n = (buf.filled().len() - before) as u64;
+                            if n == 0 && buf.remaining() > 0 && this.offset < this.size {
+                                // The body ended before Content-Length: a cut connection.
+                                let e = std::io::Error::new(
+                                    std::io::ErrorKind::UnexpectedEof,
+                                    format!("body ended at byte {} of {}", this.offset, this.size),
+                                );
+                                if let Err(e) = this.resume(e) {
+                                    return Poll::Ready(Err(e));
+                                }
+                                continue;
+                            }
+                            this.offset += n;
+                            return Poll::Ready(Ok(()));
+                        }
+                        Poll::Ready(Err(e)) => {
+                            if this.size > 0 && this.offset >= this.size {
+                                // Everything arrived; only the end of the response broke.
+                                return Poll::Ready(Ok(()));
+                            }
+                            if let Err(e) = this.resume(e) {
+                                return Poll::Ready(Err(e));
+                            }
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                BodyState::Reopening(fut) => match fut.as_mut().poll(cx) {
+                    Poll::Ready(Ok(body)) => this.state = BodyState::Reading(body),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(std::io::Error::other(e.to_string())))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
+            }
+        }
     }
 }

@@ -31,6 +31,7 @@ pub struct QueueWatcher {
     queue_url: String,
     control: Control,
     own_prefixes: Vec<String>,
+    s3: S3,
 }
 
 /// The SQS endpoint a queue URL lives at: its scheme, host and port.
@@ -80,6 +81,7 @@ impl QueueWatcher {
             queue_url,
             control,
             own_prefixes,
+            s3: s3.clone(),
         })
     }
 
@@ -108,7 +110,11 @@ impl QueueWatcher {
             match events::parse(m.body().unwrap_or("")) {
                 Ok(Notification::Created(created)) => {
                     let before = objects.len();
-                    objects.extend(created.into_iter().filter_map(|c| self.ours(c)));
+                    for c in created {
+                        if let Some(entry) = self.ours(c) {
+                            objects.push(self.with_etag(entry).await?);
+                        }
+                    }
                     if objects.len() == before {
                         debug!(pipeline = %name, message_id = id, "notification for another bucket or prefix, dropped");
                     }
@@ -130,6 +136,7 @@ impl QueueWatcher {
                 done.push(entry);
             }
         }
+        let objects: Vec<ListedObject> = objects.into_iter().flatten().collect();
         let mut recorded = 0;
         for chunk in objects.chunks(1000) {
             recorded += self
@@ -157,6 +164,45 @@ impl QueueWatcher {
             }
         }
         Ok(recorded)
+    }
+
+    /// An entry whose notification carried no ETag (some S3-compatible servers and EventBridge
+    /// shapes omit it) gets the ETag and size from a HEAD: recorded with an empty ETag, the
+    /// object would be a second ledger row beside the one listing records, and load twice.
+    /// `None` when the object is gone already; a failed HEAD fails the poll, so the message is
+    /// not deleted and comes back.
+    async fn with_etag(
+        &self,
+        mut entry: ListedObject,
+    ) -> Result<Option<ListedObject>, DiscoverError> {
+        if !entry.etag.is_empty() {
+            return Ok(Some(entry));
+        }
+        let bucket = &self.pipeline.source.bucket;
+        let head = self
+            .s3
+            .head(bucket, &entry.key)
+            .await
+            .map_err(|source| DiscoverError::S3 {
+                pipeline: self.pipeline.name.clone(),
+                source,
+            })?;
+        match head {
+            Some(h) if !h.etag.is_empty() => {
+                debug!(pipeline = %self.pipeline.name, key = %entry.key, etag = %h.etag, "notification without an etag, took it from a head");
+                entry.etag = h.etag;
+                entry.size = h.size;
+                Ok(Some(entry))
+            }
+            Some(_) => {
+                warn!(pipeline = %self.pipeline.name, key = %entry.key, "neither the notification nor a head gives the object an etag; recorded without one");
+                Ok(Some(entry))
+            }
+            None => {
+                debug!(pipeline = %self.pipeline.name, key = %entry.key, "notified object no longer exists, dropped");
+                Ok(None)
+            }
+        }
     }
 
     /// The ledger entry for a created object under this pipeline's bucket and prefix.

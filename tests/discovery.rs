@@ -1,0 +1,201 @@
+//! Discovery against the real stack: late writes into partitions the cursor has passed are
+//! found for layouts with a leading partition that is not time (`region=eu/year=...`) and for
+//! date partitions (`dt=YYYY-MM-DD/`), and a restarted daemon knows the key layout from the
+//! control database, so it re-lists only the lookback window, never the whole prefix.
+
+mod common;
+mod proxy;
+
+use chrono::{Datelike, Duration as ChronoDuration, Timelike, Utc};
+use common::*;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn loaded(db: &str, pipeline: &str) -> i64 {
+    query_i64(
+        db,
+        &format!(
+            "SELECT count(*) FROM staged_objects WHERE pipeline = '{pipeline}' AND state = 'loaded'"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn late_writes_under_leading_partitions_are_found() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("late").await,
+        stack.bucket("late").await,
+    );
+    let s3 = stack.s3().await;
+    let (out_r, out_d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let now = Utc::now();
+    let hive = format!(
+        "year={:04}/month={:02}/day={:02}/hour={:02}",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour()
+    );
+    let date = format!("dt={:04}-{:02}-{:02}", now.year(), now.month(), now.day());
+    put(
+        &s3,
+        &bucket,
+        &format!("in/region/region=eu/{hive}/b.json"),
+        json_lines("eu-b", 2, 60),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        &format!("in/region/region=us/{hive}/b.json"),
+        json_lines("us-b", 3, 60),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        &format!("in/dt/{date}/b.json"),
+        json_lines("dt-b", 2, 60),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        &format!("in/dt/{date}/z.json"),
+        json_lines("dt-z", 3, 60),
+    )
+    .await;
+    let config = stack.base_config(&db)
+        + &file_pipeline("region", &bucket, out_r.path(), 30)
+        + &file_pipeline("dt", &bucket, out_d.path(), 30);
+    let _daemon = Daemon::start(&config);
+    wait_for("the first objects", LONG, || async {
+        (loaded(&db, "region").await == 2 && loaded(&db, "dt").await == 2).then_some(())
+    })
+    .await;
+    let layouts = query_strings(
+        &db,
+        "SELECT pipeline || ' ' || key_layout FROM discovery_state ORDER BY pipeline",
+    )
+    .await;
+    assert_eq!(
+        layouts,
+        vec![
+            "dt dt={YYYY-MM-DD}".to_string(),
+            "region region=*/year={YYYY}/month={MM}/day={DD}/hour={HH}".to_string()
+        ]
+    );
+
+    // Late writes: both sort before their pipeline's cursor.
+    put(
+        &s3,
+        &bucket,
+        &format!("in/region/region=eu/{hive}/a.json"),
+        json_lines("eu-a", 4, 60),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        &format!("in/dt/{date}/a.json"),
+        json_lines("dt-a", 5, 60),
+    )
+    .await;
+    wait_for("the late writes", LONG, || async {
+        (loaded(&db, "region").await == 3 && loaded(&db, "dt").await == 3).then_some(())
+    })
+    .await;
+    assert_eq!(delivered_lines(out_r.path()).len(), 2 + 3 + 4);
+    assert_eq!(delivered_lines(out_d.path()).len(), 2 + 3 + 5);
+}
+
+#[tokio::test]
+async fn a_restart_lists_only_the_lookback_window() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("restart").await,
+        stack.bucket("restart").await,
+    );
+    let s3 = stack.s3().await;
+    let proxy = proxy::Proxy::start(&stack.s3_endpoint).await;
+    let out = tempfile::tempdir().unwrap();
+    let part = |t: chrono::DateTime<Utc>| {
+        format!(
+            "in/fh/{:04}/{:02}/{:02}/{:02}/",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour()
+        )
+    };
+    let now = Utc::now();
+    for days in [3, 2] {
+        let p = part(now - ChronoDuration::days(days));
+        put(
+            &s3,
+            &bucket,
+            &format!("{p}old.json"),
+            json_lines("old", 2, 60),
+        )
+        .await;
+    }
+    put(
+        &s3,
+        &bucket,
+        &format!("{}m.json", part(now)),
+        json_lines("m", 2, 60),
+    )
+    .await;
+    let config = stack
+        .base_config(&db)
+        .replace(&stack.s3_endpoint, &proxy.endpoint())
+        + &file_pipeline("fh", &bucket, out.path(), 30);
+    let mut daemon = Daemon::start(&config);
+    wait_for("the first objects and the layout", LONG, || async {
+        (loaded(&db, "fh").await == 3
+            && query_i64(
+                &db,
+                "SELECT count(*) FROM discovery_state WHERE key_layout = '{YYYY}/{MM}/{DD}/{HH}'",
+            )
+            .await
+                == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(daemon.terminate(), Some(0));
+
+    let before = proxy.requests().len();
+    // A late write into the current partition, before the cursor (`m.json`).
+    put(
+        &s3,
+        &bucket,
+        &format!("{}a.json", part(now)),
+        json_lines("a", 3, 60),
+    )
+    .await;
+    daemon.spawn();
+    wait_for("the late write after the restart", LONG, || async {
+        (loaded(&db, "fh").await == 4).then_some(())
+    })
+    .await;
+    let lists: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("list-type=2"))
+        .cloned()
+        .collect();
+    assert!(!lists.is_empty());
+    // Every listing after the restart starts at the cursor or in the lookback window: the
+    // partitions of days ago are never listed again.
+    let window = part(now - ChronoDuration::hours(2));
+    for r in &lists {
+        let start = proxy::query_param(r, "start-after").unwrap_or_default();
+        assert!(
+            start >= window,
+            "a listing from {start:?} re-lists the whole prefix: {r}"
+        );
+    }
+    assert_eq!(delivered_lines(out.path()).len(), 2 + 2 + 2 + 3);
+}
