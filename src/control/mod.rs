@@ -105,7 +105,7 @@ impl ControlError {
                         || c == "55P03"
                 }
             },
-            ControlError::Setup(_) | ControlError::Migration(_) => false,
+            _ => false,
         }
     }
 }
