@@ -87,7 +87,7 @@ async fn read_only_commands_never_migrate_and_name_both_versions() {
     assert!(status.to_string().contains("schema"), "{stdout}");
 
     // A schema one version behind (as if this binary were newer): refused, not upgraded.
-    query_i64(
+    exec(
         &db,
         &format!("DELETE FROM refinery_schema_history WHERE version = {binary}"),
     )
@@ -113,7 +113,7 @@ async fn read_only_commands_never_migrate_and_name_both_versions() {
     // A schema from a newer binary: refused by operator commands and by `migrate`.
     let (code, _, stderr) = cli(&config, &["migrate"]);
     assert_eq!(code, 0, "{stderr}");
-    query_i64(
+    exec(
         &db,
         "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
          VALUES (999, 'from_the_future', now()::text, '0')",

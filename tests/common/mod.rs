@@ -185,6 +185,15 @@ pub fn json_lines(tag: &str, n: usize, line_bytes: usize) -> Vec<u8> {
     out
 }
 
+/// Runs statements against a database; a failure fails the test.
+pub async fn exec(url: &str, sql: &str) {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    c.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+}
+
 /// A query against a database, returning the first column of each row as text.
 pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");

@@ -125,14 +125,6 @@ pub async fn setup_with(tag: &str, ddl: &str, flags: &[&str]) -> Setup {
     }
 }
 
-pub async fn exec(url: &str, sql: &str) {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c.batch_execute(sql).await.unwrap();
-}
-
 pub const EVENTS: &str = "CREATE TABLE public.events (id varchar(64) NOT NULL, user_id integer, \
                       action varchar(16), ts timestamp, pad varchar(2000))";
 

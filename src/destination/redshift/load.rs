@@ -118,12 +118,29 @@ impl RedshiftDestination {
     ) -> Result<Vec<LoadError>, RedshiftError> {
         let files: Vec<String> = objects.iter().map(|o| o.url()).collect();
         let view = self.error_view();
-        let msgs = client
+        let msgs = match client
             .query(
                 "read load errors",
                 &errors::load_errors_query(view, &files, since),
             )
-            .await?;
+            .await
+        {
+            Ok(msgs) => msgs,
+            // The STL views refused after all (Serverless): read the SYS view from now on.
+            Err(e) if self.fall_back_to_sys(&e) => {
+                client
+                    .query(
+                        "read load errors",
+                        &errors::load_errors_query(
+                            crate::config::ErrorTable::SysLoadErrorDetail,
+                            &files,
+                            since,
+                        ),
+                    )
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
         let rows = errors::stl_rows(&msgs)
             .into_iter()
             .filter_map(|mut r| {

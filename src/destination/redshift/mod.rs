@@ -201,7 +201,7 @@ impl RedshiftDestination {
             match client
                 .query(
                     "probe stl_load_errors",
-                    "SELECT count(*) FROM stl_load_errors WHERE 1 = 0",
+                    "SELECT query FROM stl_load_errors LIMIT 1",
                 )
                 .await
             {
@@ -215,6 +215,21 @@ impl RedshiftDestination {
         };
         self.detected_view
             .store(if sys { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    /// With `error_table = "auto"`, a refused STL view means Serverless: remember to read
+    /// `sys_load_error_detail` instead. True when the caller should read it now.
+    fn fall_back_to_sys(&self, e: &RedshiftError) -> bool {
+        let refused = e.class() == Class::Permanent && e.to_string().contains("stl_load_errors");
+        if self.error_table != ErrorTable::Auto
+            || !refused
+            || self.error_view() != ErrorTable::StlLoadErrors
+        {
+            return false;
+        }
+        info!(pipeline = %self.pipeline, error = %e, "stl_load_errors cannot be read here (Redshift Serverless?): reading sys_load_error_detail");
+        self.detected_view.store(2, Ordering::Relaxed);
+        true
     }
 
     /// The view load errors are read from.

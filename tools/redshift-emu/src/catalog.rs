@@ -207,6 +207,14 @@ pub fn clip(b: &[u8], max: usize, dot_multibyte: bool) -> String {
         .collect()
 }
 
+/// A fingerprint of [`DDL`] (FNV-1a), kept in `redshift_emu_config` once applied.
+fn ddl_version() -> String {
+    let hash = DDL.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 fn cut(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -218,7 +226,36 @@ impl Catalog {
         let tx = client.transaction().await?;
         tx.query("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK])
             .await?;
-        tx.batch_execute(DDL).await?;
+        // Replacing views and functions takes locks that a running emulator's dblink reads
+        // wait on (a deadlock PostgreSQL cannot see across connections), so the DDL runs only
+        // when the objects are missing or from another version of it.
+        let version = ddl_version();
+        let has_config: bool = tx
+            .query_one(
+                "SELECT to_regclass('public.redshift_emu_config') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        let current: Option<String> = if has_config {
+            tx.query_opt(
+                "SELECT value FROM public.redshift_emu_config WHERE key = 'ddl_version'",
+                &[],
+            )
+            .await?
+            .map(|r| r.get(0))
+        } else {
+            None
+        };
+        if current.as_deref() != Some(version.as_str()) {
+            tx.batch_execute(DDL).await?;
+            tx.execute(
+                "INSERT INTO public.redshift_emu_config (key, value) VALUES ('ddl_version', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&version],
+            )
+            .await?;
+        }
         tx.execute(
             "INSERT INTO public.redshift_emu_config (key, value) VALUES ('dsn', $1) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

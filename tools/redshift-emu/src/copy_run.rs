@@ -148,6 +148,17 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "could not read redshift_emu_faults"),
     }
+    // A COPY stuck outside the database (a slow S3 read): the backend's statement_timeout
+    // cannot fire, so only pg_terminate_backend frees its locks before the sleep ends.
+    if let Ok(Some(_)) = s
+        .shared
+        .catalog
+        .take_fault("copy_hang", &st.table, &st.table_name)
+        .await
+    {
+        tracing::info!(table = %st.table, pid, "copy answered with armed fault copy_hang: sleeping 60s");
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
     let (sources, paths) = match plan(s, &st, cols.len()).await {
         Ok(x) => x,
         Err((msg, code)) => {
