@@ -33,10 +33,64 @@ pub fn worker_id(config: &Config) -> String {
     })
 }
 
+/// Whether a lease owner (`<worker id>/<n>`) is this process's predecessor, dead: the same
+/// configured worker id, or, for the default `host:pid`, this host and a pid that is no longer
+/// a stageload process (or is this very process, as after a container restart where the pid
+/// repeats). Its batches need not wait out their lease: the next start takes them back at once.
+fn is_dead_predecessor(owner: &str, me: &str, configured: bool) -> bool {
+    let Some((worker, _n)) = owner.rsplit_once('/') else {
+        return false;
+    };
+    if configured {
+        return worker == me;
+    }
+    let (Some((host, pid)), Some((my_host, my_pid))) =
+        (worker.rsplit_once(':'), me.rsplit_once(':'))
+    else {
+        return false;
+    };
+    if host != my_host {
+        return false;
+    }
+    if pid == my_pid {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    !String::from_utf8_lossy(&cmdline).contains("stageload")
+}
+
+/// Ends the leases a dead predecessor on this host held (after kill -9 and a restart by
+/// systemd or the container runtime), so its batches resume now instead of after `lease_s`.
+async fn reclaim_leases(control: &Control, me: &str, configured: bool) {
+    let held = match control.held_leases().await {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %e, "cannot read held leases at start");
+            return;
+        }
+    };
+    let dead: Vec<i64> = held
+        .iter()
+        .filter(|(_, owner)| is_dead_predecessor(owner, me, configured))
+        .map(|(id, _)| *id)
+        .collect();
+    if dead.is_empty() {
+        return;
+    }
+    match control.expire_leases(&dead).await {
+        Ok(n) => info!(
+            batches = n,
+            "took back the leases of a predecessor that died on this host"
+        ),
+        Err(e) => warn!(error = %e, "cannot end a dead predecessor's leases"),
+    }
+}
+
 /// One running pipeline and the tokens that stop it.
 struct Running {
     config: PipelineConfig,
     destination: Arc<dyn Destination>,
+    live_workers: Arc<std::sync::atomic::AtomicUsize>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -66,7 +120,9 @@ impl Shared {
             error!(pipeline = %p.name, destination = dest.kind(), error = %e, "destination check failed");
         }
         let stop = CancellationToken::new();
+        let live_workers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let rt = PipelineRuntime {
+            live_workers: live_workers.clone(),
             config: Arc::new(p.clone()),
             control: self.control.clone(),
             s3: self.s3.clone(),
@@ -79,6 +135,7 @@ impl Shared {
         Ok(Running {
             config: p.clone(),
             destination: dest,
+            live_workers,
             stop,
             task,
         })
@@ -112,6 +169,8 @@ pub async fn run_with(
     let applied = control.migrate().await?;
     let installation = control.installation_id().await?;
     info!(applied, installation = %installation, "control database ready");
+    let me = worker_id(&config);
+    reclaim_leases(&control, &me, config.daemon.worker_id.is_some()).await;
     let shared = Shared {
         control: control.clone(),
         installation,
@@ -201,6 +260,7 @@ fn admin_view(running: &[Running]) -> Vec<AdminPipeline> {
         .map(|r| AdminPipeline {
             config: Arc::new(r.config.clone()),
             destination: r.destination.clone(),
+            live_workers: r.live_workers.clone(),
         })
         .collect()
 }
@@ -299,4 +359,23 @@ pub fn reload_on_sighup(path: PathBuf) -> mpsc::Receiver<Config> {
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_predecessors_are_recognised_and_live_processes_are_not() {
+        // This very pid (a repeated pid after a container restart) and a pid with no process.
+        let me = format!("h1:{}", std::process::id());
+        assert!(is_dead_predecessor(&format!("{me}/0"), &me, false));
+        assert!(is_dead_predecessor("h1:4194303/1", &me, false));
+        // Another host, or a malformed owner: never.
+        assert!(!is_dead_predecessor("h2:4194303/0", &me, false));
+        assert!(!is_dead_predecessor("nonsense", &me, false));
+        // A configured worker id is taken as this process's.
+        assert!(is_dead_predecessor("loader-a/0", "loader-a", true));
+        assert!(!is_dead_predecessor("loader-b/0", "loader-a", true));
+    }
 }

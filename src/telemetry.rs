@@ -51,6 +51,11 @@ pub fn describe() {
         HEC_RESENDS,
         "HEC requests sent again after no acknowledgement"
     );
+    describe_counter!(
+        DELIVERY_PANICS,
+        "Delivery attempts that panicked (each counted as a failed attempt)"
+    );
+    describe_gauge!(LIVE_WORKERS, "Live dispatch workers");
     describe_gauge!(BATCHES, "Batches by state");
     describe_gauge!(
         FRESHNESS_SECONDS,

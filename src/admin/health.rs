@@ -33,6 +33,8 @@ pub enum CheckKind {
     Queue,
     /// A pipeline's destination passes its own check.
     Destination,
+    /// A pipeline has at least one live dispatch worker.
+    Workers,
 }
 
 impl CheckKind {
@@ -43,6 +45,7 @@ impl CheckKind {
             CheckKind::S3 => "s3",
             CheckKind::Queue => "queue",
             CheckKind::Destination => "destination",
+            CheckKind::Workers => "workers",
         }
     }
 }
@@ -182,12 +185,29 @@ pub async fn run_checks(state: &AdminState, timeout: Duration) -> Readiness {
         tokio::join!(control, buckets, queues, destinations);
     let mut checks = vec![control];
     // Grouped per pipeline so the body reads pipeline by pipeline.
-    for ((b, q), d) in buckets.into_iter().zip(queues).zip(destinations) {
+    for (((b, q), d), p) in buckets
+        .into_iter()
+        .zip(queues)
+        .zip(destinations)
+        .zip(&pipelines)
+    {
         checks.push(b);
         checks.extend(q);
         checks.push(d);
+        checks.push(workers_check(p));
     }
     Readiness::from_checks(checks)
+}
+
+/// A pipeline whose dispatch workers all died delivers nothing: not ready.
+fn workers_check(p: &crate::admin::AdminPipeline) -> CheckResult {
+    let live = p.live_workers.load(std::sync::atomic::Ordering::Relaxed);
+    CheckResult {
+        check: CheckKind::Workers,
+        pipeline: Some(p.config.name.clone()),
+        target: format!("{live} of {} dispatch workers live", p.config.workers),
+        error: (live == 0).then(|| "no live dispatch worker".to_string()),
+    }
 }
 
 /// The last readiness result and when it was taken.

@@ -59,6 +59,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 /// Sets the control-database gauges for the running pipelines.
 async fn set_gauges(shared: &Shared) {
+    for p in shared.state.pipelines() {
+        let live = p.live_workers.load(std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!(m::LIVE_WORKERS, "pipeline" => p.config.name.clone()).set(live as f64);
+    }
     let names: Vec<String> = shared
         .state
         .pipelines()

@@ -32,6 +32,8 @@ pub struct AdminPipeline {
     pub config: Arc<PipelineConfig>,
     /// Its destination, for readiness checks.
     pub destination: Arc<dyn Destination>,
+    /// Its dispatch workers alive now.
+    pub live_workers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What the admin port reads.

@@ -198,6 +198,32 @@ impl Control {
         Ok(())
     }
 
+    /// The owners of the leases still running: (batch id, lease owner).
+    pub async fn held_leases(&self) -> Result<Vec<(i64, String)>, ControlError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT id, lease_owner FROM batches
+                 WHERE state = 'delivering' AND lease_expires_at > now() AND lease_owner IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(q("read held leases"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Ends these leases now, so the next claim takes the batches over at once.
+    pub async fn expire_leases(&self, batches: &[i64]) -> Result<u64, ControlError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE batches SET lease_expires_at = now()
+             WHERE id = ANY($1) AND state = 'delivering'",
+            &[&batches],
+        )
+        .await
+        .map_err(q("expire leases"))
+    }
+
     /// Counts an attempt as it starts; returns the attempt number (1 for the first), or None
     /// when the claim `token` no longer holds the batch.
     pub async fn start_attempt(

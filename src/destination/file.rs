@@ -37,23 +37,30 @@ impl FileDestination {
     }
 }
 
-/// Appends one record as one NDJSON line: JSON records as they are (compacted when a
-/// concatenated-JSON value spans lines), text lines as JSON strings.
+/// Appends one record as one NDJSON line: JSON records as they are, text lines as JSON strings.
+/// A concatenated-JSON value that spans lines is put on one: a JSON string cannot hold a raw
+/// line break, so every CR or LF byte in a valid value is whitespace between tokens and becomes
+/// a space (no re-parse, which a valid value such as `1e999` or deep nesting could fail).
 fn push_record(out: &mut Vec<u8>, framing: Framing, bytes: &[u8]) {
     match framing {
         Framing::Lines => {
             let text = String::from_utf8_lossy(bytes);
-            serde_json::to_writer(&mut *out, &text).expect("string serializes");
+            // Serializing a str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &text);
         }
-        _ if bytes.contains(&b'\n') => {
-            let value: serde_json::Value =
-                serde_json::from_slice(bytes).expect("framing validated the record");
-            serde_json::to_writer(&mut *out, &value).expect("value serializes");
-        }
+        _ if bytes.contains(&b'\n') => out.extend(bytes.iter().map(|&b| match b {
+            b'\n' | b'\r' => b' ',
+            b => b,
+        })),
         _ => out.extend_from_slice(bytes),
     }
     out.push(b'\n');
 }
+
+/// Test hook: `STAGELOAD_TEST_FILE_PANIC=<text>` makes delivering an object whose key holds
+/// `<text>` panic, so tests can prove a panicking delivery costs one attempt, not a worker.
+/// Never set in production; unset, nothing panics.
+const PANIC_ENV: &str = "STAGELOAD_TEST_FILE_PANIC";
 
 fn io_kind(e: &io::Error) -> FailureKind {
     match e.kind() {
@@ -99,7 +106,15 @@ impl Destination for FileDestination {
         };
         let mut report = Attempt::delivered(0);
         let mut out = Vec::with_capacity(records::BLOCK_BYTES + 4096);
+        let panic_on = std::env::var(PANIC_ENV).ok().filter(|v| !v.is_empty());
         for object in &batch.objects {
+            if let Some(text) = &panic_on {
+                assert!(
+                    !object.key.contains(text.as_str()),
+                    "test hook {PANIC_ENV}: delivering {}",
+                    object.key
+                );
+            }
             let mut stream = match records::open(&self.s3, object, &self.source).await {
                 Ok(s) => s,
                 Err(OpenFailure::Missing(row)) => {
@@ -169,11 +184,17 @@ mod tests {
     fn records_become_one_line_each() {
         let mut out = Vec::new();
         push_record(&mut out, Framing::JsonLines, br#"{"a":1}"#);
-        push_record(&mut out, Framing::JsonConcat, b"{\n  \"b\": [1,\n 2]\n}");
-        push_record(&mut out, Framing::Lines, b"plain \"text\"");
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"a\":1}\n{\"b\":[1,2]}\n\"plain \\\"text\\\"\"\n"
+        push_record(
+            &mut out,
+            Framing::JsonConcat,
+            b"{\n  \"b\": [1,\r\n 1e999]\n}",
         );
+        push_record(&mut out, Framing::Lines, b"plain \"text\"");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "{\"a\":1}\n{   \"b\": [1,   1e999] }\n\"plain \\\"text\\\"\"\n"
+        );
+        assert_eq!(text.lines().count(), 3);
     }
 }

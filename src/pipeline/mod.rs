@@ -13,6 +13,7 @@ use crate::source::discover::Discoverer;
 use crate::source::s3::S3;
 use crate::source::sqs::QueueWatcher;
 use dispatch::{DispatchTimings, Dispatcher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -48,6 +49,8 @@ pub struct PipelineRuntime {
     pub worker: String,
     /// Lease and backoff timings.
     pub timings: DispatchTimings,
+    /// How many of its dispatch workers are alive (for `/readyz` and the metrics).
+    pub live_workers: Arc<AtomicUsize>,
 }
 
 impl PipelineRuntime {
@@ -157,9 +160,43 @@ impl PipelineRuntime {
                 worker: format!("{}/{}", self.worker, n),
                 timings: self.timings.clone(),
             });
-            tasks.spawn(dispatcher.run(wake.clone(), stop.clone(), abort.clone()));
+            let (wake, stop, abort, live) = (
+                wake.clone(),
+                stop.clone(),
+                abort.clone(),
+                self.live_workers.clone(),
+            );
+            let name = name.clone();
+            // A worker that dies (a panic the dispatcher did not catch) is started again: with
+            // one worker, the pipeline would otherwise stop while everything else looks fine.
+            tasks.spawn(async move {
+                loop {
+                    set_live(&live, 1);
+                    let ended =
+                        tokio::spawn(dispatcher.clone().run(wake.clone(), stop.clone(), abort.clone()))
+                            .await;
+                    set_live(&live, -1);
+                    match ended {
+                        Err(e) if e.is_panic() && !stop.is_cancelled() => {
+                            let why = crate::pipeline::dispatch::panic_message(e.into_panic().as_ref());
+                            tracing::error!(pipeline = %name, worker = n, error = %why, "dispatch worker died, starting it again");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        _ => return,
+                    }
+                }
+            });
         }
         while tasks.join_next().await.is_some() {}
         info!(pipeline = %name, "pipeline stopped");
+    }
+}
+
+/// Counts a worker starting (+1) or ending (-1); `/readyz` and the metrics read the count.
+fn set_live(live: &AtomicUsize, delta: isize) {
+    if delta > 0 {
+        live.fetch_add(1, Ordering::Relaxed);
+    } else {
+        live.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,143 @@
+//! The dispatcher through faults of its own: a delivery that panics costs one attempt, not the
+//! worker; records that used to panic the file destination load; a batch held by a process
+//! killed with -9 resumes as soon as the service restarts, not after its lease.
+
+mod common;
+
+use common::redshift::*;
+use common::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn a_panicking_delivery_fails_an_attempt_and_the_worker_goes_on() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("panicctl").await;
+    let bucket = stack.bucket("panic").await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = stack.base_config(&db) + &file_pipeline("boom", &bucket, dir.path(), 3);
+    put(&s3, &bucket, "in/boom/boom-1.json", json_lines("b", 5, 40)).await;
+    let d = Daemon::start_with_env(&config, &[("STAGELOAD_TEST_FILE_PANIC", "boom-")]);
+    wait_for(
+        "the panicking batch skipped",
+        Duration::from_secs(40),
+        || async {
+            (query_i64(&db, "SELECT count(*) FROM batches WHERE state = 'skipped'").await == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let why = query_strings(&db, "SELECT err_code || ' ' || err_reason FROM load_errors").await;
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(
+        why[0].starts_with("9100 ") && why[0].contains("panicked: test hook"),
+        "the panic is the recorded reason: {why:?}"
+    );
+    let attempts = query_i64(&db, "SELECT attempts::bigint FROM batches").await;
+    assert!(attempts >= 2, "each panic was one attempt: {attempts}");
+    // The same worker delivers the next batch.
+    put(&s3, &bucket, "in/boom/ok.json", json_lines("ok", 5, 40)).await;
+    wait_for("the next batch loaded", Duration::from_secs(40), || async {
+        (query_i64(&db, "SELECT count(*) FROM batches WHERE state = 'loaded'").await == 1)
+            .then_some(())
+    })
+    .await;
+    assert!(d
+        .log_text()
+        .contains("delivery refused, retrying until the budget ends"));
+    assert_eq!(
+        delivered_lines(dir.path()).len(),
+        5,
+        "the next batch's records"
+    );
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(*) FROM batches WHERE state = 'delivering'"
+        )
+        .await,
+        0,
+        "no batch is left leased"
+    );
+}
+
+#[tokio::test]
+async fn multi_line_values_the_old_reparse_refused_are_delivered() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("concatctl").await;
+    let bucket = stack.bucket("concat").await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = stack.base_config(&db)
+        + &pipeline_block(
+            "cc",
+            &bucket,
+            "json_concat",
+            30,
+            &format!("type = \"file\"\ndirectory = \"{}\"", dir.path().display()),
+        );
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let body =
+        format!("{{\n\"id\": \"c-0\",\n\"n\": 1e999\n}}{{\"id\": \"c-1\",\n\"deep\": {deep}}}");
+    put(&s3, &bucket, "in/cc/a.json", body.into_bytes()).await;
+    let _d = Daemon::start(&config);
+    wait_for("two records delivered", Duration::from_secs(40), || async {
+        (delivered_lines(dir.path()).len() == 2).then_some(())
+    })
+    .await;
+    let lines = delivered_lines(dir.path());
+    assert!(
+        lines[0].contains("\"n\": 1e999") && lines[1].contains("\"deep\""),
+        "{lines:?}"
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM batches WHERE state = 'loaded'").await,
+        1
+    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
+}
+
+#[tokio::test]
+async fn a_batch_held_by_a_killed_process_resumes_at_the_restart_not_after_its_lease() {
+    let s = setup("rsresume", EVENTS).await;
+    for i in 0..2 {
+        put(
+            &s.s3,
+            &s.bucket,
+            &format!("in/resume/{i}.json"),
+            json_lines(&format!("r{i}"), 10, 60),
+        )
+        .await;
+    }
+    // A 120 s lease: waiting it out would take two minutes.
+    let config = s
+        .config(
+            "resume",
+            "json_lines",
+            "JSON 'auto' TIMEFORMAT 'epochsecs'",
+            300,
+        )
+        .replace("lease_s = 6", "lease_s = 120");
+    let mut d = Daemon::start_with_env(
+        &config,
+        &[("STAGELOAD_TEST_REDSHIFT_PAUSE", "before_copy:60000")],
+    );
+    wait_log(|| d.log_text(), &["test hook: pausing", "before_copy"]).await;
+    d.kill9();
+    let restarted = Instant::now();
+    let d = Daemon::start(&config);
+    wait_for(
+        "the batch resumed and loaded",
+        Duration::from_secs(15),
+        || async { (s.rows("SELECT count(*) FROM public.events").await == 20).then_some(()) },
+    )
+    .await;
+    s.wait_batches_settled("settled").await;
+    s.assert_exactly_once(20).await;
+    assert!(
+        d.log_text()
+            .contains("took back the leases of a predecessor that died on this host"),
+        "resumed by the restart, {:?} after it",
+        restarted.elapsed()
+    );
+}
