@@ -10,6 +10,8 @@ set -a
 # shellcheck disable=SC1091
 . .stack/env
 set +a
+# Every integration test needs the stack: under `make test` a missing stack fails instead of skipping.
+export STAGELOAD_REQUIRE_STACK=1
 
 # One build of everything the tests start (the daemon and the dev servers), then the tests.
 cargo build --workspace --bins --locked

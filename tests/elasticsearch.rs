@@ -157,8 +157,8 @@ async fn gzip_lines_and_concatenated_json_land_once_in_rotated_indexes() {
     wait_count(&es, &format!("{lines}-2016-02-25"), 65, 40).await;
     wait_count(&es, &format!("{concat}-2016-w08"), 50, 40).await;
     wait_count(&es, &format!("{concat}-2015-w53"), 10, 20).await;
-    // Settled, and still exactly once after another poll cycle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Settled, and still exactly once.
+    wait_all_settled(&db).await;
     assert_eq!(count(&es, &format!("{lines}*")).await, 65);
     assert_eq!(count(&es, &format!("{concat}*")).await, 60);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
@@ -224,7 +224,7 @@ async fn kill_9_mid_batch_and_restart_leave_no_duplicates() {
     assert!(partial < 600, "killed in the middle: {partial} of 600");
     d.spawn();
     wait_count(&es, &name, 600, 60).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_all_settled(&db).await;
     assert_eq!(
         count(&es, &name).await,
         600,
@@ -341,7 +341,7 @@ async fn injected_429_503_and_resets_still_index_every_record_once() {
     wait_count(&es, &name, 180, 60).await;
     let seen = proxy.bulk_requests.load(Ordering::SeqCst);
     assert!(seen >= 8, "faults were injected across {seen} requests");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_all_settled(&db).await;
     assert_eq!(count(&es, &name).await, 180);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
     wait_for("every batch loaded", Duration::from_secs(20), || async {

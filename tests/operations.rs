@@ -78,7 +78,7 @@ async fn a_skipped_batch_is_listed_replayed_once_and_marked() {
         again_by_id.contains(&format!("batch {batch} not replayed")),
         "{again_by_id}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_all_settled(&db).await;
     assert_eq!(
         delivered_lines(&out).len(),
         50,

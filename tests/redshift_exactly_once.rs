@@ -8,7 +8,6 @@ mod common;
 
 use common::redshift::*;
 use common::*;
-use std::time::Duration;
 
 const JSON_MAXERROR_2: &str = "JSON 'auto' TIMEFORMAT 'epochsecs' MAXERROR 2";
 
@@ -302,7 +301,7 @@ async fn a_takeover_racing_a_paused_first_owner_loads_once() {
         .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_all_settled(&s.control).await;
     s.assert_exactly_once(60).await;
     assert_eq!(
         query_strings(&s.control, "SELECT state FROM batches").await,

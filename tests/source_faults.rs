@@ -168,8 +168,7 @@ async fn a_notification_without_an_etag_is_recorded_once() {
         },
     )
     .await;
-    // A few more polls of both paths.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_all_settled(&db).await;
     let rows = query_strings(
         &db,
         "SELECT etag || ' ' || size || ' ' || state FROM staged_objects",

@@ -98,8 +98,7 @@ async fn firehose_objects_are_delivered_once_across_restarts() {
     }
     daemon.spawn();
     wait_delivered(out.path(), 2400).await;
-    // Give a duplicate time to show up if there were one.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_all_settled(&db).await;
     assert_eq!(daemon.terminate(), Some(0));
 
     let ids = delivered_ids(out.path());
@@ -392,7 +391,7 @@ async fn a_killed_worker_loses_nothing_and_delivers_nothing_twice() {
 
     daemon.spawn();
     wait_delivered(&out, 400).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_all_settled(&db).await;
     assert_eq!(delivered_ids(&out).len(), 400, "every record once");
     let files = std::fs::read_dir(&out).unwrap().count();
     assert_eq!(files, 1, "one batch file");

@@ -258,6 +258,27 @@ where
     }
 }
 
+/// Waits until the control database has batches and every batch and object is settled: nothing
+/// sealed, delivering, pending or batched. Assertions of "no duplicates" come after this, not
+/// after a sleep.
+pub async fn wait_all_settled(db: &str) {
+    wait_for(
+        "every batch and object settled",
+        Duration::from_secs(60),
+        || async {
+            let all = query_i64(db, "SELECT count(*) FROM batches").await;
+            let open = query_i64(
+                db,
+                "SELECT (SELECT count(*) FROM batches WHERE state IN ('sealed', 'delivering')) + \
+                    (SELECT count(*) FROM staged_objects WHERE state IN ('pending', 'batched'))",
+            )
+            .await;
+            (all > 0 && open == 0).then_some(())
+        },
+    )
+    .await
+}
+
 /// A running `stageload run` process with its own config file and log.
 pub struct Daemon {
     child: Option<Child>,
