@@ -37,7 +37,7 @@ start_tool() {
 }
 
 echo "== starting the Redshift emulator and the HEC receiver"
-psql "$STAGELOAD_REDSHIFT_BACKEND_URL" -qX -c "DROP TABLE IF EXISTS public.clickstream, public.stageload_commits;
+psql "$STAGELOAD_REDSHIFT_BACKEND_URL" -qX -c "DROP TABLE IF EXISTS public.clickstream, public.stageload_commits, public.stageload_commit_errors;
   CREATE TABLE public.clickstream (event_id varchar(64) NOT NULL, ts timestamp, user_id varchar(32),
     action varchar(16), query varchar(256), results integer, url varchar(256), position integer)"
 start_tool redshift-emu $BIN/redshift-emu --listen 127.0.0.1:0 \
