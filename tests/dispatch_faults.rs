@@ -141,3 +141,22 @@ async fn a_batch_held_by_a_killed_process_resumes_at_the_restart_not_after_its_l
         restarted.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_file_worker_paused_past_its_lease_cannot_settle_or_duplicate() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("fencectl").await;
+    let bucket = stack.bucket("fence").await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = stack.base_config(&db) + &file_pipeline("fence", &bucket, dir.path(), 120);
+    paused_owner_is_fenced(&config, &db, &s3, &bucket, "fence").await;
+    let mut ids: Vec<String> = delivered_lines(dir.path())
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((all, ids.len()), (60, 60), "every record delivered once");
+}

@@ -586,3 +586,16 @@ async fn serve(
     let (status, answer) = forward(upstream, &head, &body).await?;
     respond(&mut conn, &status, &answer).await
 }
+
+#[tokio::test]
+async fn a_worker_paused_past_its_lease_cannot_settle_or_duplicate_documents() {
+    let stack = Stack::get();
+    let es = stack.opensearch_url.clone();
+    let db = stack.fresh_database("esfence").await;
+    let bucket = stack.bucket("esfence").await;
+    let s3 = stack.s3().await;
+    let name = Stack::unique("esfence");
+    let config = stack.base_config(&db) + &pipeline(&name, &bucket, "json_lines", &es, 120, "");
+    paused_owner_is_fenced(&config, &db, &s3, &bucket, &name).await;
+    assert_eq!(count(&es, &name).await, 60, "every record indexed once");
+}

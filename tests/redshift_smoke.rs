@@ -18,12 +18,14 @@ use std::time::Duration;
 const LONG: Duration = Duration::from_secs(600);
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: see scripts/redshift-smoke.sh"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: see scripts/redshift-smoke.sh"))
 }
 
 /// A session to the cluster, with verified TLS as the daemon makes it.
 async fn cluster() -> tokio_postgres::Client {
-    let (url, mode) = stageload::pgtls::split_sslmode(&env("STAGELOAD_SMOKE_REDSHIFT_URL")).unwrap();
+    let (url, mode) =
+        stageload::pgtls::split_sslmode(&env("STAGELOAD_SMOKE_REDSHIFT_URL")).unwrap();
     let mut config: tokio_postgres::Config = url.parse().unwrap();
     if let Some(mode) = mode {
         config.ssl_mode(mode);
@@ -121,7 +123,11 @@ async fn real_cluster_loads_once_through_a_crash_and_isolates_a_bad_file() {
     };
     // Four clean files, one with one bad row (loaded under MAXERROR 2), one bad file.
     for i in 0..4 {
-        put(format!("{prefix}in/good-{i}.json"), json_lines(&format!("g{i}"), 100, 60)).await;
+        put(
+            format!("{prefix}in/good-{i}.json"),
+            json_lines(&format!("g{i}"), 100, 60),
+        )
+        .await;
     }
     let mut one_bad = json_lines("o", 50, 60);
     one_bad.extend_from_slice(b"{\"id\":\"o-bad\",\"user_id\":\"x\"}\n");
@@ -134,8 +140,10 @@ async fn real_cluster_loads_once_through_a_crash_and_isolates_a_bad_file() {
     let control = env("STAGELOAD_SMOKE_CONTROL_URL");
     let cfg = config(&control, &table, &bucket, &prefix);
     // Killed after COMMIT, before settling; the next process settles from the marker.
-    let mut first =
-        Daemon::start_with_env(&cfg, &[("STAGELOAD_TEST_REDSHIFT_PAUSE", "after_commit:60000")]);
+    let mut first = Daemon::start_with_env(
+        &cfg,
+        &[("STAGELOAD_TEST_REDSHIFT_PAUSE", "after_commit:60000")],
+    );
     wait_for("the first COMMIT", LONG, || async {
         first.log_text().contains("after_commit").then_some(())
     })
@@ -143,9 +151,18 @@ async fn real_cluster_loads_once_through_a_crash_and_isolates_a_bad_file() {
     first.kill9();
     let second = Daemon::start(&cfg);
     wait_all_settled(&control).await;
-    assert_eq!(count(&rs, &format!("SELECT count(*) FROM {table}")).await, 450);
     assert_eq!(
-        count(&rs, &format!("SELECT count(*) FROM (SELECT id FROM {table} GROUP BY id HAVING count(*) > 1) d")).await,
+        count(&rs, &format!("SELECT count(*) FROM {table}")).await,
+        450
+    );
+    assert_eq!(
+        count(
+            &rs,
+            &format!(
+                "SELECT count(*) FROM (SELECT id FROM {table} GROUP BY id HAVING count(*) > 1) d"
+            )
+        )
+        .await,
         0,
         "no row loaded twice"
     );
@@ -156,10 +173,18 @@ async fn real_cluster_loads_once_through_a_crash_and_isolates_a_bad_file() {
     .await;
     assert_eq!(skipped, vec![format!("{prefix}in/bad-file.json")]);
     assert_eq!(
-        query_i64(&control, "SELECT count(*) FROM load_errors WHERE filename LIKE '%one-bad-row.json'").await,
+        query_i64(
+            &control,
+            "SELECT count(*) FROM load_errors WHERE filename LIKE '%one-bad-row.json'"
+        )
+        .await,
         1,
         "the harvested MAXERROR row survived the crash"
     );
-    assert!(second.log_text().contains("taken-over batch was already delivered"));
-    rs.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+    assert!(second
+        .log_text()
+        .contains("taken-over batch was already delivered"));
+    rs.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
 }

@@ -431,6 +431,15 @@ impl Dispatcher {
 
     async fn settle(&self, batch: &ClaimedBatch, s: &Settlement, skipped: bool) {
         let pipeline = self.pipeline.name.as_str();
+        if let Some(ms) = settle_pause() {
+            warn!(
+                pipeline,
+                batch_id = batch.id,
+                ms,
+                "test hook: pausing before settling"
+            );
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         // The manifest of what is skipped goes to S3 before the state changes, so a crash in
         // between writes it again rather than losing it.
         let skipped_objects: Vec<StagedObject> = batch
@@ -593,6 +602,15 @@ impl Dispatcher {
             error!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "failed records not written to S3; load_errors rows keep them");
         }
     }
+}
+
+/// Test hook: `STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS=<ms>` pauses every settlement, so tests
+/// can stop a worker between a delivery and its settlement. Never set in production.
+fn settle_pause() -> Option<u64> {
+    std::env::var("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn remaining(deadline: chrono::DateTime<Utc>) -> Duration {

@@ -279,6 +279,78 @@ pub async fn wait_all_settled(db: &str) {
     .await
 }
 
+/// Waits for a log line holding every one of `needles`.
+pub async fn wait_log(log: impl Fn() -> String, needles: &[&str]) {
+    wait_for(
+        &format!("a log line with {needles:?}"),
+        Duration::from_secs(40),
+        || async {
+            log()
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+                .then_some(())
+        },
+    )
+    .await
+}
+
+/// Stages three objects, delivers them with a first daemon that pauses before settling and is
+/// then stopped (SIGSTOP) past its lease, lets a second daemon take the batch over and settle
+/// it, and wakes the first: its stale settlement must be refused. Returns the first's log.
+pub async fn paused_owner_is_fenced(
+    config: &str,
+    db: &str,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    name: &str,
+) -> String {
+    for i in 0..3 {
+        put(
+            s3,
+            bucket,
+            &format!("in/{name}/{i}.json"),
+            json_lines(&format!("f{i}"), 20, 60),
+        )
+        .await;
+    }
+    let first =
+        Daemon::start_with_env(config, &[("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", "4000")]);
+    wait_log(|| first.log_text(), &["test hook: pausing before settling"]).await;
+    first.signal("STOP");
+    let second = Daemon::start(config);
+    wait_for(
+        "the second daemon settled the batch",
+        Duration::from_secs(40),
+        || async {
+            (query_i64(db, "SELECT count(*) FROM batches WHERE state = 'loaded'").await == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    first.signal("CONT");
+    wait_for(
+        "the first daemon was fenced",
+        Duration::from_secs(30),
+        || async {
+            let log = first.log_text();
+            (log.contains("settlement refused: the lease was taken over")
+                || log.contains("lease ran out while this worker was stalled"))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_all_settled(db).await;
+    assert!(second.log_text().contains("batch settled"));
+    assert_eq!(
+        query_strings(db, "SELECT state || ' ' || attempts FROM batches")
+            .await
+            .len(),
+        1,
+        "one batch"
+    );
+    first.log_text()
+}
+
 /// A running `stageload run` process with its own config file and log.
 pub struct Daemon {
     child: Option<Child>,

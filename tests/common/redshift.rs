@@ -203,14 +203,3 @@ impl Setup {
         assert_eq!(self.rows("SELECT count(*) FROM public.events").await, n);
     }
 }
-
-/// Waits for a log line holding every one of `needles`.
-pub async fn wait_log(log: impl Fn() -> String, needles: &[&str]) {
-    wait_for(&format!("a log line with {needles:?}"), LONG, || async {
-        log()
-            .lines()
-            .any(|l| needles.iter().all(|n| l.contains(n)))
-            .then_some(())
-    })
-    .await
-}
