@@ -50,12 +50,70 @@ pub enum Command {
         /// The row's id.
         id: i64,
     },
+    /// List objects already under a pipeline's prefix into the ledger, for the running daemon
+    /// to deliver; resumes an interrupted run with the same arguments.
+    Backfill(BackfillArgs),
     /// Per pipeline: pending objects and bytes, freshness, batches by state, last delivery, errors.
     Status {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `stageload backfill`.
+#[derive(Debug, clap::Args)]
+pub struct BackfillArgs {
+    /// The pipeline.
+    #[arg(long)]
+    pub pipeline: String,
+    /// Only keys under this sub-prefix of the pipeline's prefix.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Only objects last modified at or after this (2026-11-01, an RFC 3339 time, or 36h / 7d ago).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only objects last modified before this (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Objects recorded per second at most, so live loading keeps priority.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+    /// Keys per listing page (S3 allows up to 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub page_keys: i32,
+}
+
+/// Runs `stageload backfill`.
+async fn backfill(config: &Config, a: BackfillArgs) -> anyhow::Result<()> {
+    use crate::source::backfill;
+    let pipeline = config
+        .pipelines
+        .iter()
+        .find(|p| p.name == a.pipeline)
+        .ok_or_else(|| anyhow::anyhow!("no pipeline named {:?} in the config", a.pipeline))?;
+    let time = |s: &Option<String>, flag: &str| -> anyhow::Result<_> {
+        s.as_deref()
+            .map(backfill::parse_time)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    let range = backfill::Range {
+        prefix: a.prefix,
+        since: time(&a.since, "--since")?,
+        until: time(&a.until, "--until")?,
+        rate: a.rate.max(1),
+        page_keys: a.page_keys,
+    };
+    let control = operator(config).await?;
+    let s3 = crate::source::s3::S3::new(&config.s3).await;
+    let own = crate::pipeline::own_prefixes(pipeline);
+    let done = backfill::run(pipeline, &s3, &control, &range, own).await?;
+    eprintln!(
+        "backfill {}: {} objects in range, {} newly staged, {} bytes",
+        pipeline.name, done.objects, done.recorded, done.bytes
+    );
+    Ok(())
 }
 
 /// Parses the command line, runs it, and maps the result to an exit code.
@@ -116,6 +174,7 @@ pub fn main() -> ExitCode {
             Command::Batches(a) => crate::ops::batches(&operator(&config).await?, a).await,
             Command::Replay(a) => crate::ops::replay(&operator(&config).await?, a).await,
             Command::Ignore { id } => crate::ops::ignore(&operator(&config).await?, id).await,
+            Command::Backfill(a) => backfill(&config, a).await,
             Command::Status { json } => {
                 crate::ops::status(&operator(&config).await?, &config, json).await
             }

@@ -284,6 +284,22 @@ pub struct SourceConfig {
     /// come from `[s3]`, the endpoint from the URL.
     #[serde(default)]
     pub sqs_queue_url: Option<String>,
+    /// Where a new pipeline starts: `beginning` (the default) loads the objects already under
+    /// the prefix; `now` only those that land (LastModified) after the pipeline first started.
+    /// Older objects can be loaded later with `stageload backfill`.
+    #[serde(default)]
+    pub start_at: StartAt,
+}
+
+/// `source.start_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// Load what is already under the prefix, then what lands.
+    #[default]
+    Beginning,
+    /// Load only objects that land after the pipeline's first start.
+    Now,
 }
 
 fn default_poll_interval_s() -> u64 {

@@ -49,6 +49,77 @@ impl Control {
         .map_err(q("record objects"))
     }
 
+    /// When a pipeline first started (recorded now if this is its first start).
+    pub async fn pipeline_start(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<DateTime<Utc>, ControlError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO pipeline_starts (pipeline, bucket, prefix) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&pipeline, &bucket, &prefix],
+        )
+        .await
+        .map_err(q("record pipeline start"))?;
+        let row = conn
+            .query_one(
+                "SELECT started_at FROM pipeline_starts WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
+                &[&pipeline, &bucket, &prefix],
+            )
+            .await
+            .map_err(q("read pipeline start"))?;
+        Ok(row.get(0))
+    }
+
+    /// Where a backfill over `range_key` got to: (last key, objects seen, recorded, bytes), or
+    /// None when it never ran or finished (a finished one starts again; recording is
+    /// idempotent).
+    pub async fn backfill_progress(
+        &self,
+        pipeline: &str,
+        range_key: &str,
+    ) -> Result<Option<(String, i64, i64, i64)>, ControlError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT last_key, objects, recorded, bytes FROM backfills
+                 WHERE pipeline = $1 AND range_key = $2 AND finished_at IS NULL AND last_key IS NOT NULL",
+                &[&pipeline, &range_key],
+            )
+            .await
+            .map_err(q("read backfill progress"))?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+    }
+
+    /// Saves a backfill's progress; `finished` marks it done.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn save_backfill(
+        &self,
+        pipeline: &str,
+        range_key: &str,
+        last_key: Option<&str>,
+        objects: i64,
+        recorded: i64,
+        bytes: i64,
+        finished: bool,
+    ) -> Result<(), ControlError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO backfills (pipeline, range_key, last_key, objects, recorded, bytes, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)
+             ON CONFLICT (pipeline, range_key) DO UPDATE SET last_key = EXCLUDED.last_key,
+               objects = EXCLUDED.objects, recorded = EXCLUDED.recorded, bytes = EXCLUDED.bytes,
+               finished_at = EXCLUDED.finished_at, updated_at = now()",
+            &[&pipeline, &range_key, &last_key, &objects, &recorded, &bytes, &finished],
+        )
+        .await
+        .map_err(q("save backfill progress"))?;
+        Ok(())
+    }
+
     /// The last key listed for a pipeline's prefix, if any.
     pub async fn cursor(
         &self,

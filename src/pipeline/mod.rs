@@ -35,6 +35,17 @@ fn announce(pipeline: &str, objects: u64, via: &'static str, sealer: &Notify) {
     sealer.notify_one();
 }
 
+/// Keys under these prefixes are the loader's own output (error artifacts, manifests), never
+/// staged objects.
+pub fn own_prefixes(config: &PipelineConfig) -> Vec<String> {
+    let mut own = vec![config.error_prefix()];
+    if let crate::config::DestinationConfig::Redshift(r) = &config.destination {
+        own.push(r.manifest_prefix.clone());
+    }
+    own.retain(|p| !p.is_empty());
+    own
+}
+
 /// Everything one pipeline needs to run.
 pub struct PipelineRuntime {
     /// The pipeline.
@@ -54,14 +65,8 @@ pub struct PipelineRuntime {
 }
 
 impl PipelineRuntime {
-    /// Keys under these prefixes are the loader's own output, never staged objects.
     fn own_prefixes(&self) -> Vec<String> {
-        let mut own = vec![self.config.error_prefix()];
-        if let crate::config::DestinationConfig::Redshift(r) = &self.config.destination {
-            own.push(r.manifest_prefix.clone());
-        }
-        own.retain(|p| !p.is_empty());
-        own
+        own_prefixes(&self.config)
     }
 
     /// Runs discovery, sealing and dispatch until `stop`; in-flight deliveries get until

@@ -346,6 +346,8 @@ pub struct Discoverer {
     layout: Option<KeyLayout>,
     /// Whether the stored layout has been read.
     layout_loaded: bool,
+    /// With `start_at = "now"`: objects last modified before this are not staged.
+    not_before: Option<DateTime<Utc>>,
     excluded: Vec<String>,
     /// When a key layout without time last got its full re-list, and how many keys it saw.
     last_full_relist: Option<(std::time::Instant, usize)>,
@@ -368,6 +370,7 @@ impl Discoverer {
             control,
             layout: None,
             layout_loaded: false,
+            not_before: None,
             excluded,
             last_full_relist: None,
         }
@@ -403,6 +406,15 @@ impl Discoverer {
             self.layout = stored.as_deref().and_then(KeyLayout::from_template);
             if let Some(l) = &self.layout {
                 debug!(pipeline = %name, layout = %l.template(), "key layout from the control database");
+            }
+            if self.pipeline.source.start_at == crate::config::StartAt::Now {
+                let started = self
+                    .control
+                    .pipeline_start(&name, &bucket, &prefix)
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+                debug!(pipeline = %name, started = %started, "start_at = now: older objects are not staged");
+                self.not_before = Some(started);
             }
             self.layout_loaded = true;
         }
@@ -487,7 +499,7 @@ impl Discoverer {
     /// object would be a second ledger row beside the one a notification records (with its
     /// ETag, or one taken from a HEAD) and load twice; so a key new to the ledger gets its ETag
     /// from a HEAD, and a known key listed without one is left alone (it is in the ledger).
-    async fn with_etags(
+    pub(crate) async fn with_etags(
         &self,
         entries: Vec<ListedObject>,
     ) -> Result<Vec<ListedObject>, DiscoverError> {
@@ -565,6 +577,11 @@ impl Discoverer {
                 }
                 done.keys += 1;
                 last = Some(o.key.clone());
+                if let (Some(nb), Some(lm)) = (self.not_before, o.last_modified) {
+                    if lm < nb {
+                        continue;
+                    }
+                }
                 let Some((entry, found)) = ledger_entry(
                     &prefix,
                     &self.excluded,

@@ -1,6 +1,7 @@
 //! The source side: S3 access and discovery (listing, and S3 event notifications from SQS),
 //! decompression and record framing.
 
+pub mod backfill;
 pub mod decode;
 pub mod discover;
 pub mod events;

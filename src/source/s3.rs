@@ -176,7 +176,25 @@ impl S3 {
         start_after: Option<&str>,
         token: Option<&str>,
     ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
-        let mut req = self.client.list_objects_v2().bucket(bucket).prefix(prefix);
+        self.list_page_of(bucket, prefix, start_after, token, None)
+            .await
+    }
+
+    /// [`S3::list_page`] with at most `max_keys` keys per page (S3's default is 1,000).
+    pub async fn list_page_of(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: Option<i32>,
+    ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_max_keys(max_keys);
         if let Some(t) = token {
             req = req.continuation_token(t);
         } else if let Some(s) = start_after {

@@ -1,0 +1,190 @@
+//! Where a new pipeline starts and how history is loaded: `source.start_at = "now"` leaves the
+//! objects already under the prefix alone; `stageload backfill` stages them later, once each,
+//! at a bounded rate, reporting progress as JSON lines and resuming after an interruption.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Ids of the records delivered, sorted.
+fn ids(dir: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = delivered_lines(dir)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn start_at_now_skips_history_and_backfill_loads_it_once() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("bfctl").await;
+    let bucket = stack.bucket("bf").await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        put(
+            &s3,
+            &bucket,
+            &format!("in/bf/old-{i}.json"),
+            json_lines(&format!("old{i}"), 10, 40),
+        )
+        .await;
+    }
+    // S3 keeps LastModified to the second: the pipeline must start after the old objects.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let config = (stack.base_config(&db) + &file_pipeline("bf", &bucket, dir.path(), 30)).replace(
+        "format = \"json_lines\"",
+        "format = \"json_lines\"\nstart_at = \"now\"",
+    );
+    let daemon = Daemon::start(&config);
+    wait_log(|| daemon.log_text(), &["pipeline started"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put(&s3, &bucket, "in/bf/new-0.json", json_lines("new0", 10, 40)).await;
+    wait_for(
+        "the new object delivered",
+        Duration::from_secs(40),
+        || async { (delivered_lines(dir.path()).len() == 10).then_some(()) },
+    )
+    .await;
+    wait_all_settled(&db).await;
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM staged_objects").await,
+        1,
+        "the old objects were not staged"
+    );
+
+    // Backfill two pages at a time; the daemon delivers what it stages.
+    let (code, out, err) = daemon.cli(&[
+        "backfill",
+        "--pipeline",
+        "bf",
+        "--prefix",
+        "old-",
+        "--page-keys",
+        "2",
+        "--rate",
+        "100",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("progress is JSON lines"))
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per page: {out}");
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (
+            last["objects"].as_i64(),
+            last["total"].as_i64(),
+            last["recorded"].as_i64(),
+            last["done"].as_bool()
+        ),
+        (Some(5), Some(5), Some(5), Some(true)),
+        "{out}"
+    );
+    wait_for("the history delivered", Duration::from_secs(40), || async {
+        (delivered_lines(dir.path()).len() == 60).then_some(())
+    })
+    .await;
+    wait_all_settled(&db).await;
+    let all = ids(dir.path());
+    let mut unique = all.clone();
+    unique.dedup();
+    assert_eq!((all.len(), unique.len()), (60, 60), "every record once");
+
+    // Running it again stages nothing new.
+    let (code, out, err) = daemon.cli(&["backfill", "--pipeline", "bf", "--prefix", "old-"]);
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["objects"].as_i64(), last["recorded"].as_i64()),
+        (Some(5), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_backfill_resumes_where_it_stopped() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("bfrctl").await;
+    let bucket = stack.bucket("bfr").await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        put(
+            &s3,
+            &bucket,
+            &format!("in/bfr/h-{i}.json"),
+            json_lines(&format!("h{i}"), 5, 40),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let config = (stack.base_config(&db) + &file_pipeline("bfr", &bucket, dir.path(), 30)).replace(
+        "format = \"json_lines\"",
+        "format = \"json_lines\"\nstart_at = \"now\"",
+    );
+    let daemon = Daemon::start(&config);
+    wait_log(|| daemon.log_text(), &["pipeline started"]).await;
+    // One object per second, one per page: stopped after the second page.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
+        .args([
+            "backfill",
+            "--pipeline",
+            "bfr",
+            "--page-keys",
+            "1",
+            "--rate",
+            "1",
+            "--config",
+        ])
+        .arg(&daemon.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    for _ in 0..2 {
+        reader.next().expect("a progress line").unwrap();
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let staged = query_i64(&db, "SELECT count(*) FROM staged_objects").await;
+    assert!(
+        (2..6).contains(&staged),
+        "interrupted part way: {staged} staged"
+    );
+    let (code, out, err) = daemon.cli(&[
+        "backfill",
+        "--pipeline",
+        "bfr",
+        "--page-keys",
+        "1",
+        "--rate",
+        "100",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(
+        first["objects"].as_i64().unwrap() > 1,
+        "resumed, not restarted: {out}"
+    );
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["objects"].as_i64(), Some(6), "{out}");
+    wait_for("the history delivered", Duration::from_secs(40), || async {
+        (delivered_lines(dir.path()).len() == 30).then_some(())
+    })
+    .await;
+    wait_all_settled(&db).await;
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM staged_objects").await,
+        6
+    );
+    let all = ids(dir.path());
+    let mut unique = all.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 30, "every record once");
+}
