@@ -166,8 +166,29 @@ pub async fn run_with(
     }
     notify("STATUS=applying migrations");
     let control = Control::new(&config.control)?;
-    let applied = control.migrate().await?;
-    let installation = control.installation_id().await?;
+    tokio::pin!(shutdown);
+    // A control database that is restarting, or not up yet, is waited for: the daemon starts
+    // when it answers instead of exiting (a schema from another version is still refused).
+    let mut wait = Duration::from_millis(500);
+    let (applied, installation) = loop {
+        let ready = async {
+            let applied = control.migrate().await?;
+            Ok::<_, crate::control::ControlError>((applied, control.installation_id().await?))
+        };
+        match ready.await {
+            Ok(r) => break r,
+            Err(e) if e.is_schema_mismatch() => return Err(e.into()),
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "control database not ready, waiting for it");
+                notify("STATUS=waiting for the control database");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut shutdown => return Ok(()),
+                }
+                wait = (wait * 2).min(Duration::from_secs(15));
+            }
+        }
+    };
     info!(applied, installation = %installation, "control database ready");
     let me = worker_id(&config);
     reclaim_leases(&control, &me, config.daemon.worker_id.is_some()).await;
@@ -218,7 +239,6 @@ pub async fn run_with(
         })
     });
 
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,

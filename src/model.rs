@@ -40,6 +40,8 @@ pub struct ClaimedBatch {
     /// The claim's fencing token: renewing, recording attempts and settling present it, and
     /// fail once another worker has taken the batch over.
     pub lease_token: String,
+    /// The first batch of its replay chain (its own id unless it replays a skipped batch).
+    pub origin: i64,
     /// True when the batch was taken over from a worker whose lease expired: the destination
     /// must check whether the earlier attempt already committed.
     pub taken_over: bool,

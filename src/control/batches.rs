@@ -153,6 +153,20 @@ impl Control {
             .await
             .map_err(q("claim batch"))?;
         let objects = batch_objects(&tx, id, true).await?;
+        // The first batch of a replay chain: a replay delivers under its original's identity
+        // where a destination names its output after the batch (the file destination).
+        let origin: i64 = tx
+            .query_one(
+                "WITH RECURSIVE chain(id, replay_of) AS (
+                     SELECT id, replay_of FROM batches WHERE id = $1
+                     UNION ALL
+                     SELECT b.id, b.replay_of FROM batches b JOIN chain c ON b.id = c.replay_of)
+                 SELECT min(id) FROM chain",
+                &[&id],
+            )
+            .await
+            .map_err(q("find the batch's origin"))?
+            .get(0);
         tx.commit().await.map_err(q("commit claim"))?;
         Ok(Some(ClaimedBatch {
             id,
@@ -160,6 +174,7 @@ impl Control {
             attempts: row.get(0),
             first_attempt_at: row.get(1),
             lease_token: row.get(2),
+            origin,
             taken_over,
             objects,
         }))

@@ -87,6 +87,14 @@ pub enum ControlError {
 }
 
 impl ControlError {
+    /// A schema older or newer than this binary: waiting does not change it.
+    pub fn is_schema_mismatch(&self) -> bool {
+        matches!(
+            self,
+            ControlError::SchemaOlder { .. } | ControlError::SchemaNewer { .. }
+        )
+    }
+
     /// Whether trying again may succeed: no connection, a connection lost, the server shutting
     /// down or out of resources, a serialization failure. A value the database refuses (an
     /// encoding, a constraint) fails the same way every time.

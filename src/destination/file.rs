@@ -1,6 +1,9 @@
-//! `type = "file"`: each batch's records as one NDJSON file, `<batch id>.ndjson`, written to a
-//! temporary name and renamed, so a file is either whole or absent and a retried batch
-//! replaces it rather than adding to it. For local runs, dry runs and tests.
+//! `type = "file"`: each batch's records as one NDJSON file, written to a temporary name and
+//! renamed, so a file is either whole or absent and a retried batch replaces it rather than
+//! adding to it. The file is named after the batch's origin, `<origin batch id>.ndjson`: a
+//! replay of a skipped batch rewrites its original's file, so a file that landed before the
+//! attempt was counted as failed (the directory lost before its sync) is not doubled by the
+//! replay. For local runs, dry runs and tests.
 
 use super::{Attempt, Destination, FailureKind, Outcome};
 use crate::config::{FileConfig, PipelineConfig, SourceConfig};
@@ -31,7 +34,7 @@ impl FileDestination {
         }
     }
 
-    /// Where a batch's file goes.
+    /// Where a batch's file goes, given its origin (see the module docs).
     pub fn path_of(&self, batch: i64) -> PathBuf {
         self.directory.join(format!("{batch}.ndjson"))
     }
@@ -99,7 +102,7 @@ impl Destination for FileDestination {
         if let Err(e) = tokio::fs::create_dir_all(dir).await {
             return fail(e, "create directory");
         }
-        let tmp = dir.join(format!(".{}.ndjson.tmp", batch.id));
+        let tmp = dir.join(format!(".{}.ndjson.tmp", batch.origin));
         let mut file = match tokio::fs::File::create(&tmp).await {
             Ok(f) => f,
             Err(e) => return fail(e, "create file in"),
@@ -165,7 +168,7 @@ impl Destination for FileDestination {
             file.flush().await?;
             file.sync_all().await?;
             drop(file);
-            tokio::fs::rename(&tmp, self.path_of(batch.id)).await?;
+            tokio::fs::rename(&tmp, self.path_of(batch.origin)).await?;
             sync_dir(dir).await
         };
         if let Err(e) = finish.await {

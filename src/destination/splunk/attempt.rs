@@ -186,7 +186,9 @@ impl Run<'_> {
     }
 
     fn launch(&mut self, chunk: Chunk) {
-        if chunk.maybe_indexed {
+        // A batch taken over from another worker may have been sent, in part, by it: every
+        // send of this claim may duplicate events, so each counts as a resend.
+        if chunk.maybe_indexed || self.batch.taken_over {
             HEC_RESENDS_TOTAL.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(crate::telemetry::HEC_RESENDS, "pipeline" => self.dest.pipeline.clone())
                 .increment(1);
