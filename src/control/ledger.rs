@@ -42,7 +42,10 @@ impl Control {
             objects.iter().map(|o| o.last_modified).collect();
         let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(q("begin record objects"))?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(q("begin record objects"))?;
         tx.execute(
             "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
             &[&super::retention::LEDGER_LOCK_CLASS, &pipeline],

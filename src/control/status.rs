@@ -238,10 +238,7 @@ impl Control {
     ) -> Result<Vec<PipelineStatus>, ControlError> {
         let conn = self.conn().await?;
         let rows = conn
-            .query(
-                PIPELINE_STATUS,
-                &[&names],
-            )
+            .query(PIPELINE_STATUS, &[&names])
             .await
             .map_err(q("read pipeline status"))?;
         Ok(names
