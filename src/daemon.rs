@@ -211,6 +211,24 @@ pub async fn run_with(
     }
     let admin_pipelines = Arc::new(RwLock::new(admin_view(&running)));
     let admin_stop = CancellationToken::new();
+    let retention_stop = CancellationToken::new();
+    let retention = config.control.retention().map(|period| {
+        let view = admin_pipelines.clone();
+        tokio::spawn(crate::control::retention::run(
+            control.clone(),
+            period,
+            Duration::from_secs(config.control.retention_interval_s),
+            i64::from(config.control.retention_chunk),
+            move || {
+                let pipelines = view.read().unwrap_or_else(|p| p.into_inner());
+                pipelines
+                    .iter()
+                    .map(|p| crate::control::retention::PipelineReach::of(&p.config))
+                    .collect()
+            },
+            retention_stop.clone(),
+        ))
+    });
     if !config.admin.listen.is_empty() {
         let listen = config.admin.listen.parse()?;
         let state = AdminState {
@@ -256,6 +274,7 @@ pub async fn run_with(
     if let Some(w) = watchdog {
         w.abort();
     }
+    retention_stop.cancel();
     for r in &running {
         r.stop.cancel();
     }
@@ -267,6 +286,11 @@ pub async fn run_with(
     for r in running {
         if let Err(e) = r.task.await {
             warn!(pipeline = %r.config.name, error = %e, "pipeline task ended abnormally");
+        }
+    }
+    if let Some(r) = retention {
+        if let Err(e) = r.await {
+            warn!(error = %e, "retention task ended abnormally");
         }
     }
     admin_stop.cancel();

@@ -82,10 +82,38 @@ pub struct ControlConfig {
     /// bundle, a company CA). TLS follows the URL's `sslmode`; certificates are always verified.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Days settled history is kept (0 to 3650; 0 keeps it forever; decimals allowed, so
+    /// `0.5` is twelve hours): loaded batches and their objects, skipped batches whose errors
+    /// are all resolved, and resolved `load_errors` rows, counted from when they settled or were
+    /// resolved. Open work and unresolved errors are never removed. See README, "Retention".
+    #[serde(default = "default_retention_days")]
+    pub retention_days: f64,
+    /// Seconds between retention passes (1 to 86400).
+    #[serde(default = "default_retention_interval_s")]
+    pub retention_interval_s: u64,
+    /// Rows retention deletes per transaction, so no lock is held long (100 to 1000000).
+    #[serde(default = "default_retention_chunk")]
+    pub retention_chunk: u32,
 }
 
 fn default_pool_size() -> usize {
     8
+}
+fn default_retention_days() -> f64 {
+    30.0
+}
+fn default_retention_interval_s() -> u64 {
+    300
+}
+fn default_retention_chunk() -> u32 {
+    10_000
+}
+
+impl ControlConfig {
+    /// How long settled history is kept; None when it is kept forever (`retention_days = 0`).
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0.0).then(|| Duration::from_secs_f64(self.retention_days * 86_400.0))
+    }
 }
 
 /// `[s3]`: S3 access; credentials default to the AWS chain.
@@ -400,6 +428,25 @@ impl Config {
         let mut seen = HashSet::new();
         if self.control.pool_size == 0 || self.control.pool_size > 256 {
             return Err(("control.pool_size".into(), "must be 1 to 256".into()));
+        }
+        let days = self.control.retention_days;
+        if !days.is_finite() || !(0.0..=3650.0).contains(&days) {
+            return Err((
+                "control.retention_days".into(),
+                format!("{days} is out of range 0..=3650 (0 keeps history forever)"),
+            ));
+        }
+        if !(1..=86_400).contains(&self.control.retention_interval_s) {
+            return Err((
+                "control.retention_interval_s".into(),
+                "must be 1 to 86400".into(),
+            ));
+        }
+        if !(100..=1_000_000).contains(&self.control.retention_chunk) {
+            return Err((
+                "control.retention_chunk".into(),
+                "must be 100 to 1000000".into(),
+            ));
         }
         if self.daemon.lease_s < 3 || self.daemon.lease_s > 3600 {
             return Err(("daemon.lease_s".into(), "must be 3 to 3600".into()));

@@ -19,8 +19,13 @@ pub struct ListedObject {
 }
 
 impl Control {
-    /// Records listed objects; ones already known (same pipeline, bucket, key and etag) are
-    /// ignored. Returns how many were new.
+    /// Records listed objects; ones already known (same pipeline, bucket, key and etag, in the
+    /// ledger or as a retention tombstone in `retired_objects`) are ignored. Returns how many
+    /// were new.
+    ///
+    /// The shared advisory lock pairs with the exclusive one retention takes while it moves
+    /// ledger rows to tombstones: without it, an insert whose snapshot predates a tombstone could
+    /// slip in after the ledger row it replaced was deleted, and load the object again.
     pub async fn record_objects(
         &self,
         pipeline: &str,
@@ -36,17 +41,32 @@ impl Control {
         let modified: Vec<Option<DateTime<Utc>>> =
             objects.iter().map(|o| o.last_modified).collect();
         let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
-        let conn = self.conn().await?;
-        conn.execute(
-            "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
-             SELECT $1, $2, k, e, s, m, a
-             FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
-                  AS t(k, e, s, m, a)
-             ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
-            &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(q("begin record objects"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+            &[&super::retention::LEDGER_LOCK_CLASS, &pipeline],
         )
         .await
-        .map_err(q("record objects"))
+        .map_err(q("lock ledger for recording"))?;
+        let n = tx
+            .execute(
+                "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
+                 SELECT $1, $2, k, e, s, m, a
+                 FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+                      AS t(k, e, s, m, a)
+                 WHERE NOT EXISTS (SELECT 1 FROM retired_objects r
+                                   WHERE r.pipeline = $1 AND r.bucket = $2 AND r.key = t.k AND r.etag = t.e)
+                 ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
+                &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+            )
+            .await
+            .map_err(q("record objects"))?;
+        tx.commit().await.map_err(q("commit record objects"))?;
+        Ok(n)
     }
 
     /// When a pipeline first started (recorded now if this is its first start).
@@ -197,7 +217,8 @@ impl Control {
         Ok(())
     }
 
-    /// Which of `keys` the ledger already holds for a pipeline and bucket (under any ETag).
+    /// Which of `keys` the ledger already holds for a pipeline and bucket (under any ETag),
+    /// counting retention's tombstones.
     pub async fn known_keys(
         &self,
         pipeline: &str,
@@ -210,7 +231,9 @@ impl Control {
         let conn = self.conn().await?;
         let rows = conn
             .query(
-                "SELECT DISTINCT key FROM staged_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
+                "SELECT key FROM staged_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)
+                 UNION
+                 SELECT key FROM retired_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
                 &[&pipeline, &bucket, &keys],
             )
             .await

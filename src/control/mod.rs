@@ -4,6 +4,7 @@
 pub mod batches;
 pub mod ledger;
 pub mod load_errors;
+pub mod retention;
 pub mod status;
 
 use crate::config::ControlConfig;
