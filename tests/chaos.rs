@@ -728,7 +728,7 @@ async fn chaos_every_destination_accounts_for_every_record() {
             }
         }
         if now >= next_fault {
-            next_fault = now + Duration::from_millis(rng.range(1500, 3500));
+            next_fault = now + Duration::from_millis(rng.range(1000, 2500));
             let ti = rng.range(0, targets.len() as u64) as usize;
             match rng.range(0, 100) {
                 0..=29 => {
