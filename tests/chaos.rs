@@ -987,3 +987,76 @@ async fn chaos_every_destination_accounts_for_every_record() {
         }
     }
 }
+
+/// The HEC accounting the chaos suite relies on, in isolation: a batch whose requests were
+/// accepted (stored, not yet acknowledged) when its owner was killed is sent again by the replica
+/// that takes it over. Those are resends that may duplicate events, so they belong in
+/// `stageload_hec_resends_total`. Ignored while the daemon does not count them (the taking-over
+/// process starts the batch afresh and counts nothing; see the chaos section of the README).
+#[tokio::test]
+#[ignore = "daemon gap: resends after a takeover are not counted in stageload_hec_resends_total"]
+async fn a_hec_batch_taken_over_after_kill_9_counts_its_resends() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("chaoshectk").await;
+    let bucket = stack.bucket("chaoshectk").await;
+    let s3 = stack.s3().await;
+    let receiver = Receiver::start("127.0.0.1:0");
+    let http = reqwest::Client::new();
+    let faults = format!("http://{}/_receiver/faults", receiver.addr);
+    let stats = format!("http://{}/_receiver/stats", receiver.addr);
+    http.post(&faults)
+        .json(&serde_json::json!({"never_ack": true}))
+        .send()
+        .await
+        .unwrap();
+    put(&s3, &bucket, "in/tk/a.json", json_lines("tk", 40, 100)).await;
+    let dest = format!(
+        "type = \"splunk\"\nurl = \"http://{}\"\ntoken = \"{HEC_TOKEN}\"\nack_poll_interval_s = 0.2\n\
+         ack_timeout_s = 60\nmax_request_bytes = 1024",
+        receiver.addr
+    );
+    let config = stack
+        .base_config(&db)
+        .replace("listen = \"\"", "listen = \"127.0.0.1:0\"")
+        + &pipeline_block("tk", &bucket, "json_lines", 120, &dest);
+    let mut first = Daemon::start(&config);
+    wait_for(
+        "40 events stored, none acked",
+        Duration::from_secs(30),
+        || async {
+            let v: Value = reqwest::get(&stats).await.ok()?.json().await.ok()?;
+            (v["events"].as_u64() >= Some(40)).then_some(())
+        },
+    )
+    .await;
+    first.kill9();
+    http.post(&faults)
+        .json(&serde_json::json!({"never_ack": false}))
+        .send()
+        .await
+        .unwrap();
+    let second = Daemon::start(&config);
+    wait_for(
+        "the batch loaded by the second replica",
+        Duration::from_secs(40),
+        || async {
+            (query_i64(&db, "SELECT count(*) FROM batches WHERE state = 'loaded'").await == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let events = receiver.events().await;
+    let mut seen = HashSet::new();
+    let dup_requests: HashSet<u64> = events
+        .iter()
+        .filter(|(id, _)| !seen.insert(id.clone()))
+        .map(|(_, req)| *req)
+        .collect();
+    assert_eq!(events.len(), 80, "every event was sent twice");
+    let resends = scrape_resends(&second.log_text()).await.expect("metrics");
+    assert!(
+        dup_requests.len() as f64 <= resends,
+        "{} requests carried duplicated events, stageload_hec_resends_total = {resends}",
+        dup_requests.len()
+    );
+}
