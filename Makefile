@@ -24,3 +24,8 @@ stack-down:
 .PHONY: bench
 bench:
 	scripts/bench.sh
+
+# The chaos suite at length (300 s of faults; `make test` runs a 30 s variant): see README, "Chaos".
+.PHONY: chaos
+chaos:
+	scripts/chaos.sh

@@ -3,6 +3,9 @@
 # emulator's storage), the s3s-fs S3 server, the osmem OpenSearch-compatible server and moto's
 # server for SQS, each on a free loopback port. `up` installs what is missing, starts everything and writes .stack/env
 # (shell-sourceable); `down` stops it all. Idempotent: `up` on a running stack only re-checks.
+# `restart pg|s3|osmem [SECONDS]` stops one component and starts it again on the same port
+# after SECONDS (default 0) of downtime, keeping its data (PostgreSQL's and the S3 directory;
+# osmem keeps documents in memory, so they are gone): the chaos suite's component restarts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -128,6 +131,53 @@ ENV
   log "up: postgres :$pg_port, s3s-fs :$s3_port${os_url:+, osmem $os_url}${sqs_url:+, sqs $sqs_url} ($ENV_FILE)"
 }
 
+port_of() { # URL -> port
+  printf '%s' "${1##*:}" | tr -d /
+}
+
+start_s3s() { # port
+  local s3s; s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+  nohup "$s3s" --host 127.0.0.1 --port "$1" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
+    "$STACK/s3" >>"$STACK/s3s.log" 2>&1 &
+  echo $! >"$STACK/s3s.pid"
+  wait_port 127.0.0.1 "$1" s3s-fs
+}
+
+start_osmem() { # port
+  nohup "$(osmem_bin)" -addr "127.0.0.1:$1" -no-stdin-watch </dev/null >>"$STACK/osmem.log" 2>&1 &
+  echo $! >"$STACK/osmem.pid"
+  wait_port 127.0.0.1 "$1" osmem-server
+}
+
+stop_pid() { # name: kill the process in $STACK/name.pid and wait until it is gone (5 s at most)
+  local pid; pid=$(cat "$STACK/$1.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+restart() { # component [downtime seconds]
+  [ -f "$ENV_FILE" ] || { log "not up"; return 1; }
+  # shellcheck disable=SC1090
+  . "$ENV_FILE"
+  local down_s=${2:-0}
+  case "${1:-}" in
+    pg)
+      # An immediate stop is a crash for the clients: every connection breaks.
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STACK/pgdata" -m immediate stop >/dev/null
+      sleep "$down_s"
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STACK/pgdata" -l "$STACK/pgdata/postgres.log" -w start >/dev/null
+      ;;
+    s3)
+      stop_pid s3s; sleep "$down_s"; start_s3s "$(port_of "$STAGELOAD_S3_ENDPOINT")" ;;
+    osmem)
+      [ -n "$STAGELOAD_OPENSEARCH_URL" ] || { log "osmem is not part of this stack"; return 1; }
+      stop_pid osmem; sleep "$down_s"; start_osmem "$(port_of "$STAGELOAD_OPENSEARCH_URL")" ;;
+    *) echo "usage: $0 restart pg|s3|osmem [downtime seconds]" >&2; return 2 ;;
+  esac
+  log "restarted $1"
+}
+
 status() {
   [ -f "$ENV_FILE" ] || { echo "down"; return 1; }
   # shellcheck disable=SC1090
@@ -152,6 +202,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
+  restart) restart "${2:-}" "${3:-0}" ;;
   install) install_deps ;;
-  *) echo "usage: $0 up|down|status|install" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|install|restart pg|s3|osmem [SECONDS]" >&2; exit 2 ;;
 esac
