@@ -273,13 +273,17 @@ async fn readyz_follows_the_destination() {
     assert!(body.starts_with("ready\n"), "{body}");
     assert!(body.contains("ok   destination pipeline=orders (file "));
     assert!(body.contains("ok   control"));
+    assert!(
+        body.contains("ok   workers pipeline=orders (1 of 1 dispatch workers live)"),
+        "{body}"
+    );
 
     // Stop the destination: its directory becomes a regular file, so it cannot be created.
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::write(&out, b"not a directory").unwrap();
     let body = ready(503).await;
     assert!(
-        body.starts_with("not ready: 1 of 3 checks failed"),
+        body.starts_with("not ready: 1 of 4 checks failed"),
         "{body}"
     );
     assert!(
@@ -339,7 +343,7 @@ async fn readyz_names_a_missing_bucket_and_queue() {
     })
     .await;
     assert!(
-        body.starts_with("not ready: 2 of 6 checks failed"),
+        body.starts_with("not ready: 2 of 8 checks failed"),
         "{body}"
     );
     assert!(
