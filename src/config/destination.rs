@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// Where a pipeline delivers; `type` selects the variant.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+// Read once at startup and kept one per pipeline: the variants' sizes do not matter, and boxing
+// one would change every match on it.
+#[allow(clippy::large_enum_variant)]
 pub enum DestinationConfig {
     /// Amazon Redshift through a manifest and `COPY ... MANIFEST`.
     Redshift(RedshiftConfig),
@@ -770,4 +773,71 @@ pub fn statement_terminator(sql: &str) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    fn check(extra: &str) -> Result<(), (String, String)> {
+        let toml = format!(
+            "type = \"redshift\"\nurl = \"postgres://loader@h:5439/dev?sslmode=require\"\n\
+             table = \"t\"\niam_role = \"r\"\n{extra}"
+        );
+        validate(&toml::from_str(&toml).unwrap())
+    }
+
+    fn field(extra: &str) -> String {
+        check(extra).unwrap_err().0
+    }
+
+    #[test]
+    fn login_combinations_are_checked_by_field() {
+        assert!(check("").is_ok());
+        assert!(check(
+            "auth = \"iam\"\ncluster_identifier = \"c\"\ndb_user = \"u\"\ndb_groups = [\"g\"]"
+        )
+        .is_ok());
+        assert!(check("auth = \"iam\"\ncluster_identifier = \"c\"").is_ok());
+        assert!(check("auth = \"iam\"\nworkgroup_name = \"wg\"").is_ok());
+        assert_eq!(field("auth = \"iam\""), "cluster_identifier");
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\nworkgroup_name = \"w\""),
+            "workgroup_name"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\npassword = \"p\""),
+            "password"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\nworkgroup_name = \"w\"\ndb_user = \"u\""),
+            "db_user"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\nauto_create_user = true"),
+            "auto_create_user"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\niam_duration_s = 60"),
+            "iam_duration_s"
+        );
+        assert_eq!(field("cluster_identifier = \"c\""), "cluster_identifier");
+        assert_eq!(field("db_user = \"u\""), "db_user");
+        assert_eq!(
+            field("password_secret_arn = \"nope\""),
+            "password_secret_arn"
+        );
+        assert_eq!(
+            field("password_secret_arn = \"arn:aws:secretsmanager:us-east-1:1:secret:x\"\npassword = \"p\""),
+            "password_secret_arn"
+        );
+        assert!(
+            check("password_secret_arn = \"arn:aws:secretsmanager:us-east-1:1:secret:x\"").is_ok()
+        );
+        assert_eq!(field("tls_server_name = \"not a name\""), "tls_server_name");
+        assert!(check("tls_server_name = \"cluster.internal.example\"").is_ok());
+        let toml =
+            "type = \"redshift\"\nurl = \"postgres://h/d\"\ntable = \"t\"\nauth = \"kerberos\"";
+        assert!(toml::from_str::<DestinationConfig>(toml).is_err());
+    }
 }

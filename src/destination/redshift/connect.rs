@@ -326,4 +326,33 @@ mod tests {
         c.url = ConnUrl::new("postgres://loader@cluster/dev?sslmode=disable");
         assert!(Connector::new(&c).is_ok());
     }
+
+    #[test]
+    fn iam_and_secret_connectors_name_their_user_and_show_no_secret() {
+        let iam = r#"
+            url = "postgres://c1.abc.us-east-1.redshift.amazonaws.com:5439/dev?sslmode=verify-ca"
+            table = "t"
+            iam_role = "r"
+            auth = "iam"
+            cluster_identifier = "c1"
+            db_user = "loader"
+            tls_server_name = "c1.internal"
+        "#;
+        let c: RedshiftConfig = toml::from_str(iam).unwrap();
+        let conn = Connector::new(&c).unwrap();
+        assert_eq!(
+            conn.target(),
+            "IAM:loader@c1.abc.us-east-1.redshift.amazonaws.com:5439/dev"
+        );
+        let secret = r#"
+            url = "postgres://cluster:5439/dev"
+            table = "t"
+            iam_role = "r"
+            password_secret_arn = "arn:aws:secretsmanager:us-east-1:1:secret:rs"
+        "#;
+        let c: RedshiftConfig = toml::from_str(secret).unwrap();
+        let conn = Connector::new(&c).unwrap();
+        assert_eq!(conn.target(), "(secret)@cluster:5439/dev");
+        assert!(format!("{conn:?}").contains("secret:rs"));
+    }
 }
