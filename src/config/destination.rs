@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// Where a pipeline delivers; `type` selects the variant.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+// Read once at startup and kept one per pipeline: the variants' sizes do not matter, and boxing
+// one would change every match on it.
+#[allow(clippy::large_enum_variant)]
 pub enum DestinationConfig {
     /// Amazon Redshift through a manifest and `COPY ... MANIFEST`.
     Redshift(RedshiftConfig),
@@ -119,6 +122,63 @@ pub struct RedshiftConfig {
     /// `stl_load_errors` elsewhere; or name one.
     #[serde(default)]
     pub error_table: ErrorTable,
+    /// How sessions log in: `password` (the default: the password in `url`, `password` or
+    /// `password_secret_arn`) or `iam` (temporary credentials fetched for each new session with
+    /// `cluster_identifier` or `workgroup_name`).
+    #[serde(default)]
+    pub auth: RedshiftAuth,
+    /// With `auth = "iam"`: the provisioned cluster (`GetClusterCredentials` with `db_user`,
+    /// `GetClusterCredentialsWithIAM` without).
+    #[serde(default)]
+    pub cluster_identifier: Option<String>,
+    /// With `auth = "iam"`: the Redshift Serverless workgroup (`GetCredentials`).
+    #[serde(default)]
+    pub workgroup_name: Option<String>,
+    /// With `auth = "iam"` and `cluster_identifier`: the database user to log in as (Redshift
+    /// names it `IAM:<db_user>`, or `IAMA:<db_user>` with `auto_create_user`). Without it, the
+    /// user is the caller's IAM identity (`GetClusterCredentialsWithIAM`).
+    #[serde(default)]
+    pub db_user: Option<String>,
+    /// With `auth = "iam"`: seconds the temporary password is valid, 900 to 3600 (default 900).
+    /// A session only needs it to log in; each new session fetches a fresh one.
+    #[serde(default = "default_iam_duration_s")]
+    pub iam_duration_s: u64,
+    /// With `db_user`: create the database user at its first login when it does not exist.
+    #[serde(default)]
+    pub auto_create_user: bool,
+    /// With `db_user`: database groups the user joins for the session.
+    #[serde(default)]
+    pub db_groups: Vec<String>,
+    /// The AWS region of the Redshift and Secrets Manager calls. By default: the region in
+    /// `password_secret_arn`, or the one in the host name of `url`
+    /// (`<cluster>.<id>.<region>.redshift.amazonaws.com`), else the AWS default chain's
+    /// (`AWS_REGION`, the profile).
+    #[serde(default)]
+    pub aws_region: Option<String>,
+    /// An endpoint for the Redshift, Redshift Serverless and Secrets Manager APIs instead of
+    /// AWS's (tests, a VPC interface endpoint).
+    #[serde(default)]
+    pub aws_endpoint: Option<String>,
+    /// An AWS Secrets Manager secret holding the password: JSON with `password` (and optionally
+    /// `username`, which replaces the user in `url`) as the Redshift console stores it, or the
+    /// password as plain text. Read when a session opens; read again after a login is refused.
+    #[serde(default)]
+    pub password_secret_arn: Option<String>,
+    /// The name the server's certificate is checked against and sent as SNI, when it differs
+    /// from the host in `url` (a VPC endpoint, an SSH tunnel to `127.0.0.1`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+/// How the Redshift destination logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedshiftAuth {
+    /// A password: in `url`, `password`, or the secret at `password_secret_arn`.
+    #[default]
+    Password,
+    /// IAM temporary database credentials, fetched for each new session.
+    Iam,
 }
 
 /// Where Redshift keeps a COPY's rejected rows.
@@ -157,6 +217,9 @@ fn default_connect_timeout_s() -> u64 {
 }
 fn default_statement_timeout_s() -> u64 {
     3600
+}
+fn default_iam_duration_s() -> u64 {
+    900
 }
 
 /// How Elasticsearch index names rotate (Firehose's `IndexRotationPeriod`).
@@ -393,6 +456,123 @@ fn check_merge(r: &RedshiftConfig) -> Result<(), (&'static str, String)> {
     }
 }
 
+/// Checks `auth` and the fields that go with it, `password_secret_arn` and `tls_server_name`:
+/// the field at fault and why.
+fn check_redshift_login(r: &RedshiftConfig) -> Result<(), (&'static str, String)> {
+    let nonempty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    for (field, value) in [
+        ("cluster_identifier", &r.cluster_identifier),
+        ("workgroup_name", &r.workgroup_name),
+        ("db_user", &r.db_user),
+        ("aws_region", &r.aws_region),
+        ("aws_endpoint", &r.aws_endpoint),
+        ("password_secret_arn", &r.password_secret_arn),
+        ("tls_server_name", &r.tls_server_name),
+    ] {
+        if value.is_some() && !nonempty(value) {
+            return Err((field, "must not be empty".into()));
+        }
+    }
+    match r.auth {
+        RedshiftAuth::Iam => {
+            match (&r.cluster_identifier, &r.workgroup_name) {
+                (None, None) => {
+                    return Err((
+                        "cluster_identifier",
+                        "auth = \"iam\" needs cluster_identifier (a provisioned cluster) or workgroup_name (Redshift Serverless)".into(),
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err((
+                        "workgroup_name",
+                        "set either cluster_identifier or workgroup_name, not both".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if r.password.is_some() {
+                return Err((
+                    "password",
+                    "is not used with auth = \"iam\": each session gets a temporary password"
+                        .into(),
+                ));
+            }
+            if r.password_secret_arn.is_some() {
+                return Err((
+                    "password_secret_arn",
+                    "is not used with auth = \"iam\": each session gets a temporary password"
+                        .into(),
+                ));
+            }
+            if r.db_user.is_none() {
+                if r.auto_create_user {
+                    return Err(("auto_create_user", "goes with db_user".into()));
+                }
+                if !r.db_groups.is_empty() {
+                    return Err(("db_groups", "goes with db_user".into()));
+                }
+            }
+            if r.db_user.is_some() && r.cluster_identifier.is_none() {
+                return Err((
+                    "db_user",
+                    "goes with cluster_identifier: Redshift Serverless maps the IAM identity to its user".into(),
+                ));
+            }
+            // GetClusterCredentials, GetClusterCredentialsWithIAM and Serverless GetCredentials all
+            // take 900 to 3600 seconds
+            // (https://docs.aws.amazon.com/redshift/latest/APIReference/API_GetClusterCredentials.html,
+            // https://docs.aws.amazon.com/redshift-serverless/latest/APIReference/API_GetCredentials.html).
+            if !(900..=3600).contains(&r.iam_duration_s) {
+                return Err(("iam_duration_s", "must be 900 to 3600".into()));
+            }
+        }
+        RedshiftAuth::Password => {
+            for (field, set) in [
+                ("cluster_identifier", r.cluster_identifier.is_some()),
+                ("workgroup_name", r.workgroup_name.is_some()),
+                ("db_user", r.db_user.is_some()),
+                ("auto_create_user", r.auto_create_user),
+                ("db_groups", !r.db_groups.is_empty()),
+            ] {
+                if set {
+                    return Err((field, "needs auth = \"iam\"".into()));
+                }
+            }
+        }
+    }
+    if let Some(arn) = &r.password_secret_arn {
+        if r.password.is_some() {
+            return Err((
+                "password_secret_arn",
+                "set either password or password_secret_arn, not both".into(),
+            ));
+        }
+        if !arn.starts_with("arn:") || arn.split(':').nth(2) != Some("secretsmanager") {
+            return Err((
+                "password_secret_arn",
+                "must be a Secrets Manager ARN (arn:aws:secretsmanager:region:account:secret:name)"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(name) = &r.tls_server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(("tls_server_name", "is not a DNS name or IP address".into()));
+        }
+        if crate::pgtls::split_sslmode_full(r.url.expose())
+            .ok()
+            .and_then(|(_, m)| m)
+            == Some(crate::pgtls::PgSslMode::Disable)
+        {
+            return Err((
+                "tls_server_name",
+                "needs TLS, but url has sslmode=disable".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a destination's fields; returns the field (relative to `destination`) and the problem.
 pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
     let err = |f: &str, m: String| Err((f.to_string(), m));
@@ -447,6 +627,9 @@ pub(super) fn validate(d: &DestinationConfig) -> Result<(), (String, String)> {
                 return err("statement_timeout_s", "must be 1 to 86400".into());
             }
             if let Err((field, m)) = check_merge(r) {
+                return err(field, m);
+            }
+            if let Err((field, m)) = check_redshift_login(r) {
                 return err(field, m);
             }
         }
@@ -590,4 +773,71 @@ pub fn statement_terminator(sql: &str) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    fn check(extra: &str) -> Result<(), (String, String)> {
+        let toml = format!(
+            "type = \"redshift\"\nurl = \"postgres://loader@h:5439/dev?sslmode=require\"\n\
+             table = \"t\"\niam_role = \"r\"\n{extra}"
+        );
+        validate(&toml::from_str(&toml).unwrap())
+    }
+
+    fn field(extra: &str) -> String {
+        check(extra).unwrap_err().0
+    }
+
+    #[test]
+    fn login_combinations_are_checked_by_field() {
+        assert!(check("").is_ok());
+        assert!(check(
+            "auth = \"iam\"\ncluster_identifier = \"c\"\ndb_user = \"u\"\ndb_groups = [\"g\"]"
+        )
+        .is_ok());
+        assert!(check("auth = \"iam\"\ncluster_identifier = \"c\"").is_ok());
+        assert!(check("auth = \"iam\"\nworkgroup_name = \"wg\"").is_ok());
+        assert_eq!(field("auth = \"iam\""), "cluster_identifier");
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\nworkgroup_name = \"w\""),
+            "workgroup_name"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\npassword = \"p\""),
+            "password"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\nworkgroup_name = \"w\"\ndb_user = \"u\""),
+            "db_user"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\nauto_create_user = true"),
+            "auto_create_user"
+        );
+        assert_eq!(
+            field("auth = \"iam\"\ncluster_identifier = \"c\"\niam_duration_s = 60"),
+            "iam_duration_s"
+        );
+        assert_eq!(field("cluster_identifier = \"c\""), "cluster_identifier");
+        assert_eq!(field("db_user = \"u\""), "db_user");
+        assert_eq!(
+            field("password_secret_arn = \"nope\""),
+            "password_secret_arn"
+        );
+        assert_eq!(
+            field("password_secret_arn = \"arn:aws:secretsmanager:us-east-1:1:secret:x\"\npassword = \"p\""),
+            "password_secret_arn"
+        );
+        assert!(
+            check("password_secret_arn = \"arn:aws:secretsmanager:us-east-1:1:secret:x\"").is_ok()
+        );
+        assert_eq!(field("tls_server_name = \"not a name\""), "tls_server_name");
+        assert!(check("tls_server_name = \"cluster.internal.example\"").is_ok());
+        let toml =
+            "type = \"redshift\"\nurl = \"postgres://h/d\"\ntable = \"t\"\nauth = \"kerberos\"";
+        assert!(toml::from_str::<DestinationConfig>(toml).is_err());
+    }
 }

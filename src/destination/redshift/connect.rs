@@ -1,24 +1,30 @@
-//! Connecting to the cluster: the `postgres://` URL with the separate password, `sslmode`
-//! mapped onto rustls (certificates verified against the webpki roots), a connect timeout, TCP
-//! keepalives, and sessions whose every statement has a time limit on both ends: the server's
-//! `statement_timeout`, and a client-side limit a little longer that, when it fires, ends the
-//! session's backend with `pg_terminate_backend` from a fresh session. A cancel request may not
-//! stop a COPY inside a transaction block, and a COPY still running holds its table's lock, so
-//! the next attempt would wait behind it.
+//! Connecting to the cluster: the `postgres://` URL with its login (the URL's or `password`, a
+//! Secrets Manager secret, or IAM temporary credentials fetched for each new session, see
+//! `auth`), `sslmode` mapped onto rustls (`verify-ca` checks the chain, the other modes the chain
+//! and the host name or `tls_server_name`), a connect timeout, TCP keepalives, and sessions whose
+//! every statement has a time limit on both ends: the server's `statement_timeout`, and a
+//! client-side limit a little longer that, when it fires, ends the session's backend with
+//! `pg_terminate_backend` from a fresh session. A cancel request may not stop a COPY inside a
+//! transaction block, and a COPY still running holds its table's lock, so the next attempt would
+//! wait behind it.
 
+use super::auth::{Auth, Login};
 use super::errors::RedshiftError;
 use crate::config::RedshiftConfig;
+use crate::pgtls::PgTls;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How to reach the cluster; cheap to clone, never prints the password.
 #[derive(Clone)]
 pub struct Connector {
     config: Config,
-    tls: MakeRustlsConnect,
+    auth: Arc<Auth>,
+    tls: PgTls,
     target: String,
     timeout: Duration,
     statement_timeout: Duration,
@@ -28,18 +34,27 @@ impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
             .field("target", &self.target)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the server refused the login itself (wrong password, unknown user), as opposed to
+/// being unreachable.
+fn login_refused(e: &RedshiftError) -> bool {
+    matches!(e, RedshiftError::Connect { source, .. }
+        if source.code() == Some(&SqlState::INVALID_PASSWORD)
+            || source.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION))
 }
 
 impl Connector {
     /// Builds the connector from the destination's configuration.
     pub fn new(c: &RedshiftConfig) -> Result<Connector, String> {
-        let (url, mode) = crate::pgtls::split_sslmode(c.url.expose())?;
+        let (url, mode) = crate::pgtls::split_sslmode_full(c.url.expose())?;
         let mut config =
             Config::from_str(&url).map_err(|e| format!("url {}: {e}", c.url.redacted()))?;
         if let Some(mode) = mode {
-            config.ssl_mode(mode);
+            config.ssl_mode(mode.driver_mode());
         }
         if let Some(pw) = &c.password {
             if config.get_password().is_none() {
@@ -68,14 +83,28 @@ impl Connector {
             .collect::<Vec<_>>()
             .join(",");
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        let target = format!(
-            "{}@{host}:{port}/{}",
-            config.get_user().unwrap_or(""),
-            config.get_dbname().unwrap_or("")
-        );
+        let first_host = config.get_hosts().iter().find_map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => Some(h.clone()),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => None,
+        });
+        let auth = Auth::new(c, config.get_dbname(), first_host.as_deref());
+        let user = match auth.user_label() {
+            // IAM names its own user; a secret's username, when it has one, replaces the URL's.
+            Some(label) if config.get_user().is_none() || auth.source_names_user() => label,
+            _ => config.get_user().unwrap_or("").to_string(),
+        };
+        let target = format!("{user}@{host}:{port}/{}", config.get_dbname().unwrap_or(""));
+        // prefer and require verify like verify-full: a certificate is never taken unchecked.
+        let tls_mode = mode.unwrap_or(crate::pgtls::PgSslMode::Prefer);
         Ok(Connector {
             config,
-            tls: crate::pgtls::make_tls(c.ca_file.as_deref())?,
+            auth: Arc::new(auth),
+            tls: crate::pgtls::make_tls_for(
+                tls_mode,
+                c.ca_file.as_deref(),
+                c.tls_server_name.as_deref(),
+            )?,
             target,
             timeout,
             statement_timeout: Duration::from_secs(c.statement_timeout_s.max(1)),
@@ -130,8 +159,39 @@ impl Connector {
         Ok(session)
     }
 
+    /// Connects with the login of the moment. A login refused while using a secret's password
+    /// is tried once more with the secret read again: it may have been rotated.
     async fn open(&self) -> Result<Client, RedshiftError> {
-        let fut = self.config.connect(self.tls.clone());
+        let login = self.login(false).await?;
+        match self.open_as(login.as_ref()).await {
+            Err(e) if self.auth.rereads_on_refusal() && login_refused(&e) => {
+                tracing::info!(target = %self.target, error = %e, "redshift refused the login, reading the password secret again");
+                let login = self.login(true).await?;
+                self.open_as(login.as_ref()).await
+            }
+            other => other,
+        }
+    }
+
+    async fn login(&self, reread: bool) -> Result<Option<Login>, RedshiftError> {
+        self.auth
+            .login(reread)
+            .await
+            .map_err(|source| RedshiftError::Login {
+                target: self.target.clone(),
+                source,
+            })
+    }
+
+    async fn open_as(&self, login: Option<&Login>) -> Result<Client, RedshiftError> {
+        let mut config = self.config.clone();
+        if let Some(login) = login {
+            if let Some(user) = &login.user {
+                config.user(user);
+            }
+            config.password(login.password.expose());
+        }
+        let fut = config.connect(self.tls.clone());
         // tokio-postgres applies connect_timeout per address; this bounds the whole handshake.
         let (client, conn) = match tokio::time::timeout(self.timeout * 2, fut).await {
             Ok(Ok(pair)) => pair,
@@ -265,5 +325,34 @@ mod tests {
         assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
         c.url = ConnUrl::new("postgres://loader@cluster/dev?sslmode=disable");
         assert!(Connector::new(&c).is_ok());
+    }
+
+    #[test]
+    fn iam_and_secret_connectors_name_their_user_and_show_no_secret() {
+        let iam = r#"
+            url = "postgres://c1.abc.us-east-1.redshift.amazonaws.com:5439/dev?sslmode=verify-ca"
+            table = "t"
+            iam_role = "r"
+            auth = "iam"
+            cluster_identifier = "c1"
+            db_user = "loader"
+            tls_server_name = "c1.internal"
+        "#;
+        let c: RedshiftConfig = toml::from_str(iam).unwrap();
+        let conn = Connector::new(&c).unwrap();
+        assert_eq!(
+            conn.target(),
+            "IAM:loader@c1.abc.us-east-1.redshift.amazonaws.com:5439/dev"
+        );
+        let secret = r#"
+            url = "postgres://cluster:5439/dev"
+            table = "t"
+            iam_role = "r"
+            password_secret_arn = "arn:aws:secretsmanager:us-east-1:1:secret:rs"
+        "#;
+        let c: RedshiftConfig = toml::from_str(secret).unwrap();
+        let conn = Connector::new(&c).unwrap();
+        assert_eq!(conn.target(), "(secret)@cluster:5439/dev");
+        assert!(format!("{conn:?}").contains("secret:rs"));
     }
 }

@@ -12,13 +12,22 @@ use tokio_postgres::SimpleQueryMessage;
 #[derive(Debug, thiserror::Error)]
 pub enum RedshiftError {
     /// Could not connect or authenticate.
-    #[error("connect to {target}: {source}")]
+    #[error("connect to {target}: {}", describe(source))]
     Connect {
         /// Host, port and database (no password).
         target: String,
         /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
+    },
+    /// No user name and password could be had for a new session (Secrets Manager, IAM).
+    #[error("log in to {target}: {source}")]
+    Login {
+        /// Host, port and database.
+        target: String,
+        /// What failed.
+        #[source]
+        source: super::auth::AuthError,
     },
     /// Connecting took longer than `connect_timeout_s`.
     #[error("connect to {target}: no answer within {seconds}s")]
@@ -102,11 +111,37 @@ impl RedshiftError {
                 Class::Transient
             }
             RedshiftError::Answer { .. } => Class::Permanent,
+            RedshiftError::Login { source, .. } => match source.transient() {
+                true => Class::Transient,
+                false => Class::Permanent,
+            },
+            // A refused certificate is a configuration problem (ca_file, sslmode,
+            // tls_server_name), not an outage.
+            RedshiftError::Connect { source, .. } if certificate_refused(source) => {
+                Class::Permanent
+            }
             RedshiftError::Connect { source, .. } | RedshiftError::Statement { source, .. } => {
                 classify(source)
             }
         }
     }
+}
+
+/// Whether the TLS handshake failed because the server's certificate was refused.
+pub fn certificate_refused(e: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return matches!(tls, rustls::Error::InvalidCertificate(_));
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return matches!(tls, rustls::Error::InvalidCertificate(_));
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Classifies a driver error by SQLSTATE, and Redshift's XX000 errors by their text.

@@ -16,10 +16,12 @@
 //! rows then replace the target's rows with the same keys, in the same transaction (`merge`).
 //!
 //! Layout: `copy` (SQL rendering and quoting), `commit` (marker and error-row tables), `load`
-//! (one load transaction), `exclude` (which bad files go), `connect` (URL, password, TLS,
-//! timeouts), `errors` (classification and system-view rows), `preflight` (HEAD of each
-//! object), `merge` (staging-table upsert SQL), `hooks` (test-only pauses).
+//! (one load transaction), `exclude` (which bad files go), `connect` (URL, TLS, timeouts),
+//! `auth` (the session's login: password, Secrets Manager or IAM temporary credentials),
+//! `errors` (classification and system-view rows), `preflight` (HEAD of each object), `merge`
+//! (staging-table upsert SQL), `hooks` (test-only pauses).
 
+mod auth;
 mod commit;
 mod connect;
 pub mod copy;
