@@ -991,8 +991,7 @@ async fn chaos_every_destination_accounts_for_every_record() {
 /// The HEC accounting the chaos suite relies on, in isolation: a batch whose requests were
 /// accepted (stored, not yet acknowledged) when its owner was killed is sent again by the replica
 /// that takes it over. Those are resends that may duplicate events, so they belong in
-/// `stageload_hec_resends_total`. Ignored while the daemon does not count them (the taking-over
-/// process starts the batch afresh and counts nothing; see the chaos section of the README).
+/// `stageload_hec_resends_total`: every send of a taken-over batch counts as one.
 #[tokio::test]
 async fn a_hec_batch_taken_over_after_kill_9_counts_its_resends() {
     let stack = Stack::get();
