@@ -437,6 +437,10 @@ fn spawn_producer(stack: &Stack, t: &Target, seed: u64) -> JoinHandle<()> {
     })
 }
 
+/// The tests of this file restart shared parts of the stack (PostgreSQL above all): they take
+/// this lock so they never run beside each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `scripts/stack.sh restart <what> <downtime>`.
 fn stack_restart(what: &str, downtime_s: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack.sh");
@@ -693,6 +697,7 @@ struct Row {
 
 #[tokio::test]
 async fn chaos_every_destination_accounts_for_every_record() {
+    let _serial = SERIAL.lock().await;
     let stack = Stack::get();
     let seconds = env_u64("STAGELOAD_CHAOS_SECONDS", 30);
     let replicas = env_u64("STAGELOAD_CHAOS_REPLICAS", 2) as usize;
@@ -994,6 +999,7 @@ async fn chaos_every_destination_accounts_for_every_record() {
 /// `stageload_hec_resends_total`: every send of a taken-over batch counts as one.
 #[tokio::test]
 async fn a_hec_batch_taken_over_after_kill_9_counts_its_resends() {
+    let _serial = SERIAL.lock().await;
     let stack = Stack::get();
     let db = stack.fresh_database("chaoshectk").await;
     let bucket = stack.bucket("chaoshectk").await;
@@ -1057,4 +1063,38 @@ async fn a_hec_batch_taken_over_after_kill_9_counts_its_resends() {
         "{} requests carried duplicated events, stageload_hec_resends_total = {resends}",
         dup_requests.len()
     );
+}
+
+/// A control-database outage right after a delivery: the settlement is retried while the lease
+/// holds, so the batch is settled by the worker that delivered it, in one attempt, and never
+/// sent again by a takeover.
+#[tokio::test]
+async fn a_control_database_outage_after_delivery_is_waited_out_not_resent() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::get();
+    let db = stack.fresh_database("chaossettle").await;
+    let bucket = stack.bucket("chaossettle").await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    put(&s3, &bucket, "in/settle/a.json", json_lines("s", 20, 40)).await;
+    // A 20 s lease: a 3 s outage is well inside it.
+    let config = (stack.base_config(&db) + &file_pipeline("settle", &bucket, dir.path(), 60))
+        .replace("lease_s = 6", "lease_s = 20");
+    let d = Daemon::start_with_env(
+        &config,
+        &[("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", "1500")],
+    );
+    wait_log(|| d.log_text(), &["test hook: pausing before settling"]).await;
+    tokio::task::spawn_blocking(|| stack_restart("pg", "3"))
+        .await
+        .unwrap();
+    wait_all_settled(&db).await;
+    let batch = query_strings(&db, "SELECT state || ' ' || attempts FROM batches").await;
+    assert_eq!(batch, vec!["loaded 1"], "settled after one attempt");
+    assert!(
+        d.log_text()
+            .contains("settle failed, retrying while the lease holds"),
+        "the settlement met the outage and was retried"
+    );
+    assert_eq!(delivered_lines(dir.path()).len(), 20);
 }

@@ -160,3 +160,56 @@ async fn a_file_worker_paused_past_its_lease_cannot_settle_or_duplicate() {
     ids.dedup();
     assert_eq!((all, ids.len()), (60, 60), "every record delivered once");
 }
+
+#[tokio::test]
+async fn error_rows_holding_nul_are_stored_not_retried_forever() {
+    use stageload::control::load_errors::ErrorContext;
+    let stack = Stack::get();
+    let db = stack.fresh_database("nulctl").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stageload.toml");
+    let text = stack.base_config(&db) + &file_pipeline("nul", "b", dir.path(), 30);
+    std::fs::write(&path, text).unwrap();
+    let config = stageload::config::Config::load(&path).unwrap();
+    let control = stageload::control::Control::new(&config.control).unwrap();
+    control.migrate().await.unwrap();
+    exec(
+        &db,
+        "INSERT INTO batches (id, pipeline, destination, seal_reason, object_count, total_bytes) \
+         VALUES (1, 'nul', 'file', 'size', 0, 0)",
+    )
+    .await;
+    // A destination's error text can echo a record's bytes, NUL included; PostgreSQL's text
+    // cannot hold NUL, so such a row used to fail its INSERT on every retry.
+    let row = stageload::model::LoadError {
+        filename: "s3://b/k\0".into(),
+        line_number: 3,
+        colname: "f\0".into(),
+        raw_line: "{\"a\":\"\0\"}".into(),
+        err_code: 400,
+        err_reason: "mapper_parsing_exception: \0 in field".into(),
+        ..Default::default()
+    };
+    let ctx = ErrorContext {
+        pipeline: "nul",
+        destination: "elasticsearch",
+        target: "idx\0",
+        batch_id: 1,
+        attempts: 1,
+        first_attempt_at: chrono::Utc::now(),
+    };
+    let stored = tokio::time::timeout(Duration::from_secs(10), control.record_errors(&ctx, &[row]))
+        .await
+        .expect("no endless retry")
+        .expect("the row is stored");
+    assert_eq!(stored, 1);
+    let got = query_strings(
+        &db,
+        "SELECT err_reason || '|' || colname || '|' || target FROM load_errors",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec!["mapper_parsing_exception: \u{FFFD} in field|f\u{FFFD}|idx\u{FFFD}"]
+    );
+}
