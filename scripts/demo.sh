@@ -26,6 +26,7 @@ trap cleanup EXIT
 start_tool() {
   local name=$1; shift
   local out="$STAGELOAD_DEMO_DIR/$name.out"
+  : >"$out"   # exists before the tool opens it, so the wait below never reads a missing file
   "$@" >"$out" 2>"$STAGELOAD_DEMO_DIR/$name.log" &
   PIDS+=($!)
   for _ in $(seq 1 100); do
