@@ -7,6 +7,41 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+/// A control database, a bucket holding `n` objects of `records` records under `in/<name>/<stem>-<i>.json`,
+/// and a file pipeline with `start_at = "now"` started after them. Returns (db, bucket, out dir,
+/// daemon).
+async fn history(
+    name: &str,
+    stem: &str,
+    n: usize,
+    records: usize,
+) -> (
+    String,
+    String,
+    aws_sdk_s3::Client,
+    tempfile::TempDir,
+    Daemon,
+) {
+    let stack = Stack::get();
+    let db = stack.fresh_database(&format!("{name}ctl")).await;
+    let bucket = stack.bucket(name).await;
+    let s3 = stack.s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let body = json_lines(&format!("{stem}{i}"), records, 40);
+        put(&s3, &bucket, &format!("in/{name}/{stem}-{i}.json"), body).await;
+    }
+    // S3 keeps LastModified to the second: the pipeline must start after the old objects.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let config = (stack.base_config(&db) + &file_pipeline(name, &bucket, dir.path(), 30)).replace(
+        "format = \"json_lines\"",
+        "format = \"json_lines\"\nstart_at = \"now\"",
+    );
+    let daemon = Daemon::start(&config);
+    wait_log(|| daemon.log_text(), &["pipeline started"]).await;
+    (db, bucket, s3, dir, daemon)
+}
+
 /// Ids of the records delivered, sorted.
 fn ids(dir: &std::path::Path) -> Vec<String> {
     let mut ids: Vec<String> = delivered_lines(dir)
@@ -19,28 +54,7 @@ fn ids(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test]
 async fn start_at_now_skips_history_and_backfill_loads_it_once() {
-    let stack = Stack::get();
-    let db = stack.fresh_database("bfctl").await;
-    let bucket = stack.bucket("bf").await;
-    let s3 = stack.s3().await;
-    let dir = tempfile::tempdir().unwrap();
-    for i in 0..5 {
-        put(
-            &s3,
-            &bucket,
-            &format!("in/bf/old-{i}.json"),
-            json_lines(&format!("old{i}"), 10, 40),
-        )
-        .await;
-    }
-    // S3 keeps LastModified to the second: the pipeline must start after the old objects.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let config = (stack.base_config(&db) + &file_pipeline("bf", &bucket, dir.path(), 30)).replace(
-        "format = \"json_lines\"",
-        "format = \"json_lines\"\nstart_at = \"now\"",
-    );
-    let daemon = Daemon::start(&config);
-    wait_log(|| daemon.log_text(), &["pipeline started"]).await;
+    let (db, bucket, s3, dir, daemon) = history("bf", "old", 5, 10).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     put(&s3, &bucket, "in/bf/new-0.json", json_lines("new0", 10, 40)).await;
     wait_for(
@@ -107,27 +121,7 @@ async fn start_at_now_skips_history_and_backfill_loads_it_once() {
 
 #[tokio::test]
 async fn an_interrupted_backfill_resumes_where_it_stopped() {
-    let stack = Stack::get();
-    let db = stack.fresh_database("bfrctl").await;
-    let bucket = stack.bucket("bfr").await;
-    let s3 = stack.s3().await;
-    let dir = tempfile::tempdir().unwrap();
-    for i in 0..6 {
-        put(
-            &s3,
-            &bucket,
-            &format!("in/bfr/h-{i}.json"),
-            json_lines(&format!("h{i}"), 5, 40),
-        )
-        .await;
-    }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let config = (stack.base_config(&db) + &file_pipeline("bfr", &bucket, dir.path(), 30)).replace(
-        "format = \"json_lines\"",
-        "format = \"json_lines\"\nstart_at = \"now\"",
-    );
-    let daemon = Daemon::start(&config);
-    wait_log(|| daemon.log_text(), &["pipeline started"]).await;
+    let (db, _bucket, _s3, dir, daemon) = history("bfr", "h", 6, 5).await;
     // One object per second, one per page: stopped after the second page.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
         .args([

@@ -147,14 +147,26 @@ impl Control {
         bucket: &str,
         prefix: &str,
     ) -> Result<Option<String>, ControlError> {
+        self.prefix_text(
+            "read discovery cursor",
+            "SELECT last_key FROM discovery_cursors WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
+            [pipeline, bucket, prefix],
+        )
+        .await
+    }
+
+    /// One text column of a row keyed by (pipeline, bucket, prefix), if the row exists.
+    async fn prefix_text(
+        &self,
+        what: &'static str,
+        sql: &str,
+        key: [&str; 3],
+    ) -> Result<Option<String>, ControlError> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
-                "SELECT last_key FROM discovery_cursors WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
-                &[&pipeline, &bucket, &prefix],
-            )
+            .query_opt(sql, &[&key[0], &key[1], &key[2]])
             .await
-            .map_err(q("read discovery cursor"))?;
+            .map_err(q(what))?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -186,15 +198,12 @@ impl Control {
         bucket: &str,
         prefix: &str,
     ) -> Result<Option<String>, ControlError> {
-        let conn = self.conn().await?;
-        let row = conn
-            .query_opt(
-                "SELECT key_layout FROM discovery_state WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
-                &[&pipeline, &bucket, &prefix],
-            )
-            .await
-            .map_err(q("read key layout"))?;
-        Ok(row.map(|r| r.get(0)))
+        self.prefix_text(
+            "read key layout",
+            "SELECT key_layout FROM discovery_state WHERE pipeline = $1 AND bucket = $2 AND prefix = $3",
+            [pipeline, bucket, prefix],
+        )
+        .await
     }
 
     /// Records the key layout of a pipeline's prefix.
