@@ -271,7 +271,8 @@ pub async fn run_with(
             Some(new) = reloads.recv() => {
                 // Pipelines the reload stops or changes get no more notifications from here
                 // on (theirs stay on the queue); the new set is routed once it runs.
-                queues.route(queue_routes(running.iter().filter(|r| new.pipelines.contains(&r.config))));
+                let staying = running.iter().filter(|r| new.pipelines.contains(&r.config));
+                queues.route(queue_routes(staying));
                 apply_reload(&shared, &mut running, &config, new, &mut overrides).await;
                 queues.route(queue_routes(&running));
                 *admin_pipelines.write().expect("admin pipelines lock") = admin_view(&running);
