@@ -10,11 +10,12 @@ use crate::notify::{notify, watchdog_interval};
 use crate::pipeline::dispatch::DispatchTimings;
 use crate::pipeline::PipelineRuntime;
 use crate::source::s3::S3;
+use crate::source::sqs::{Queues, Route};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -91,6 +92,8 @@ struct Running {
     config: PipelineConfig,
     destination: Arc<dyn Destination>,
     live_workers: Arc<std::sync::atomic::AtomicUsize>,
+    /// Its sealer's wake-up, for the receiver of its notification queue.
+    discovered: Arc<Notify>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -121,8 +124,10 @@ impl Shared {
         }
         let stop = CancellationToken::new();
         let live_workers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let discovered = Arc::new(Notify::new());
         let rt = PipelineRuntime {
             live_workers: live_workers.clone(),
+            discovered: discovered.clone(),
             config: Arc::new(p.clone()),
             control: self.control.clone(),
             s3: self.s3.clone(),
@@ -136,6 +141,7 @@ impl Shared {
             config: p.clone(),
             destination: dest,
             live_workers,
+            discovered,
             stop,
             task,
         })
@@ -209,6 +215,8 @@ pub async fn run_with(
     for p in &config.pipelines {
         running.push(shared.start(p, &mut overrides).await?);
     }
+    let mut queues = Queues::new(shared.s3.clone(), control.clone());
+    queues.route(queue_routes(&running));
     let admin_pipelines = Arc::new(RwLock::new(admin_view(&running)));
     let admin_stop = CancellationToken::new();
     let retention_stop = CancellationToken::new();
@@ -261,7 +269,12 @@ pub async fn run_with(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(new) = reloads.recv() => {
+                // Pipelines the reload stops or changes get no more notifications from here
+                // on (theirs stay on the queue); the new set is routed once it runs.
+                let staying = running.iter().filter(|r| new.pipelines.contains(&r.config));
+                queues.route(queue_routes(staying));
                 apply_reload(&shared, &mut running, &config, new, &mut overrides).await;
+                queues.route(queue_routes(&running));
                 *admin_pipelines.write().expect("admin pipelines lock") = admin_view(&running);
                 notify(&format!("STATUS=running {} pipeline(s)", running.len()));
             }
@@ -275,6 +288,7 @@ pub async fn run_with(
         w.abort();
     }
     retention_stop.cancel();
+    queues.stop().await;
     for r in &running {
         r.stop.cancel();
     }
@@ -296,6 +310,14 @@ pub async fn run_with(
     admin_stop.cancel();
     info!("stopped");
     Ok(())
+}
+
+/// The running pipelines that have a notification queue, for the queue receivers.
+fn queue_routes<'a>(running: impl IntoIterator<Item = &'a Running>) -> Vec<Route> {
+    running
+        .into_iter()
+        .filter_map(|r| Route::of(&r.config, r.discovered.clone()))
+        .collect()
 }
 
 fn admin_view(running: &[Running]) -> Vec<AdminPipeline> {

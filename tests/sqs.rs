@@ -1,7 +1,9 @@
 //! Discovery from S3 event notifications on an SQS queue (moto's server from the local stack),
 //! beside listing: objects announced on the queue are delivered without another listing, a
-//! message that is not a notification stays on the queue for its redrive policy, and test
-//! events and events for other prefixes are acknowledged and dropped.
+//! message that is not a notification, or that names a key no pipeline watches, stays on the
+//! queue for its redrive policy, and test events are acknowledged and dropped. Several
+//! pipelines can share one queue: each gets the notifications for its own prefix, an object
+//! under overlapping prefixes lands in both, and a SIGHUP reload re-routes the queue.
 
 mod common;
 
@@ -50,6 +52,96 @@ async fn head(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (i64, String)
     (h.content_length().unwrap_or(0), etag)
 }
 
+/// A queue whose messages come back one second after they are received and not deleted.
+async fn create_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
+        .queue_name(Stack::unique("stage-events"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string()
+}
+
+/// A file pipeline reading `prefix` of `bucket` from `queue`, listing only at startup.
+fn queued_pipeline(
+    name: &str,
+    bucket: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+    queue: &str,
+) -> String {
+    file_pipeline(name, bucket, dir, 30)
+        .replace(
+            &format!("prefix = \"in/{name}/\""),
+            &format!("prefix = \"{prefix}\""),
+        )
+        .replace(
+            "poll_interval_s = 1",
+            &format!("poll_interval_s = 3600\nsqs_queue_url = \"{queue}\""),
+        )
+}
+
+/// The bodies of the messages left on the queue, each with how many times it was received
+/// (by the daemon, then by this look). Run after the daemon stopped.
+async fn left_on_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<(String, u32)> {
+    let mut left = Vec::new();
+    for _ in 0..3 {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        left.extend(got.messages().iter().map(|m| {
+            let count = m
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                })
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            (m.body().unwrap_or("").to_string(), count)
+        }));
+        if !left.is_empty() {
+            break;
+        }
+    }
+    left.sort();
+    left
+}
+
+/// Puts an object and sends the notification S3 would.
+async fn put_notified(
+    s3: &aws_sdk_s3::Client,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    bucket: &str,
+    key: &str,
+    lines: usize,
+) {
+    put(s3, bucket, key, json_lines(key, lines, 60)).await;
+    let (size, etag) = head(s3, bucket, key).await;
+    send(sqs, queue, created(bucket, key, size, &etag)).await;
+}
+
+/// Each pipeline's keys in the ledger, as `pipeline key`.
+async fn ledger(db: &str) -> Vec<String> {
+    query_strings(
+        db,
+        "SELECT pipeline || ' ' || key FROM staged_objects ORDER BY pipeline, key",
+    )
+    .await
+}
+
 async fn send(sqs: &aws_sdk_sqs::Client, queue: &str, body: String) {
     sqs.send_message()
         .queue_url(queue)
@@ -65,19 +157,7 @@ async fn notified_objects_are_delivered_without_another_listing() {
     let (db, bucket) = (stack.fresh_database("sqs").await, stack.bucket("sqs").await);
     let s3 = stack.s3().await;
     let sqs = sqs().await;
-    let queue = sqs
-        .create_queue()
-        .queue_name(Stack::unique("stage-events"))
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "1",
-        )
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
+    let queue = create_queue(&sqs).await;
     let out = tempfile::tempdir().unwrap();
     // One listing at startup, none after: only the queue can bring later objects in.
     let config = stack.base_config(&db)
@@ -137,25 +217,161 @@ async fn notified_objects_are_delivered_without_another_listing() {
     );
     assert_eq!(daemon.terminate(), Some(0));
 
-    // Only the message that is not a notification is left.
-    let mut left = Vec::new();
-    for _ in 0..3 {
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(2)
-            .send()
-            .await
-            .unwrap();
-        left.extend(
-            got.messages()
-                .iter()
-                .filter_map(|m| m.body().map(str::to_string)),
-        );
-        if !left.is_empty() {
-            break;
-        }
-    }
-    assert_eq!(left, vec!["this is not an event".to_string()]);
+    // Left: the message that is not a notification, and the one for a key no pipeline
+    // watches.
+    let left: Vec<String> = left_on_queue(&sqs, &queue)
+        .await
+        .into_iter()
+        .map(|(body, _)| body)
+        .collect();
+    let mut expected = vec![
+        created(&bucket, "elsewhere/x.json", 10, "e"),
+        "this is not an event".to_string(),
+    ];
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
+#[tokio::test]
+async fn pipelines_sharing_a_queue_each_get_their_own_objects() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("sqsshare").await,
+        stack.bucket("sqsshare").await,
+    );
+    let (s3, sqs) = (stack.s3().await, sqs().await);
+    let queue = create_queue(&sqs).await;
+    let (out_a, out_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = stack.base_config(&db)
+        + &queued_pipeline("a", &bucket, "in/a/", out_a.path(), &queue)
+        + &queued_pipeline("b", &bucket, "in/b/", out_b.path(), &queue);
+    let mut daemon = Daemon::start(&config);
+    wait_log(|| daemon.log_text(), &["queue receiver started", "a,b"]).await;
+
+    put_notified(&s3, &sqs, &queue, &bucket, "in/a/1.json", 2).await;
+    put_notified(&s3, &sqs, &queue, &bucket, "in/b/1.json", 3).await;
+    put_notified(&s3, &sqs, &queue, &bucket, "in/a/2.json", 4).await;
+    // A key neither pipeline watches: not acknowledged, so it comes back until the redrive
+    // policy takes it.
+    let stray = created(&bucket, "in/c/stray.json", 10, "e");
+    send(&sqs, &queue, stray.clone()).await;
+
+    wait_for("each pipeline's objects delivered", LONG, || async {
+        (delivered_lines(out_a.path()).len() == 6 && delivered_lines(out_b.path()).len() == 3)
+            .then_some(())
+    })
+    .await;
+    wait_for("the stray notification received twice", LONG, || async {
+        let log = daemon.log_text();
+        let warned = log
+            .lines()
+            .filter(|l| l.contains("no pipeline watches") && l.contains("in/c/stray.json"))
+            .count();
+        (warned >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ledger(&db).await,
+        vec!["a in/a/1.json", "a in/a/2.json", "b in/b/1.json"]
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    // Delivered once each, nothing more after the stop.
+    assert_eq!(delivered_lines(out_a.path()).len(), 6);
+    assert_eq!(delivered_lines(out_b.path()).len(), 3);
+    let left = left_on_queue(&sqs, &queue).await;
+    assert_eq!(
+        left.len(),
+        1,
+        "only the stray notification is left: {left:?}"
+    );
+    assert_eq!(left[0].0, stray);
+    assert!(left[0].1 >= 3, "received again and again: {left:?}");
+}
+
+#[tokio::test]
+async fn overlapping_prefixes_both_record_and_a_reload_reroutes_the_queue() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("sqsoverlap").await,
+        stack.bucket("sqsoverlap").await,
+    );
+    let (s3, sqs) = (stack.s3().await, sqs().await);
+    let queue = create_queue(&sqs).await;
+    let (out_a, out_all, out_c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = queued_pipeline("a", &bucket, "in/a/", out_a.path(), &queue);
+    let all = queued_pipeline("all", &bucket, "in/", out_all.path(), &queue);
+    let mut daemon = Daemon::start(&(stack.base_config(&db) + &a + &all));
+    wait_log(|| daemon.log_text(), &["queue receiver started"]).await;
+
+    put_notified(&s3, &sqs, &queue, &bucket, "in/a/both.json", 3).await;
+    put_notified(&s3, &sqs, &queue, &bucket, "in/z/only-all.json", 2).await;
+    wait_for("the shared object delivered by both", LONG, || async {
+        (delivered_lines(out_a.path()).len() == 3 && delivered_lines(out_all.path()).len() == 5)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        ledger(&db).await,
+        vec![
+            "a in/a/both.json",
+            "all in/a/both.json",
+            "all in/z/only-all.json"
+        ]
+    );
+
+    // Reload: "all" goes, "c" joins the same queue.
+    let c = queued_pipeline("c", &bucket, "in/c/", out_c.path(), &queue);
+    std::fs::write(&daemon.config, stack.base_config(&db) + &a + &c).unwrap();
+    daemon.signal("HUP");
+    wait_log(
+        || daemon.log_text(),
+        &["config reloaded", "stopped=1", "started=1"],
+    )
+    .await;
+    put_notified(&s3, &sqs, &queue, &bucket, "in/c/new.json", 4).await;
+    put_notified(&s3, &sqs, &queue, &bucket, "in/a/after.json", 1).await;
+    put(
+        &s3,
+        &bucket,
+        "in/z/orphan.json",
+        json_lines("orphan", 1, 60),
+    )
+    .await;
+    let (size, etag) = head(&s3, &bucket, "in/z/orphan.json").await;
+    let orphan = created(&bucket, "in/z/orphan.json", size, &etag);
+    send(&sqs, &queue, orphan.clone()).await;
+    wait_for("the new pipeline's object delivered", LONG, || async {
+        (delivered_lines(out_c.path()).len() == 4 && delivered_lines(out_a.path()).len() == 4)
+            .then_some(())
+    })
+    .await;
+    wait_log(
+        || daemon.log_text(),
+        &["no pipeline watches", "in/z/orphan.json"],
+    )
+    .await;
+    assert_eq!(
+        ledger(&db).await,
+        vec![
+            "a in/a/after.json",
+            "a in/a/both.json",
+            "all in/a/both.json",
+            "all in/z/only-all.json",
+            "c in/c/new.json"
+        ],
+        "the removed pipeline records nothing more"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(delivered_lines(out_all.path()).len(), 5);
+    let left = left_on_queue(&sqs, &queue).await;
+    assert_eq!(
+        left.len(),
+        1,
+        "only the removed pipeline's notification is left: {left:?}"
+    );
+    assert_eq!(left[0].0, orphan);
 }

@@ -308,8 +308,10 @@ pub struct SourceConfig {
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
     /// An SQS queue receiving the bucket's S3 event notifications (directly, through SNS, or
-    /// from EventBridge), read beside listing; one queue per pipeline. Region and credentials
-    /// come from `[s3]`, the endpoint from the URL.
+    /// from EventBridge), read beside listing. Pipelines may share a queue: each notification
+    /// goes to every pipeline whose bucket and prefix match its key, and one that none matches
+    /// stays on the queue for its redrive policy. Region and credentials come from `[s3]`, the
+    /// endpoint from the URL.
     #[serde(default)]
     pub sqs_queue_url: Option<String>,
     /// Where a new pipeline starts: `beginning` (the default) loads the objects already under

@@ -1,6 +1,8 @@
-//! One pipeline at run time: discovery on its poll interval (and from its notification queue,
-//! when it has one), sealing by the buffer rules, and its dispatch workers. Data flows one way:
-//! discovery never waits on delivery.
+//! One pipeline at run time: discovery on its poll interval, sealing by the buffer rules, and its
+//! dispatch workers. Its notification queue, when it has one, is read by the process's receiver
+//! for that queue (`source::sqs::Queues`, shared by every pipeline naming it), which records
+//! into this pipeline's ledger and wakes its sealer. Data flows one way: discovery never waits
+//! on delivery.
 
 pub mod artifacts;
 pub mod dispatch;
@@ -11,7 +13,6 @@ use crate::control::Control;
 use crate::destination::Destination;
 use crate::source::discover::Discoverer;
 use crate::source::s3::S3;
-use crate::source::sqs::QueueWatcher;
 use dispatch::{DispatchTimings, Dispatcher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,14 +22,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// How long to wait after a failed receive from the notification queue.
-const QUEUE_RETRY: Duration = Duration::from_secs(5);
-
 /// How often pending objects are checked against the buffer rules.
 const SEAL_TICK: Duration = Duration::from_millis(500);
 
 /// Logs and counts newly recorded objects and wakes the sealer.
-fn announce(pipeline: &str, objects: u64, via: &'static str, sealer: &Notify) {
+pub(crate) fn announce(pipeline: &str, objects: u64, via: &'static str, sealer: &Notify) {
     info!(pipeline, objects, via, "discovered objects");
     metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => pipeline.to_string())
         .increment(objects);
@@ -62,6 +60,9 @@ pub struct PipelineRuntime {
     pub timings: DispatchTimings,
     /// How many of its dispatch workers are alive (for `/readyz` and the metrics).
     pub live_workers: Arc<AtomicUsize>,
+    /// Wakes its sealer when objects are recorded: by its listing, or by the receiver of its
+    /// notification queue, which holds a clone.
+    pub discovered: Arc<Notify>,
 }
 
 impl PipelineRuntime {
@@ -84,7 +85,7 @@ impl PipelineRuntime {
         );
         let poll = Duration::from_secs(self.config.source.poll_interval_s);
         let (stop_d, name_d) = (stop.clone(), name.clone());
-        let discovered = Arc::new(Notify::new());
+        let discovered = self.discovered.clone();
         let discovered_tx = discovered.clone();
         tasks.spawn(async move {
             while !stop_d.is_cancelled() {
@@ -99,35 +100,6 @@ impl PipelineRuntime {
                 }
             }
         });
-
-        if let Some(watcher) = QueueWatcher::new(
-            self.config.clone(),
-            &self.s3,
-            self.control.clone(),
-            self.own_prefixes(),
-        ) {
-            let (stop_q, name_q, notify_q) = (stop.clone(), name.clone(), discovered.clone());
-            tasks.spawn(async move {
-                while !stop_q.is_cancelled() {
-                    // Dropping a receive in flight is safe: its messages come back later.
-                    let result = tokio::select! {
-                        r = watcher.run_once() => r,
-                        _ = stop_q.cancelled() => break,
-                    };
-                    match result {
-                        Ok(0) => {}
-                        Ok(n) => announce(&name_q, n, "notifications", &notify_q),
-                        Err(e) => {
-                            warn!(pipeline = %name_q, error = %e, "receiving notifications failed");
-                            tokio::select! {
-                                _ = tokio::time::sleep(QUEUE_RETRY) => {}
-                                _ = stop_q.cancelled() => {}
-                            }
-                        }
-                    }
-                }
-            });
-        }
 
         let (control, config, stop_s, wake_s) = (
             self.control.clone(),
