@@ -160,3 +160,134 @@ async fn multiline_lines_gather_stack_traces() {
     );
     assert!(rows.is_empty(), "{rows:?}");
 }
+
+/// Runs `format` over one gzip object of `lines`; returns the records and the rows' codes and
+/// lines.
+async fn log_run(name: &str, format: &str, lines: &[&str]) -> (Vec<Value>, Vec<String>) {
+    let body = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let (records, rows) = run(
+        name,
+        &format!("format = \"{format}\""),
+        &[("log.gz", gzip(body.as_bytes()))],
+    )
+    .await;
+    let rows = rows
+        .iter()
+        .map(|r| r.split(':').next().unwrap().to_string())
+        .collect();
+    (records, rows)
+}
+
+#[tokio::test]
+async fn alb_access_log() {
+    let (records, rows) = log_run(
+        "alb",
+        "alb",
+        &[
+            "http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 \
+             192.168.131.39:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 \
+             \"GET http://www.example.com:80/ HTTP/1.1\" \"curl/7.46.0\" - - \
+             arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 \
+             \"Root=1-58337262-36d228ad5d99923122bbe354\" \"-\" \"-\" 0 2018-07-02T22:22:48.364000Z \
+             \"forward\" \"-\" \"-\" \"10.0.0.1:80\" \"200\" \"-\" \"-\" TID_1234abcd5678ef90",
+            "http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 too few",
+        ],
+    )
+    .await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["elb_status_code"], 200);
+    assert_eq!(
+        records[0]["request"],
+        "GET http://www.example.com:80/ HTTP/1.1"
+    );
+    assert_eq!(rows, vec!["9110 2 log.gz"]);
+}
+
+#[tokio::test]
+async fn elb_access_log() {
+    let (records, rows) = log_run(
+        "elb",
+        "elb",
+        &[
+            "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 \
+             0.000073 0.001048 0.000057 200 200 0 29 \"GET http://www.example.com:80/ HTTP/1.1\" \
+             \"curl/7.38.0\" - -",
+            "2015-05-13T23:39:43.945958Z my-loadbalancer",
+        ],
+    )
+    .await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["backend_status_code"], 200);
+    assert_eq!(records[0]["sent_bytes"], 29);
+    assert_eq!(rows, vec!["9110 2 log.gz"]);
+}
+
+#[tokio::test]
+async fn vpc_flow_log() {
+    let (records, rows) = log_run(
+        "vpc",
+        "vpc_flow",
+        &[
+            "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets \
+             bytes start end action log-status",
+            "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 \
+             1418530010 1418530070 ACCEPT OK",
+            "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA",
+            "2 123456789010 eni-1235b8ca123456789",
+        ],
+    )
+    .await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["dstport"], 22);
+    assert_eq!(records[1]["bytes"], Value::Null);
+    assert_eq!(rows, vec!["9110 4 log.gz"]);
+}
+
+#[tokio::test]
+async fn cloudfront_standard_log() {
+    let (records, rows) = log_run(
+        "cf",
+        "cloudfront",
+        &[
+            "#Version: 1.0",
+            "#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status",
+            "2019-12-04\t21:02:31\tLAX1\t392\t192.0.2.100\tGET\td111111abcdef8.cloudfront.net\t/index.html\t200",
+            "2019-12-04\t21:02:31\tLAX1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        records,
+        vec![
+            json!({"date": "2019-12-04", "time": "21:02:31", "x-edge-location": "LAX1",
+                    "sc-bytes": 392, "c-ip": "192.0.2.100", "cs-method": "GET",
+                    "cs(Host)": "d111111abcdef8.cloudfront.net", "cs-uri-stem": "/index.html",
+                    "sc-status": 200})
+        ]
+    );
+    assert_eq!(rows, vec!["9110 4 log.gz"]);
+}
+
+#[tokio::test]
+async fn s3_server_access_log() {
+    let (records, rows) = log_run(
+        "s3acc",
+        "s3_access",
+        &[
+            "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be DOC-EXAMPLE-BUCKET1 \
+             [06/Feb/2019:00:00:38 +0000] 192.0.2.3 \
+             79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be 3E57427F3EXAMPLE \
+             REST.GET.VERSIONING - \"GET /DOC-EXAMPLE-BUCKET1?versioning HTTP/1.1\" 200 - 113 - 7 - \
+             \"-\" \"S3Console/0.4\" - \
+             s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= SigV4 \
+             ECDHE-RSA-AES128-GCM-SHA256 AuthHeader DOC-EXAMPLE-BUCKET1.s3.us-west-1.amazonaws.com \
+             TLSV1.2 - -",
+            "owner bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 \"unclosed",
+        ],
+    )
+    .await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["time"], "06/Feb/2019:00:00:38 +0000");
+    assert_eq!(records[0]["http_status"], 200);
+    assert_eq!(rows, vec!["9110 2 log.gz"]);
+}
