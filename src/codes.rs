@@ -17,3 +17,7 @@ pub const RECORD_TOO_LARGE: i32 = 9104;
 pub const READ_FAILED: i32 = 9105;
 /// The destination refused the whole batch for a reason that is not about one record.
 pub const BATCH_REJECTED: i32 = 9106;
+/// A record does not fit its format: a CSV or log line with too few fields or a value that is
+/// not of its documented type, an unclosed CSV quote, a truncated JSON array, a document with
+/// no array where `json_array` points.
+pub const MALFORMED_RECORD: i32 = 9110;

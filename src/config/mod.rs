@@ -295,9 +295,23 @@ pub struct SourceConfig {
     /// `auto`, `gzip`, `zstd`, `snappy`, `zip` or `none`.
     #[serde(default)]
     pub compression: Compression,
-    /// `json_lines`, `json_concat` or `lines`.
+    /// How records are found: `json_lines`, `json_concat`, `lines`, `csv`, `json_array`,
+    /// `cloudtrail`, `alb`, `elb`, `vpc_flow`, `cloudfront` or `s3_access`.
     #[serde(default)]
     pub format: Framing,
+    /// `csv`: the field delimiter, one ASCII character (default `,`).
+    #[serde(default)]
+    pub csv_delimiter: Option<String>,
+    /// `csv`: the quote character, one ASCII character (default `"`).
+    #[serde(default)]
+    pub csv_quote: Option<String>,
+    /// `json_array`: the JSON pointer to the array whose elements are the records (`/Records`);
+    /// unset or `""`, the whole document is the array.
+    #[serde(default)]
+    pub json_array: Option<String>,
+    /// `lines`: records of several lines, each starting at a line matching a pattern.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
     /// Seconds between listings of the prefix.
     #[serde(default = "default_poll_interval_s")]
     pub poll_interval_s: u64,
@@ -319,6 +333,170 @@ pub struct SourceConfig {
     /// Older objects can be loaded later with `stageload backfill`.
     #[serde(default)]
     pub start_at: StartAt,
+}
+
+/// `[pipeline.source.multiline]`: multi-line records for `format = "lines"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// A regular expression (Rust `regex` syntax) matching a record's first line, such as a
+    /// leading timestamp: `^\d{4}-\d{2}-\d{2}`. Lines that do not match join the record above.
+    pub start_pattern: String,
+    /// A record ends after this many lines (1 to 100000; default 500).
+    #[serde(default = "default_multiline_max_lines")]
+    pub max_lines: usize,
+    /// A record ends before a line that would take it past this many bytes (1024 to
+    /// `max_record_bytes`; default `max_record_bytes`).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
+fn default_multiline_max_lines() -> usize {
+    500
+}
+
+impl SourceConfig {
+    /// The options the reader needs; the config must have been validated.
+    pub fn format_options(&self) -> crate::source::formats::FormatOptions {
+        let byte = |v: &Option<String>, default: u8| {
+            v.as_deref()
+                .and_then(|s| s.bytes().next())
+                .unwrap_or(default)
+        };
+        crate::source::formats::FormatOptions {
+            framing: self.format,
+            csv_delimiter: byte(&self.csv_delimiter, b','),
+            csv_quote: byte(&self.csv_quote, b'"'),
+            json_array: self.json_array.clone().unwrap_or_default(),
+            multiline: self
+                .multiline
+                .as_ref()
+                .map(|m| crate::source::formats::Multiline {
+                    start: regex::bytes::Regex::new(&m.start_pattern)
+                        .expect("start_pattern is checked when the config is loaded"),
+                    max_lines: m.max_lines,
+                    max_bytes: m.max_bytes.unwrap_or(self.max_record_bytes),
+                }),
+        }
+    }
+
+    /// Checks the format's options; returns the field (under `source.`) and the problem.
+    fn validate_format(&self, redshift: bool) -> Result<(), (String, String)> {
+        let only = |field: &str, format: &str| {
+            Err((
+                field.to_string(),
+                format!("applies only to format = \"{format}\""),
+            ))
+        };
+        for (field, value) in [
+            ("csv_delimiter", &self.csv_delimiter),
+            ("csv_quote", &self.csv_quote),
+        ] {
+            let Some(v) = value else { continue };
+            if self.format != Framing::Csv {
+                return only(field, "csv");
+            }
+            if v.len() != 1 || !v.is_ascii() || v == "\n" || v == "\r" {
+                return Err((
+                    field.into(),
+                    format!("{v:?} must be one ASCII character other than a line break"),
+                ));
+            }
+        }
+        if self.csv_delimiter.is_some() && self.csv_delimiter == self.csv_quote {
+            return Err(("csv_quote".into(), "must differ from csv_delimiter".into()));
+        }
+        if let Some(p) = &self.json_array {
+            if self.format != Framing::JsonArray {
+                return only("json_array", "json_array");
+            }
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err((
+                    "json_array".into(),
+                    format!("{p:?} is not a JSON pointer: write it as \"/{p}\""),
+                ));
+            }
+        }
+        if let Some(m) = &self.multiline {
+            if self.format != Framing::Lines {
+                return only("multiline", "lines");
+            }
+            if let Err(e) = regex::bytes::Regex::new(&m.start_pattern) {
+                let first = e.to_string().lines().last().unwrap_or_default().to_string();
+                return Err((
+                    "multiline.start_pattern".into(),
+                    format!("not a regular expression: {first}"),
+                ));
+            }
+            if !(1..=100_000).contains(&m.max_lines) {
+                return Err(("multiline.max_lines".into(), "must be 1 to 100000".into()));
+            }
+            if let Some(b) = m.max_bytes {
+                if b < 1024 || b > self.max_record_bytes {
+                    return Err((
+                        "multiline.max_bytes".into(),
+                        format!(
+                            "must be 1024 to max_record_bytes ({})",
+                            self.max_record_bytes
+                        ),
+                    ));
+                }
+            }
+        }
+        if redshift {
+            if let Some(advice) = copy_advice(self) {
+                return Err((
+                    "format".into(),
+                    format!(
+                        "Redshift's COPY reads the objects itself and cannot apply format = \"{}\"{}: {advice}",
+                        self.format.name(),
+                        if self.multiline.is_some() { " with multiline" } else { "" },
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a Redshift pipeline, what to write instead of a format COPY cannot apply (`None`: the
+/// format is only a description of data COPY reads with its own options).
+fn copy_advice(source: &SourceConfig) -> Option<&'static str> {
+    Some(match source.format {
+        Framing::JsonLines | Framing::JsonConcat => return None,
+        Framing::Lines if source.multiline.is_none() => return None,
+        Framing::Lines => {
+            "COPY loads one line per row and has no option to join lines; drop multiline, or \
+             send these objects to a destination that reads records"
+        }
+        Framing::Csv => {
+            "use format = \"lines\" and copy_options = \"CSV IGNOREHEADER 1\" (with \
+             DELIMITER and QUOTE AS for other characters); COPY maps columns by position, not by \
+             the header's names"
+        }
+        Framing::JsonArray | Framing::Cloudtrail => {
+            "COPY loads a whole JSON array as one row; load each object into a SUPER column with \
+             copy_options = \"FORMAT JSON 'noshred'\" and unnest the array in SQL, or send \
+             these objects to a destination that reads records"
+        }
+        Framing::Alb | Framing::Elb => {
+            "use format = \"lines\" and copy_options = \"DELIMITER ' ' REMOVEQUOTES \
+             FILLRECORD TIMEFORMAT 'auto' GZIP\", with the table's columns in the log's order"
+        }
+        Framing::VpcFlow => {
+            "use format = \"lines\" and copy_options = \"DELIMITER ' ' IGNOREHEADER 1 \
+             NULL AS '-' GZIP\", with the table's columns in the log's order"
+        }
+        Framing::Cloudfront => {
+            "use format = \"lines\" and copy_options = \"DELIMITER '\\t' IGNOREHEADER 2 \
+             NULL AS '-' GZIP\", with the table's columns in the #Fields order"
+        }
+        Framing::S3Access => {
+            "use format = \"lines\" and copy_options = \"DELIMITER ' ' REMOVEQUOTES \
+             FILLRECORD\" (the bracketed time splits into two columns), with the table's \
+             columns in the log's order"
+        }
+    })
 }
 
 /// `source.start_at`.
@@ -517,6 +695,10 @@ impl Config {
                     "must be 1024 to 268435456".into(),
                 ));
             }
+            let redshift = matches!(p.destination, DestinationConfig::Redshift(_));
+            p.source
+                .validate_format(redshift)
+                .map_err(|(f, m)| (at(&format!("source.{f}")), m))?;
             let b = &p.buffer;
             if !(1..=1024).contains(&b.size_mib) {
                 return Err((

@@ -224,3 +224,104 @@ fn keyvalue_database_urls_are_masked() {
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(shown.contains("password=***"), "{shown}");
 }
+
+#[test]
+fn format_options_are_checked() {
+    let with = |source: &str| {
+        BASE.replace(
+            "bucket = \"stage\"",
+            &format!("bucket = \"stage\"\n{source}"),
+        )
+    };
+    let c = parse(&with(
+        "format = \"csv\"\ncsv_delimiter = \";\"\ncsv_quote = \"'\"",
+    ))
+    .unwrap();
+    let f = c.pipelines[0].source.format_options();
+    assert_eq!(
+        (f.framing, f.csv_delimiter, f.csv_quote),
+        (Framing::Csv, b';', b'\'')
+    );
+    let c = parse(&with("format = \"json_array\"\njson_array = \"/Records\"")).unwrap();
+    assert_eq!(
+        c.pipelines[0].source.format_options().json_array,
+        "/Records"
+    );
+    let c = parse(&with(
+        "format = \"lines\"\n[pipeline.source.multiline]\nstart_pattern = '^\\d{4}-'",
+    ))
+    .unwrap();
+    let m = c.pipelines[0].source.format_options().multiline.unwrap();
+    assert_eq!((m.max_lines, m.max_bytes), (500, 1 << 20));
+    assert!(m.start.is_match(b"2024-01-01 x"));
+    for format in [
+        "alb",
+        "elb",
+        "vpc_flow",
+        "cloudfront",
+        "s3_access",
+        "cloudtrail",
+    ] {
+        parse(&with(&format!("format = \"{format}\""))).expect(format);
+    }
+    for (source, field, needle) in [
+        ("csv_delimiter = \";\"", "source.csv_delimiter", "applies only to format = \"csv\""),
+        ("format = \"csv\"\ncsv_delimiter = \";;\"", "source.csv_delimiter", "one ASCII"),
+        ("format = \"csv\"\ncsv_quote = \"\\n\"", "source.csv_quote", "one ASCII"),
+        ("format = \"csv\"\ncsv_quote = \",\"\ncsv_delimiter = \",\"", "source.csv_quote", "differ"),
+        ("format = \"json_array\"\njson_array = \"Records\"", "source.json_array", "\"/Records\""),
+        ("format = \"cloudtrail\"\njson_array = \"/Records\"", "source.json_array", "only"),
+        (
+            "[pipeline.source.multiline]\nstart_pattern = \"^x\"",
+            "source.multiline",
+            "applies only to format = \"lines\"",
+        ),
+        (
+            "format = \"lines\"\n[pipeline.source.multiline]\nstart_pattern = \"(\"",
+            "source.multiline.start_pattern",
+            "not a regular expression",
+        ),
+        (
+            "format = \"lines\"\n[pipeline.source.multiline]\nstart_pattern = \"^x\"\nmax_bytes = 99999999",
+            "source.multiline.max_bytes",
+            "1024 to max_record_bytes",
+        ),
+    ] {
+        let msg = refusal(&with(source));
+        assert!(msg.contains(&format!("pipeline \"clicks\".{field}")), "{source}: {msg}");
+        assert!(msg.contains(needle), "{source}: {msg}");
+    }
+}
+
+#[test]
+fn redshift_refuses_formats_copy_cannot_read() {
+    let redshift = |source: &str| {
+        BASE.replace("bucket = \"stage\"", &format!("bucket = \"stage\"\n{source}"))
+            .replace(
+                "type = \"file\"\ndirectory = \"/tmp/out\"",
+                "type = \"redshift\"\nurl = \"postgres://l@c:5439/dev\"\ntable = \"t\"\niam_role = \"arn:x\"",
+            )
+    };
+    for ok in ["json_lines", "json_concat", "lines"] {
+        parse(&redshift(&format!("format = \"{ok}\""))).expect(ok);
+    }
+    for (format, advice) in [
+        ("csv", "CSV IGNOREHEADER 1"),
+        ("cloudtrail", "FORMAT JSON 'noshred'"),
+        ("json_array", "FORMAT JSON 'noshred'"),
+        ("alb", "REMOVEQUOTES"),
+        ("elb", "REMOVEQUOTES"),
+        ("vpc_flow", "IGNOREHEADER 1"),
+        ("cloudfront", "IGNOREHEADER 2"),
+        ("s3_access", "REMOVEQUOTES"),
+    ] {
+        let msg = refusal(&redshift(&format!("format = \"{format}\"")));
+        assert!(msg.contains("pipeline \"clicks\".source.format"), "{msg}");
+        assert!(msg.contains(&format!("format = \"{format}\"")), "{msg}");
+        assert!(msg.contains(advice), "{format}: {msg}");
+    }
+    let msg = refusal(&redshift(
+        "format = \"lines\"\n[pipeline.source.multiline]\nstart_pattern = \"^x\"",
+    ));
+    assert!(msg.contains("with multiline"), "{msg}");
+}

@@ -1,7 +1,14 @@
 //! Record framing: finds record boundaries in a decoded stream (`json_lines`, `json_concat`,
-//! `lines`) without building a tree, validates JSON records, and reports per-record errors and
-//! the fatal error that ends an object, with Redshift-style line numbers and stable ordinals.
+//! `lines`, and the elements of a JSON array for `json_array`/`cloudtrail`) without building a
+//! tree, validates JSON records, and reports per-record errors and the fatal error that ends an
+//! object, with Redshift-style line numbers and stable ordinals.
+//!
+//! Two paths: [`RawFramer`] hands out records as slices of its read buffer (zero copy: the three
+//! original framings and JSON array elements); the formats that build new bytes (`csv`, the AWS
+//! log layouts, multi-line `lines`) run a converter from [`crate::source::formats`] over the raw
+//! framer's lines and write each record into a reusable buffer. [`Framer`] picks the path.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use serde::de::IgnoredAny;
@@ -9,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codes;
 use crate::source::decode::{classify, ReadErrorKind};
+use crate::source::formats::{self, Convert, FormatOptions};
 
 /// How records are delimited inside an object: the `format` key of `[pipeline.source]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -19,8 +27,62 @@ pub enum Framing {
     JsonLines,
     /// JSON values back to back, with or without whitespace between (Firehose's default).
     JsonConcat,
-    /// One record per line, any bytes, not validated; empty lines are skipped.
+    /// One record per line, any bytes, not validated; empty lines are skipped. With
+    /// `source.multiline`, a record is a first line matching `start_pattern` and the lines after
+    /// it that do not.
     Lines,
+    /// Comma-separated values with a header line: each record becomes a JSON object keyed by
+    /// the header's names, values as strings (`csv_delimiter`, `csv_quote`).
+    Csv,
+    /// One JSON document holding an array (at the JSON pointer `source.json_array`, the whole
+    /// document by default): one record per element, streamed.
+    JsonArray,
+    /// AWS CloudTrail log files: `json_array` at `/Records`.
+    Cloudtrail,
+    /// Application Load Balancer access logs, one JSON object per entry.
+    Alb,
+    /// Classic Load Balancer access logs, one JSON object per entry.
+    Elb,
+    /// VPC flow logs (default version 2 fields, or the fields named by the header line).
+    VpcFlow,
+    /// CloudFront standard logs (W3C, fields named by `#Fields:`).
+    Cloudfront,
+    /// S3 server access logs.
+    S3Access,
+}
+
+impl Framing {
+    /// The name written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::JsonLines => "json_lines",
+            Framing::JsonConcat => "json_concat",
+            Framing::Lines => "lines",
+            Framing::Csv => "csv",
+            Framing::JsonArray => "json_array",
+            Framing::Cloudtrail => "cloudtrail",
+            Framing::Alb => "alb",
+            Framing::Elb => "elb",
+            Framing::VpcFlow => "vpc_flow",
+            Framing::Cloudfront => "cloudfront",
+            Framing::S3Access => "s3_access",
+        }
+    }
+
+    /// True when records are JSON values (every framing but `lines`, whose records are text).
+    pub fn is_json(self) -> bool {
+        self != Framing::Lines
+    }
+
+    /// True when records are the elements of one JSON array.
+    fn is_array(self) -> bool {
+        matches!(self, Framing::JsonArray | Framing::Cloudtrail)
+    }
+
+    /// True when records are whole JSON values found by the value scanner.
+    fn is_values(self) -> bool {
+        self == Framing::JsonConcat || self.is_array()
+    }
 }
 
 /// Initial size of the framer's read buffer; it grows only to hold one long record.
@@ -139,11 +201,14 @@ struct Scan {
     in_str: bool,
     escape: bool,
     scalar: bool,
+    /// Inside an array or object: a bare scalar also ends at `,`, `]` or `}`.
+    nested: bool,
 }
 
-/// Splits a decoded stream into records. A lending iterator: call [`Framer::next_frame`] until it
-/// returns `Ok(None)` (end of object) or `Err` (fatal, after every record before it).
-pub struct Framer<R> {
+/// Splits a decoded stream into records found in place. A lending iterator: call
+/// [`RawFramer::next_frame`] until it returns `Ok(None)` (end of object) or `Err` (fatal, after
+/// every record before it).
+pub struct RawFramer<R> {
     src: R,
     framing: Framing,
     max_record_bytes: usize,
@@ -167,13 +232,27 @@ pub struct Framer<R> {
     /// Last byte read, to count a last line without a newline.
     last_byte: u8,
     stats: FramerStats,
+    /// `json_array` and `cloudtrail`: where the framer is in the document around the array.
+    array: Option<Box<ArrayNav>>,
+    /// First line of the oversized record being skipped (array elements report their start).
+    oversized_line: u64,
 }
 
-impl<R: Read> Framer<R> {
-    /// A framer over `src`; records longer than `max_record_bytes` are rejected.
-    pub fn new(src: R, framing: Framing, max_record_bytes: usize) -> Self {
+impl<R: Read> RawFramer<R> {
+    /// A framer over `src`; records longer than `max_record_bytes` are rejected. `pointer` is
+    /// the JSON pointer to the array for `json_array` (`/Records` for `cloudtrail`, whatever
+    /// is passed), ignored by the other framings.
+    pub fn new(src: R, framing: Framing, max_record_bytes: usize, pointer: &str) -> Self {
         let max_record_bytes = max_record_bytes.max(1);
-        Framer {
+        let array = framing.is_array().then(|| {
+            let pointer = if framing == Framing::Cloudtrail {
+                "/Records"
+            } else {
+                pointer
+            };
+            Box::new(ArrayNav::new(pointer))
+        });
+        RawFramer {
             src,
             framing,
             max_record_bytes,
@@ -190,6 +269,8 @@ impl<R: Read> Framer<R> {
             validated: false,
             last_byte: b'\n',
             stats: FramerStats::default(),
+            array,
+            oversized_line: 0,
         }
     }
 
@@ -206,9 +287,27 @@ impl<R: Read> Framer<R> {
             if self.done {
                 return Ok(None);
             }
-            if self.framing == Framing::JsonConcat && !self.scan.started {
+            let between = !self.scan.started && self.scanned == 0 && self.oversized.is_none();
+            if self.array.is_some() && between {
+                match self.array_prelude() {
+                    Prelude::Element => {}
+                    Prelude::More => {
+                        self.fill()?;
+                        continue;
+                    }
+                    Prelude::End => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                    Prelude::Row(e) => {
+                        self.stats.errors += 1;
+                        return Ok(Some(Frame::Error(e)));
+                    }
+                }
+            } else if self.framing == Framing::JsonConcat && !self.scan.started {
                 self.skip_whitespace();
             }
+            let mut truncated = false;
             let (end, consumed) = match self.find_end() {
                 Some(found) => found,
                 None if self.eof => {
@@ -216,12 +315,14 @@ impl<R: Read> Framer<R> {
                         self.done = true;
                         return Ok(None);
                     }
+                    truncated = self.array.is_some();
                     let rest = self.filled - self.pos;
                     (rest, rest)
                 }
                 None => {
                     if self.filled - self.pos > self.max_record_bytes && self.oversized.is_none() {
                         self.oversized = Some(Vec::with_capacity(RAW_LIMIT));
+                        self.oversized_line = self.newlines + 1;
                     }
                     if let Some(raw) = &mut self.oversized {
                         // Keep memory flat: drop what was scanned of the oversized record.
@@ -237,11 +338,17 @@ impl<R: Read> Framer<R> {
                 }
             };
             let (start, stop) = (self.pos, self.pos + end);
-            let record_newlines = match self.framing {
-                Framing::JsonConcat => count_newlines(&self.buf[start..stop]),
-                _ => 0,
+            let record_newlines = if self.framing.is_values() {
+                count_newlines(&self.buf[start..stop])
+            } else {
+                0
             };
-            let line = self.newlines + record_newlines + 1;
+            // Array elements report the line they start on; the others their last line.
+            let line = if self.array.is_some() {
+                self.newlines + 1
+            } else {
+                self.newlines + record_newlines + 1
+            };
             self.newlines += record_newlines + u64::from(consumed > end);
             self.pos += consumed;
             self.scanned = 0;
@@ -249,10 +356,35 @@ impl<R: Read> Framer<R> {
             if let Some(raw) = self.oversized.take() {
                 let ordinal = self.ordinal;
                 self.ordinal += 1;
+                let line = if self.array.is_some() {
+                    self.oversized_line
+                } else {
+                    line
+                };
                 return Ok(Some(Frame::Error(self.too_large(raw, line, ordinal))));
             }
+            if truncated {
+                let ordinal = self.ordinal;
+                self.ordinal += 1;
+                self.stats.errors += 1;
+                let nav = self.array.as_mut().expect("array mode");
+                nav.state = NavState::Failed;
+                let reason = format!(
+                    "truncated JSON array: the object ends inside this element, before the \
+                     array at {:?} is closed; the elements before it were delivered",
+                    nav.pointer
+                );
+                let len = (stop - start).min(RAW_LIMIT);
+                return Ok(Some(Frame::Error(RecordError {
+                    err_code: codes::MALFORMED_RECORD,
+                    reason,
+                    line,
+                    ordinal,
+                    raw: self.buf[start..start + len].to_vec(),
+                })));
+            }
             let mut stop = stop;
-            if self.framing != Framing::JsonConcat {
+            if !self.framing.is_values() {
                 if stop > start && self.buf[stop - 1] == b'\r' {
                     stop -= 1;
                 }
@@ -317,15 +449,17 @@ impl<R: Read> Framer<R> {
     /// consume including its delimiter), relative to `pos`.
     fn find_end(&mut self) -> Option<(usize, usize)> {
         let data = &self.buf[self.pos..self.filled];
+        let values = self.framing.is_values();
+        self.scan.nested = self.array.is_some();
         match self.framing {
-            Framing::JsonLines | Framing::Lines => match find_newline(&data[self.scanned..]) {
+            _ if !values => match find_newline(&data[self.scanned..]) {
                 Some(i) => Some((self.scanned + i, self.scanned + i + 1)),
                 None => {
                     self.scanned = data.len();
                     None
                 }
             },
-            Framing::JsonConcat if !self.scan.started && self.oversized.is_none() => {
+            _ if !self.scan.started && self.oversized.is_none() => {
                 // Fast path: serde_json finds the value's end and validates it in one pass; the
                 // scanner below only runs to find the extent of garbage or of an oversized value.
                 let mut values =
@@ -351,7 +485,7 @@ impl<R: Read> Framer<R> {
                     }
                 }
             }
-            Framing::JsonConcat => match scan_value(&mut self.scan, data, self.scanned) {
+            _ => match scan_value(&mut self.scan, data, self.scanned) {
                 Some(end) => Some((end, end)),
                 None => {
                     self.scanned = data.len();
@@ -399,6 +533,474 @@ impl<R: Read> Framer<R> {
                 Err(e) => {
                     self.done = true;
                     return Err(ReadError::from_io(e, self.newlines + 1));
+                }
+            }
+        }
+    }
+}
+
+/// Splits a decoded stream into records in any framing: in place for the framings whose
+/// records are slices of the input, through a converter writing into a reusable buffer for the
+/// others. A lending iterator like [`RawFramer`].
+pub struct Framer<R> {
+    raw: RawFramer<R>,
+    conv: Option<Box<Converted>>,
+}
+
+/// The state around a converter: its output buffer, rows waiting to be handed out, counters.
+struct Converted {
+    conv: Box<dyn Convert>,
+    out: Vec<u8>,
+    rows: VecDeque<RecordError>,
+    fatal: Option<ReadError>,
+    ordinal: u64,
+    records: u64,
+    errors: u64,
+    last_line: u64,
+    finished: bool,
+}
+
+impl<R: Read> Framer<R> {
+    /// A framer over `src` with the default options of `framing`; records longer than
+    /// `max_record_bytes` are rejected.
+    pub fn new(src: R, framing: Framing, max_record_bytes: usize) -> Self {
+        Framer::with_options(src, &FormatOptions::from(framing), max_record_bytes)
+    }
+
+    /// A framer over `src` for `format`.
+    pub fn with_options(src: R, format: &FormatOptions, max_record_bytes: usize) -> Self {
+        let conv = formats::converter(format, max_record_bytes);
+        let max = match &format.multiline {
+            Some(m) if format.framing == Framing::Lines => max_record_bytes.min(m.max_bytes),
+            _ => max_record_bytes,
+        };
+        let raw_framing = if conv.is_some() {
+            Framing::Lines
+        } else {
+            format.framing
+        };
+        Framer {
+            raw: RawFramer::new(src, raw_framing, max, &format.json_array),
+            conv: conv.map(|conv| {
+                Box::new(Converted {
+                    conv,
+                    out: Vec::new(),
+                    rows: VecDeque::new(),
+                    fatal: None,
+                    ordinal: 0,
+                    records: 0,
+                    errors: 0,
+                    last_line: 0,
+                    finished: false,
+                })
+            }),
+        }
+    }
+
+    /// Counters so far; final once `next_frame` has returned `Ok(None)` or `Err`.
+    pub fn stats(&self) -> FramerStats {
+        let mut s = self.raw.stats();
+        if let Some(c) = &self.conv {
+            s.records = c.records;
+            s.errors = c.errors;
+        }
+        s
+    }
+
+    /// The next record or record error, `Ok(None)` at the end of the object.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ReadError> {
+        match &mut self.conv {
+            None => self.raw.next_frame(),
+            Some(c) => c.next_frame(&mut self.raw),
+        }
+    }
+}
+
+impl Converted {
+    fn record(&mut self, line: u64) -> Result<Option<Frame<'_>>, ReadError> {
+        let ordinal = self.ordinal;
+        self.ordinal += 1;
+        self.records += 1;
+        Ok(Some(Frame::Record(Record {
+            ordinal,
+            line,
+            bytes: &self.out,
+        })))
+    }
+
+    fn next_frame<R: Read>(
+        &mut self,
+        raw: &mut RawFramer<R>,
+    ) -> Result<Option<Frame<'_>>, ReadError> {
+        loop {
+            if let Some(mut e) = self.rows.pop_front() {
+                e.ordinal = self.ordinal;
+                self.ordinal += 1;
+                self.errors += 1;
+                return Ok(Some(Frame::Error(e)));
+            }
+            if let Some(e) = self.fatal.take() {
+                self.finished = true;
+                return Err(e);
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            let got = match raw.next_frame() {
+                Ok(Some(Frame::Record(r))) => {
+                    let gap = r.line.saturating_sub(self.last_line + 1);
+                    self.last_line = r.line;
+                    self.conv
+                        .line(r.line, gap, r.bytes, &mut self.out, &mut self.rows)
+                }
+                Ok(Some(Frame::Error(e))) => {
+                    self.last_line = e.line;
+                    self.conv.interrupt(&mut self.rows);
+                    self.rows.push_back(e);
+                    None
+                }
+                Ok(None) => {
+                    self.finished = true;
+                    self.conv.finish(&mut self.out, &mut self.rows)
+                }
+                Err(e) => {
+                    // The records read whole before the damage still go out, then the error.
+                    self.fatal = Some(e);
+                    self.conv.finish(&mut self.out, &mut self.rows)
+                }
+            };
+            if let Some(line) = got {
+                return self.record(line);
+            }
+        }
+    }
+}
+
+/// What [`RawFramer::array_prelude`] found before the next element.
+enum Prelude {
+    /// `pos` is at an element's first byte.
+    Element,
+    /// More input is needed (never returned at the end of the stream).
+    More,
+    /// The object is done.
+    End,
+    /// A row about the document (no array where the pointer says, or the array not closed).
+    Row(RecordError),
+}
+
+/// Where the `json_array` framer is in the document around the array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NavState {
+    /// Expecting the value at `path[..depth]`: an object, or the array when the path is whole.
+    Value,
+    /// In an object at `depth`: expecting a key, a `,` or the `}`.
+    Key,
+    /// Reading a key's bytes.
+    KeyText,
+    /// After a key: expecting `:`; `true` when the key is the path's next segment.
+    Colon(bool),
+    /// Skipping the value of a key off the path.
+    Skip,
+    /// Inside the array: elements, `,` and the closing `]`.
+    InArray,
+    /// After the array, or after a row that ends the document: the rest is read and ignored.
+    Failed,
+}
+
+/// The `json_array` navigator: finds the array at a JSON pointer while streaming, skipping the
+/// values of the keys off the path without holding them.
+#[derive(Debug)]
+struct ArrayNav {
+    pointer: String,
+    /// The pointer's segments, unescaped (`~1` is `/`, `~0` is `~`).
+    path: Vec<String>,
+    depth: usize,
+    state: NavState,
+    key: Vec<u8>,
+    key_escape: bool,
+    skip: Scan,
+    /// A byte other than whitespace was seen (an empty object is no error).
+    seen: bool,
+}
+
+/// Keys longer than this never match a pointer segment and are not kept.
+const KEY_LIMIT: usize = 4096;
+
+impl ArrayNav {
+    fn new(pointer: &str) -> Self {
+        ArrayNav {
+            pointer: pointer.to_string(),
+            path: pointer_segments(pointer),
+            depth: 0,
+            state: NavState::Value,
+            key: Vec::new(),
+            key_escape: false,
+            skip: Scan::default(),
+            seen: false,
+        }
+    }
+}
+
+/// The segments of a JSON pointer (`""` is the whole document).
+pub fn pointer_segments(pointer: &str) -> Vec<String> {
+    if pointer.is_empty() {
+        return Vec::new();
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+impl<R: Read> RawFramer<R> {
+    /// Walks the document up to the next array element, consuming what lies before it.
+    fn array_prelude(&mut self) -> Prelude {
+        let mut nav = self.array.take().expect("array mode");
+        let step = self.navigate(&mut nav);
+        self.array = Some(nav);
+        step
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.newlines += count_newlines(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+    }
+
+    fn doc_row(&mut self, nav: &mut ArrayNav, reason: String) -> Prelude {
+        nav.state = NavState::Failed;
+        let ordinal = self.ordinal;
+        self.ordinal += 1;
+        // No raw text: the row is about the document, not one record.
+        Prelude::Row(RecordError {
+            err_code: codes::MALFORMED_RECORD,
+            reason,
+            line: self.newlines + 1,
+            ordinal,
+            raw: Vec::new(),
+        })
+    }
+
+    fn navigate(&mut self, nav: &mut ArrayNav) -> Prelude {
+        loop {
+            if !matches!(
+                nav.state,
+                NavState::KeyText | NavState::Skip | NavState::Failed
+            ) {
+                let skip_commas = matches!(nav.state, NavState::Key | NavState::InArray);
+                while self.pos < self.filled {
+                    match self.buf[self.pos] {
+                        b'\n' => self.newlines += 1,
+                        b' ' | b'\t' | b'\r' => {}
+                        b',' if skip_commas => {}
+                        _ => break,
+                    }
+                    self.pos += 1;
+                }
+            }
+            if self.pos == self.filled && nav.state != NavState::Failed {
+                if !self.eof {
+                    return Prelude::More;
+                }
+                return match nav.state {
+                    NavState::Value if !nav.seen => Prelude::End,
+                    NavState::InArray => {
+                        let reason = format!(
+                            "truncated JSON array: the object ends before the array at {:?} is \
+                             closed; the elements before line {} were delivered",
+                            nav.pointer,
+                            self.newlines + 1
+                        );
+                        self.doc_row(nav, reason)
+                    }
+                    _ => {
+                        let reason = format!(
+                            "truncated JSON document: the object ends before the array at {:?}",
+                            nav.pointer
+                        );
+                        self.doc_row(nav, reason)
+                    }
+                };
+            }
+            nav.seen = true;
+            let b = self.buf.get(self.pos).copied().unwrap_or(0);
+            match nav.state {
+                NavState::Value => {
+                    let want = if nav.depth == nav.path.len() {
+                        b'['
+                    } else {
+                        b'{'
+                    };
+                    if b != want {
+                        let at = if nav.depth == 0 {
+                            "\"\"".to_string()
+                        } else {
+                            format!("{:?}", nav.pointer)
+                        };
+                        let reason = format!(
+                            "no JSON array at {:?}: the value at {} is not {}",
+                            nav.pointer,
+                            if nav.depth == nav.path.len() {
+                                at
+                            } else {
+                                format!("depth {}", nav.depth)
+                            },
+                            if want == b'[' {
+                                "an array"
+                            } else {
+                                "an object"
+                            }
+                        );
+                        return self.doc_row(nav, reason);
+                    }
+                    self.consume(1);
+                    nav.state = if want == b'[' {
+                        NavState::InArray
+                    } else {
+                        NavState::Key
+                    };
+                }
+                NavState::Key => match b {
+                    b'"' => {
+                        self.consume(1);
+                        nav.key.clear();
+                        nav.key_escape = false;
+                        nav.state = NavState::KeyText;
+                    }
+                    b'}' => {
+                        let reason = format!(
+                            "no JSON array at {:?}: the object has no key {:?}",
+                            nav.pointer, nav.path[nav.depth]
+                        );
+                        return self.doc_row(nav, reason);
+                    }
+                    _ => {
+                        let reason = format!(
+                            "Invalid JSON: expected a key while looking for the array at {:?}",
+                            nav.pointer
+                        );
+                        return self.doc_row(nav, reason);
+                    }
+                },
+                NavState::KeyText => {
+                    let data = &self.buf[self.pos..self.filled];
+                    let mut end = None;
+                    for (i, &c) in data.iter().enumerate() {
+                        if nav.key_escape {
+                            nav.key_escape = false;
+                        } else if c == b'\\' {
+                            nav.key_escape = true;
+                        } else if c == b'"' {
+                            end = Some(i);
+                            break;
+                        }
+                    }
+                    let upto = end.unwrap_or(data.len());
+                    if nav.key.len() + upto <= KEY_LIMIT {
+                        nav.key.extend_from_slice(&data[..upto]);
+                    } else {
+                        nav.key.clear();
+                        nav.key.extend_from_slice(b"\0too long");
+                    }
+                    match end {
+                        Some(i) => {
+                            self.consume(i + 1);
+                            let mut quoted = Vec::with_capacity(nav.key.len() + 2);
+                            quoted.push(b'"');
+                            quoted.extend_from_slice(&nav.key);
+                            quoted.push(b'"');
+                            let key = serde_json::from_slice::<String>(&quoted).ok();
+                            let hit = key.as_deref() == Some(nav.path[nav.depth].as_str());
+                            nav.state = NavState::Colon(hit);
+                        }
+                        None => {
+                            self.consume(data.len());
+                            if self.eof {
+                                let reason =
+                                    "truncated JSON document: the object ends inside a key".into();
+                                return self.doc_row(nav, reason);
+                            }
+                            return Prelude::More;
+                        }
+                    }
+                }
+                NavState::Colon(hit) => {
+                    if b != b':' {
+                        let reason = format!(
+                            "Invalid JSON: expected ':' after a key while looking for the array at {:?}",
+                            nav.pointer
+                        );
+                        return self.doc_row(nav, reason);
+                    }
+                    self.consume(1);
+                    if hit {
+                        nav.depth += 1;
+                        nav.state = NavState::Value;
+                    } else {
+                        nav.skip = Scan {
+                            nested: true,
+                            ..Scan::default()
+                        };
+                        // Skip the whitespace before the value; `Skip` starts on its first byte.
+                        nav.state = NavState::Skip;
+                        while self.pos < self.filled
+                            && matches!(self.buf[self.pos], b' ' | b'\t' | b'\r' | b'\n')
+                        {
+                            self.consume(1);
+                        }
+                    }
+                }
+                NavState::Skip => {
+                    if !nav.skip.started {
+                        while self.pos < self.filled
+                            && matches!(self.buf[self.pos], b' ' | b'\t' | b'\r' | b'\n')
+                        {
+                            self.consume(1);
+                        }
+                        if self.pos == self.filled {
+                            if self.eof {
+                                let reason =
+                                    "truncated JSON document: the object ends before a value"
+                                        .into();
+                                return self.doc_row(nav, reason);
+                            }
+                            return Prelude::More;
+                        }
+                    }
+                    let data = &self.buf[self.pos..self.filled];
+                    match scan_value(&mut nav.skip, data, 0) {
+                        Some(end) => {
+                            self.consume(end);
+                            nav.state = NavState::Key;
+                        }
+                        None => {
+                            self.consume(data.len());
+                            if self.eof {
+                                let reason =
+                                    "truncated JSON document: the object ends inside a value"
+                                        .into();
+                                return self.doc_row(nav, reason);
+                            }
+                            return Prelude::More;
+                        }
+                    }
+                }
+                NavState::InArray => {
+                    if b == b']' {
+                        self.consume(1);
+                        nav.state = NavState::Failed;
+                        continue;
+                    }
+                    return Prelude::Element;
+                }
+                NavState::Failed => {
+                    // The rest of the document after the array (or after a row) is not records.
+                    let rest = self.filled - self.pos;
+                    self.consume(rest);
+                    if self.eof {
+                        return Prelude::End;
+                    }
+                    return Prelude::More;
                 }
             }
         }
@@ -475,9 +1077,13 @@ fn scan_value(s: &mut Scan, data: &[u8], from: usize) -> Option<usize> {
         i = 1;
     }
     if s.scalar {
+        let nested = s.nested;
         return data[i..]
             .iter()
-            .position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"'))
+            .position(|&b| {
+                matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"')
+                    || (nested && matches!(b, b',' | b']' | b'}'))
+            })
             .map(|p| i + p);
     }
     while i < data.len() {
@@ -550,7 +1156,16 @@ mod tests {
         max: usize,
         step: usize,
     ) -> (Vec<F>, FramerStats) {
-        let mut f = Framer::new(Trickle(input, step), framing, max);
+        frames_opts_with(input, &FormatOptions::from(framing), max, step)
+    }
+
+    fn frames_opts_with(
+        input: &[u8],
+        opts: &FormatOptions,
+        max: usize,
+        step: usize,
+    ) -> (Vec<F>, FramerStats) {
+        let mut f = Framer::with_options(Trickle(input, step), opts, max);
         let mut out = Vec::new();
         while let Some(frame) = f.next_frame().unwrap() {
             out.push(match frame {
@@ -565,8 +1180,269 @@ mod tests {
                 ),
             });
         }
-        assert!(f.buf.len() <= BUFFER_BYTES.max(max + 1));
+        assert!(f.raw.buf.len() <= BUFFER_BYTES.max(max + 1));
         (out, f.stats())
+    }
+
+    /// [`frames`] with options.
+    fn frames_opts(input: &[u8], opts: &FormatOptions, max: usize) -> (Vec<F>, FramerStats) {
+        let whole = frames_opts_with(input, opts, max, usize::MAX);
+        for step in [1, 3, 7] {
+            assert_eq!(
+                frames_opts_with(input, opts, max, step),
+                whole,
+                "step {step}"
+            );
+        }
+        whole
+    }
+
+    fn e(code: i32, ordinal: u64, line: u64, raw: &str) -> F {
+        F::E(code, ordinal, line, raw.into())
+    }
+
+    #[test]
+    fn csv_header_quotes_and_bad_rows() {
+        let input = "\u{feff}id,name,note\r\n1,ann,\"hi, there\"\r\n2,bob\n\n3,\"c\"\"d\",\"two\n\nlines\"\n4,x,y,z\n5,é,\n";
+        let (out, stats) = frames(input.as_bytes(), Framing::Csv, 1000);
+        assert_eq!(
+            out,
+            vec![
+                r(0, 2, r#"{"id":"1","name":"ann","note":"hi, there"}"#),
+                e(codes::MALFORMED_RECORD, 1, 3, "2,bob"),
+                r(2, 7, r#"{"id":"3","name":"c\"d","note":"two\n\nlines"}"#),
+                e(codes::MALFORMED_RECORD, 3, 8, "4,x,y,z"),
+                r(4, 9, r#"{"id":"5","name":"é","note":""}"#),
+            ]
+        );
+        assert_eq!((stats.records, stats.errors, stats.lines), (3, 2, 9));
+    }
+
+    #[test]
+    fn csv_delimiter_quote_and_unclosed_quote() {
+        let opts = FormatOptions {
+            csv_delimiter: b';',
+            csv_quote: b'\'',
+            ..FormatOptions::from(Framing::Csv)
+        };
+        let (out, _) = frames_opts(b"a;b\n'x;y';z\n1;'open\nstill open", &opts, 1000);
+        assert_eq!(out[0], r(0, 2, r#"{"a":"x;y","b":"z"}"#));
+        assert_eq!(
+            out[1],
+            e(codes::MALFORMED_RECORD, 1, 3, "1;'open\nstill open")
+        );
+        assert_eq!(out.len(), 2);
+        // An unclosed quote cannot swallow the object: the record limit ends it.
+        let mut big = b"a,b\n1,\"never closed\n".to_vec();
+        big.extend("x\n".repeat(2000).as_bytes());
+        big.extend(b"2,3\n");
+        let (out, _) = frames(&big, Framing::Csv, 1024);
+        assert!(
+            matches!(&out[0], F::E(codes::RECORD_TOO_LARGE, 0, _, _)),
+            "{:?}",
+            out[0]
+        );
+        // The rest of the runaway field is read as rows again (each a row with too few fields).
+        assert!(matches!(&out[1], F::E(codes::MALFORMED_RECORD, 1, _, raw) if raw == "x"));
+        assert_eq!(
+            out.last(),
+            Some(&r(out.len() as u64 - 1, 2003, r#"{"a":"2","b":"3"}"#))
+        );
+    }
+
+    fn array(input: &str, pointer: &str) -> Vec<F> {
+        let opts = FormatOptions {
+            json_array: pointer.into(),
+            ..FormatOptions::from(Framing::JsonArray)
+        };
+        frames_opts(input.as_bytes(), &opts, 1000).0
+    }
+
+    #[test]
+    fn cloudtrail_records_stream_with_start_lines() {
+        let doc = "{\"Records\": [\n  {\n    \"eventVersion\": \"1.08\",\n    \"eventName\": \"GetObject\"\n  },\n  {\"eventName\": \"PutObject\", \"x\": [1, {\"y\": \"]}\"}]},\n  {\"bad\": tru}\n]}\n";
+        let (out, stats) = frames(doc.as_bytes(), Framing::Cloudtrail, 1000);
+        assert_eq!(
+            out[0],
+            r(
+                0,
+                2,
+                "{\n    \"eventVersion\": \"1.08\",\n    \"eventName\": \"GetObject\"\n  }"
+            )
+        );
+        assert_eq!(
+            out[1],
+            r(1, 6, r#"{"eventName": "PutObject", "x": [1, {"y": "]}"}]}"#)
+        );
+        assert!(matches!(&out[2], F::E(codes::INVALID_JSON, 2, 7, raw) if raw == "{\"bad\": tru}"));
+        assert_eq!(out.len(), 3);
+        assert_eq!((stats.records, stats.errors, stats.lines), (2, 1, 8));
+    }
+
+    #[test]
+    fn json_array_pointer_skips_other_keys() {
+        let doc = r#"{"meta": {"Records": "not here", "n": [1, 2, {"a": "}"}]}, "n": -1.5e3, "t": true,
+  "wrap": {"xA": {"items": [1, "two", {"three": 3}, [4], null]}}, "after": [9]}"#;
+        assert_eq!(
+            array(doc, "/wrap/xA/items"),
+            vec![
+                r(0, 2, "1"),
+                r(1, 2, "\"two\""),
+                r(2, 2, r#"{"three": 3}"#),
+                r(3, 2, "[4]"),
+                r(4, 2, "null"),
+            ]
+        );
+        assert_eq!(array("[]", ""), vec![]);
+        assert_eq!(array("  [ 1 ,2]  ", ""), vec![r(0, 1, "1"), r(1, 1, "2")]);
+        assert_eq!(array("", "/Records"), vec![]);
+        let missing = array(r#"{"a": 1}"#, "/Records");
+        assert!(
+            matches!(&missing[..], [F::E(codes::MALFORMED_RECORD, 0, 1, _)]),
+            "{missing:?}"
+        );
+        let not_array = array(r#"{"Records": {"a": 1}}"#, "/Records");
+        assert!(matches!(
+            &not_array[..],
+            [F::E(codes::MALFORMED_RECORD, 0, 1, _)]
+        ));
+    }
+
+    #[test]
+    fn truncated_array_delivers_elements_before_it() {
+        // Cut inside an element.
+        let out = array(
+            "{\"Records\":[\n{\"a\":1},\n{\"b\":2},\n{\"c\":",
+            "/Records",
+        );
+        assert_eq!(out[0], r(0, 2, r#"{"a":1}"#));
+        assert_eq!(out[1], r(1, 3, r#"{"b":2}"#));
+        assert_eq!(out[2], e(codes::MALFORMED_RECORD, 2, 4, r#"{"c":"#));
+        assert_eq!(out.len(), 3);
+        // Cut between elements.
+        let out = array("{\"Records\":[\n{\"a\":1},\n", "/Records");
+        assert_eq!(out[0], r(0, 2, r#"{"a":1}"#));
+        assert!(matches!(&out[1], F::E(codes::MALFORMED_RECORD, 1, 3, _)));
+        assert_eq!(out.len(), 2);
+        // Cut before the array.
+        let out = array("{\"other\": [1, 2", "/Records");
+        assert!(
+            matches!(&out[..], [F::E(codes::MALFORMED_RECORD, 0, 1, _)]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn json_array_is_streamed_with_bounded_memory() {
+        // 50 MB of elements through a 64 KiB buffer; oversized ones are skipped.
+        let element = format!("{{\"eventName\":\"x\",\"pad\":\"{}\"}}", "p".repeat(500));
+        let big = format!("{{\"pad\":\"{}\"}}", "q".repeat(5000));
+        struct Doc {
+            head: Vec<u8>,
+            n: usize,
+            element: Vec<u8>,
+            at: usize,
+        }
+        impl Read for Doc {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.head.is_empty() {
+                    if self.n == 0 {
+                        return Ok(0);
+                    }
+                    self.n -= 1;
+                    self.head = if self.n == 0 {
+                        b"]}".to_vec()
+                    } else {
+                        self.element.clone()
+                    };
+                    self.at = 0;
+                }
+                let n = buf.len().min(self.head.len() - self.at);
+                buf[..n].copy_from_slice(&self.head[self.at..self.at + n]);
+                self.at += n;
+                if self.at == self.head.len() {
+                    self.head.clear();
+                }
+                Ok(n)
+            }
+        }
+        let mut element_nl = element.clone().into_bytes();
+        element_nl.extend(b",\n");
+        let doc = Doc {
+            head: format!("{{\"Records\":[{big},\n").into_bytes(),
+            n: 100_000,
+            element: element_nl,
+            at: 0,
+        };
+        let mut f = Framer::new(doc, Framing::Cloudtrail, 2000);
+        let mut n = 0;
+        let first = f.next_frame().unwrap().unwrap();
+        assert!(matches!(
+            first,
+            Frame::Error(RecordError {
+                err_code: codes::RECORD_TOO_LARGE,
+                line: 1,
+                ..
+            })
+        ));
+        while let Some(frame) = f.next_frame().unwrap() {
+            let Frame::Record(r) = frame else {
+                panic!("{frame:?}")
+            };
+            assert_eq!(r.bytes, element.as_bytes());
+            n += 1;
+        }
+        assert_eq!(n, 99_999);
+        assert!(f.raw.buf.len() <= 64 * 1024);
+    }
+
+    fn multiline(pattern: &str, max_lines: usize, max_bytes: usize) -> FormatOptions {
+        FormatOptions {
+            multiline: Some(formats::Multiline {
+                start: regex::bytes::Regex::new(pattern).unwrap(),
+                max_lines,
+                max_bytes,
+            }),
+            ..FormatOptions::from(Framing::Lines)
+        }
+    }
+
+    #[test]
+    fn multiline_gathers_continuation_lines() {
+        let input =
+            b"  orphan\n2024-01-01 a\n  at x\r\n\n  at y\n2024-01-01 b\n2024-01-02 c\n  at z";
+        let (out, stats) = frames_opts(input, &multiline(r"^\d{4}-", 100, 1 << 20), 1 << 20);
+        assert_eq!(
+            out,
+            vec![
+                r(0, 1, "  orphan"),
+                r(1, 5, "2024-01-01 a\n  at x\n\n  at y"),
+                r(2, 6, "2024-01-01 b"),
+                r(3, 8, "2024-01-02 c\n  at z"),
+            ]
+        );
+        assert_eq!((stats.records, stats.errors, stats.lines), (4, 0, 8));
+    }
+
+    #[test]
+    fn multiline_limits_split_records_without_loss() {
+        let input = b"T1\na\nb\nc\nT2\nd\n";
+        let (out, _) = frames_opts(input, &multiline("^T", 2, 1 << 20), 1 << 20);
+        assert_eq!(
+            out,
+            vec![r(0, 2, "T1\na"), r(1, 4, "b\nc"), r(2, 6, "T2\nd")]
+        );
+        let (out, _) = frames_opts(input, &multiline("^T", 100, 5), 1 << 20);
+        assert_eq!(
+            out,
+            vec![r(0, 2, "T1\na"), r(1, 4, "b\nc"), r(2, 6, "T2\nd")]
+        );
+        // A line over max_bytes is rejected on its own; the record around it goes on.
+        // (The raw text of an oversized line depends on the reads, so one read here.)
+        let opts = multiline("^T", 100, 8);
+        let (out, _) = frames_opts_with(b"T1\nxxxxxxxxxx\na\n", &opts, 1 << 20, usize::MAX);
+        assert!(matches!(&out[0], F::E(codes::RECORD_TOO_LARGE, 0, 2, _)));
+        assert_eq!(out[1..], [r(1, 3, "T1\na")]);
     }
 
     /// Frames `input` whole and trickled a few bytes at a time; both must agree.

@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod decode;
 pub mod discover;
 pub mod events;
+pub mod formats;
 pub mod framing;
 pub mod pointer;
 pub mod reader;

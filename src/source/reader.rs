@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use crate::source::decode::{self, Compression};
+use crate::source::formats::FormatOptions;
 use crate::source::framing::{Frame, Framer, Framing, ReadError, RecordError};
 
 /// Blocks in flight between the reading thread and the consumer.
@@ -26,8 +27,8 @@ pub struct ReadOptions {
     pub key: String,
     /// The object's `Content-Encoding`, if any.
     pub content_encoding: Option<String>,
-    /// Record framing.
-    pub framing: Framing,
+    /// Record framing and its options.
+    pub format: FormatOptions,
     /// Records longer than this are rejected with `RECORD_TOO_LARGE`.
     pub max_record_bytes: usize,
     /// Target bytes of record data per block.
@@ -40,7 +41,7 @@ impl Default for ReadOptions {
             compression: Compression::Auto,
             key: String::new(),
             content_encoding: None,
-            framing: Framing::JsonLines,
+            format: FormatOptions::from(Framing::JsonLines),
             max_record_bytes: 1 << 20,
             block_bytes: 1 << 20,
         }
@@ -201,7 +202,7 @@ fn read_object(
             return;
         }
     };
-    let mut framer = Framer::new(decoded, opts.framing, opts.max_record_bytes);
+    let mut framer = Framer::with_options(decoded, &opts.format, opts.max_record_bytes);
     let new_block = || {
         recycled.try_recv().unwrap_or_else(|_| RecordBlock {
             data: Vec::with_capacity(opts.block_bytes + opts.block_bytes / 4),
@@ -369,7 +370,7 @@ mod tests {
             .collect();
         let body: &'static [u8] = Box::leak(gzip(&text).into_boxed_slice());
         let opts = ReadOptions {
-            framing: Framing::JsonConcat,
+            format: Framing::JsonConcat.into(),
             ..ReadOptions::default()
         };
         let (_, _, _, end) = collect(spawn_reader(Resetting(body), opts)).await;
@@ -382,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn plain_object_and_empty_object() {
         let opts = ReadOptions {
-            framing: Framing::Lines,
+            format: Framing::Lines.into(),
             ..ReadOptions::default()
         };
         let (records, _, _, end) = collect(spawn_reader(&b"a\r\nb"[..], opts.clone())).await;

@@ -38,7 +38,7 @@ pub async fn open(
                 compression: source.compression,
                 key: object.key.clone(),
                 content_encoding: opened.content_encoding,
-                framing: source.format,
+                format: source.format_options(),
                 max_record_bytes: source.max_record_bytes,
                 block_bytes: BLOCK_BYTES,
             },
