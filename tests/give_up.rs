@@ -84,7 +84,11 @@ async fn assert_rows(db: &str, bucket: &str, name: &str) {
         "one row per record with its line, none lost or doubled"
     );
     assert_eq!(
-        query_i64(db, "SELECT count(*) FROM load_errors WHERE err_code <> 9100").await,
+        query_i64(
+            db,
+            "SELECT count(*) FROM load_errors WHERE err_code <> 9100"
+        )
+        .await,
         0
     );
     assert_eq!(
@@ -282,7 +286,8 @@ async fn an_unwritable_error_bucket_still_leaves_a_row_per_record() {
         Duration::from_secs(20),
         || async {
             let log = daemon.log_text();
-            log.contains("failed records not written to S3").then_some(log)
+            log.contains("failed records not written to S3")
+                .then_some(log)
         },
     )
     .await;

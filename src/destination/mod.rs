@@ -337,3 +337,59 @@ pub async fn build(
         message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(line: i64, raw: usize) -> LoadError {
+        LoadError {
+            filename: "s3://b/k".into(),
+            line_number: line,
+            raw_line: "x".repeat(raw),
+            ..LoadError::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_off_arrives_whole_in_bounded_chunks() {
+        let (mut out, mut rx) = WriteOff::with_bounds(100, 64 << 10);
+        let producer = async move {
+            for line in 1..=1000 {
+                let record = serde_json::json!({"rawData": "x".repeat(200), "line": line});
+                out.record(row(line, 300), &record).await;
+            }
+            out.row(row(0, 0)).await;
+            assert_eq!(out.rows(), 1001);
+            out.close().await;
+        };
+        let consumer = async {
+            let mut chunks = Vec::new();
+            while let Some(c) = rx.recv().await {
+                chunks.push(c);
+            }
+            chunks
+        };
+        let ((), chunks) = tokio::join!(producer, consumer);
+        assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+        for c in &chunks {
+            assert!(c.rows.len() <= 100);
+            // A chunk ends at the first record past the byte bound.
+            assert!(c.failed_lines.len() < (64 << 10) + 1024);
+            let lines = c
+                .failed_lines
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty());
+            assert_eq!(lines.count() as u64, c.failed_records);
+        }
+        let lines: Vec<i64> = chunks
+            .iter()
+            .flat_map(|c| c.rows.iter().map(|r| r.line_number))
+            .collect();
+        let mut want: Vec<i64> = (1..=1000).collect();
+        want.push(0);
+        assert_eq!(lines, want, "every row once, in order");
+        let records: u64 = chunks.iter().map(|c| c.failed_records).sum();
+        assert_eq!(records, 1000);
+    }
+}
