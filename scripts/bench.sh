@@ -198,11 +198,11 @@ receiver_for() { # name
 
 received_records() { # name
   case "$1" in
+    # Failed-record JSON lines written to S3 (s3s-fs keeps objects as plain files).
+    *-giveup) find "$STACK/s3/$BUCKET/errors/bench" -type f -path "*/${1%-giveup}-failed/*" -exec cat {} + 2>/dev/null | wc -l ;;
     elasticsearch) curl -fsS "http://$RECEIVER_ADDR/_blackhole/stats" | jq .docs ;;
     splunk-*) curl -fsS "http://$RECEIVER_ADDR/_receiver/stats" | jq .events ;;
     file) cat "$WORK"/file-out/*.ndjson | wc -l ;;
-    # Failed-record JSON lines written to S3 (s3s-fs keeps objects as plain files).
-    *-giveup) find "$STACK/s3/$BUCKET/errors/bench" -type f -path '*-failed/*' -exec cat {} + 2>/dev/null | wc -l ;;
   esac
 }
 

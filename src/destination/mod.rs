@@ -91,12 +91,12 @@ impl Attempt {
 }
 
 /// The most `load_errors` rows one chunk of a write-off carries.
-pub const WRITE_OFF_MAX_ROWS: usize = 10_000;
+pub const WRITE_OFF_MAX_ROWS: usize = 5_000;
 
 /// About the most bytes (failed-record JSON lines plus the rows' text) one chunk of a write-off
 /// carries; a chunk goes out as soon as it reaches either bound, so it ends within one record
 /// of it.
-pub const WRITE_OFF_MAX_BYTES: usize = 8 << 20;
+pub const WRITE_OFF_MAX_BYTES: usize = 4 << 20;
 
 /// A bounded part of what a batch lost when its retry budget ran out: the dispatcher stores its
 /// rows with one batched INSERT and appends its failed records to the batch's failed-record

@@ -64,12 +64,13 @@ pub fn json_lines(records: &[serde_json::Value]) -> Vec<u8> {
     out
 }
 
-/// Bytes of failed records gathered before they go up as one part: above S3's least part size
-/// ([`MIN_PART_BYTES`]), small enough to keep a write-off's memory low.
-pub const PART_BYTES: usize = 8 << 20;
+/// Bytes of failed records that go up as one part: S3's least part size ([`MIN_PART_BYTES`]),
+/// which keeps a write-off's memory low. Parts are cut at this size exactly, whatever the line
+/// boundaries (the object is their concatenation), so the buffer never grows past it.
+pub const PART_BYTES: usize = MIN_PART_BYTES;
 
 /// One failed-record object written as the records come: JSON lines gather up to
-/// [`PART_BYTES`], then go up as one part of a multipart upload. An object that never reaches
+/// [`PART_BYTES`], then go up as one part of a multipart upload (one part at a time). An object that never reaches
 /// one part is written with a plain PUT when it is finished.
 ///
 /// When a part cannot be written the upload is aborted and the records after it are dropped:
@@ -130,10 +131,28 @@ impl FailedRecords {
             self.dropped += records;
             return;
         }
-        self.buf.extend_from_slice(lines);
         self.records += records;
-        if self.buf.len() >= self.part_bytes {
-            self.send_part().await;
+        let mut rest = lines;
+        while !rest.is_empty() && self.error.is_none() {
+            if self
+                .upload
+                .as_ref()
+                .is_some_and(|u| u.parts() + 1 >= MAX_PARTS)
+            {
+                // One part must stay for the rest: it gathers in memory.
+                self.buf.extend_from_slice(rest);
+                break;
+            }
+            let room = self.part_bytes.saturating_sub(self.buf.len()).max(1);
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(self.part_bytes);
+            }
+            self.buf.extend_from_slice(now);
+            rest = later;
+            if self.buf.len() >= self.part_bytes {
+                self.send_part().await;
+            }
         }
     }
 
@@ -145,11 +164,7 @@ impl FailedRecords {
             }
         }
         let upload = self.upload.as_mut().expect("upload started");
-        if upload.parts() + 1 >= MAX_PARTS {
-            // One part must stay for the rest: keep gathering it in memory.
-            return;
-        }
-        let body = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_bytes));
+        let body = std::mem::take(&mut self.buf);
         if let Err(e) = upload.part(body).await {
             self.fail(e).await;
         }

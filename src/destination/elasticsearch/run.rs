@@ -26,6 +26,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashSet;
 use tokio::task::JoinHandle;
 
+/// The largest body a write-off fills before naming its documents.
+const WRITE_OFF_BODY_BYTES: usize = 1 << 20;
+
 /// The least [`Run::retry_bound`], whatever the request size.
 const RETRY_HOLD_MIN_BYTES: usize = 8 << 20;
 
@@ -204,7 +207,8 @@ impl<'a> Run<'a> {
     /// Bytes of documents kept for the next attempt past which reading stops: the next
     /// attempt sends them before reading on.
     pub fn retry_bound(&self) -> usize {
-        (self.max_bytes() * self.shared.config.concurrency.max(2)).max(RETRY_HOLD_MIN_BYTES)
+        (self.shared.config.bulk_max_bytes * self.shared.config.concurrency.max(2))
+            .max(RETRY_HOLD_MIN_BYTES)
     }
 
     fn stop_reading(&self) -> bool {
@@ -325,8 +329,13 @@ impl<'a> Run<'a> {
         None
     }
 
+    /// The request size limit; giving up, nothing is sent, so documents are written off in
+    /// small bodies.
     fn max_bytes(&self) -> usize {
-        self.shared.config.bulk_max_bytes
+        match self.mode {
+            Mode::Send => self.shared.config.bulk_max_bytes,
+            Mode::GiveUp(_) => self.shared.config.bulk_max_bytes.min(WRITE_OFF_BODY_BYTES),
+        }
     }
 
     fn max_docs(&self) -> usize {
