@@ -90,15 +90,159 @@ impl Attempt {
     }
 }
 
-/// What the dispatcher records when a batch's retry budget runs out.
+/// The most `load_errors` rows one chunk of a write-off carries.
+pub const WRITE_OFF_MAX_ROWS: usize = 5_000;
+
+/// About the most bytes (failed-record JSON lines plus the rows' text) one chunk of a write-off
+/// carries; a chunk goes out as soon as it reaches either bound, so it ends within one record
+/// of it.
+pub const WRITE_OFF_MAX_BYTES: usize = 4 << 20;
+
+/// A bounded part of what a batch lost when its retry budget ran out: the dispatcher stores its
+/// rows with one batched INSERT and appends its failed records to the batch's failed-record
+/// object before the destination builds the next one.
+#[derive(Debug, Default)]
+pub struct LostChunk {
+    /// Rows for `load_errors`.
+    pub rows: Vec<LoadError>,
+    /// Failed records as JSON lines, in Firehose's failed-record format.
+    pub failed_lines: Vec<u8>,
+    /// How many JSON lines `failed_lines` holds.
+    pub failed_records: u64,
+    /// What the chunk holds, as counted against [`WRITE_OFF_MAX_BYTES`].
+    bytes: usize,
+}
+
+impl LostChunk {
+    /// True when it holds neither rows nor records.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.failed_records == 0
+    }
+
+    fn push(&mut self, row: Option<LoadError>, record: Option<&serde_json::Value>) {
+        if let Some(row) = row {
+            self.bytes += 128
+                + row.filename.len()
+                + row.raw_line.len()
+                + row.raw_field_value.len()
+                + row.err_reason.len()
+                + row.colname.len()
+                + row.target.len();
+            self.rows.push(row);
+        }
+        if let Some(record) = record {
+            let before = self.failed_lines.len();
+            serde_json::to_writer(&mut self.failed_lines, record).expect("json value serializes");
+            self.failed_lines.push(b'\n');
+            self.failed_records += 1;
+            self.bytes += self.failed_lines.len() - before;
+        }
+    }
+
+    fn is_full(&self, max_rows: usize, max_bytes: usize) -> bool {
+        self.rows.len() >= max_rows
+            || self.failed_records as usize >= max_rows
+            || self.bytes >= max_bytes
+    }
+}
+
+/// Where a destination hands over what a batch lost when its retry budget ran out, one bounded
+/// [`LostChunk`] at a time: a chunk goes to the dispatcher as soon as it is full and the next
+/// one is built only once the dispatcher has taken it, so a write-off holds at most a few
+/// chunks in memory whatever the size of the batch. Rows and records handed over are recorded
+/// even when the destination fails (or panics) later in the write-off.
+pub struct WriteOff {
+    tx: Option<tokio::sync::mpsc::Sender<LostChunk>>,
+    chunk: LostChunk,
+    max_rows: usize,
+    max_bytes: usize,
+    rows: u64,
+}
+
+impl WriteOff {
+    /// A write-off with the standard bounds ([`WRITE_OFF_MAX_ROWS`], [`WRITE_OFF_MAX_BYTES`])
+    /// and the receiving end the dispatcher reads chunks from.
+    pub fn channel() -> (WriteOff, tokio::sync::mpsc::Receiver<LostChunk>) {
+        WriteOff::with_bounds(WRITE_OFF_MAX_ROWS, WRITE_OFF_MAX_BYTES)
+    }
+
+    /// A write-off whose chunks end at `max_rows` rows or records, or `max_bytes` bytes.
+    pub fn with_bounds(
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> (WriteOff, tokio::sync::mpsc::Receiver<LostChunk>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let out = WriteOff {
+            tx: Some(tx),
+            chunk: LostChunk::default(),
+            max_rows: max_rows.max(1),
+            max_bytes: max_bytes.max(1),
+            rows: 0,
+        };
+        (out, rx)
+    }
+
+    /// One lost record: its `load_errors` row and its failed record.
+    pub async fn record(&mut self, row: LoadError, record: &serde_json::Value) {
+        self.add(Some(row), Some(record)).await;
+    }
+
+    /// A `load_errors` row with no failed record (a whole object, a framing rejection).
+    pub async fn row(&mut self, row: LoadError) {
+        self.add(Some(row), None).await;
+    }
+
+    /// A failed record whose row was handed over on its own.
+    pub async fn failed_record(&mut self, record: &serde_json::Value) {
+        self.add(None, Some(record)).await;
+    }
+
+    async fn add(&mut self, row: Option<LoadError>, record: Option<&serde_json::Value>) {
+        self.rows += u64::from(row.is_some());
+        self.chunk.push(row, record);
+        if self.chunk.is_full(self.max_rows, self.max_bytes) {
+            self.flush().await;
+        }
+    }
+
+    /// Rows handed over so far, the chunk being filled included.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Hands the chunk being filled to the dispatcher now, waiting until it takes it.
+    pub async fn flush(&mut self) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        if let Some(tx) = &self.tx {
+            if tx.send(chunk).await.is_err() {
+                // The dispatcher stopped reading (it is going away): nothing more can be kept.
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Hands over what is left and ends the write-off.
+    pub async fn close(mut self) {
+        self.flush().await;
+    }
+}
+
+impl std::fmt::Debug for WriteOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOff")
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// How a write-off ended.
 #[derive(Debug, Default)]
 pub struct GiveUp {
-    /// Rows for `load_errors`; when empty the dispatcher writes one row per object.
-    pub rejected: Vec<LoadError>,
-    /// Failed-record artifacts, as in [`Attempt::failed_records`].
-    pub failed_records: Vec<serde_json::Value>,
     /// The destination found in the end that nothing was lost (HEC acks that arrived during
-    /// the final wait): the batch is settled as loaded and no rows are written.
+    /// the final wait): the batch is settled as loaded, and nothing was handed over.
     pub nothing_lost: bool,
 }
 
@@ -140,13 +284,16 @@ pub trait Destination: Send + Sync {
     /// One attempt at the batch, or at what `resume` says is left of it.
     async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt;
 
-    /// The batch's budget ran out with `resume` left undelivered: rows for what was lost.
-    /// The default leaves it to the dispatcher (one row per object).
+    /// The batch's budget ran out with `resume` left undelivered: hands a row (and, for
+    /// destinations with [`ArtifactKind::Records`], a failed record) for each record lost to
+    /// `out`, chunk by chunk as it finds them, re-reading from S3 what it does not hold. When
+    /// it hands over nothing, the dispatcher writes one row per object (the default).
     async fn give_up(
         &self,
         _batch: &ClaimedBatch,
         _resume: Option<Resume>,
         _reason: &str,
+        _out: &mut WriteOff,
     ) -> GiveUp {
         GiveUp::default()
     }
@@ -189,4 +336,60 @@ pub async fn build(
         kind: pipeline.destination.kind(),
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(line: i64, raw: usize) -> LoadError {
+        LoadError {
+            filename: "s3://b/k".into(),
+            line_number: line,
+            raw_line: "x".repeat(raw),
+            ..LoadError::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_off_arrives_whole_in_bounded_chunks() {
+        let (mut out, mut rx) = WriteOff::with_bounds(100, 64 << 10);
+        let producer = async move {
+            for line in 1..=1000 {
+                let record = serde_json::json!({"rawData": "x".repeat(200), "line": line});
+                out.record(row(line, 300), &record).await;
+            }
+            out.row(row(0, 0)).await;
+            assert_eq!(out.rows(), 1001);
+            out.close().await;
+        };
+        let consumer = async {
+            let mut chunks = Vec::new();
+            while let Some(c) = rx.recv().await {
+                chunks.push(c);
+            }
+            chunks
+        };
+        let ((), chunks) = tokio::join!(producer, consumer);
+        assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+        for c in &chunks {
+            assert!(c.rows.len() <= 100);
+            // A chunk ends at the first record past the byte bound.
+            assert!(c.failed_lines.len() < (64 << 10) + 1024);
+            let lines = c
+                .failed_lines
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty());
+            assert_eq!(lines.count() as u64, c.failed_records);
+        }
+        let lines: Vec<i64> = chunks
+            .iter()
+            .flat_map(|c| c.rows.iter().map(|r| r.line_number))
+            .collect();
+        let mut want: Vec<i64> = (1..=1000).collect();
+        want.push(0);
+        assert_eq!(lines, want, "every row once, in order");
+        let records: u64 = chunks.iter().map(|c| c.failed_records).sum();
+        assert_eq!(records, 1000);
+    }
 }

@@ -2,14 +2,16 @@
 //! within the batch's budget, and settle it as loaded or skipped with `load_errors` rows and an
 //! error artifact. The only place that loops, sleeps, records and settles.
 
-use super::artifacts;
+use super::artifacts::{self, FailedRecords};
 use super::retry::RetryClock;
 use crate::codes;
 use crate::config::PipelineConfig;
 use crate::control::batches::Settlement;
 use crate::control::load_errors::ErrorContext;
 use crate::control::Control;
-use crate::destination::{ArtifactKind, Attempt, Destination, FailureKind, Outcome};
+use crate::destination::{
+    ArtifactKind, Attempt, Destination, FailureKind, LostChunk, Outcome, WriteOff,
+};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::s3::S3;
 use crate::telemetry as m;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Runs a destination call, turning a panic inside it into an error carrying the panic's
 /// message, so one bad record or bug fails an attempt instead of a worker.
@@ -79,6 +81,15 @@ pub struct Dispatcher {
     pub worker: String,
     /// Lease and backoff timings.
     pub timings: DispatchTimings,
+}
+
+/// What a write-off stored.
+#[derive(Debug, Default)]
+struct WrittenOff {
+    /// `load_errors` rows handed over (stored, or logged when refused).
+    rows: u64,
+    /// Those about one record (line number above 0).
+    records_rejected: i64,
 }
 
 /// Why a delivery stopped before settling.
@@ -373,6 +384,10 @@ impl Dispatcher {
         }
     }
 
+    /// The budget ran out: the destination hands over what was lost in bounded chunks while
+    /// this stores each chunk's rows (one batched INSERT) and streams its failed records into
+    /// one multipart upload, so a write-off of a large batch holds a few chunks, never the
+    /// batch. Then the batch is settled skipped (or loaded, when nothing was lost after all).
     async fn give_up(
         &self,
         batch: &ClaimedBatch,
@@ -389,14 +404,23 @@ impl Dispatcher {
             "retry duration of {}s exhausted after {attempt_no} attempts; last error: {last_error}",
             budget.as_secs()
         );
-        let given = match guarded(self.destination.give_up(batch, left, &reason)).await {
+        let (mut out, chunks) = WriteOff::channel();
+        let produce = async {
+            let given = guarded(self.destination.give_up(batch, left, &reason, &mut out)).await;
+            // What was handed over before a panic is kept all the same.
+            out.close().await;
+            given
+        };
+        let (given, written) = tokio::join!(produce, self.write_off(batch, attempt_no, chunks));
+        let panicked = given.is_err();
+        let given = match given {
             Ok(g) => g,
             Err(panic) => {
-                error!(pipeline, batch_id = batch.id, error = %panic, "writing off the batch panicked; one row per object instead");
+                error!(pipeline, batch_id = batch.id, error = %panic, rows = written.rows, "writing off the batch panicked; one row per object besides the rows already written");
                 crate::destination::GiveUp::default()
             }
         };
-        if given.nothing_lost {
+        if given.nothing_lost && written.rows == 0 {
             info!(
                 pipeline,
                 batch_id = batch.id,
@@ -405,9 +429,10 @@ impl Dispatcher {
             self.settle(batch, settlement, false).await;
             return;
         }
-        let already: HashSet<i64> = settlement.skipped_objects.iter().copied().collect();
-        let rows = if given.rejected.is_empty() {
-            batch
+        settlement.records_rejected += written.records_rejected;
+        if written.rows == 0 || panicked {
+            let already: HashSet<i64> = settlement.skipped_objects.iter().copied().collect();
+            let rows: Vec<LoadError> = batch
                 .objects
                 .iter()
                 .filter(|o| !already.contains(&o.id))
@@ -418,15 +443,75 @@ impl Dispatcher {
                     err_reason: reason.clone(),
                     ..LoadError::default()
                 })
-                .collect()
-        } else {
-            given.rejected
-        };
-        settlement.records_rejected += rows.iter().filter(|r| r.line_number > 0).count() as i64;
-        self.record_errors(batch, attempt_no, &rows).await;
-        self.write_failed_records(batch, attempt_no, &given.failed_records)
-            .await;
+                .collect();
+            self.record_errors(batch, attempt_no, &rows).await;
+        }
         self.settle(batch, settlement, true).await;
+    }
+
+    /// Stores the chunks of a write-off as they come: each chunk's rows in one batched INSERT,
+    /// its failed records appended to one failed-record object (a multipart upload).
+    async fn write_off(
+        &self,
+        batch: &ClaimedBatch,
+        attempt_no: i32,
+        mut chunks: tokio::sync::mpsc::Receiver<LostChunk>,
+    ) -> WrittenOff {
+        let pipeline = self.pipeline.name.as_str();
+        let mut done = WrittenOff::default();
+        let mut failed: Option<FailedRecords> = None;
+        while let Some(chunk) = chunks.recv().await {
+            done.rows += chunk.rows.len() as u64;
+            done.records_rejected += chunk.rows.iter().filter(|r| r.line_number > 0).count() as i64;
+            if let Some(first) = chunk.rows.first() {
+                debug!(pipeline, batch_id = batch.id, rows = chunk.rows.len(), records = chunk.failed_records, filename = %first.filename, line = first.line_number, "recording written-off chunk");
+            }
+            self.store_errors(batch, attempt_no, &chunk.rows).await;
+            if chunk.failed_records == 0 {
+                continue;
+            }
+            let ArtifactKind::Records(kind) = self.destination.artifact() else {
+                continue;
+            };
+            let file = failed.get_or_insert_with(|| {
+                let key = artifacts::failed_records_key(
+                    &self.pipeline.error_prefix(),
+                    kind,
+                    pipeline,
+                    batch.id,
+                    attempt_no,
+                    Utc::now(),
+                );
+                FailedRecords::new(self.s3.clone(), self.pipeline.error_bucket(), &key)
+            });
+            file.append(&chunk.failed_lines, chunk.failed_records).await;
+        }
+        let artifact = match failed {
+            Some(file) => {
+                let w = file.finish().await;
+                match &w.error {
+                    None => {
+                        info!(pipeline, batch_id = batch.id, failed_records = %w.url, records = w.records, parts = w.parts, "failed records written")
+                    }
+                    Some(e) => {
+                        error!(pipeline, batch_id = batch.id, failed_records = %w.url, records = w.records, dropped = w.dropped, error = %e, "failed records not written to S3; load_errors rows keep them")
+                    }
+                }
+                w.records
+            }
+            None => 0,
+        };
+        if done.rows > 0 {
+            warn!(
+                pipeline,
+                batch_id = batch.id,
+                rows = done.rows,
+                records = done.records_rejected,
+                failed_records = artifact,
+                "batch written off: load_errors rows recorded for what was lost"
+            );
+        }
+        done
     }
 
     async fn settle(&self, batch: &ClaimedBatch, s: &Settlement, skipped: bool) {
@@ -526,6 +611,22 @@ impl Dispatcher {
     }
 
     async fn record_errors(&self, batch: &ClaimedBatch, attempt_no: i32, rows: &[LoadError]) {
+        for row in rows {
+            warn!(
+                pipeline = %self.pipeline.name,
+                batch_id = batch.id,
+                filename = %row.filename,
+                line = row.line_number,
+                err_code = row.err_code,
+                error = %row.err_reason,
+                "record rejected"
+            );
+        }
+        self.store_errors(batch, attempt_no, rows).await;
+    }
+
+    /// Stores rows in `load_errors` without logging each (a write-off logs a summary).
+    async fn store_errors(&self, batch: &ClaimedBatch, attempt_no: i32, rows: &[LoadError]) {
         if rows.is_empty() {
             return;
         }
@@ -538,17 +639,6 @@ impl Dispatcher {
             attempts: attempt_no,
             first_attempt_at: batch.first_attempt_at,
         };
-        for row in rows {
-            warn!(
-                pipeline = %self.pipeline.name,
-                batch_id = batch.id,
-                filename = %row.filename,
-                line = row.line_number,
-                err_code = row.err_code,
-                error = %row.err_reason,
-                "record rejected"
-            );
-        }
         // The rows must not be lost: keep trying while the database is away, but a value it
         // refuses would never go in, so that is not retried (the rows are stored one by one).
         let mut wait = Duration::from_millis(200);

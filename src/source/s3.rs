@@ -19,7 +19,7 @@ pub enum S3Error {
     /// Any other failure of a request.
     #[error("s3://{bucket}/{key}: {op} failed: {message}")]
     Request {
-        /// `list`, `get`, `head` or `put`.
+        /// `list`, `get`, `head`, `put`, or a step of a multipart upload.
         op: &'static str,
         /// Bucket.
         bucket: String,
@@ -344,6 +344,41 @@ impl S3 {
         Ok(())
     }
 
+    /// Starts a multipart upload of an object written part by part ([`Upload`]).
+    pub async fn start_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Upload, S3Error> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| request_error("create multipart upload", bucket, key, e))?;
+        let upload_id = out.upload_id().unwrap_or_default().to_string();
+        if upload_id.is_empty() {
+            return Err(S3Error::Request {
+                op: "create multipart upload",
+                bucket: bucket.into(),
+                key: key.into(),
+                message: "the server returned no upload id".into(),
+            });
+        }
+        Ok(Upload {
+            s3: self.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id,
+            parts: Vec::new(),
+            bytes: 0,
+        })
+    }
+
     /// Checks the bucket is reachable with these credentials (for `/readyz` and startup).
     pub async fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
         self.client
@@ -352,6 +387,96 @@ impl S3 {
             .send()
             .await
             .map_err(|e| request_error("head bucket", bucket, "", e))?;
+        Ok(())
+    }
+}
+
+/// The least size of every part of a multipart upload but the last (S3's limit).
+pub const MIN_PART_BYTES: usize = 5 << 20;
+
+/// The most parts one multipart upload may have (S3's limit).
+pub const MAX_PARTS: usize = 10_000;
+
+/// A multipart upload in progress: parts go up one at a time (each at least
+/// [`MIN_PART_BYTES`] but the last), then [`Upload::complete`] makes the object appear, or
+/// [`Upload::abort`] drops the parts. An upload neither completed nor aborted leaves its parts
+/// in the bucket until a lifecycle rule removes them.
+#[derive(Debug)]
+pub struct Upload {
+    s3: S3,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+    bytes: u64,
+}
+
+impl Upload {
+    /// Uploads the next part.
+    pub async fn part(&mut self, body: Vec<u8>) -> Result<(), S3Error> {
+        let number = self.parts.len() as i32 + 1;
+        let len = body.len() as u64;
+        let out = self
+            .s3
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| request_error("upload part", &self.bucket, &self.key, e))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build(),
+        );
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// Parts uploaded so far.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Bytes uploaded so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Completes the upload: the object appears with the parts in order.
+    pub async fn complete(self) -> Result<(), S3Error> {
+        let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+            .set_parts(Some(self.parts))
+            .build();
+        self.s3
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(parts)
+            .send()
+            .await
+            .map_err(|e| request_error("complete multipart upload", &self.bucket, &self.key, e))?;
+        Ok(())
+    }
+
+    /// Drops the upload and the parts sent so far.
+    pub async fn abort(self) -> Result<(), S3Error> {
+        self.s3
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map_err(|e| request_error("abort multipart upload", &self.bucket, &self.key, e))?;
         Ok(())
     }
 }

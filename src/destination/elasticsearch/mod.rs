@@ -6,7 +6,10 @@
 //! replayed request overwrites instead of duplicating. Index names rotate like Firehose's
 //! ([`index`]). Answers are sorted per document ([`response`], [`send`]): 429 and 5xx items
 //! are retried alone through [`Resume`], other 4xx items become `load_errors` rows and
-//! failed-document records ([`report`]); [`run`] walks the batch.
+//! failed-document records ([`report`]); [`run`] walks the batch. Documents kept for a retry
+//! are bounded: past [`run::Run::retry_bound`] bytes an attempt stops reading new records. When
+//! the budget runs out, the write-off re-reads what was never sent from S3 and hands it over in
+//! bounded chunks, so it never holds the batch.
 
 pub mod bulk;
 pub mod client;
@@ -18,7 +21,7 @@ pub mod run;
 pub mod send;
 
 use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
-use crate::destination::{ArtifactKind, Attempt, Destination, GiveUp, Resume};
+use crate::destination::{ArtifactKind, Attempt, Destination, GiveUp, Resume, WriteOff};
 use crate::model::ClaimedBatch;
 use crate::source::pointer::Pointer;
 use crate::source::s3::S3;
@@ -119,7 +122,13 @@ impl Destination for ElasticsearchDestination {
             .await
     }
 
-    async fn give_up(&self, batch: &ClaimedBatch, resume: Option<Resume>, reason: &str) -> GiveUp {
+    async fn give_up(
+        &self,
+        batch: &ClaimedBatch,
+        resume: Option<Resume>,
+        reason: &str,
+        out: &mut WriteOff,
+    ) -> GiveUp {
         let progress = Progress::from_resume(resume);
         Run::new(
             &self.shared,
@@ -127,7 +136,7 @@ impl Destination for ElasticsearchDestination {
             progress,
             Mode::GiveUp(reason.to_string()),
         )
-        .give_up()
+        .give_up(out)
         .await
     }
 }

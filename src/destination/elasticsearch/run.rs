@@ -1,7 +1,12 @@
 //! One walk over a batch: first the documents a previous attempt left to retry, then the
 //! records from the resume cursor on, streamed from S3 into bulk bodies with up to
 //! `concurrency` requests in flight. The same walk, without sending, turns what is left into
-//! `load_errors` rows and failed-document records when the retry budget is spent.
+//! `load_errors` rows and failed-document records when the retry budget is spent, handing them
+//! to the dispatcher chunk by chunk ([`WriteOff`]) as it re-reads the objects.
+//!
+//! Documents that got an item-level 429 or 5xx are kept for the next attempt; once they hold
+//! more than [`Run::retry_bound`] bytes the attempt stops reading new records, so the next one
+//! sends them first and memory stays bounded however much of the batch the cluster refuses.
 
 use super::bulk::{pending, Body, DocId, Pending};
 use super::id::ObjectIds;
@@ -11,7 +16,7 @@ use super::send::{self, Report};
 use super::Shared;
 use crate::codes;
 use crate::config::DocumentId;
-use crate::destination::{Attempt, FailureKind, GiveUp, Outcome, Resume};
+use crate::destination::{Attempt, FailureKind, GiveUp, Outcome, Resume, WriteOff};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::framing::RecordError;
 use crate::source::pointer::Scalar;
@@ -20,6 +25,12 @@ use crate::source::records::{self, OpenFailure, ReadFailure};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashSet;
 use tokio::task::JoinHandle;
+
+/// The largest body a write-off fills before naming its documents.
+const WRITE_OFF_BODY_BYTES: usize = 1 << 20;
+
+/// The least [`Run::retry_bound`], whatever the request size.
+const RETRY_HOLD_MIN_BYTES: usize = 8 << 20;
 
 /// What is left of a batch between attempts (the payload of [`Resume`]).
 #[derive(Debug, Clone)]
@@ -77,6 +88,8 @@ pub struct Run<'a> {
     inflight: FuturesUnordered<JoinHandle<Report>>,
     namer: IndexNamer,
     retry: Vec<Pending>,
+    retry_bytes: usize,
+    out: Option<&'a mut WriteOff>,
     rejected: Vec<LoadError>,
     failed_records: Vec<serde_json::Value>,
     skipped_objects: Vec<i64>,
@@ -106,6 +119,8 @@ impl<'a> Run<'a> {
             inflight: FuturesUnordered::new(),
             namer: IndexNamer::new(&shared.config.index, shared.config.index_rotation),
             retry: Vec::new(),
+            retry_bytes: 0,
+            out: None,
             rejected: Vec::new(),
             failed_records: Vec::new(),
             skipped_objects: Vec::new(),
@@ -166,21 +181,45 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs the walk writing everything left off.
-    pub async fn give_up(mut self) -> GiveUp {
+    /// Runs the walk writing everything left off, handing each lost document to `out` as it
+    /// is met (re-read from S3 past the resume cursor).
+    pub async fn give_up(mut self, out: &'a mut WriteOff) -> GiveUp {
+        self.out = Some(out);
         self.walk().await;
-        GiveUp {
-            rejected: self.rejected,
-            failed_records: self.failed_records,
-            nothing_lost: false,
+        self.hand_over().await;
+        GiveUp::default()
+    }
+
+    /// Giving up: hands the rows and records gathered outside [`Run::write_off`] (objects
+    /// that cannot be read, framing rejections) to the write-off.
+    async fn hand_over(&mut self) {
+        let Some(out) = self.out.as_deref_mut() else {
+            return;
+        };
+        for row in self.rejected.drain(..) {
+            out.row(row).await;
         }
+        for record in self.failed_records.drain(..) {
+            out.failed_record(&record).await;
+        }
+    }
+
+    /// Bytes of documents kept for the next attempt past which reading stops: the next
+    /// attempt sends them before reading on.
+    pub fn retry_bound(&self) -> usize {
+        (self.shared.config.bulk_max_bytes * self.shared.config.concurrency.max(2))
+            .max(RETRY_HOLD_MIN_BYTES)
+    }
+
+    fn stop_reading(&self) -> bool {
+        self.halted || self.retry_bytes > self.retry_bound()
     }
 
     /// Walks retries then records; returns the cursor where reading stopped, if it did.
     async fn walk(&mut self) -> Option<(usize, u64)> {
         for p in std::mem::take(&mut self.progress.retry) {
             if let Mode::GiveUp(_) = self.mode {
-                self.write_off(&p);
+                self.write_off(&p).await;
                 continue;
             }
             if self
@@ -256,13 +295,23 @@ impl<'a> Run<'a> {
                             {
                                 self.flush().await;
                             }
-                            if self.halted {
+                            if self.stop_reading() {
+                                if !self.halted {
+                                    tracing::debug!(
+                                        pipeline = %self.shared.pipeline,
+                                        batch_id = batch.id,
+                                        documents = self.retry.len(),
+                                        bytes = self.retry_bytes,
+                                        "documents to retry past the bound, reading stops until the next attempt"
+                                    );
+                                }
                                 return Some(next);
                             }
                             self.push(k, r, bytes, &mut ids, arrival);
                             next = (k, r.ordinal + 1);
                         }
                         stream.recycle(block);
+                        self.hand_over().await;
                     }
                     ReaderItem::End(Ok(_)) => {}
                     ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
@@ -275,12 +324,18 @@ impl<'a> Run<'a> {
                     },
                 }
             }
+            self.hand_over().await;
         }
         None
     }
 
+    /// The request size limit; giving up, nothing is sent, so documents are written off in
+    /// small bodies.
     fn max_bytes(&self) -> usize {
-        self.shared.config.bulk_max_bytes
+        match self.mode {
+            Mode::Send => self.shared.config.bulk_max_bytes,
+            Mode::GiveUp(_) => self.shared.config.bulk_max_bytes.min(WRITE_OFF_BODY_BYTES),
+        }
     }
 
     fn max_docs(&self) -> usize {
@@ -415,7 +470,7 @@ impl<'a> Run<'a> {
         if let Mode::GiveUp(_) = self.mode {
             for item in &body.items {
                 let p = pending(&body.buf, item, 0, String::new());
-                self.write_off(&p);
+                self.write_off(&p).await;
             }
             self.spare.push(body.buf);
             return;
@@ -453,6 +508,11 @@ impl<'a> Run<'a> {
 
     fn absorb(&mut self, report: Report) {
         self.delivered += report.delivered;
+        self.retry_bytes += report
+            .retry
+            .iter()
+            .map(|p| p.lines.len() + p.reason.len() + 96)
+            .sum::<usize>();
         self.retry.extend(report.retry);
         for p in &report.rejected {
             let (index, id) = p.index_and_id();
@@ -487,8 +547,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A document the budget ran out on.
-    fn write_off(&mut self, p: &Pending) {
+    /// A document the budget ran out on, handed straight to the write-off.
+    async fn write_off(&mut self, p: &Pending) {
         let Mode::GiveUp(reason) = &self.mode else {
             return;
         };
@@ -510,8 +570,10 @@ impl<'a> Run<'a> {
             id: id.unwrap_or_default(),
             attempts: self.attempt - 1,
         };
-        self.rejected.push(failed.row());
-        self.failed_records.push(failed.record());
+        let (row, record) = (failed.row(), failed.record());
+        if let Some(out) = self.out.as_deref_mut() {
+            out.record(row, &record).await;
+        }
     }
 }
 

@@ -39,7 +39,7 @@ use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
 use self::load::LoadFailure;
 use self::merge::MergeSpec;
-use super::{Attempt, Destination, FailureKind, GiveUp, Outcome, Resume};
+use super::{Attempt, Destination, FailureKind, GiveUp, Outcome, Resume, WriteOff};
 use crate::codes;
 use crate::config::{ErrorTable, PipelineConfig, RedshiftConfig};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
@@ -484,22 +484,30 @@ impl Destination for RedshiftDestination {
         }
     }
 
-    async fn give_up(&self, batch: &ClaimedBatch, resume: Option<Resume>, reason: &str) -> GiveUp {
+    async fn give_up(
+        &self,
+        batch: &ClaimedBatch,
+        resume: Option<Resume>,
+        reason: &str,
+        out: &mut WriteOff,
+    ) -> GiveUp {
         let Some(excluded) = resume.and_then(|r| r.0.downcast::<Excluded>().ok()) else {
             return GiveUp::default();
         };
         // The files left out keep their own reasons; every other object gets the budget's.
-        let mut rejected = excluded.rows.clone();
-        rejected.extend(excluded.remaining(batch).into_iter().map(|o| LoadError {
-            object_id: Some(o.id),
-            filename: o.url(),
-            err_code: codes::BUDGET_EXHAUSTED,
-            err_reason: reason.to_string(),
-            ..LoadError::default()
-        }));
-        GiveUp {
-            rejected,
-            ..GiveUp::default()
+        for row in excluded.rows.iter().cloned() {
+            out.row(row).await;
         }
+        for o in excluded.remaining(batch) {
+            out.row(LoadError {
+                object_id: Some(o.id),
+                filename: o.url(),
+                err_code: codes::BUDGET_EXHAUSTED,
+                err_reason: reason.to_string(),
+                ..LoadError::default()
+            })
+            .await;
+        }
+        GiveUp::default()
     }
 }

@@ -178,11 +178,14 @@ impl Run<'_> {
     }
 
     /// Whether another request may go out: under the concurrency limit, and under the limit
-    /// of requests held in memory until acknowledged.
+    /// of requests held in memory until acknowledged. Requests whose ack timed out are held
+    /// for the next attempt and count too: when acks stop coming, reading stops instead of
+    /// filling memory with the rest of the batch.
     fn room(&self) -> bool {
         let cfg = &self.dest.config;
         self.inflight.len() < cfg.concurrency
-            && self.inflight.len() + self.awaiting.len() < cfg.max_unacked_requests
+            && self.inflight.len() + self.awaiting.len() + self.timed_out.len()
+                < cfg.max_unacked_requests
     }
 
     fn launch(&mut self, chunk: Chunk) {

@@ -1,13 +1,14 @@
 //! The retry budget ran out: name every record that did not make it. Requests still waiting
 //! for an ack get until their ack timeout (as Firehose waits even when retry time has run
 //! out); then each record of the requests left, and each record never read from its object,
-//! becomes a `load_errors` row (9100) and a failed-event record.
+//! becomes a `load_errors` row (9100) and a failed-event record, handed to the dispatcher in
+//! bounded chunks ([`WriteOff`]) as the objects are read back from S3, never all at once.
 
 use super::failed::{self, Lost, Why};
 use super::state::{Chunk, Progress};
 use super::SplunkDestination;
 use crate::codes;
-use crate::destination::GiveUp;
+use crate::destination::{GiveUp, WriteOff};
 use crate::model::{ClaimedBatch, LoadError};
 use crate::source::reader::ReaderItem;
 use crate::source::records::{self, OpenFailure, ReadFailure};
@@ -23,6 +24,7 @@ pub(super) async fn collect(
     batch: &ClaimedBatch,
     mut p: Progress,
     reason: &str,
+    out: &mut WriteOff,
 ) -> GiveUp {
     let chunks = wait_for_acks(dest, batch, &mut p).await;
     let firehose_code = p.last_error.unwrap_or(MAX_RETRIES_FAILED);
@@ -32,7 +34,6 @@ pub(super) async fn collect(
         firehose_code,
         attempts: batch.attempts.max(0) as u32 + p.attempts,
     };
-    let mut out = GiveUp::default();
     for chunk in &chunks {
         for (i, r) in chunk.records.iter().enumerate() {
             let raw = dest.encoder.original(chunk.event_bytes(i));
@@ -42,10 +43,11 @@ pub(super) async fn collect(
                 ordinal: r.ordinal,
                 raw: &raw,
             };
-            out.rejected.push(failed::row(&lost, &why));
-            out.failed_records.push(failed::record(&lost, &why));
+            out.record(failed::row(&lost, &why), &failed::record(&lost, &why))
+                .await;
         }
     }
+    drop(chunks);
     for (index, object) in batch.objects.iter().enumerate() {
         let progress = p.objects[index];
         if progress.done {
@@ -66,11 +68,11 @@ pub(super) async fn collect(
         let mut stream = match records::open(&dest.s3, object, &dest.source).await {
             Ok(s) => s,
             Err(OpenFailure::Missing(row)) => {
-                out.rejected.push(*row);
+                out.row(*row).await;
                 continue;
             }
             Err(OpenFailure::Transient(e)) => {
-                out.rejected.push(unread(e.to_string()));
+                out.row(unread(e.to_string())).await;
                 continue;
             }
         };
@@ -87,29 +89,30 @@ pub(super) async fn collect(
                             ordinal: r.ordinal,
                             raw: bytes,
                         };
-                        out.rejected.push(failed::row(&lost, &why));
-                        out.failed_records.push(failed::record(&lost, &why));
+                        out.record(failed::row(&lost, &why), &failed::record(&lost, &why))
+                            .await;
                     }
-                    out.rejected.extend(
-                        block
-                            .errors
-                            .iter()
-                            .filter(|e| e.ordinal >= progress.next_ordinal)
-                            .map(|e| records::record_error_row(object, e)),
-                    );
+                    for e in block
+                        .errors
+                        .iter()
+                        .filter(|e| e.ordinal >= progress.next_ordinal)
+                    {
+                        out.row(records::record_error_row(object, e)).await;
+                    }
                     stream.recycle(block);
                 }
                 ReaderItem::End(Ok(_)) => {}
                 ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
-                    ReadFailure::Corrupt(row) => out.rejected.push(*row),
-                    ReadFailure::Transient(msg) => out.rejected.push(unread(msg)),
+                    ReadFailure::Corrupt(row) => out.row(*row).await,
+                    ReadFailure::Transient(msg) => out.row(unread(msg)).await,
                 },
             }
         }
     }
     // Every request was acked during the final wait and every object was read to its end.
-    out.nothing_lost = out.rejected.is_empty() && p.objects.iter().all(|o| o.done);
-    out
+    GiveUp {
+        nothing_lost: out.rows() == 0 && p.objects.iter().all(|o| o.done),
+    }
 }
 
 /// Polls for requests still inside their ack timeout; returns the chunks not acknowledged.

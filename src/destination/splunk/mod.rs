@@ -22,7 +22,7 @@ mod response;
 mod state;
 mod time;
 
-use super::{ArtifactKind, Attempt, Destination, GiveUp, Resume};
+use super::{ArtifactKind, Attempt, Destination, GiveUp, Resume, WriteOff};
 use crate::config::{PipelineConfig, SourceConfig, SplunkConfig};
 use crate::model::ClaimedBatch;
 use crate::source::s3::S3;
@@ -120,8 +120,14 @@ impl Destination for SplunkDestination {
         attempt::deliver(self, batch, p).await
     }
 
-    async fn give_up(&self, batch: &ClaimedBatch, resume: Option<Resume>, reason: &str) -> GiveUp {
+    async fn give_up(
+        &self,
+        batch: &ClaimedBatch,
+        resume: Option<Resume>,
+        reason: &str,
+        out: &mut WriteOff,
+    ) -> GiveUp {
         let p = self.progress(batch, resume);
-        give_up::collect(self, batch, p, reason).await
+        give_up::collect(self, batch, p, reason, out).await
     }
 }

@@ -1,0 +1,298 @@
+//! Writing off a batch whose retry budget ran out, as a user checks it: one `load_errors` row
+//! per lost record (with its line), and one failed-record object in S3 holding one Firehose
+//! JSON line per lost record. The batches here are large enough for the write-off to go in
+//! several chunks and the failed-record object in several multipart parts.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Records per object, and objects: 25,000 records of 600 bytes, about 26 MB of failed
+/// records (more than three 8 MiB parts) and 25,000 rows (more than two 10,000-row chunks).
+const PER_OBJECT: usize = 12_500;
+const LINE_BYTES: usize = 600;
+
+/// A loopback address nobody listens on.
+async fn closed_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr.to_string()
+}
+
+/// Stages two gzip objects of `PER_OBJECT` records each under `in/<name>/`; returns the
+/// records' text.
+async fn stage(s3: &aws_sdk_s3::Client, bucket: &str, name: &str) -> HashSet<String> {
+    let mut all = HashSet::new();
+    for part in ["a", "b"] {
+        let body = json_lines(&format!("{name}-{part}"), PER_OBJECT, LINE_BYTES);
+        for line in String::from_utf8_lossy(&body).lines() {
+            all.insert(line.to_string());
+        }
+        put(
+            s3,
+            bucket,
+            &format!("in/{name}/{part}.json.gz"),
+            gzip(&body),
+        )
+        .await;
+    }
+    all
+}
+
+/// Waits until the batch is skipped and every record has its row.
+async fn wait_written_off(db: &str, n: usize) {
+    wait_for(
+        &format!("{n} budget-exhausted rows and a skipped batch"),
+        Duration::from_secs(120),
+        || async {
+            let rows = query_i64(
+                db,
+                "SELECT count(*) FROM load_errors WHERE err_code = 9100 AND line_number > 0",
+            )
+            .await;
+            let skipped =
+                query_i64(db, "SELECT count(*) FROM batches WHERE state = 'skipped'").await;
+            (rows >= n as i64 && skipped >= 1).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The rows a user checks: one per record, each object's lines 1..=PER_OBJECT once.
+async fn assert_rows(db: &str, bucket: &str, name: &str) {
+    let by_object = query_strings(
+        db,
+        "SELECT filename || ':' || count(*) || ':' || count(DISTINCT line_number) || ':' \
+             || min(line_number) || ':' || max(line_number) \
+         FROM load_errors WHERE err_code = 9100 AND line_number > 0 \
+         GROUP BY filename ORDER BY filename",
+    )
+    .await;
+    let n = PER_OBJECT;
+    assert_eq!(
+        by_object,
+        [
+            format!("s3://{bucket}/in/{name}/a.json.gz:{n}:{n}:1:{n}"),
+            format!("s3://{bucket}/in/{name}/b.json.gz:{n}:{n}:1:{n}"),
+        ],
+        "one row per record with its line, none lost or doubled"
+    );
+    assert_eq!(
+        query_i64(
+            db,
+            "SELECT count(*) FROM load_errors WHERE err_code <> 9100"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        query_i64(
+            db,
+            "SELECT count(*) FROM load_errors WHERE raw_line = '' OR err_reason NOT LIKE 'retry duration of%'"
+        )
+        .await,
+        0,
+        "every row carries its record and the reason"
+    );
+}
+
+/// The failed-record objects under `errors/<name>/<kind>-failed/`: (keys, JSON lines).
+async fn failed_records(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    name: &str,
+    kind: &str,
+) -> (Vec<String>, Vec<Value>) {
+    let keys = keys(s3, bucket, &format!("errors/{name}/{kind}-failed/")).await;
+    let mut lines = Vec::new();
+    for key in &keys {
+        let body = get(s3, bucket, key).await.unwrap_or_default();
+        for line in String::from_utf8_lossy(&body).lines() {
+            lines.push(serde_json::from_str(line).expect("failed record is JSON"));
+        }
+    }
+    (keys, lines)
+}
+
+/// Every failed record has Firehose's fields and the original record, each record once.
+fn assert_records(records: &[Value], staged: &HashSet<String>, fields: &[&str]) {
+    assert_eq!(records.len(), staged.len(), "one JSON line per lost record");
+    let mut seen = HashSet::new();
+    for r in records {
+        for f in fields {
+            assert!(r.get(*f).is_some(), "{f} missing in {r}");
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(r["rawData"].as_str().expect("rawData"))
+            .expect("rawData is base64");
+        let raw = String::from_utf8(raw).expect("utf-8 record");
+        assert!(staged.contains(&raw), "rawData is a staged record");
+        assert!(seen.insert(raw), "each record once");
+    }
+}
+
+#[tokio::test]
+async fn elasticsearch_down_past_the_budget_writes_off_every_record_in_chunks() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("guees").await;
+    let bucket = stack.bucket("guees").await;
+    let s3 = stack.s3().await;
+    let name = Stack::unique("guees");
+    let staged = stage(&s3, &bucket, &name).await;
+    let mut cfg = stack.base_config(&db);
+    cfg.push_str(&pipeline_block(
+        &name,
+        &bucket,
+        "json_lines",
+        2,
+        &format!(
+            "type = \"elasticsearch\"\nendpoints = [\"http://{}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5",
+            closed_port().await
+        ),
+    ));
+    let daemon = Daemon::start(&cfg);
+    wait_written_off(&db, staged.len()).await;
+    assert_rows(&db, &bucket, &name).await;
+
+    let (keys, records) = wait_for(
+        "the failed-document object",
+        Duration::from_secs(30),
+        || async {
+            let (keys, records) = failed_records(&s3, &bucket, &name, "elasticsearch").await;
+            (records.len() >= staged.len()).then_some((keys, records))
+        },
+    )
+    .await;
+    assert_eq!(keys.len(), 1, "one failed-document object: {keys:?}");
+    assert_records(
+        &records,
+        &staged,
+        &[
+            "attemptsMade",
+            "arrivalTimestamp",
+            "errorCode",
+            "errorMessage",
+            "attemptEndingTimestamp",
+            "esDocumentId",
+            "esIndexName",
+        ],
+    );
+    assert!(records
+        .iter()
+        .all(|r| r["errorCode"] == "9100" && r["esIndexName"] == name.as_str()));
+    let log = daemon.log_text();
+    let parts: usize = log
+        .lines()
+        .find(|l| l.contains("failed records written"))
+        .and_then(|l| l.split("parts=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("a 'failed records written' line with its parts");
+    assert!(
+        parts >= 2,
+        "the object went up as a multipart upload, {parts} parts"
+    );
+    assert!(
+        !log.contains("record rejected"),
+        "a write-off logs a summary, not one line per record"
+    );
+}
+
+#[tokio::test]
+async fn splunk_down_past_the_budget_writes_off_every_record_in_chunks() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("guhec").await;
+    let bucket = stack.bucket("guhec").await;
+    let s3 = stack.s3().await;
+    let name = Stack::unique("guhec");
+    let staged = stage(&s3, &bucket, &name).await;
+    let mut cfg = stack.base_config(&db);
+    cfg.push_str(&pipeline_block(
+        &name,
+        &bucket,
+        "json_lines",
+        2,
+        &format!(
+            "type = \"splunk\"\nurl = \"http://{}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5\nmax_request_bytes = 65536",
+            closed_port().await
+        ),
+    ));
+    let _daemon = Daemon::start(&cfg);
+    wait_written_off(&db, staged.len()).await;
+    assert_rows(&db, &bucket, &name).await;
+
+    let (keys, records) = wait_for(
+        "the failed-event object",
+        Duration::from_secs(30),
+        || async {
+            let (keys, records) = failed_records(&s3, &bucket, &name, "splunk").await;
+            (records.len() >= staged.len()).then_some((keys, records))
+        },
+    )
+    .await;
+    assert_eq!(keys.len(), 1, "one failed-event object: {keys:?}");
+    assert_records(
+        &records,
+        &staged,
+        &[
+            "attemptsMade",
+            "arrivalTimestamp",
+            "errorCode",
+            "errorMessage",
+            "attemptEndingTimestamp",
+            "EventId",
+        ],
+    );
+    let ids: HashSet<&str> = records
+        .iter()
+        .map(|r| r["EventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), staged.len(), "EventIds are unique");
+}
+
+#[tokio::test]
+async fn an_unwritable_error_bucket_still_leaves_a_row_per_record() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("gunob").await;
+    let bucket = stack.bucket("gunob").await;
+    let s3 = stack.s3().await;
+    let name = Stack::unique("gunob");
+    let staged = stage(&s3, &bucket, &name).await;
+    let mut cfg = stack.base_config(&db);
+    // S3 refuses every write to this bucket (two dots make its name invalid).
+    let block = pipeline_block(
+        &name,
+        &bucket,
+        "json_lines",
+        2,
+        &format!(
+            "type = \"elasticsearch\"\nendpoints = [\"http://{}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5",
+            closed_port().await
+        ),
+    )
+    .replace(
+        "error_prefix = ",
+        &format!("error_bucket = \"{name}..missing\"\nerror_prefix = "),
+    );
+    cfg.push_str(&block);
+    let daemon = Daemon::start(&cfg);
+    wait_written_off(&db, staged.len()).await;
+    assert_rows(&db, &bucket, &name).await;
+    let log = wait_for(
+        "the log line about the unwritten object",
+        Duration::from_secs(20),
+        || async {
+            let log = daemon.log_text();
+            log.contains("failed records not written to S3")
+                .then_some(log)
+        },
+    )
+    .await;
+    assert!(log.contains("load_errors rows keep them"), "{log}");
+}
