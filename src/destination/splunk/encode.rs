@@ -41,7 +41,9 @@ impl Encoder {
     /// An encoder for a destination reading records framed as `framing`.
     pub fn new(config: &SplunkConfig, framing: Framing) -> Result<Encoder, String> {
         let time_field = match (&config.time_field, framing) {
-            (Some(p), Framing::JsonLines | Framing::JsonConcat) => Some(Pointer::parse(p)?),
+            // Every format but raw lines yields JSON records (csv, json_array and the AWS log
+            // formats included), so the time field can be read from any of them.
+            (Some(p), f) if f.is_json() => Some(Pointer::parse(p)?),
             _ => None,
         };
         let mut fields = String::new();
