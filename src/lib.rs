@@ -15,6 +15,7 @@
 //!   Elasticsearch and Splunk implementations.
 //! - [`daemon`]: wires it together and handles signals; [`cli`]: the command line.
 //! - [`model`], [`codes`]: shared types and the loader's own error codes.
+//! - [`memory`]: returning the buffers of failing batches to the system.
 
 pub mod admin;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod destination;
+pub mod memory;
 pub mod model;
 pub mod notify;
 pub mod ops;

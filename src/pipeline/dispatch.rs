@@ -230,6 +230,7 @@ impl Dispatcher {
         let mut clock = RetryClock::new(self.timings.backoff_initial, self.timings.backoff_max);
         let mut settlement = Settlement::default();
         let mut resume = None;
+        let mut lean = None;
 
         if batch.taken_over {
             loop {
@@ -288,6 +289,9 @@ impl Dispatcher {
                 self.settle(batch, &settlement, false).await;
                 return Ok(());
             };
+            // From the first failure until the batch settles, freed buffers go back to the
+            // system (see `memory`).
+            lean.get_or_insert_with(crate::memory::lean_heap);
             match kind {
                 FailureKind::Transient => {
                     warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery failed, will retry")
@@ -398,6 +402,7 @@ impl Dispatcher {
         budget: Duration,
     ) {
         let pipeline = self.pipeline.name.as_str();
+        let _heap = crate::memory::lean_heap();
         warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %last_error, "retry budget exhausted, skipping batch");
         counter!(m::BUDGET_EXHAUSTED, "pipeline" => pipeline.to_string()).increment(1);
         let reason = format!(
