@@ -714,8 +714,12 @@ async fn chaos_every_destination_accounts_for_every_record() {
     let mut targets = Vec::new();
     for kind in [Kind::File, Kind::Redshift, Kind::Elasticsearch, Kind::Hec] {
         let mut t = new_target(&stack, kind, replicas, start, &mut rng).await;
-        // One outage per destination, starting in the first half of the fault phase.
-        t.outage_at = start + Duration::from_secs(rng.range(2, (seconds / 2).max(3)));
+        // One outage per destination, starting in the first half of the fault phase and
+        // ending at least 4 s before the phase does, so it always outlasts the budget.
+        let latest = (seconds / 2)
+            .min(seconds.saturating_sub(OUTAGE_S + 4))
+            .max(3);
+        t.outage_at = start + Duration::from_secs(rng.range(2, latest));
         targets.push(t);
     }
 
