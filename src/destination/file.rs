@@ -109,7 +109,9 @@ impl Destination for FileDestination {
         };
         let mut report = Attempt::delivered(0);
         let mut out = Vec::with_capacity(records::BLOCK_BYTES + 4096);
-        let panic_on = std::env::var(PANIC_ENV).ok().filter(|v| !v.is_empty());
+        static PANIC_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let panic_on =
+            PANIC_ON.get_or_init(|| std::env::var(PANIC_ENV).ok().filter(|v| !v.is_empty()));
         for object in &batch.objects {
             if let Some(text) = &panic_on {
                 assert!(

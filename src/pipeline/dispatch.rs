@@ -702,10 +702,13 @@ impl Dispatcher {
 /// Test hook: `STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS=<ms>` pauses every settlement, so tests
 /// can stop a worker between a delivery and its settlement. Never set in production.
 fn settle_pause() -> Option<u64> {
-    std::env::var("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS")
-        .ok()?
-        .parse()
-        .ok()
+    static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS")
+            .ok()?
+            .parse()
+            .ok()
+    })
 }
 
 fn remaining(deadline: chrono::DateTime<Utc>) -> Duration {

@@ -25,16 +25,6 @@ pub enum DiscoverError {
         /// The S3 error.
         source: S3Error,
     },
-    /// Receiving or deleting notifications failed.
-    #[error("pipeline {pipeline}: sqs queue {queue}: {message}")]
-    Sqs {
-        /// Pipeline.
-        pipeline: String,
-        /// Queue URL.
-        queue: String,
-        /// What failed, with the SDK's causes.
-        message: String,
-    },
     /// Recording failed.
     #[error("pipeline {pipeline}: {source}")]
     Control {
