@@ -25,7 +25,7 @@ stack-down:
 bench:
 	scripts/bench.sh
 
-# The chaos suite at length (300 s of faults; `make test` runs a 30 s variant): see README, "Chaos".
+# The chaos suite at length (300 s of faults; `make test` runs a 30 s variant): see docs/development.md, "Chaos".
 .PHONY: chaos
 chaos:
 	scripts/chaos.sh

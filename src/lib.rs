@@ -7,13 +7,18 @@
 //! - [`config`]: the TOML file to a validated [`config::Config`] (`${VAR}` expansion, ranges,
 //!   redacted secrets).
 //! - [`control`]: the PostgreSQL control database: migrations, the ledger of objects, batches
-//!   (seal, claim, lease, settle) and `load_errors`.
-//! - [`source`]: S3 access, discovery, decompression and record framing.
+//!   (seal, claim, lease, settle), `load_errors`, status queries and retention.
+//! - [`source`]: S3 access, discovery (listing, SQS notifications, backfill), decompression and
+//!   record framing, the formats, and the reader thread that turns an object into record blocks.
 //! - [`pipeline`]: one pipeline at run time: discovery, sealing, and the dispatcher that claims,
-//!   delivers, retries within the budget and settles.
+//!   delivers, retries within the budget and settles; the S3 error artifacts.
 //! - [`destination`]: the [`destination::Destination`] trait and the file, Redshift,
 //!   Elasticsearch and Splunk implementations.
-//! - [`daemon`]: wires it together and handles signals; [`cli`]: the command line.
+//! - [`daemon`]: wires it together and handles signals; [`cli`]: the command line;
+//!   [`ops`]: the operator commands (`status`, `errors`, `batches`, `replay`, `ignore`).
+//! - [`admin`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`, the status page);
+//!   [`telemetry`]: metric names; [`notify`]: the systemd notify protocol.
+//! - [`pgtls`]: TLS for PostgreSQL-protocol connections (control database and Redshift).
 //! - [`model`], [`codes`]: shared types and the loader's own error codes.
 //! - [`memory`]: returning the buffers of failing batches to the system.
 

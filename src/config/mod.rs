@@ -85,7 +85,7 @@ pub struct ControlConfig {
     /// Days settled history is kept (0 to 3650; 0 keeps it forever; decimals allowed, so
     /// `0.5` is twelve hours): loaded batches and their objects, skipped batches whose errors
     /// are all resolved, and resolved `load_errors` rows, counted from when they settled or were
-    /// resolved. Open work and unresolved errors are never removed. See README, "Retention".
+    /// resolved. Open work and unresolved errors are never removed. See docs/configuration.md, "Retention".
     #[serde(default = "default_retention_days")]
     pub retention_days: f64,
     /// Seconds between retention passes (1 to 86400).

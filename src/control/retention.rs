@@ -18,7 +18,7 @@
 //!    sorts at or before the discovery cursor and before the start of the lookback window (with
 //!    an hour to spare), and, for a pipeline fed by notifications, the tombstone is older than
 //!    SQS's longest message retention (14 days). A prefix without time in its keys is re-listed
-//!    whole, so its tombstones stay (one small row per object; see README, "Retention").
+//!    whole, so its tombstones stay (one small row per object; see docs/configuration.md, "Retention").
 //!
 //! Nothing `pending`, `batched`, `sealed` or `delivering` is ever touched.
 

@@ -1,7 +1,7 @@
 //! Destinations: the [`Destination`] trait, what an attempt reports, and the implementations.
 //!
 //! A destination only *classifies* what happened to one attempt; the dispatcher alone sleeps,
-//! retries, writes `load_errors` and settles (DESIGN.md, "Retries"). Destinations never write
+//! retries, writes `load_errors` and settles (docs/design.md, "Retry"). Destinations never write
 //! the control database.
 
 pub mod elasticsearch;

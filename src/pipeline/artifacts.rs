@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 /// A Redshift manifest listing objects: `entries` with `url`, `mandatory: true` and
-/// `meta.content_length` (protocols.md 1.3), loadable with `COPY ... MANIFEST`.
+/// `meta.content_length`
+/// (<https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html>), loadable with `COPY ... MANIFEST`.
 pub fn manifest(objects: &[StagedObject]) -> Vec<u8> {
     let entries: Vec<_> = objects
         .iter()

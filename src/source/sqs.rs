@@ -8,8 +8,8 @@
 //! pipeline whose recording fails, leaves the message to come back after its visibility
 //! timeout, and recording it again is a no-op (the ledger is unique on pipeline, bucket, key
 //! and etag). Delivery never happens while a message is held, so large objects never outlive
-//! the visibility timeout (the re-delivery problem Vector and Data Prepper users report,
-//! peers.md).
+//! the visibility timeout (the re-delivery problem reported in Vector issue 4910 and Data
+//! Prepper issue 4812).
 //!
 //! A message that is not an S3 event notification, or that names a key no pipeline on its
 //! queue watches, is logged and left on the queue, for its redrive policy to move to a

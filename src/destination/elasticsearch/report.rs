@@ -43,7 +43,8 @@ impl Failed<'_> {
         }
     }
 
-    /// The failed-document record (protocols.md 2.5); timestamps in epoch milliseconds.
+    /// The failed-document record, in Firehose's layout for OpenSearch delivery failures
+    /// (<https://docs.aws.amazon.com/firehose/latest/dev/retry.html>); timestamps in epoch milliseconds.
     pub fn record(&self) -> Value {
         json!({
             "attemptsMade": self.attempts,

@@ -1,6 +1,6 @@
 //! Request bodies, built by hand into reusable buffers: for `/event` one HEC envelope per record
-//! with the record spliced in as its original bytes (protocols.md 6.4, 6.5); for `/raw` the
-//! records joined by newlines with the metadata in the query string (6.6).
+//! with the record spliced in as its original bytes (Splunk's "Format events for HTTP Event Collector"); for `/raw`
+//! the records joined by newlines with the metadata in the query string.
 
 use super::time::{time_at, EventTime};
 use crate::config::{HecEndpoint, SplunkConfig};

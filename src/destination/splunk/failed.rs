@@ -1,5 +1,6 @@
 //! What is left of records HEC did not take: a `load_errors` row and a failed-event record in
-//! Firehose's `splunk-failed/` format (protocols.md 3.3) for each.
+//! Firehose's `splunk-failed/` format
+//! (<https://docs.aws.amazon.com/firehose/latest/dev/retry.html>) for each.
 //!
 //! Firehose's `EventId` is a Kinesis sequence number and subsequence; here it is
 //! `<ledger object id>.<record ordinal>`, which names the record just as uniquely.

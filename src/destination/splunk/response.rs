@@ -1,5 +1,5 @@
 //! HEC replies: the JSON body, what a status and code mean for the request that got them
-//! (protocols.md 6.7 and 6.8), and the Firehose `errorCode` names used in failed-event records.
+//! (Splunk's "Troubleshoot HTTP Event Collector", its table of status codes), and the Firehose `errorCode` names used in failed-event records.
 
 use serde::Deserialize;
 
@@ -93,7 +93,8 @@ pub fn classify(status: u16, reply: Option<&HecReply>) -> Verdict {
     }
 }
 
-/// The Firehose `errorCode` (protocols.md 3.4) for a HEC code or HTTP status.
+/// The Firehose `errorCode` (Firehose's Splunk error codes,
+/// <https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-logs.html>) for a HEC code or HTTP status.
 pub fn firehose_error_code(code: i32) -> &'static str {
     match code {
         1 => "Splunk.DisabledToken",

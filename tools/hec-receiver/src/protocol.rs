@@ -2,7 +2,9 @@
 //! JSON reply bodies, `/event` envelope parsing and validation, `/raw` line splitting, time
 //! normalisation, channel ids, and the cheap counting used in blackhole mode.
 //!
-//! Every behaviour here is taken from `reference/protocols.md` section 6, quoted where chosen.
+//! Every behaviour here follows Splunk's HEC documentation ("Format events for HTTP Event
+//! Collector", "HTTP Event Collector REST API endpoints", "About HTTP Event Collector Indexer
+//! Acknowledgment", "Troubleshoot HTTP Event Collector" for the status codes), quoted where chosen.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
