@@ -23,9 +23,8 @@ use common::redshift::{Emu, EVENTS, ROLE};
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -145,30 +144,7 @@ struct Receiver {
 
 impl Receiver {
     fn start(listen: &str) -> Receiver {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_stageload"))
-            .parent()
-            .unwrap()
-            .join("hec-receiver");
-        assert!(
-            bin.exists(),
-            "{} is missing: cargo build --workspace --bins",
-            bin.display()
-        );
-        let mut child = Command::new(bin)
-            .args(["--listen", listen, "--token", HEC_TOKEN, "--ack"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hec-receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("receiver prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("hec-receiver: unexpected first line {line:?}"))
-            .to_string();
+        let (child, addr) = start_hec_receiver(listen, HEC_TOKEN, &["--ack"]);
         Receiver { child, addr }
     }
 

@@ -7,9 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 const TOKEN: &str = "00000000-0000-0000-0000-0000000000A1";
@@ -23,30 +21,7 @@ struct Receiver {
 
 impl Receiver {
     fn start(extra: &[&str]) -> Receiver {
-        let bin: PathBuf = PathBuf::from(env!("CARGO_BIN_EXE_stageload"))
-            .parent()
-            .expect("target dir")
-            .join("hec-receiver");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo build -p hec-receiver` first",
-            bin.display()
-        );
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hec-receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("receiver prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (child, addr) = start_hec_receiver("127.0.0.1:0", TOKEN, extra);
         Receiver {
             url: format!("http://{addr}"),
             child,

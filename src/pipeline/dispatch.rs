@@ -3,7 +3,7 @@
 //! error artifact. The only place that loops, sleeps, records and settles.
 
 use super::artifacts::{self, FailedRecords};
-use super::retry::RetryClock;
+use super::retry::{Budget, RetryClock};
 use crate::codes;
 use crate::config::PipelineConfig;
 use crate::control::batches::Settlement;
@@ -225,8 +225,7 @@ impl Dispatcher {
     ) -> Result<(), Interrupted> {
         let pipeline = self.pipeline.name.as_str();
         let budget = self.pipeline.retry_duration();
-        let deadline =
-            batch.first_attempt_at + chrono::Duration::from_std(budget).unwrap_or_default();
+        let deadline = Budget::new(batch.first_attempt_at, budget);
         let mut clock = RetryClock::new(self.timings.backoff_initial, self.timings.backoff_max);
         let mut settlement = Settlement::default();
         let mut resume = None;
@@ -256,7 +255,7 @@ impl Dispatcher {
                     Err(e) => {
                         // Delivering without knowing could load the batch twice: wait and ask again.
                         warn!(pipeline, batch_id = batch.id, error = %e, "cannot tell whether the batch was delivered");
-                        self.pause(&mut clock, remaining(deadline), stop).await?;
+                        self.pause(&mut clock, deadline.remaining(), stop).await?;
                     }
                 }
             }
@@ -307,12 +306,12 @@ impl Dispatcher {
             {
                 warn!(pipeline, batch_id = batch.id, error = %e, "cannot keep the attempt's error");
             }
-            if remaining(deadline).is_zero() {
+            if deadline.remaining().is_zero() {
                 self.give_up(batch, attempt_no, left, &error, &mut settlement, budget)
                     .await;
                 return Ok(());
             }
-            self.pause(&mut clock, remaining(deadline), stop).await?;
+            self.pause(&mut clock, deadline.remaining(), stop).await?;
             resume = left;
         }
     }
@@ -709,8 +708,4 @@ fn settle_pause() -> Option<u64> {
             .parse()
             .ok()
     })
-}
-
-fn remaining(deadline: chrono::DateTime<Utc>) -> Duration {
-    (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO)
 }

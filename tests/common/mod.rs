@@ -551,3 +551,35 @@ pub fn file_pipeline(name: &str, bucket: &str, dir: &Path, retry_s: u64) -> Stri
         &format!("type = \"file\"\ndirectory = \"{}\"", dir.display()),
     )
 }
+
+/// Starts the HEC receiver (`tools/hec-receiver`, built beside the daemon) on `listen` with
+/// `token` and `extra` flags; returns the process and the `host:port` it printed.
+pub fn start_hec_receiver(listen: &str, token: &str, extra: &[&str]) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_stageload"))
+        .parent()
+        .expect("target dir")
+        .join("hec-receiver");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build --workspace --bins",
+        bin.display()
+    );
+    let mut child = Command::new(bin)
+        .args(["--listen", listen, "--token", token])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hec-receiver");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("receiver prints its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("hec-receiver: unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
