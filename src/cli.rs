@@ -86,7 +86,7 @@ pub struct BackfillArgs {
 
 /// Runs `stageload backfill`.
 async fn backfill(config: &Config, a: BackfillArgs) -> anyhow::Result<()> {
-    use crate::source::backfill;
+    use crate::discovery::backfill;
     let pipeline = config
         .pipelines
         .iter()
@@ -107,7 +107,7 @@ async fn backfill(config: &Config, a: BackfillArgs) -> anyhow::Result<()> {
     };
     let control = operator(config).await?;
     let s3 = crate::source::s3::S3::new(&config.s3).await;
-    let own = crate::pipeline::own_prefixes(pipeline);
+    let own = pipeline.own_prefixes();
     let done = backfill::run(pipeline, &s3, &control, &range, own).await?;
     eprintln!(
         "backfill {}: {} objects in range, {} newly staged, {} bytes",

@@ -8,10 +8,12 @@
 //!   redacted secrets).
 //! - [`control`]: the PostgreSQL control database: migrations, the ledger of objects, batches
 //!   (seal, claim, lease, settle), `load_errors`, status queries and retention.
-//! - [`source`]: S3 access, discovery (listing, SQS notifications, backfill), decompression and
-//!   record framing, the formats, and the reader thread that turns an object into record blocks.
+//! - [`source`]: reading objects, a library with no control-database imports: S3 access, key
+//!   layouts, decompression, record framing, the formats, and the reader thread.
+//! - [`discovery`]: listing, SQS notifications and backfill, recording objects in the ledger.
 //! - [`pipeline`]: one pipeline at run time: discovery, sealing, and the dispatcher that claims,
-//!   delivers, retries within the budget and settles; the S3 error artifacts.
+//!   delivers, retries within the budget and settles.
+//! - [`artifacts`]: the error artifacts left in S3 (manifests, Firehose-format failed records).
 //! - [`destination`]: the [`destination::Destination`] trait and the file, Redshift,
 //!   Elasticsearch and Splunk implementations.
 //! - [`daemon`]: wires it together and handles signals; [`cli`]: the command line;
@@ -19,16 +21,18 @@
 //! - [`admin`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`, the status page);
 //!   [`telemetry`]: metric names; [`notify`]: the systemd notify protocol.
 //! - [`pgtls`]: TLS for PostgreSQL-protocol connections (control database and Redshift).
-//! - [`model`], [`codes`]: shared types and the loader's own error codes.
+//! - [`model`], [`codes`]: shared types and the loader's own error codes; [`sql`]: SQL quoting.
 //! - [`memory`]: returning the buffers of failing batches to the system.
 
 pub mod admin;
+pub mod artifacts;
 pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod destination;
+pub mod discovery;
 pub mod memory;
 pub mod model;
 pub mod notify;
@@ -36,4 +40,5 @@ pub mod ops;
 pub mod pgtls;
 pub mod pipeline;
 pub mod source;
+pub mod sql;
 pub mod telemetry;

@@ -164,7 +164,7 @@ pub async fn run_checks(state: &AdminState, timeout: Duration) -> Readiness {
     }));
     let queues = futures::future::join_all(pipelines.iter().map(|p| async move {
         let url = p.config.source.sqs_queue_url.as_deref()?;
-        let r = timed(timeout, crate::source::sqs::check_queue(&state.s3, url)).await;
+        let r = timed(timeout, crate::discovery::sqs::check_queue(&state.s3, url)).await;
         Some(CheckResult {
             check: CheckKind::Queue,
             pipeline: Some(p.config.name.clone()),

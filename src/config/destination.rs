@@ -23,6 +23,15 @@ pub enum DestinationConfig {
 }
 
 impl DestinationConfig {
+    /// Prefixes of the source bucket where this destination writes its own objects (Redshift's
+    /// manifests), which discovery must never take for staged objects.
+    pub fn own_prefixes(&self) -> Vec<String> {
+        match self {
+            DestinationConfig::Redshift(r) => vec![r.manifest_prefix.clone()],
+            _ => Vec::new(),
+        }
+    }
+
     /// The destination's `type` as written in the config.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -443,7 +452,7 @@ fn check_merge(r: &RedshiftConfig) -> Result<(), (&'static str, String)> {
         ));
     }
     // Compared as SQL resolves them: the COPY's own quoting folds bare names to lower case.
-    let sql_name = |n: &str| crate::destination::redshift::copy::quote_ident(n).ok();
+    let sql_name = |n: &str| crate::sql::quote_ident(n).ok();
     let known: Vec<_> = r.columns.iter().map(|c| sql_name(c)).collect();
     if let Some(k) = r.merge_keys.iter().find(|k| !known.contains(&sql_name(k))) {
         return Err(("merge_keys", format!("{k:?} is not one of columns")));

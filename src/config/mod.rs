@@ -264,6 +264,15 @@ impl PipelineConfig {
         )
     }
 
+    /// Keys under these prefixes are the loader's own output (error artifacts, the
+    /// destination's manifests), never staged objects.
+    pub fn own_prefixes(&self) -> Vec<String> {
+        let mut own = vec![self.error_prefix()];
+        own.extend(self.destination.own_prefixes());
+        own.retain(|p| !p.is_empty());
+        own
+    }
+
     /// The prefix for error artifacts, always ending in `/`.
     pub fn error_prefix(&self) -> String {
         let p = self
@@ -682,7 +691,7 @@ impl Config {
                 return Err((at("source.bucket"), "must not be empty".into()));
             }
             if let Some(q) = &p.source.sqs_queue_url {
-                if let Err(e) = crate::source::sqs::endpoint_of(q) {
+                if let Err(e) = sqs_endpoint(q) {
                     return Err((at("source.sqs_queue_url"), e));
                 }
             }
@@ -860,3 +869,12 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
 
 #[cfg(test)]
 mod tests;
+
+/// The SQS endpoint a queue URL lives at: its scheme, host and port.
+pub fn sqs_endpoint(queue_url: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(queue_url).map_err(|e| format!("{queue_url:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{queue_url:?} is not an http(s) queue URL"));
+    }
+    Ok(url.origin().ascii_serialization())
+}

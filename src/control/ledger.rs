@@ -191,7 +191,7 @@ impl Control {
     }
 
     /// The key layout discovery recorded for a pipeline's prefix (see
-    /// [`crate::source::discover::KeyLayout`]), if any.
+    /// [`crate::source::layout::KeyLayout`]), if any.
     pub async fn key_layout(
         &self,
         pipeline: &str,

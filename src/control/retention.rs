@@ -23,7 +23,7 @@
 //! Nothing `pending`, `batched`, `sealed` or `delivering` is ever touched.
 
 use super::{q, Control, ControlError};
-use crate::source::discover::KeyLayout;
+use crate::source::layout::KeyLayout;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

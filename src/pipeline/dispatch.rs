@@ -2,8 +2,8 @@
 //! within the batch's budget, and settle it as loaded or skipped with `load_errors` rows and an
 //! error artifact. The only place that loops, sleeps, records and settles.
 
-use super::artifacts::{self, FailedRecords};
 use super::retry::{Budget, RetryClock};
+use crate::artifacts::{self, FailedRecords};
 use crate::codes;
 use crate::config::PipelineConfig;
 use crate::control::batches::Settlement;

@@ -1,17 +1,17 @@
 //! One pipeline at run time: discovery on its poll interval, sealing by the buffer rules, and its
 //! dispatch workers. Its notification queue, when it has one, is read by the process's receiver
-//! for that queue (`source::sqs::Queues`, shared by every pipeline naming it), which records
+//! for that queue (`discovery::sqs::Queues`, shared by every pipeline naming it), which records
 //! into this pipeline's ledger and wakes its sealer. Data flows one way: discovery never waits
 //! on delivery.
 
-pub mod artifacts;
 pub mod dispatch;
 pub mod retry;
 
 use crate::config::PipelineConfig;
 use crate::control::Control;
 use crate::destination::Destination;
-use crate::source::discover::Discoverer;
+use crate::discovery::announce;
+use crate::discovery::listing::Discoverer;
 use crate::source::s3::S3;
 use dispatch::{DispatchTimings, Dispatcher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,25 +24,6 @@ use tracing::{debug, info, warn};
 
 /// How often pending objects are checked against the buffer rules.
 const SEAL_TICK: Duration = Duration::from_millis(500);
-
-/// Logs and counts newly recorded objects and wakes the sealer.
-pub(crate) fn announce(pipeline: &str, objects: u64, via: &'static str, sealer: &Notify) {
-    info!(pipeline, objects, via, "discovered objects");
-    metrics::counter!(crate::telemetry::OBJECTS_DISCOVERED, "pipeline" => pipeline.to_string())
-        .increment(objects);
-    sealer.notify_one();
-}
-
-/// Keys under these prefixes are the loader's own output (error artifacts, manifests), never
-/// staged objects.
-pub fn own_prefixes(config: &PipelineConfig) -> Vec<String> {
-    let mut own = vec![config.error_prefix()];
-    if let crate::config::DestinationConfig::Redshift(r) = &config.destination {
-        own.push(r.manifest_prefix.clone());
-    }
-    own.retain(|p| !p.is_empty());
-    own
-}
 
 /// Everything one pipeline needs to run.
 pub struct PipelineRuntime {
@@ -67,7 +48,7 @@ pub struct PipelineRuntime {
 
 impl PipelineRuntime {
     fn own_prefixes(&self) -> Vec<String> {
-        own_prefixes(&self.config)
+        self.config.own_prefixes()
     }
 
     /// Runs discovery, sealing and dispatch until `stop`; in-flight deliveries get until

@@ -1,14 +1,13 @@
-//! The source side: S3 access and discovery (listing, and S3 event notifications from SQS),
-//! decompression and record framing.
+//! Reading staged objects: S3 access, what a key's path says about time, decompression, record
+//! framing and the formats, and the reader thread that turns an object into blocks of records.
+//! A library: nothing here touches the control database (discovery, which records objects in
+//! the ledger, is [`crate::discovery`]).
 
-pub mod backfill;
 pub mod decode;
-pub mod discover;
-pub mod events;
 pub mod formats;
 pub mod framing;
+pub mod layout;
 pub mod pointer;
 pub mod reader;
 pub mod records;
 pub mod s3;
-pub mod sqs;

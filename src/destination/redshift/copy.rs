@@ -2,6 +2,8 @@
 //! literal escaping, and the `COPY ... MANIFEST` statement, with a redacted form for logs that
 //! hides the authorization and any secret written into `copy_options`.
 
+pub use crate::sql::{quote_ident, quote_literal, quote_qualified};
+
 use crate::config::{RedshiftConfig, Secret};
 
 /// How COPY is allowed to read S3 (protocols.md 5.3): exactly one of these.
@@ -239,53 +241,6 @@ impl RedshiftConfig {
     }
 }
 
-/// A string literal: single quotes doubled.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// One identifier as SQL: an already double-quoted name is kept as written; a bare name folds
-/// to lower case (as SQL folds unquoted names) and is quoted, so nothing in it can end the name.
-pub fn quote_ident(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("empty identifier".into());
-    }
-    if let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        if inner.is_empty() || inner.replace("\"\"", "").contains('"') {
-            return Err(format!("malformed quoted identifier {name}"));
-        }
-        return Ok(name.to_string());
-    }
-    Ok(format!("\"{}\"", name.to_lowercase().replace('"', "\"\"")))
-}
-
-/// `schema.table` (or `table`) with each part quoted; dots inside double quotes do not split.
-pub fn quote_qualified(name: &str) -> Result<String, String> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in name.trim().chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                cur.push(c);
-            }
-            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    if quoted || parts.len() > 3 {
-        return Err(format!("{name:?} is not a table name"));
-    }
-    Ok(parts
-        .iter()
-        .map(|p| quote_ident(p))
-        .collect::<Result<Vec<_>, _>>()?
-        .join("."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,20 +312,6 @@ mod tests {
         let red = creds.render("s3://b/k", true);
         assert!(red.contains("CREDENTIALS '***'") && !red.contains("aws_secret"));
         assert!(!format!("{creds:?}").contains("aws_secret"));
-    }
-
-    #[test]
-    fn identifiers_are_quoted_and_cannot_escape() {
-        assert_eq!(quote_qualified("clicks").unwrap(), "\"clicks\"");
-        assert_eq!(
-            quote_qualified("\"My.Schema\".t").unwrap(),
-            "\"My.Schema\".\"t\""
-        );
-        assert_eq!(quote_ident("a\"b").unwrap(), "\"a\"\"b\"");
-        assert!(quote_ident("\"a\"b\"").is_err());
-        assert!(quote_qualified("a.b.c.d").is_err());
-        assert!(quote_qualified("\"open").is_err());
-        assert!(quote_ident(" ").is_err());
     }
 
     #[test]

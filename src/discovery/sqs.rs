@@ -17,12 +17,12 @@
 //! notifications for the loader's own output (keys under a pipeline's error or manifest
 //! prefix that no pipeline watches).
 
-use super::discover::ledger_entry;
 use super::events::{self, CreatedObject, Notification};
-use super::s3::S3;
+use super::listing::ledger_entry;
 use crate::config::PipelineConfig;
 use crate::control::ledger::ListedObject;
 use crate::control::Control;
+use crate::source::s3::S3;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use std::collections::HashMap;
@@ -39,19 +39,10 @@ const WAIT_S: i32 = 20;
 /// How long to wait after a failed receive or delete.
 const QUEUE_RETRY: Duration = Duration::from_secs(5);
 
-/// The SQS endpoint a queue URL lives at: its scheme, host and port.
-pub fn endpoint_of(queue_url: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(queue_url).map_err(|e| format!("{queue_url:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{queue_url:?} is not an http(s) queue URL"));
-    }
-    Ok(url.origin().ascii_serialization())
-}
-
 /// An SQS client for the queue at `queue_url`, with `[s3]`'s region and credentials.
 fn client_for(s3: &S3, queue_url: &str) -> Result<aws_sdk_sqs::Client, String> {
     let conf = aws_sdk_sqs::config::Builder::from(s3.sdk_config())
-        .endpoint_url(endpoint_of(queue_url)?)
+        .endpoint_url(crate::config::sqs_endpoint(queue_url)?)
         .build();
     Ok(aws_sdk_sqs::Client::from_conf(conf))
 }
@@ -105,7 +96,7 @@ impl Route {
             queue_url: config.source.sqs_queue_url.clone()?,
             bucket: config.source.bucket.clone(),
             prefix: config.source.prefix.clone(),
-            own_prefixes: crate::pipeline::own_prefixes(config),
+            own_prefixes: config.own_prefixes(),
             sealer,
         })
     }
@@ -302,12 +293,7 @@ impl QueueReceiver {
                 }
             }
             if recorded > 0 {
-                crate::pipeline::announce(
-                    &route.pipeline,
-                    recorded,
-                    "notifications",
-                    &route.sealer,
-                );
+                super::announce(&route.pipeline, recorded, "notifications", &route.sealer);
                 out.recorded += recorded;
             }
         }
@@ -353,7 +339,7 @@ impl QueueReceiver {
     async fn with_etag(
         &self,
         mut c: CreatedObject,
-    ) -> Result<Option<CreatedObject>, super::s3::S3Error> {
+    ) -> Result<Option<CreatedObject>, crate::source::s3::S3Error> {
         if !c.etag.is_empty() {
             return Ok(Some(c));
         }
@@ -480,15 +466,18 @@ mod tests {
     #[test]
     fn the_endpoint_is_the_queue_urls_origin() {
         assert_eq!(
-            endpoint_of("https://sqs.us-east-1.amazonaws.com/123456789012/stage-events").unwrap(),
+            crate::config::sqs_endpoint(
+                "https://sqs.us-east-1.amazonaws.com/123456789012/stage-events"
+            )
+            .unwrap(),
             "https://sqs.us-east-1.amazonaws.com"
         );
         assert_eq!(
-            endpoint_of("http://127.0.0.1:5000/123456789012/q").unwrap(),
+            crate::config::sqs_endpoint("http://127.0.0.1:5000/123456789012/q").unwrap(),
             "http://127.0.0.1:5000"
         );
-        assert!(endpoint_of("sqs://queue").is_err());
-        assert!(endpoint_of("stage-events").is_err());
+        assert!(crate::config::sqs_endpoint("sqs://queue").is_err());
+        assert!(crate::config::sqs_endpoint("stage-events").is_err());
     }
 
     fn route(name: &str, bucket: &str, prefix: &str, own: &[&str]) -> Route {

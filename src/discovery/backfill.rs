@@ -7,10 +7,10 @@
 //! run resumes after the last key it recorded), and reports progress: a one-line bar with
 //! objects, bytes, rate and ETA on a terminal, JSON lines otherwise.
 
-use super::discover::{ledger_entry, Discoverer};
-use super::s3::S3;
+use super::listing::{ledger_entry, Discoverer};
 use crate::config::PipelineConfig;
 use crate::control::Control;
+use crate::source::s3::S3;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

@@ -1,0 +1,368 @@
+//! Discovery: list each pipeline's prefix, resuming after the last key seen, plus a lookback
+//! re-list of recent time partitions so late writes into an older partition are found, and
+//! record what is new in the ledger.
+//!
+//! Each ListObjectsV2 page is recorded as it arrives and the cursor advances per page, so memory
+//! holds one page and a process that dies mid-listing resumes after the last page it recorded.
+//! The key layout learned from the keys (see [`KeyLayout`]) is kept in the control database, so
+//! after a restart the lookback re-lists only its window, not the whole prefix.
+
+use crate::config::PipelineConfig;
+use crate::control::ledger::ListedObject;
+use crate::control::{Control, ControlError};
+use crate::source::layout::{arrival_from_key, KeyLayout};
+use crate::source::s3::{S3Error, S3};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use tracing::{debug, info};
+
+/// A discovery failure for one pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// Listing failed.
+    #[error("pipeline {pipeline}: {source}")]
+    S3 {
+        /// Pipeline.
+        pipeline: String,
+        /// The S3 error.
+        source: S3Error,
+    },
+    /// Recording failed.
+    #[error("pipeline {pipeline}: {source}")]
+    Control {
+        /// Pipeline.
+        pipeline: String,
+        /// The database error.
+        source: ControlError,
+    },
+}
+
+/// A prefix without time in its keys is re-listed whole on every poll up to this many keys.
+const FLAT_RELIST_KEYS: usize = 10_000;
+
+/// At most this many partition directories (`region=*` values) are re-listed per lookback.
+const MAX_LOOKBACK_DIRS: usize = 1_000;
+
+/// Discovers a pipeline's objects; keeps what it learned about the key layout in the control
+/// database.
+pub struct Discoverer {
+    pipeline: PipelineConfig,
+    s3: S3,
+    control: Control,
+    /// The layout, once read from the control database or learned from a key.
+    layout: Option<KeyLayout>,
+    /// Whether the stored layout has been read.
+    layout_loaded: bool,
+    /// With `start_at = "now"`: objects last modified before this are not staged.
+    not_before: Option<DateTime<Utc>>,
+    excluded: Vec<String>,
+    /// When a key layout without time last got its full re-list, and how many keys it saw.
+    last_full_relist: Option<(std::time::Instant, usize)>,
+}
+
+/// What one listing range did.
+#[derive(Default)]
+struct Listing {
+    recorded: u64,
+    keys: usize,
+}
+
+impl Discoverer {
+    /// A discoverer for one pipeline. Keys under `excluded` prefixes (the pipeline's own error
+    /// and manifest prefixes) are never staged objects.
+    pub fn new(pipeline: PipelineConfig, s3: S3, control: Control, excluded: Vec<String>) -> Self {
+        Discoverer {
+            pipeline,
+            s3,
+            control,
+            layout: None,
+            layout_loaded: false,
+            not_before: None,
+            excluded,
+            last_full_relist: None,
+        }
+    }
+
+    fn s3_err(&self, source: S3Error) -> DiscoverError {
+        DiscoverError::S3 {
+            pipeline: self.pipeline.name.clone(),
+            source,
+        }
+    }
+
+    fn db_err(&self, source: ControlError) -> DiscoverError {
+        DiscoverError::Control {
+            pipeline: self.pipeline.name.clone(),
+            source,
+        }
+    }
+
+    /// One pass: new keys after the cursor, then the lookback window. Returns objects recorded.
+    pub async fn run_once(&mut self) -> Result<u64, DiscoverError> {
+        let (name, bucket, prefix) = (
+            self.pipeline.name.clone(),
+            self.pipeline.source.bucket.clone(),
+            self.pipeline.source.prefix.clone(),
+        );
+        if !self.layout_loaded {
+            let stored = self
+                .control
+                .key_layout(&name, &bucket, &prefix)
+                .await
+                .map_err(|e| self.db_err(e))?;
+            self.layout = stored.as_deref().and_then(KeyLayout::from_template);
+            if let Some(l) = &self.layout {
+                debug!(pipeline = %name, layout = %l.template(), "key layout from the control database");
+            }
+            if self.pipeline.source.start_at == crate::config::StartAt::Now {
+                let started = self
+                    .control
+                    .pipeline_start(&name, &bucket, &prefix)
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+                debug!(pipeline = %name, started = %started, "start_at = now: older objects are not staged");
+                self.not_before = Some(started);
+            }
+            self.layout_loaded = true;
+        }
+        let cursor = self
+            .control
+            .cursor(&name, &bucket, &prefix)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let mut recorded = self
+            .list_range(&prefix, cursor.as_deref(), None, true)
+            .await?
+            .recorded;
+
+        // Late writes land in partitions the cursor has passed; re-list the recent ones.
+        let Some(cursor) = cursor else {
+            return Ok(recorded);
+        };
+        let since = Utc::now() - ChronoDuration::seconds(self.pipeline.source.lookback_s as i64);
+        let layout = self.layout.clone().unwrap_or_else(KeyLayout::flat);
+        if layout.is_flat() {
+            // Without time in the keys a late write can sort anywhere, so the whole prefix is
+            // listed again: every poll while it is small, every twelfth of the lookback window
+            // once it is large, since listing is then the cost.
+            let every =
+                (self.pipeline.source.lookback_s / 12).max(self.pipeline.source.poll_interval_s);
+            let due = self.last_full_relist.is_none_or(|(at, keys)| {
+                keys < FLAT_RELIST_KEYS || at.elapsed().as_secs() >= every
+            });
+            if due {
+                let late = self.list_range(&prefix, None, Some(&cursor), false).await?;
+                self.last_full_relist = Some((std::time::Instant::now(), late.keys));
+                recorded += late.recorded;
+            }
+            return Ok(recorded);
+        }
+        let time_start = layout.time_start(since);
+        for dir in self.lookback_dirs(&layout).await? {
+            let start = format!("{dir}{time_start}");
+            if start < cursor {
+                recorded += self
+                    .list_range(&dir, Some(&start), Some(&cursor), false)
+                    .await?
+                    .recorded;
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// The directories the lookback lists in: the prefix, or, when the layout has varying
+    /// levels before its time levels (`region=*/year=...`), each directory at that depth.
+    async fn lookback_dirs(&self, layout: &KeyLayout) -> Result<Vec<String>, DiscoverError> {
+        let mut dirs = vec![self.pipeline.source.prefix.clone()];
+        for name in layout.leading_names() {
+            let mut next = Vec::new();
+            for d in &dirs {
+                let found = self
+                    .s3
+                    .list_dirs(&self.pipeline.source.bucket, d)
+                    .await
+                    .map_err(|e| self.s3_err(e))?;
+                next.extend(found.into_iter().filter(|c| {
+                    let level = c[d.len()..].trim_end_matches('/');
+                    let named = name
+                        .as_ref()
+                        .is_none_or(|n| level.split_once('=').is_some_and(|(k, _)| k == n));
+                    named && !self.excluded.iter().any(|e| c.starts_with(e.as_str()))
+                }));
+                if next.len() >= MAX_LOOKBACK_DIRS {
+                    next.truncate(MAX_LOOKBACK_DIRS);
+                    break;
+                }
+            }
+            dirs = next;
+        }
+        Ok(dirs)
+    }
+
+    /// Some S3-compatible servers list objects without an ETag. Recorded with an empty one, an
+    /// object would be a second ledger row beside the one a notification records (with its
+    /// ETag, or one taken from a HEAD) and load twice; so a key new to the ledger gets its ETag
+    /// from a HEAD, and a known key listed without one is left alone (it is in the ledger).
+    pub(crate) async fn with_etags(
+        &self,
+        entries: Vec<ListedObject>,
+    ) -> Result<Vec<ListedObject>, DiscoverError> {
+        let blank: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.etag.is_empty())
+            .map(|e| e.key.as_str())
+            .collect();
+        if blank.is_empty() {
+            return Ok(entries);
+        }
+        let bucket = &self.pipeline.source.bucket;
+        let known = self
+            .control
+            .known_keys(&self.pipeline.name, bucket, &blank)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            if e.etag.is_empty() {
+                if known.contains(&e.key) {
+                    continue;
+                }
+                match self
+                    .s3
+                    .head(bucket, &e.key)
+                    .await
+                    .map_err(|x| self.s3_err(x))?
+                {
+                    Some(h) => {
+                        e.etag = h.etag;
+                        e.size = h.size;
+                    }
+                    // Deleted since the listing.
+                    None => continue,
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Lists `list_prefix` after `start_after`, up to `until` when given, recording each page in
+    /// the ledger as it arrives; with `advance`, the cursor moves past each page once it is
+    /// recorded. A layout learned from the keys is stored before the cursor moves past them.
+    async fn list_range(
+        &mut self,
+        list_prefix: &str,
+        start_after: Option<&str>,
+        until: Option<&str>,
+        advance: bool,
+    ) -> Result<Listing, DiscoverError> {
+        let (name, bucket, prefix) = (
+            self.pipeline.name.clone(),
+            self.pipeline.source.bucket.clone(),
+            self.pipeline.source.prefix.clone(),
+        );
+        let mut done = Listing::default();
+        let mut token: Option<String> = None;
+        loop {
+            let (page, next) = self
+                .s3
+                .list_page(&bucket, list_prefix, start_after, token.as_deref())
+                .await
+                .map_err(|e| self.s3_err(e))?;
+            debug!(pipeline = %name, prefix = %list_prefix, start_after = start_after.unwrap_or(""), keys = page.len(), "listed page");
+            let mut entries = Vec::with_capacity(page.len());
+            let mut last = None;
+            let mut past_until = false;
+            let mut learned = None;
+            for o in page {
+                if until.is_some_and(|u| o.key.as_str() > u) {
+                    past_until = true;
+                    break;
+                }
+                done.keys += 1;
+                last = Some(o.key.clone());
+                if let (Some(nb), Some(lm)) = (self.not_before, o.last_modified) {
+                    if lm < nb {
+                        continue;
+                    }
+                }
+                let Some((entry, found)) = ledger_entry(
+                    &prefix,
+                    &self.excluded,
+                    o.key,
+                    o.etag,
+                    o.size,
+                    o.last_modified,
+                ) else {
+                    continue;
+                };
+                let better = match (&self.layout, &learned) {
+                    (_, Some(_)) => false,
+                    (None, None) => true,
+                    (Some(l), None) => l.is_flat() && !found.is_flat(),
+                };
+                if better {
+                    learned = Some(found);
+                }
+                entries.push(entry);
+            }
+            let entries = self.with_etags(entries).await?;
+            done.recorded += self
+                .control
+                .record_objects(&name, &bucket, &entries)
+                .await
+                .map_err(|e| self.db_err(e))?;
+            if let Some(l) = learned {
+                self.control
+                    .save_key_layout(&name, &bucket, &prefix, &l.template())
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+                info!(pipeline = %name, layout = %l.template(), "key layout learned");
+                self.layout = Some(l);
+            }
+            if let (true, Some(last)) = (advance, &last) {
+                self.control
+                    .advance_cursor(&name, &bucket, &prefix, last)
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+            }
+            match next {
+                Some(t) if !past_until => token = Some(t),
+                _ => return Ok(done),
+            }
+        }
+    }
+}
+
+/// The ledger entry for a key under `prefix` (listed, or named by a notification), with the
+/// time layout its key shows; None for folder markers and keys under the loader's own `excluded`
+/// prefixes. Arrival time comes from the key's partition, else `last_modified`, else now.
+pub fn ledger_entry(
+    prefix: &str,
+    excluded: &[String],
+    key: String,
+    etag: String,
+    size: i64,
+    last_modified: Option<DateTime<Utc>>,
+) -> Option<(ListedObject, KeyLayout)> {
+    if key.ends_with('/') || excluded.iter().any(|e| key.starts_with(e.as_str())) {
+        return None;
+    }
+    let rest = key.strip_prefix(prefix).unwrap_or(&key);
+    let parsed = arrival_from_key(rest);
+    let layout = parsed
+        .as_ref()
+        .map_or_else(KeyLayout::flat, |p| p.1.clone());
+    let arrival_time = parsed
+        .as_ref()
+        .map(|p| p.0)
+        .or(last_modified)
+        .unwrap_or_else(Utc::now);
+    let entry = ListedObject {
+        key,
+        etag,
+        size,
+        last_modified,
+        arrival_time,
+    };
+    Some((entry, layout))
+}
