@@ -261,10 +261,12 @@ fn format_options_are_checked() {
         "cloudfront",
         "s3_access",
         "cloudtrail",
+        "parquet",
     ] {
         parse(&with(&format!("format = \"{format}\""))).expect(format);
     }
     for (source, field, needle) in [
+        ("format = \"orc\"", "source.format", "ORC is read only by Redshift's COPY"),
         ("csv_delimiter = \";\"", "source.csv_delimiter", "applies only to format = \"csv\""),
         ("format = \"csv\"\ncsv_delimiter = \";;\"", "source.csv_delimiter", "one ASCII"),
         ("format = \"csv\"\ncsv_quote = \"\\n\"", "source.csv_quote", "one ASCII"),
@@ -302,7 +304,7 @@ fn redshift_refuses_formats_copy_cannot_read() {
                 "type = \"redshift\"\nurl = \"postgres://l@c:5439/dev\"\ntable = \"t\"\niam_role = \"arn:x\"",
             )
     };
-    for ok in ["json_lines", "json_concat", "lines"] {
+    for ok in ["json_lines", "json_concat", "lines", "parquet", "orc"] {
         parse(&redshift(&format!("format = \"{ok}\""))).expect(ok);
     }
     for (format, advice) in [
