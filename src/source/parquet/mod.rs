@@ -31,6 +31,7 @@ use ::parquet::arrow::arrow_reader::{
 use ::parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
 use ::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use ::parquet::errors::ParquetError;
+use arrow_schema::{DataType, FieldRef, Schema};
 
 pub use ranges::{FetchError, S3Ranges};
 use rows::Rows;
@@ -88,6 +89,11 @@ where
             }
         }
     };
+    let meta = match utc_offsets(&meta) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Ok(failed_stream(read_error(e, 1))),
+        None => meta,
+    };
     let stream = match ParquetRecordBatchStreamBuilder::new_with_metadata(input, meta)
         .with_batch_size(opts.batch_rows.max(1))
         .build()
@@ -98,6 +104,63 @@ where
     let (sink, records) = record_channel();
     tokio::spawn(drive(stream, sink, opts, fetched));
     Ok(records)
+}
+
+/// The metadata read with every named time zone (`"UTC"`, `"Europe/Paris"`, as pyarrow and
+/// Spark write into the Arrow schema they embed) replaced by `+00:00`, or `None` when there is
+/// none. `arrow-json` prints only offset time zones without the tz database; the instant is the
+/// same, so such timestamps are written in UTC (`...Z`).
+fn utc_offsets(meta: &ArrowReaderMetadata) -> Option<Result<ArrowReaderMetadata, ParquetError>> {
+    let schema = meta.schema();
+    let mut changed = false;
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match offset_type(f.data_type()) {
+            Some(t) => {
+                changed = true;
+                Arc::new(f.as_ref().clone().with_data_type(t))
+            }
+            None => Arc::clone(f),
+        })
+        .collect();
+    if !changed {
+        return None;
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    Some(ArrowReaderMetadata::try_new(
+        Arc::clone(meta.metadata()),
+        ArrowReaderOptions::new().with_schema(schema),
+    ))
+}
+
+/// `t` with named time zones replaced by `+00:00`, or `None` when it has none.
+fn offset_type(t: &DataType) -> Option<DataType> {
+    let field = |f: &FieldRef| {
+        offset_type(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+    };
+    match t {
+        DataType::Timestamp(unit, Some(tz)) if !tz.starts_with(['+', '-']) => {
+            Some(DataType::Timestamp(*unit, Some("+00:00".into())))
+        }
+        DataType::List(f) => field(f).map(DataType::List),
+        DataType::LargeList(f) => field(f).map(DataType::LargeList),
+        DataType::FixedSizeList(f, n) => field(f).map(|f| DataType::FixedSizeList(f, *n)),
+        DataType::Map(f, sorted) => field(f).map(|f| DataType::Map(f, *sorted)),
+        DataType::Struct(fields) => {
+            let mapped: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
+            mapped.iter().any(Option::is_some).then(|| {
+                DataType::Struct(
+                    fields
+                        .iter()
+                        .zip(mapped)
+                        .map(|(f, m)| m.unwrap_or_else(|| Arc::clone(f)))
+                        .collect(),
+                )
+            })
+        }
+        _ => None,
+    }
 }
 
 /// What a parquet error is about.
