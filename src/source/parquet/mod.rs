@@ -3,7 +3,7 @@
 //! records come out as the same [`RecordStream`] the text formats give, so the destinations do
 //! not know the difference.
 //!
-//! The footer is read with one suffix range GET, then each row group's column chunks with
+//! The footer is read with one ranged GET of the object's last 64 KiB, then each row group's column chunks with
 //! ranged GETs ([`S3Ranges`], every request pinned to the listed ETag). A row group is decoded
 //! on a blocking thread in batches of [`BATCH_ROWS`] rows and each row written as one JSON
 //! object by `arrow-json` ([`rows`]); the next row group is fetched only once the previous one

@@ -1,14 +1,14 @@
 //! Parquet's [`AsyncFileReader`] over S3 ranged GETs of one version of one object: the footer
-//! with a suffix range, each column chunk with `Range: bytes=<first>-<last>`, every request
-//! pinned to the listed ETag with `If-Match` so a rewritten object is never read in two
-//! versions.
+//! with one range at the end of the object (64 KiB, more only for a larger footer), each column
+//! chunk with `Range: bytes=<first>-<last>`, every request pinned to the listed ETag with
+//! `If-Match` so a rewritten object is never read in two versions.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ::parquet::arrow::arrow_reader::ArrowReaderOptions;
-use ::parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
+use ::parquet::arrow::async_reader::AsyncFileReader;
 use ::parquet::errors::{ParquetError, Result};
 use ::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use bytes::Bytes;
@@ -20,9 +20,6 @@ use crate::source::s3::{S3Error, S3};
 /// Bytes at the end of the object fetched for the footer in one request; a larger footer
 /// costs a second request.
 const FOOTER_PREFETCH: usize = 64 * 1024;
-
-/// The least size of a Parquet file: `PAR1`, the footer length, `PAR1`.
-const MIN_FILE: u64 = 12;
 
 /// An S3 request that failed (not the data): carried through parquet's errors as
 /// [`ParquetError::External`] so the reader can tell it from corrupt data.
@@ -109,24 +106,11 @@ impl AsyncFileReader for S3Ranges {
             let reader = ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(FOOTER_PREFETCH))
                 .with_arrow_reader_options(options);
-            Ok(Arc::new(reader.load_via_suffix_and_finish(self).await?))
-        }
-        .boxed()
-    }
-}
-
-impl MetadataSuffixFetch for &mut S3Ranges {
-    fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, Result<Bytes>> {
-        async move {
-            if self.size < MIN_FILE {
-                return Err(ParquetError::EOF(format!(
-                    "an object of {} bytes is too small to be a Parquet file",
-                    self.size
-                )));
-            }
-            // A suffix longer than the object returns the whole object.
-            let want = (suffix as u64).min(self.size);
-            self.fetch(format!("-{suffix}"), Some(want)).await
+            // A range at the end rather than a suffix range (`bytes=-<n>`): the size is known,
+            // and some S3-compatible servers fail a suffix longer than the object instead of
+            // returning the whole object.
+            let size = self.size;
+            Ok(Arc::new(reader.load_and_finish(self, size).await?))
         }
         .boxed()
     }
