@@ -45,10 +45,11 @@ fn refusal(text: &str) -> String {
 fn example_config_parses() {
     let text = include_str!("../../config/stageload.example.toml");
     let c = Config::parse(text, "example", &any_env).expect("example config must parse");
-    assert_eq!(c.pipelines.len(), 4);
+    assert_eq!(c.pipelines.len(), 5);
     assert_eq!(c.pipelines[0].retry_duration(), Duration::from_secs(3600));
     assert_eq!(c.pipelines[1].retry_duration(), Duration::from_secs(300));
     assert_eq!(c.pipelines[1].destination.kind(), "elasticsearch");
+    assert_eq!(c.pipelines[4].source.format, Framing::Parquet);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Int64Array, ListArray,
     RecordBatch, StringArray, StructArray, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
+use arrow_array::{FixedSizeBinaryArray, Float64Array, Time32MillisecondArray};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
@@ -158,7 +159,7 @@ async fn logical_and_nested_types_map_as_arrow_json_writes_them() {
                 point,
                 vec![
                     Arc::new(StringArray::from(vec!["a\"b"])),
-                    Arc::new(arrow_array::Float64Array::from(vec![0.5])),
+                    Arc::new(Float64Array::from(vec![0.5])),
                 ],
                 None,
             )),
@@ -166,6 +167,15 @@ async fn logical_and_nested_types_map_as_arrow_json_writes_them() {
         ("tags", Arc::new(tags)),
         ("blob", Arc::new(BinaryArray::from(vec![&b"\x01\xff"[..]]))),
         ("ok", Arc::new(BooleanArray::from(vec![true]))),
+        (
+            "when",
+            Arc::new(Time32MillisecondArray::from(vec![43_200_250])),
+        ),
+        ("ratio", Arc::new(Float64Array::from(vec![f64::NAN]))),
+        (
+            "digest",
+            Arc::new(FixedSizeBinaryArray::try_from_iter([[0xab_u8, 0x01]].into_iter()).unwrap()),
+        ),
         (
             "paris",
             Arc::new(
@@ -195,6 +205,9 @@ async fn logical_and_nested_types_map_as_arrow_json_writes_them() {
             "tags": {"clicks": 3},
             "blob": "01ff",
             "ok": true,
+            "when": "12:00:00.250",
+            "ratio": null,
+            "digest": "ab01",
             "paris": "2026-12-02T12:00:00Z",
         })
     );
