@@ -25,16 +25,40 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::codes;
+use crate::source::s3::S3Error;
 
-/// A file in memory; every range asked for after the footer is logged.
+/// A file in memory; every range asked for after the footer is logged, and the requests
+/// after the first `fail_from` fail as a reset connection would.
 struct Mem {
     data: Bytes,
     log: Arc<Mutex<Vec<Range<u64>>>>,
+    fail_from: usize,
+}
+
+impl Mem {
+    fn new(data: Vec<u8>) -> Mem {
+        Mem {
+            data: data.into(),
+            log: Arc::default(),
+            fail_from: usize::MAX,
+        }
+    }
 }
 
 impl AsyncFileReader for Mem {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes>> {
-        self.log.lock().unwrap().push(range.clone());
+        let mut log = self.log.lock().unwrap();
+        log.push(range.clone());
+        if log.len() > self.fail_from {
+            let e = S3Error::Request {
+                op: "get",
+                bucket: "b".into(),
+                key: "k".into(),
+                message: "connection reset".into(),
+            };
+            return async move { Err(ParquetError::External(Box::new(FetchError(e)))) }.boxed();
+        }
+        drop(log);
         let bytes = self.data.slice(range.start as usize..range.end as usize);
         async move { Ok(bytes) }.boxed()
     }
@@ -68,11 +92,7 @@ async fn read(
     data: Vec<u8>,
     opts: ParquetOptions,
 ) -> (Vec<(u64, u64, Value)>, Result<ObjectEnd, ReadError>) {
-    let mem = Mem {
-        data: data.into(),
-        log: Arc::default(),
-    };
-    let mut stream = start(mem, opts, Arc::default()).await.unwrap();
+    let mut stream = start(Mem::new(data), opts, Arc::default()).await.unwrap();
     let mut records = Vec::new();
     loop {
         match stream.next().await.unwrap() {
@@ -233,8 +253,8 @@ async fn rows_are_numbered_across_row_groups_and_fetched_one_group_at_a_time() {
 
     let log = Arc::new(Mutex::new(Vec::new()));
     let mem = Mem {
-        data: file.into(),
         log: Arc::clone(&log),
+        ..Mem::new(file)
     };
     // Small blocks: the reader waits on the consumer long before the first group is done.
     let mut stream = start(mem, opts(4096), Arc::default()).await.unwrap();
@@ -323,10 +343,7 @@ async fn a_corrupt_page_ends_the_object_after_the_rows_before_it() {
 #[tokio::test]
 async fn a_row_over_the_record_limit_is_rejected_alone() {
     let file = simple_file(5, 5, PageCompression::UNCOMPRESSED);
-    let mem = Mem {
-        data: file.into(),
-        log: Arc::default(),
-    };
+    let mem = Mem::new(file);
     let small = ParquetOptions {
         max_record_bytes: 26,
         ..opts(4096)
@@ -343,16 +360,7 @@ async fn a_row_over_the_record_limit_is_rejected_alone() {
         max_record_bytes: 22,
         ..opts(4096)
     };
-    let mut stream = start(
-        Mem {
-            data: file.into(),
-            log: Arc::default(),
-        },
-        tight,
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let mut stream = start(Mem::new(file), tight, Arc::default()).await.unwrap();
     let ReaderItem::Block(b) = stream.next().await.unwrap() else {
         panic!()
     };
@@ -370,4 +378,25 @@ async fn a_row_over_the_record_limit_is_rejected_alone() {
             (codes::RECORD_TOO_LARGE, 11, 12)
         ]
     );
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_a_stream_failure_after_the_rows_read() {
+    let file = simple_file(5_000, 1_000, PageCompression::SNAPPY);
+    // A request per column chunk, two per row group: the fourth group's fail.
+    let mem = Mem {
+        fail_from: 6,
+        ..Mem::new(file)
+    };
+    let mut stream = start(mem, opts(1 << 20), Arc::default()).await.unwrap();
+    let mut records = 0;
+    let e = loop {
+        match stream.next().await.unwrap() {
+            ReaderItem::Block(b) => records += b.records.len() as u64,
+            ReaderItem::End(end) => break end.unwrap_err(),
+        }
+    };
+    assert_eq!(e.err_code(), codes::READ_FAILED, "{e}");
+    assert!(e.to_string().contains("connection reset"), "{e}");
+    assert_eq!((records, e.line()), (3_000, 3_001), "{e}");
 }
