@@ -215,6 +215,10 @@ async fn drive<R>(
         sink,
     );
     let end = loop {
+        if state.2.tx.is_closed() {
+            // The consumer is gone: fetch nothing more.
+            return;
+        }
         let next = stream.next_row_group().await;
         let (rows, _, _) = &state;
         let line = rows.rows + 1;
