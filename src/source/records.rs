@@ -1,6 +1,7 @@
 //! Reading one staged object's records for the destinations that read records (file,
-//! Elasticsearch, Splunk): open it in S3, stream it through decompression and framing, and turn
-//! what goes wrong into `load_errors` rows with the object's URL and line.
+//! Elasticsearch, Splunk): open it in S3, stream it through decompression and framing (or, for
+//! `parquet`, read its row groups by ranged GETs), and turn what goes wrong into `load_errors`
+//! rows with the object's URL and line.
 
 use super::decode::ReadErrorKind;
 use super::framing::{Framing, ReadError, RecordError};
