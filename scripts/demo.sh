@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: bring the local stack up, stage sample clickstream data (search and click events)
-# in Firehose's key layout, run the daemon with config/demo.toml until every staged object is
-# settled, and print what was delivered and what is in load_errors.
+# in Firehose's key layout, a CloudTrail log file and a Parquet file of orders, run the daemon
+# with config/demo.toml until every staged object is settled, and print what was delivered and
+# what is in load_errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,12 +51,17 @@ start_tool hec-receiver $BIN/hec-receiver --listen 127.0.0.1:0 \
 STAGELOAD_HEC_ADDR=$ADDR
 STAGELOAD_OPENSEARCH_ADDR=${STAGELOAD_OPENSEARCH_URL#http://}
 export STAGELOAD_REDSHIFT_ADDR STAGELOAD_HEC_ADDR STAGELOAD_OPENSEARCH_ADDR
-curl -s -X DELETE "$STAGELOAD_OPENSEARCH_URL/clickstream-*" >/dev/null || true
+for index in 'clickstream-*' 'cloudtrail-*' orders; do
+  curl -s -X DELETE "$STAGELOAD_OPENSEARCH_URL/$index" >/dev/null || true
+done
 # A fresh control database for each demo run.
 psql "$STAGELOAD_PG_URL" -qX -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" 2>/dev/null || true
 
 echo "== staging sample clickstream in s3://demo-stage/firehose/clickstream/"
 $BIN/examples/stage_sample --bucket demo-stage --prefix firehose/clickstream/ --objects 12 --records 400
+echo "== staging a CloudTrail log file and a Parquet file beside it"
+$BIN/examples/stage_formats --bucket demo-stage --cloudtrail-prefix AWSLogs/123456789012/CloudTrail/ \
+  --parquet-prefix parquet/orders/ --rows 300 --row-group 100
 
 LOG=$STAGELOAD_DEMO_DIR/stageload.log
 $BIN/stageload run --config config/demo.toml 2>"$LOG" &
@@ -67,7 +73,8 @@ echo "== waiting for the daemon to settle every staged object"
 for _ in $(seq 1 120); do
   open=$(psql_q "SELECT count(*) FROM staged_objects WHERE state IN ('pending','batched')")
   total=$(psql_q "SELECT count(*) FROM staged_objects")
-  if [ -n "$total" ] && [ "$total" -ge 48 ] && [ "$open" = "0" ]; then break; fi
+  # 12 clickstream objects for 4 pipelines, the CloudTrail file for 1, the Parquet file for 2.
+  if [ -n "$total" ] && [ "$total" -ge 51 ] && [ "$open" = "0" ]; then break; fi
   sleep 1
 done
 
@@ -91,6 +98,19 @@ echo "== OpenSearch (osmem): clickstream-* index"
 curl -s -X POST "$STAGELOAD_OPENSEARCH_URL/clickstream-*/_refresh" >/dev/null || true
 curl -s "$STAGELOAD_OPENSEARCH_URL/_cat/indices/clickstream-*?v" || true
 echo "count: $(curl -s "$STAGELOAD_OPENSEARCH_URL/clickstream-*/_count" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
+echo "== CloudTrail (format = \"cloudtrail\") in OpenSearch: cloudtrail-* index"
+curl -s -X POST "$STAGELOAD_OPENSEARCH_URL/cloudtrail-*/_refresh" >/dev/null || true
+echo "count: $(curl -s "$STAGELOAD_OPENSEARCH_URL/cloudtrail-*/_count" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
+curl -s "$STAGELOAD_OPENSEARCH_URL/cloudtrail-*/_search?q=eventName:AssumeRole&size=2" | python3 -c '
+import json, sys
+for h in json.load(sys.stdin).get("hits", {}).get("hits", []):
+    s = h["_source"]
+    print(h["_index"], s["eventTime"], s["eventSource"], s["eventName"], s["userIdentity"]["userName"], s["sourceIPAddress"])' || true
+echo "== Parquet (format = \"parquet\") delivered to the file destination ($STAGELOAD_DEMO_DIR/orders) and OpenSearch (orders)"
+echo "files: $(ls "$STAGELOAD_DEMO_DIR/orders" | wc -l), records: $(cat "$STAGELOAD_DEMO_DIR"/orders/*.ndjson | wc -l)"
+head -n 2 "$(ls -d "$STAGELOAD_DEMO_DIR"/orders/*.ndjson | head -1)"
+curl -s -X POST "$STAGELOAD_OPENSEARCH_URL/orders/_refresh" >/dev/null || true
+echo "orders index count: $(curl -s "$STAGELOAD_OPENSEARCH_URL/orders/_count" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
 echo "== Splunk HEC receiver"
 curl -s "http://$STAGELOAD_HEC_ADDR/_receiver/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("requests:", s["requests"], "events:", s["events"], "duplicates:", s["duplicates"])'
 echo "== load_errors"

@@ -21,3 +21,6 @@ pub const BATCH_REJECTED: i32 = 9106;
 /// not of its documented type, an unclosed CSV quote, a truncated JSON array, a document with
 /// no array where `json_array` points.
 pub const MALFORMED_RECORD: i32 = 9110;
+/// The object is not a readable file of its binary format: a Parquet file with a bad magic
+/// number or footer, or a corrupt page.
+pub const INVALID_FILE: i32 = 9111;

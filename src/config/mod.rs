@@ -305,7 +305,8 @@ pub struct SourceConfig {
     #[serde(default)]
     pub compression: Compression,
     /// How records are found: `json_lines`, `json_concat`, `lines`, `csv`, `json_array`,
-    /// `cloudtrail`, `alb`, `elb`, `vpc_flow`, `cloudfront` or `s3_access`.
+    /// `cloudtrail`, `alb`, `elb`, `vpc_flow`, `cloudfront`, `s3_access`, `parquet` (one JSON
+    /// object per row; `compression` does not apply) or `orc` (Redshift only).
     #[serde(default)]
     pub format: Framing,
     /// `csv`: the field delimiter, one ASCII character (default `,`).
@@ -452,6 +453,14 @@ impl SourceConfig {
                 }
             }
         }
+        if !redshift && self.format == Framing::Orc {
+            return Err((
+                "format".into(),
+                "ORC is read only by Redshift's COPY (FORMAT AS ORC); for this destination \
+                 convert the objects to Parquet (format = \"parquet\") or JSON lines"
+                    .into(),
+            ));
+        }
         if redshift {
             if let Some(advice) = copy_advice(self) {
                 return Err((
@@ -472,7 +481,8 @@ impl SourceConfig {
 /// format is only a description of data COPY reads with its own options).
 fn copy_advice(source: &SourceConfig) -> Option<&'static str> {
     Some(match source.format {
-        Framing::JsonLines | Framing::JsonConcat => return None,
+        // COPY reads these itself (FORMAT AS PARQUET / ORC).
+        Framing::JsonLines | Framing::JsonConcat | Framing::Parquet | Framing::Orc => return None,
         Framing::Lines if source.multiline.is_none() => return None,
         Framing::Lines => {
             "COPY loads one line per row and has no option to join lines; drop multiline, or \

@@ -45,10 +45,11 @@ fn refusal(text: &str) -> String {
 fn example_config_parses() {
     let text = include_str!("../../config/stageload.example.toml");
     let c = Config::parse(text, "example", &any_env).expect("example config must parse");
-    assert_eq!(c.pipelines.len(), 4);
+    assert_eq!(c.pipelines.len(), 5);
     assert_eq!(c.pipelines[0].retry_duration(), Duration::from_secs(3600));
     assert_eq!(c.pipelines[1].retry_duration(), Duration::from_secs(300));
     assert_eq!(c.pipelines[1].destination.kind(), "elasticsearch");
+    assert_eq!(c.pipelines[4].source.format, Framing::Parquet);
 }
 
 #[test]
@@ -261,10 +262,12 @@ fn format_options_are_checked() {
         "cloudfront",
         "s3_access",
         "cloudtrail",
+        "parquet",
     ] {
         parse(&with(&format!("format = \"{format}\""))).expect(format);
     }
     for (source, field, needle) in [
+        ("format = \"orc\"", "source.format", "ORC is read only by Redshift's COPY"),
         ("csv_delimiter = \";\"", "source.csv_delimiter", "applies only to format = \"csv\""),
         ("format = \"csv\"\ncsv_delimiter = \";;\"", "source.csv_delimiter", "one ASCII"),
         ("format = \"csv\"\ncsv_quote = \"\\n\"", "source.csv_quote", "one ASCII"),
@@ -302,7 +305,7 @@ fn redshift_refuses_formats_copy_cannot_read() {
                 "type = \"redshift\"\nurl = \"postgres://l@c:5439/dev\"\ntable = \"t\"\niam_role = \"arn:x\"",
             )
     };
-    for ok in ["json_lines", "json_concat", "lines"] {
+    for ok in ["json_lines", "json_concat", "lines", "parquet", "orc"] {
         parse(&redshift(&format!("format = \"{ok}\""))).expect(ok);
     }
     for (format, advice) in [

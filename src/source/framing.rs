@@ -49,6 +49,12 @@ pub enum Framing {
     Cloudfront,
     /// S3 server access logs.
     S3Access,
+    /// Apache Parquet files, read row group by row group with ranged GETs: one JSON object per
+    /// row, written as `arrow-json` writes it.
+    Parquet,
+    /// Apache ORC files: read only by Redshift's COPY (`FORMAT AS ORC`); refused for the
+    /// destinations that read records.
+    Orc,
 }
 
 impl Framing {
@@ -66,6 +72,8 @@ impl Framing {
             Framing::VpcFlow => "vpc_flow",
             Framing::Cloudfront => "cloudfront",
             Framing::S3Access => "s3_access",
+            Framing::Parquet => "parquet",
+            Framing::Orc => "orc",
         }
     }
 
@@ -137,6 +145,17 @@ pub enum ReadError {
         /// The decoder's error.
         source: io::Error,
     },
+    /// The object is not a readable file of its format: a Parquet file with a bad magic
+    /// number or footer, or a corrupt page.
+    #[error("unreadable {format} file at row {line}: {reason}")]
+    Invalid {
+        /// The format (`Parquet`).
+        format: &'static str,
+        /// 1-based row being read when the file failed.
+        line: u64,
+        /// What was wrong.
+        reason: String,
+    },
     /// The underlying stream failed.
     #[error("read failed at line {line}: {source}")]
     Io {
@@ -159,15 +178,16 @@ impl ReadError {
     /// Which side failed.
     pub fn kind(&self) -> ReadErrorKind {
         match self {
-            ReadError::Decompress { .. } => ReadErrorKind::Decompress,
+            ReadError::Decompress { .. } | ReadError::Invalid { .. } => ReadErrorKind::Decompress,
             ReadError::Io { .. } => ReadErrorKind::Io,
         }
     }
 
-    /// `codes::DECOMPRESSION_FAILED` or `codes::READ_FAILED`.
+    /// `codes::DECOMPRESSION_FAILED`, `codes::INVALID_FILE` or `codes::READ_FAILED`.
     pub fn err_code(&self) -> i32 {
         match self {
             ReadError::Decompress { .. } => codes::DECOMPRESSION_FAILED,
+            ReadError::Invalid { .. } => codes::INVALID_FILE,
             ReadError::Io { .. } => codes::READ_FAILED,
         }
     }
@@ -175,7 +195,9 @@ impl ReadError {
     /// 1-based line being read when the object failed.
     pub fn line(&self) -> u64 {
         match self {
-            ReadError::Decompress { line, .. } | ReadError::Io { line, .. } => *line,
+            ReadError::Decompress { line, .. }
+            | ReadError::Invalid { line, .. }
+            | ReadError::Io { line, .. } => *line,
         }
     }
 }
@@ -1604,5 +1626,9 @@ mod tests {
         let f: Framing = serde_json::from_str("\"json_concat\"").unwrap();
         assert_eq!(f, Framing::JsonConcat);
         assert_eq!(Framing::default(), Framing::JsonLines);
+        for f in [Framing::Parquet, Framing::Orc] {
+            let named: Framing = serde_json::from_str(&format!("\"{}\"", f.name())).unwrap();
+            assert_eq!(named, f);
+        }
     }
 }

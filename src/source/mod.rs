@@ -7,6 +7,7 @@ pub mod decode;
 pub mod formats;
 pub mod framing;
 pub mod layout;
+pub mod parquet;
 pub mod pointer;
 pub mod reader;
 pub mod records;

@@ -148,20 +148,58 @@ impl RecordStream {
     }
 }
 
+/// The producing end of a [`RecordStream`], for readers that are not a decompressed byte
+/// stream (Parquet): blocks go to `tx`, then one `End`; consumed blocks come back on
+/// `recycled`.
+pub struct BlockSink {
+    /// Where blocks and the final `End` go.
+    pub tx: mpsc::Sender<ReaderItem>,
+    /// Blocks the consumer handed back for reuse.
+    pub recycled: std::sync::mpsc::Receiver<RecordBlock>,
+}
+
+impl BlockSink {
+    /// A recycled block, or a new one sized for `block_bytes`.
+    pub fn block(&self, block_bytes: usize) -> RecordBlock {
+        self.recycled.try_recv().unwrap_or_else(|_| RecordBlock {
+            data: Vec::with_capacity(block_bytes + block_bytes / 4),
+            records: Vec::with_capacity(block_bytes / 128),
+            errors: Vec::new(),
+        })
+    }
+}
+
+/// A [`RecordStream`] and the sink that feeds it.
+pub fn record_channel() -> (BlockSink, RecordStream) {
+    let (tx, rx) = mpsc::channel(CHANNEL_BLOCKS);
+    let (recycle, recycled) = std::sync::mpsc::sync_channel(CHANNEL_BLOCKS + 1);
+    (
+        BlockSink { tx, recycled },
+        RecordStream {
+            rx,
+            recycle,
+            ended: false,
+        },
+    )
+}
+
+/// A stream that ends at once with `e`, before any record.
+pub fn failed_stream(e: ReadError) -> RecordStream {
+    let (sink, stream) = record_channel();
+    // The channel is new and empty: the one item fits.
+    let _ = sink.tx.try_send(ReaderItem::End(Err(e)));
+    stream
+}
+
 /// Starts reading `body` on a blocking thread; must be called within a Tokio runtime.
 pub fn spawn_reader(
     body: impl AsyncRead + Send + Unpin + 'static,
     opts: ReadOptions,
 ) -> RecordStream {
-    let (tx, rx) = mpsc::channel(CHANNEL_BLOCKS);
-    let (recycle, recycled) = std::sync::mpsc::sync_channel(CHANNEL_BLOCKS + 1);
+    let (sink, stream) = record_channel();
     let bridge = SyncIoBridge::new(body);
-    tokio::task::spawn_blocking(move || read_object(bridge, opts, &tx, &recycled));
-    RecordStream {
-        rx,
-        recycle,
-        ended: false,
-    }
+    tokio::task::spawn_blocking(move || read_object(bridge, opts, &sink.tx, &sink.recycled));
+    stream
 }
 
 /// Counts the compressed bytes read from the body.

@@ -1,9 +1,11 @@
 //! Reading one staged object's records for the destinations that read records (file,
-//! Elasticsearch, Splunk): open it in S3, stream it through decompression and framing, and turn
-//! what goes wrong into `load_errors` rows with the object's URL and line.
+//! Elasticsearch, Splunk): open it in S3, stream it through decompression and framing (or, for
+//! `parquet`, read its row groups by ranged GETs), and turn what goes wrong into `load_errors`
+//! rows with the object's URL and line.
 
 use super::decode::ReadErrorKind;
-use super::framing::{ReadError, RecordError};
+use super::framing::{Framing, ReadError, RecordError};
+use super::parquet::{self, ParquetOptions};
 use super::reader::{spawn_reader, ReadOptions, RecordStream};
 use super::s3::{S3Error, S3};
 use crate::codes;
@@ -28,21 +30,32 @@ pub async fn open(
     object: &StagedObject,
     source: &SourceConfig,
 ) -> Result<RecordStream, OpenFailure> {
-    match s3
-        .open(&object.bucket, &object.key, Some(&object.etag))
-        .await
-    {
-        Ok(opened) => Ok(spawn_reader(
-            opened.body,
-            ReadOptions {
-                compression: source.compression,
-                key: object.key.clone(),
-                content_encoding: opened.content_encoding,
-                format: source.format_options(),
-                max_record_bytes: source.max_record_bytes,
-                block_bytes: BLOCK_BYTES,
-            },
-        )),
+    let opened = if source.format == Framing::Parquet {
+        let opts = ParquetOptions {
+            max_record_bytes: source.max_record_bytes,
+            block_bytes: BLOCK_BYTES,
+            batch_rows: parquet::BATCH_ROWS,
+        };
+        parquet::open(s3, object, opts).await
+    } else {
+        s3.open(&object.bucket, &object.key, Some(&object.etag))
+            .await
+            .map(|opened| {
+                spawn_reader(
+                    opened.body,
+                    ReadOptions {
+                        compression: source.compression,
+                        key: object.key.clone(),
+                        content_encoding: opened.content_encoding,
+                        format: source.format_options(),
+                        max_record_bytes: source.max_record_bytes,
+                        block_bytes: BLOCK_BYTES,
+                    },
+                )
+            })
+    };
+    match opened {
+        Ok(stream) => Ok(stream),
         Err(e @ S3Error::NotFound { .. }) => Err(OpenFailure::Missing(Box::new(LoadError {
             object_id: Some(object.id),
             filename: object.url(),

@@ -276,15 +276,36 @@ impl S3 {
         if from > 0 {
             req = req.range(format!("bytes={from}-"));
         }
-        req.send().await.map_err(|e| {
-            let not_found = matches!(&e, SdkError::ServiceError(s) if s.err().is_no_such_key())
-                || matches!(&e, SdkError::ServiceError(s) if matches!(s.raw().status().as_u16(), 404 | 412));
-            if not_found {
-                S3Error::NotFound { bucket: bucket.into(), key: key.into() }
-            } else {
-                request_error("get", bucket, key, e)
-            }
-        })
+        req.send().await.map_err(|e| get_error(bucket, key, e))
+    }
+
+    /// The bytes of `range` (`bytes=<first>-<last>`, or a suffix `bytes=-<n>`) of one version of
+    /// an object: pinned to `etag` with `If-Match`, so a rewritten object answers 412 and is
+    /// reported as [`S3Error::NotFound`], as [`S3::open`] reports it.
+    pub async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        range: &str,
+    ) -> Result<bytes::Bytes, S3Error> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={range}"));
+        if !etag.is_empty() {
+            req = req.if_match(format!("\"{etag}\""));
+        }
+        let out = req.send().await.map_err(|e| get_error(bucket, key, e))?;
+        let body = out.body.collect().await.map_err(|e| S3Error::Request {
+            op: "get",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: DisplayErrorContext(&e).to_string(),
+        })?;
+        Ok(body.into_bytes())
     }
 
     /// The object's ETag (without quotes) and size, or `None` when it does not exist.
@@ -478,6 +499,32 @@ impl Upload {
             .await
             .map_err(|e| request_error("abort multipart upload", &self.bucket, &self.key, e))?;
         Ok(())
+    }
+}
+
+/// A GET's error: a missing object, or one whose ETag no longer matches (412), is
+/// [`S3Error::NotFound`].
+fn get_error(
+    bucket: &str,
+    key: &str,
+    e: SdkError<
+        aws_sdk_s3::operation::get_object::GetObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+) -> S3Error {
+    let not_found = match &e {
+        SdkError::ServiceError(s) => {
+            s.err().is_no_such_key() || matches!(s.raw().status().as_u16(), 404 | 412)
+        }
+        _ => false,
+    };
+    if not_found {
+        S3Error::NotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    } else {
+        request_error("get", bucket, key, e)
     }
 }
 

@@ -77,6 +77,8 @@ pub trait Convert: Send {
 pub fn converter(format: &FormatOptions, max_record_bytes: usize) -> Option<Box<dyn Convert>> {
     match format.framing {
         Framing::JsonLines | Framing::JsonConcat | Framing::JsonArray | Framing::Cloudtrail => None,
+        // Binary formats: read by their own reader (`source::parquet`), never framed.
+        Framing::Parquet | Framing::Orc => None,
         Framing::Lines => format
             .multiline
             .clone()
