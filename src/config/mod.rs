@@ -443,6 +443,15 @@ impl SourceConfig {
                 }
             }
         }
+        if !redshift && matches!(self.format, Framing::Parquet | Framing::Orc) {
+            return Err((
+                "format".into(),
+                format!(
+                    "\"{}\" is read only by a redshift destination (COPY reads the files itself)",
+                    self.format.name()
+                ),
+            ));
+        }
         if redshift {
             if let Some(advice) = copy_advice(self) {
                 return Err((
@@ -464,6 +473,8 @@ impl SourceConfig {
 fn copy_advice(source: &SourceConfig) -> Option<&'static str> {
     Some(match source.format {
         Framing::JsonLines | Framing::JsonConcat => return None,
+        // COPY reads these itself: FORMAT AS PARQUET / ORC.
+        Framing::Parquet | Framing::Orc => return None,
         Framing::Lines if source.multiline.is_none() => return None,
         Framing::Lines => {
             "COPY loads one line per row and has no option to join lines; drop multiline, or \
@@ -720,6 +731,10 @@ impl Config {
             }
             destination::validate(&p.destination)
                 .map_err(|(f, m)| (at(&format!("destination.{f}")), m))?;
+            if let DestinationConfig::Redshift(r) = &p.destination {
+                crate::destination::redshift::options::check(p.source.format, r)
+                    .map_err(|(f, m)| (at(&f), m))?;
+            }
         }
         Ok(())
     }

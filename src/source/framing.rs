@@ -49,6 +49,11 @@ pub enum Framing {
     Cloudfront,
     /// S3 server access logs.
     S3Access,
+    /// Apache Parquet files: a Redshift destination's COPY reads them itself (`FORMAT AS
+    /// PARQUET`).
+    Parquet,
+    /// Apache ORC files: a Redshift destination's COPY reads them itself (`FORMAT AS ORC`).
+    Orc,
 }
 
 impl Framing {
@@ -66,6 +71,8 @@ impl Framing {
             Framing::VpcFlow => "vpc_flow",
             Framing::Cloudfront => "cloudfront",
             Framing::S3Access => "s3_access",
+            Framing::Parquet => "parquet",
+            Framing::Orc => "orc",
         }
     }
 

@@ -22,6 +22,7 @@
 //! (staging-table upsert SQL), `hooks` (test-only pauses).
 
 mod auth;
+mod columnar;
 mod commit;
 mod connect;
 pub mod copy;
@@ -30,6 +31,7 @@ mod exclude;
 mod hooks;
 mod load;
 mod merge;
+pub mod options;
 mod preflight;
 
 use self::commit::{Key, Tables};
@@ -115,7 +117,7 @@ impl RedshiftDestination {
             pipeline: pipeline.name.clone(),
             installation: installation.to_string(),
             table: config.table.clone(),
-            spec: CopySpec::from_config(config)?,
+            spec: CopySpec::from_config(config, pipeline.source.format)?,
             merge: MergeSpec::from_config(config)?,
             tables: Tables::new(&config.commit_schema)?,
             connector: Connector::new(config)?,

@@ -91,6 +91,9 @@ pub fn converter(format: &FormatOptions, max_record_bytes: usize) -> Option<Box<
         | Framing::VpcFlow
         | Framing::Cloudfront
         | Framing::S3Access => Some(Box::new(logs::Log::new(format.framing))),
+        // Only a Redshift destination takes these (its COPY reads the files); the config
+        // refuses them elsewhere, so no records are framed here.
+        Framing::Parquet | Framing::Orc => None,
     }
 }
 
