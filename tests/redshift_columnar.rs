@@ -39,10 +39,7 @@ fn events_parquet(tag: &str, n: usize) -> Vec<u8> {
                     .collect::<Vec<_>>(),
             )),
         ),
-        (
-            "pad",
-            Arc::new(StringArray::from(vec![Some("x"); n])),
-        ),
+        ("pad", Arc::new(StringArray::from(vec![Some("x"); n]))),
     ])
 }
 
@@ -96,7 +93,8 @@ async fn a_batch_of_parquet_objects_loads_every_row_once() {
     )
     .await;
     assert_eq!(
-        s.rows("SELECT count(*) FROM public.stageload_commits").await,
+        s.rows("SELECT count(*) FROM public.stageload_commits")
+            .await,
         loaded,
         "one marker per loaded batch"
     );
@@ -120,9 +118,21 @@ async fn a_corrupt_and_a_mismatched_parquet_file_are_skipped_and_the_rest_loads(
         "id",
         Arc::new(StringArray::from(vec!["n-0", "n-1"])) as ArrayRef,
     )]);
-    put(&s.s3, &s.bucket, "in/bad/a.parquet", events_parquet("a", 20)).await;
+    put(
+        &s.s3,
+        &s.bucket,
+        "in/bad/a.parquet",
+        events_parquet("a", 20),
+    )
+    .await;
     put(&s.s3, &s.bucket, "in/bad/b.parquet", corrupt).await;
-    put(&s.s3, &s.bucket, "in/bad/c.parquet", events_parquet("c", 20)).await;
+    put(
+        &s.s3,
+        &s.bucket,
+        "in/bad/c.parquet",
+        events_parquet("c", 20),
+    )
+    .await;
     put(&s.s3, &s.bucket, "in/bad/d.parquet", narrow).await;
     let d = Daemon::start(&config(&s, "bad", "parquet", "public.events", ""));
     s.settled_with(40).await;
@@ -147,15 +157,24 @@ async fn a_corrupt_and_a_mismatched_parquet_file_are_skipped_and_the_rest_loads(
     .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
-        rows[0].starts_with(&format!("s3://{}/in/bad/b.parquet|15001|Spectrum Scan Error: ", s.bucket)),
+        rows[0].starts_with(&format!(
+            "s3://{}/in/bad/b.parquet|15001|Spectrum Scan Error: ",
+            s.bucket
+        )),
         "{rows:?}"
     );
     assert!(rows[0].contains("is not a valid Parquet file"), "{rows:?}");
     assert!(
-        rows[1].starts_with(&format!("s3://{}/in/bad/d.parquet|15007|Spectrum Scan Error: ", s.bucket)),
+        rows[1].starts_with(&format!(
+            "s3://{}/in/bad/d.parquet|15007|Spectrum Scan Error: ",
+            s.bucket
+        )),
         "{rows:?}"
     );
-    assert!(rows[1].contains("Table columns: 5, Data columns: 1"), "{rows:?}");
+    assert!(
+        rows[1].contains("Table columns: 5, Data columns: 1"),
+        "{rows:?}"
+    );
     // The skipped files are left in the error manifest, the good ones are not.
     let errs = keys(&s.s3, &s.bucket, "errors/bad/errors/manifests/").await;
     assert_eq!(errs.len(), 1, "{errs:?}");
@@ -175,8 +194,20 @@ async fn noshred_loads_drifting_shapes_into_super_and_rejects_a_malformed_line()
                  {\"id\":\"c\",\"user\":tru}\n\
                  {\"id\":\"d\"}\n";
     let second = "{\"id\":\"e\",\"user\":{\"name\":\"eve\",\"age\":30},\"extra\":null}";
-    put(&s.s3, &s.bucket, "in/docs/1.json", first.as_bytes().to_vec()).await;
-    put(&s.s3, &s.bucket, "in/docs/2.json", second.as_bytes().to_vec()).await;
+    put(
+        &s.s3,
+        &s.bucket,
+        "in/docs/1.json",
+        first.as_bytes().to_vec(),
+    )
+    .await;
+    put(
+        &s.s3,
+        &s.bucket,
+        "in/docs/2.json",
+        second.as_bytes().to_vec(),
+    )
+    .await;
     let d = Daemon::start(&config(
         &s,
         "docs",

@@ -155,7 +155,8 @@ mod tests {
 
     #[test]
     fn paths_are_read_from_s3_and_https_urls() {
-        let d = "context:   File 'https://s3.us-east-2.amazonaws.com/stage/in/a%20b.parquet' has an \
+        let d =
+            "context:   File 'https://s3.us-east-2.amazonaws.com/stage/in/a%20b.parquet' has an \
                  incompatible Parquet schema for column 's3://stage/in/x.parquet.col'";
         assert_eq!(
             named_paths(d),

@@ -357,7 +357,9 @@ mod tests {
             "COPY \"t\" FROM 's3://b/m' IAM_ROLE default MANIFEST FORMAT AS PARQUET FILLRECORD"
         );
         let orc = CopySpec::from_config(&c, Framing::Orc).unwrap();
-        assert!(orc.render("s3://b/m", true).ends_with("MANIFEST FORMAT AS ORC FILLRECORD"));
+        assert!(orc
+            .render("s3://b/m", true)
+            .ends_with("MANIFEST FORMAT AS ORC FILLRECORD"));
         let json = CopySpec::from_config(&c, Framing::JsonLines).unwrap();
         assert!(!json.render("s3://b/m", false).contains("FORMAT"));
         // Written by the user already: not twice.

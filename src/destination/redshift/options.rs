@@ -125,7 +125,9 @@ pub fn is_noshred(options: &str) -> bool {
             && toks[i + 1..]
                 .iter()
                 .find(|t| t != &&Tok::Word("AS".into()))
-                .is_some_and(|t| matches!(t, Tok::Lit(l) if l.trim().eq_ignore_ascii_case("noshred")))
+                .is_some_and(
+                    |t| matches!(t, Tok::Lit(l) if l.trim().eq_ignore_ascii_case("noshred")),
+                )
     })
 }
 
@@ -215,10 +217,7 @@ pub fn check(format: Framing, r: &RedshiftConfig) -> Result<(), (String, String)
             ));
         }
         if let Some(bad) = words.iter().find(|w| NOT_WITH_JSON.contains(&w.as_str())) {
-            return Err((
-                opts(),
-                format!("{bad} is not supported with JSON input"),
-            ));
+            return Err((opts(), format!("{bad} is not supported with JSON input")));
         }
         if !r.merge_keys.is_empty() {
             return Err((
@@ -306,7 +305,10 @@ mod tests {
         assert!(is_noshred("FORMAT AS JSON AS 'NoShred' MAXERROR 3"));
         assert!(!is_noshred("JSON 'auto'"));
         assert!(!is_noshred("noshred"));
-        assert_eq!(field(Framing::JsonConcat, "JSON 'noshred' MAXERROR 5"), None);
+        assert_eq!(
+            field(Framing::JsonConcat, "JSON 'noshred' MAXERROR 5"),
+            None
+        );
         assert_eq!(
             field(Framing::Lines, "JSON 'noshred'").as_deref(),
             Some("source.format")

@@ -49,8 +49,8 @@ pub fn rows(data: Vec<u8>, ncols: usize, file: &str) -> Result<Vec<Fields>, Scan
         code: UNREADABLE,
         context: format!("File '{file}' is not a valid Parquet file: {e}"),
     };
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(data)).map_err(|e| unreadable(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(data))
+        .map_err(|e| unreadable(&e))?;
     let width = builder.schema().fields().len();
     if width != ncols {
         return Err(ScanError {
@@ -171,7 +171,11 @@ fn cell(a: &dyn Array, i: usize) -> Result<Option<String>, String> {
             let key = d.normalized_keys()[i];
             return cell(d.values().as_ref(), key);
         }
-        other => return Err(format!("the emulator does not convert Parquet type {other}")),
+        other => {
+            return Err(format!(
+                "the emulator does not convert Parquet type {other}"
+            ))
+        }
     };
     Ok(Some(v))
 }
@@ -198,7 +202,10 @@ mod tests {
     #[test]
     fn values_become_text_in_file_order() {
         let data = file(vec![
-            ("id", Arc::new(Int32Array::from(vec![Some(1), None])) as ArrayRef),
+            (
+                "id",
+                Arc::new(Int32Array::from(vec![Some(1), None])) as ArrayRef,
+            ),
             ("name", Arc::new(StringArray::from(vec!["a", "b"]))),
             ("ok", Arc::new(BooleanArray::from(vec![true, false]))),
             (
@@ -211,7 +218,10 @@ mod tests {
             ),
             (
                 "ts",
-                Arc::new(TimestampMicrosecondArray::from(vec![1_700_000_000_000_001, 0])),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    1_700_000_000_000_001,
+                    0,
+                ])),
             ),
         ]);
         let rows = rows(data, 5, "https://s3.r.amazonaws.com/b/k").unwrap();
@@ -236,13 +246,24 @@ mod tests {
 
     #[test]
     fn column_count_and_corruption_name_the_file() {
-        let data = file(vec![("id", Arc::new(Int32Array::from(vec![1])) as ArrayRef)]);
+        let data = file(vec![(
+            "id",
+            Arc::new(Int32Array::from(vec![1])) as ArrayRef,
+        )]);
         let e = rows(data.clone(), 2, "https://s3.r.amazonaws.com/b/k").unwrap_err();
         assert_eq!(e.code, SCHEMA_MISMATCH);
-        assert!(e.context.contains("Table columns: 2, Data columns: 1, File name: https://s3.r.amazonaws.com/b/k"), "{}", e.context);
+        assert!(
+            e.context.contains(
+                "Table columns: 2, Data columns: 1, File name: https://s3.r.amazonaws.com/b/k"
+            ),
+            "{}",
+            e.context
+        );
         let e = rows(b"not parquet at all".to_vec(), 1, "https://x/b/k").unwrap_err();
         assert_eq!(e.code, UNREADABLE);
-        assert!(e.context.starts_with("File 'https://x/b/k' is not a valid Parquet file"));
+        assert!(e
+            .context
+            .starts_with("File 'https://x/b/k' is not a valid Parquet file"));
         assert_eq!(decimal(5, 0), "5");
         assert_eq!(decimal(7, 3), "0.007");
     }

@@ -216,9 +216,7 @@ impl<'a> Parser<'a> {
                 "format" => {
                     self.eat_kw("as");
                     if !self.peek().is_some_and(|t| {
-                        ["json", "csv", "parquet", "orc"]
-                            .iter()
-                            .any(|f| t.is_kw(f))
+                        ["json", "csv", "parquet", "orc"].iter().any(|f| t.is_kw(f))
                     }) {
                         return Err(self.unexpected());
                     }
@@ -479,7 +477,10 @@ mod tests {
         let st = p("copy t from 's3://b/m' iam_role default manifest format as parquet acceptinvchars as '^' fillrecord statupdate off explicit_ids");
         assert_eq!(st.format, Format::Parquet);
         assert!(st.manifest && st.fill_record);
-        assert_eq!(p("copy t from 's3://b/m' iam_role default format orc").format, Format::Orc);
+        assert_eq!(
+            p("copy t from 's3://b/m' iam_role default format orc").format,
+            Format::Orc
+        );
         for (opt, name) in [
             ("maxerror 5", "MAXERROR"),
             ("ignoreheader 1", "IGNOREHEADER"),
@@ -487,8 +488,14 @@ mod tests {
             ("timeformat 'auto'", "TIMEFORMAT"),
             ("region 'us-east-1'", "REGION"),
         ] {
-            let e = parse_copy(&format!("copy t from 's3://b/m' iam_role default format as parquet {opt}")).unwrap_err();
-            assert_eq!(e.message, format!("{name} argument is not supported for PARQUET based COPY"));
+            let e = parse_copy(&format!(
+                "copy t from 's3://b/m' iam_role default format as parquet {opt}"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("{name} argument is not supported for PARQUET based COPY")
+            );
         }
         assert_eq!(
             p("copy t from 's3://b/k' iam_role default format as json 'noshred'").format,

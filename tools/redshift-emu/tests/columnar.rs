@@ -123,9 +123,12 @@ async fn parquet_through_a_manifest_loads_every_row_with_its_types() {
     let s3 = stack.s3();
     let b = bucket(&s3, "pq").await;
     let t = table("pq");
-    run(&c, &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"))
-        .await
-        .unwrap();
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"),
+    )
+    .await
+    .unwrap();
     let one = parquet_file(1, 20);
     let two = parquet_file(21, 15);
     put(&s3, &b, "in/one.parquet", one.clone()).await;
@@ -156,13 +159,19 @@ async fn parquet_through_a_manifest_loads_every_row_with_its_types() {
     assert_eq!(row.get::<_, i64>(1), 35);
     // Every fifth name is NULL in the file: 7 of 35.
     assert_eq!(row.get::<_, i64>(2), 28);
-    assert_eq!(row.get::<_, String>(3), format!("{:.2}", (1..=35).sum::<i64>() as f64 * 1.01));
+    assert_eq!(
+        row.get::<_, String>(3),
+        format!("{:.2}", (1..=35).sum::<i64>() as f64 * 1.01)
+    );
     assert_eq!(row.get::<_, String>(4), "2023-11-14 22:13:21");
     assert_eq!(row.get::<_, String>(5), "2022-02-12");
     assert_eq!(row.get::<_, f64>(6), (1..=35).sum::<i64>() as f64 / 4.0);
     assert_eq!(row.get::<_, i64>(7), 35);
     let ok_even: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {t} WHERE ok = (id % 2 = 0)"), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {t} WHERE ok = (id % 2 = 0)"),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -177,11 +186,20 @@ async fn a_manifest_without_content_length_fails_a_columnar_copy() {
     let s3 = stack.s3();
     let b = bucket(&s3, "pqmeta").await;
     let t = table("pqmeta");
-    run(&c, &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"))
-        .await
-        .unwrap();
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"),
+    )
+    .await
+    .unwrap();
     put(&s3, &b, "in/one.parquet", parquet_file(1, 3)).await;
-    put(&s3, &b, "m/x.manifest", manifest(&b, &[("in/one.parquet", 0)], false)).await;
+    put(
+        &s3,
+        &b,
+        "m/x.manifest",
+        manifest(&b, &[("in/one.parquet", 0)], false),
+    )
+    .await;
     let e = run(
         &c,
         &format!("COPY {t} FROM 's3://{b}/m/x.manifest' {ROLE} MANIFEST FORMAT AS PARQUET"),
@@ -208,9 +226,12 @@ async fn one_corrupt_or_mismatched_file_fails_the_whole_copy_naming_it() {
     let s3 = stack.s3();
     let b = bucket(&s3, "pqbad").await;
     let t = table("pqbad");
-    run(&c, &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"))
-        .await
-        .unwrap();
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"),
+    )
+    .await
+    .unwrap();
     let good = parquet_file(1, 10);
     let mut corrupt = parquet_file(11, 10);
     corrupt.truncate(corrupt.len() / 2);
@@ -222,7 +243,11 @@ async fn one_corrupt_or_mismatched_file_fails_the_whole_copy_naming_it() {
     put(&s3, &b, "in/corrupt.parquet", corrupt.clone()).await;
     put(&s3, &b, "in/narrow.parquet", narrow.clone()).await;
     for (bad, len, expect) in [
-        ("in/corrupt.parquet", corrupt.len(), "is not a valid Parquet file"),
+        (
+            "in/corrupt.parquet",
+            corrupt.len(),
+            "is not a valid Parquet file",
+        ),
         (
             "in/narrow.parquet",
             narrow.len(),
@@ -238,7 +263,10 @@ async fn one_corrupt_or_mismatched_file_fails_the_whole_copy_naming_it() {
         .await
         .unwrap_err();
         let (code, msg, detail) = db_error(&e);
-        assert_eq!((code.as_str(), msg.as_str()), ("XX000", "Spectrum Scan Error"));
+        assert_eq!(
+            (code.as_str(), msg.as_str()),
+            ("XX000", "Spectrum Scan Error")
+        );
         assert!(detail.contains(expect), "{detail}");
         assert!(
             detail.contains(&format!("https://s3.us-east-1.amazonaws.com/{b}/{bad}")),
@@ -261,9 +289,12 @@ async fn columnar_refuses_options_and_orc_is_not_read() {
     let s3 = stack.s3();
     let b = bucket(&s3, "pqopt").await;
     let t = table("pqopt");
-    run(&c, &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"))
-        .await
-        .unwrap();
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({COLUMNS})"),
+    )
+    .await
+    .unwrap();
     let e = run(
         &c,
         &format!("COPY {t} FROM 's3://{b}/m' {ROLE} MANIFEST FORMAT AS PARQUET MAXERROR 10"),
@@ -276,7 +307,13 @@ async fn columnar_refuses_options_and_orc_is_not_read() {
     );
     let f = parquet_file(1, 2);
     put(&s3, &b, "in/a.orc", f.clone()).await;
-    put(&s3, &b, "m/orc.manifest", manifest(&b, &[("in/a.orc", f.len())], true)).await;
+    put(
+        &s3,
+        &b,
+        "m/orc.manifest",
+        manifest(&b, &[("in/a.orc", f.len())], true),
+    )
+    .await;
     let e = run(
         &c,
         &format!("COPY {t} FROM 's3://{b}/m/orc.manifest' {ROLE} MANIFEST FORMAT AS ORC"),
@@ -294,9 +331,12 @@ async fn noshred_loads_whole_documents_into_super_and_counts_malformed_ones() {
     let s3 = stack.s3();
     let b = bucket(&s3, "noshred").await;
     let t = table("noshred");
-    run(&c, &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (doc super)"))
-        .await
-        .unwrap();
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (doc super)"),
+    )
+    .await
+    .unwrap();
     put(
         &s3,
         &b,
@@ -344,11 +384,17 @@ async fn noshred_loads_whole_documents_into_super_and_counts_malformed_ones() {
     assert!(db_error(&e).1.starts_with("Load into table"), "{e:?}");
     // A table of two columns cannot take noshred.
     let t2 = table("noshred2");
-    run(&c, &format!("DROP TABLE IF EXISTS {t2}; CREATE TABLE {t2} (a super, b int)"))
-        .await
-        .unwrap();
-    let e = run(&c, &format!("COPY {t2} FROM 's3://{b}/in/' {ROLE} JSON 'noshred'"))
-        .await
-        .unwrap_err();
+    run(
+        &c,
+        &format!("DROP TABLE IF EXISTS {t2}; CREATE TABLE {t2} (a super, b int)"),
+    )
+    .await
+    .unwrap();
+    let e = run(
+        &c,
+        &format!("COPY {t2} FROM 's3://{b}/in/' {ROLE} JSON 'noshred'"),
+    )
+    .await
+    .unwrap_err();
     assert!(db_error(&e).1.contains("single SUPER column"), "{e:?}");
 }
