@@ -1,7 +1,7 @@
 //! Redshift with columnar input and SUPER documents, against the local stack and the emulator:
 //! `source.format = "parquet"` loads a batch of Parquet objects through `FORMAT AS PARQUET`
 //! exactly once, a corrupt or mismatched file is left out alone with a `load_errors` row while
-//! the rest of its batch loads, `JSON 'noshred'` loads drifting shapes into one SUPER column and
+//! the rest of its batch loads (named by the error, or found by halves when it is not), `JSON 'noshred'` loads drifting shapes into one SUPER column and
 //! rejects a malformed line with a row, and bad `copy_options` are refused at startup.
 
 mod common;
@@ -181,6 +181,63 @@ async fn a_corrupt_and_a_mismatched_parquet_file_are_skipped_and_the_rest_loads(
     let body = String::from_utf8(get(&s.s3, &s.bucket, &errs[0]).await.unwrap()).unwrap();
     assert!(body.contains("in/bad/b.parquet") && body.contains("in/bad/d.parquet"));
     assert!(!body.contains("in/bad/a.parquet"), "{body}");
+    drop(d);
+}
+
+#[tokio::test]
+async fn a_bad_parquet_file_the_error_does_not_name_is_found_by_halves() {
+    let s = setup("rspqhalf", EVENTS).await;
+    // Every failing columnar COPY into events answers without the file's name.
+    exec(
+        &s.rs,
+        "INSERT INTO redshift_emu_faults VALUES ('scan_unnamed', 100, 'events')",
+    )
+    .await;
+    for name in ["a", "b", "c", "d", "e"] {
+        let mut body = events_parquet(name, 10);
+        if name == "d" {
+            body.truncate(body.len() / 2);
+        }
+        put(&s.s3, &s.bucket, &format!("in/half/{name}.parquet"), body).await;
+    }
+    let d = Daemon::start(&config(&s, "half", "parquet", "public.events", ""));
+    s.settled_with(40).await;
+    assert_eq!(
+        s.object_states().await,
+        vec![
+            "in/half/a.parquet=loaded",
+            "in/half/b.parquet=loaded",
+            "in/half/c.parquet=loaded",
+            "in/half/d.parquet=skipped",
+            "in/half/e.parquet=loaded",
+        ]
+    );
+    assert_eq!(
+        s.rows("SELECT count(*) FROM public.events WHERE id LIKE 'd-%'")
+            .await,
+        0
+    );
+    let rows = query_strings(
+        &s.control,
+        "SELECT filename || '|' || err_code || '|' || err_reason FROM load_errors",
+    )
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].starts_with(&format!(
+            "s3://{}/in/half/d.parquet|15001|Spectrum Scan Error",
+            s.bucket
+        )),
+        "{rows:?}"
+    );
+    assert!(
+        rows[0].contains("found by loading the batch's files in halves"),
+        "{rows:?}"
+    );
+    assert!(
+        d.log_text().contains("probe copy failed"),
+        "the halves were probed"
+    );
     drop(d);
 }
 

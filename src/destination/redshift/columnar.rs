@@ -8,9 +8,19 @@
 //! over HTTPS: `context: File 'https://s3.us-east-2.amazonaws.com/bucket/key' has an
 //! incompatible Parquet schema ...` or `... Data columns: 16, File name: https://...`, the
 //! context sometimes cut short. The file named is left out of the batch with a row saying why.
+//!
+//! When a `Spectrum Scan Error` names no file of the batch, the bad file is found by loading
+//! the batch's files in halves, each try a COPY of a probe manifest rolled back at once: about
+//! log2(n) COPYs (one more when the halving ends on a right half never tried alone) for one bad
+//! file among n, none of them committed.
 
+use super::connect::Session;
 use super::errors::RedshiftError;
-use crate::model::{LoadError, StagedObject};
+use super::RedshiftDestination;
+use crate::destination::FailureKind;
+use crate::model::{ClaimedBatch, LoadError, StagedObject};
+use crate::pipeline::artifacts;
+use tracing::{debug, info};
 
 /// The server's message and detail of a failed statement.
 fn message_and_detail(e: &RedshiftError) -> Option<(String, String)> {
@@ -113,28 +123,117 @@ fn detail_field<'a>(detail: &'a str, field: &str) -> Option<&'a str> {
     })
 }
 
+/// True for a failed columnar read (`Spectrum Scan Error`), named file or not.
+pub fn is_scan_error(e: &RedshiftError) -> bool {
+    message_and_detail(e).is_some_and(|(m, d)| {
+        m.contains("Spectrum Scan Error") || d.contains("Spectrum Scan Error")
+    })
+}
+
 /// For a failed columnar COPY whose message names one of `objects`: a row leaving that file out,
 /// with Redshift's error code and text.
 pub fn bad_file(objects: &[StagedObject], e: &RedshiftError) -> Option<LoadError> {
     let (message, detail) = message_and_detail(e)?;
     let object = named_object(objects, &format!("{message}\n{detail}"))?;
-    let code = detail_field(&detail, "code")
+    Some(row(object, message, &detail, ""))
+}
+
+/// The `load_errors` row leaving `object` out for an error with `message` and `detail`.
+fn row(object: &StagedObject, message: String, detail: &str, note: &str) -> LoadError {
+    let code = detail_field(detail, "code")
         .and_then(|c| c.parse().ok())
         .unwrap_or(crate::codes::BATCH_REJECTED);
-    let reason = match detail_field(&detail, "context") {
-        Some(ctx) if !ctx.is_empty() => format!("{message}: {ctx}"),
-        _ => message,
+    let reason = match detail_field(detail, "context") {
+        Some(ctx) if !ctx.is_empty() => format!("{message}: {ctx}{note}"),
+        _ => format!("{message}{note}"),
     };
-    Some(LoadError {
+    LoadError {
         object_id: Some(object.id),
         filename: object.url(),
         err_code: code,
         err_reason: reason,
-        query: detail_field(&detail, "query")
+        query: detail_field(detail, "query")
             .and_then(|q| q.parse().ok())
             .unwrap_or(0),
         ..LoadError::default()
-    })
+    }
+}
+
+impl RedshiftDestination {
+    /// After a `Spectrum Scan Error` naming no file: the one file of `objects` that fails alone,
+    /// found by halves, with its row; None when no single file fails on its own.
+    pub(super) async fn find_bad_file(
+        &self,
+        client: &Session,
+        batch: &ClaimedBatch,
+        objects: &[StagedObject],
+    ) -> Result<Option<LoadError>, (FailureKind, String)> {
+        let mut candidates = objects.to_vec();
+        // The error of a probe of exactly the current single candidate.
+        let mut alone = None;
+        while candidates.len() > 1 {
+            let right = candidates.split_off(candidates.len() / 2);
+            match self.probe(client, batch, &candidates).await? {
+                Some(e) if candidates.len() == 1 => alone = Some(e),
+                Some(_) => {}
+                // The left half loads: the bad file is on the right.
+                None => candidates = right,
+            }
+        }
+        let Some(one) = candidates.first() else {
+            return Ok(None);
+        };
+        // Confirmed alone, unless the last probe was of this file alone.
+        let found = match alone {
+            Some(e) => Some(e),
+            None => self.probe(client, batch, std::slice::from_ref(one)).await?,
+        };
+        Ok(found.and_then(|e| {
+            let (message, detail) = message_and_detail(&e)?;
+            Some(row(
+                one,
+                message,
+                &detail,
+                " (the file was found by loading the batch's files in halves)",
+            ))
+        }))
+    }
+
+    /// A COPY of `objects` alone, rolled back whatever happens: the scan error it failed with,
+    /// or None when it loaded.
+    async fn probe(
+        &self,
+        client: &Session,
+        batch: &ClaimedBatch,
+        objects: &[StagedObject],
+    ) -> Result<Option<RedshiftError>, (FailureKind, String)> {
+        let key = format!("{}.probe", self.manifest_key(batch));
+        let url = format!("s3://{}/{key}", self.bucket);
+        self.s3
+            .put(
+                &self.bucket,
+                &key,
+                artifacts::manifest(objects),
+                "application/json",
+            )
+            .await
+            .map_err(|e| (FailureKind::Transient, format!("write manifest {url}: {e}")))?;
+        let fail = |e: RedshiftError| (e.class().kind(), e.to_string());
+        client.exec("begin", "BEGIN").await.map_err(fail)?;
+        debug!(pipeline = %self.pipeline, batch_id = batch.id, files = objects.len(), copy = %self.spec.render(&url, true), "probing files for the bad one");
+        let result = client
+            .exec("probe copy", &self.spec.render(&url, false))
+            .await;
+        client.rollback().await;
+        match result {
+            Ok(()) => Ok(None),
+            Err(e) if is_scan_error(&e) => {
+                info!(pipeline = %self.pipeline, batch_id = batch.id, files = objects.len(), "probe copy failed: the bad file is among these");
+                Ok(Some(e))
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub enum LoadFailure {
         /// The COPY's error.
         error: RedshiftError,
     },
+    /// A columnar COPY failed reading a file it did not name.
+    UnnamedFile(RedshiftError),
     /// Anything else.
     Failed(RedshiftError),
 }
@@ -186,6 +188,9 @@ impl RedshiftDestination {
                                 rows: vec![row],
                                 error,
                             }),
+                            None if super::columnar::is_scan_error(&error) => {
+                                Err(LoadFailure::UnnamedFile(error))
+                            }
                             None => Err(LoadFailure::Failed(error)),
                         }
                     }

@@ -477,6 +477,21 @@ impl Destination for RedshiftDestination {
                     warn!(pipeline, batch_id = batch.id, bad_files = bad.len(), errors = rows.len(), error = %error, "copy refused bad data, leaving out the worst files and loading the rest");
                     excluded.add(rows);
                 }
+                Err(LoadFailure::UnnamedFile(error)) => {
+                    warn!(pipeline, batch_id = batch.id, error = %error, "columnar copy failed on a file it does not name, loading the files in halves to find it");
+                    match self.find_bad_file(&client, batch, &objects).await {
+                        Ok(Some(row)) => {
+                            warn!(pipeline, batch_id = batch.id, file = %row.filename, "bad columnar file found, leaving it out and loading the rest");
+                            excluded.add(vec![row]);
+                        }
+                        Ok(None) => {
+                            self.keep(client);
+                            let msg = format!("{error}; no single file of the batch fails alone");
+                            return failed(FailureKind::Permanent, msg, &excluded);
+                        }
+                        Err((kind, msg)) => return failed(kind, msg, &excluded),
+                    }
+                }
                 Err(LoadFailure::Failed(e)) => {
                     let kind = e.class().kind();
                     self.keep(client);

@@ -235,8 +235,21 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
                 (m, d)
             }
             Abort::Scan(e) => {
+                // The `scan_unnamed` fault: an error that does not say which file failed.
+                let unnamed = matches!(
+                    s.shared
+                        .catalog
+                        .take_fault("scan_unnamed", &st.table, &st.table_name)
+                        .await,
+                    Ok(Some(_))
+                );
+                let context = if unnamed {
+                    "Error while reading a columnar file of the COPY".to_string()
+                } else {
+                    e.context
+                };
                 let m = "Spectrum Scan Error".to_string();
-                let d = detail(&m, e.code, &e.context, query);
+                let d = detail(&m, e.code, &context, query);
                 (m, d)
             }
         };
