@@ -306,6 +306,27 @@ async fn noshred_loads_drifting_shapes_into_super_and_rejects_a_malformed_line()
     drop(d);
 }
 
+#[tokio::test]
+async fn noshred_into_a_table_of_several_columns_fails_the_startup_check() {
+    let s = setup("rsnoshred5", EVENTS).await;
+    let d = Daemon::start(&config(
+        &s,
+        "wide",
+        "json_lines",
+        "public.events",
+        "JSON 'noshred'",
+    ));
+    wait_log(
+        || d.log_text(),
+        &[
+            "destination check failed",
+            "JSON 'noshred' loads each document into one SUPER column, but public.events has 5 columns",
+        ],
+    )
+    .await;
+    drop(d);
+}
+
 #[test]
 fn copy_options_columnar_input_cannot_take_are_refused_at_startup() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,8 @@ pub struct RedshiftDestination {
     /// The view chosen for `error_table = "auto"`: 0 not yet, 1 STL, 2 SYS.
     detected_view: AtomicU8,
     hooks: Hooks,
+    /// `JSON 'noshred'`: the startup check wants a table of one column.
+    noshred: bool,
 }
 
 impl RedshiftDestination {
@@ -129,6 +131,7 @@ impl RedshiftDestination {
             error_table: config.error_table,
             detected_view: AtomicU8::new(0),
             hooks: Hooks::from_env(),
+            noshred: options::is_noshred(&config.copy_options),
         }))
     }
 
@@ -346,6 +349,28 @@ impl Destination for RedshiftDestination {
             .exec("select 1", "SELECT 1")
             .await
             .map_err(|e| format!("{prefix}: {e}"))?;
+        if self.noshred && self.spec.columns.is_empty() {
+            // A table the user cannot see counts 0: the COPY says why.
+            let sql = options::column_count_query(&self.spec.table);
+            let n = client
+                .query("count table columns", &sql)
+                .await
+                .map_err(|e| format!("{prefix}: {e}"))?
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        r.get(0).and_then(|v| v.trim().parse::<i64>().ok())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(0);
+            if n > 1 {
+                return Err(format!(
+                    "{prefix}: JSON 'noshred' loads each document into one SUPER column, but {} has {n} columns: name that column in columns, or load a table of one column",
+                    self.table
+                ));
+            }
+        }
         self.keep(client);
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! types"; "The Amazon S3 bucket must be in the same AWS Region as the Amazon Redshift
 //! database", so there is no REGION either.
 
+use super::copy::quote_literal;
 use crate::config::RedshiftConfig;
 use crate::source::framing::Framing;
 
@@ -144,6 +145,42 @@ pub fn columnar_keyword(format: Framing) -> Option<&'static str> {
 /// the user), so the loader does not write it twice.
 pub fn names_format(options: &str, keyword: &str) -> bool {
     keywords(options).iter().any(|k| k == keyword)
+}
+
+/// The parts of a name quoted by `quote_qualified` (`"public"."t"`), unquoted.
+fn unquoted_parts(quoted: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = quoted.chars().peekable();
+    let mut inside = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if inside && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => inside = !inside,
+            '.' if !inside => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+/// The query counting the columns of the target table (`quoted` as `quote_qualified` wrote
+/// it), for the startup check of `JSON 'noshred'`, which needs a table of one SUPER column.
+pub fn column_count_query(quoted: &str) -> String {
+    let parts = unquoted_parts(quoted);
+    let table = parts.last().cloned().unwrap_or_default();
+    let schema = match parts.len() {
+        n if n >= 2 => quote_literal(&parts[n - 2]),
+        _ => "current_schema()".to_string(),
+    };
+    format!(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = {schema} AND table_name = {}",
+        quote_literal(&table)
+    )
 }
 
 /// Checks a Redshift pipeline's `copy_options` (and `region`, `columns`) against its
@@ -297,6 +334,17 @@ mod tests {
             "destination.region"
         );
         assert!(check(Framing::JsonLines, &c).is_ok());
+    }
+
+    #[test]
+    fn the_column_count_query_names_schema_and_table() {
+        assert_eq!(
+            column_count_query("\"public\".\"Raw\"\"x.y\""),
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name = 'Raw\"x.y'"
+        );
+        assert!(column_count_query("\"docs\"")
+            .contains("table_schema = current_schema() AND table_name = 'docs'"));
     }
 
     #[test]
