@@ -739,6 +739,10 @@ impl Config {
             }
             destination::validate(&p.destination)
                 .map_err(|(f, m)| (at(&format!("destination.{f}")), m))?;
+            if let DestinationConfig::Redshift(r) = &p.destination {
+                crate::destination::redshift::options::check(p.source.format, r)
+                    .map_err(|(f, m)| (at(&f), m))?;
+            }
         }
         Ok(())
     }

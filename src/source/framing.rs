@@ -49,8 +49,9 @@ pub enum Framing {
     Cloudfront,
     /// S3 server access logs.
     S3Access,
-    /// Apache Parquet files, read row group by row group with ranged GETs: one JSON object per
-    /// row, written as `arrow-json` writes it.
+    /// Apache Parquet files: read row group by row group with ranged GETs, one JSON object per
+    /// row as `arrow-json` writes it; a Redshift destination's COPY reads them itself
+    /// (`FORMAT AS PARQUET`).
     Parquet,
     /// Apache ORC files: read only by Redshift's COPY (`FORMAT AS ORC`); refused for the
     /// destinations that read records.

@@ -5,6 +5,7 @@
 pub use crate::sql::{quote_ident, quote_literal, quote_qualified};
 
 use crate::config::{RedshiftConfig, Secret};
+use crate::source::framing::Framing;
 
 /// How COPY is allowed to read S3 (protocols.md 5.3): exactly one of these.
 #[derive(Clone)]
@@ -96,11 +97,15 @@ pub struct CopySpec {
     pub region: Option<String>,
     /// The user's options, verbatim.
     pub options: String,
+    /// `PARQUET` or `ORC` for columnar input (`FORMAT AS ...` after MANIFEST), unless the
+    /// user's options already name it.
+    pub format: Option<&'static str>,
 }
 
 impl CopySpec {
-    /// The spec from a validated configuration.
-    pub fn from_config(c: &RedshiftConfig) -> Result<CopySpec, String> {
+    /// The spec from a validated configuration and the pipeline's `source.format`.
+    pub fn from_config(c: &RedshiftConfig, input: Framing) -> Result<CopySpec, String> {
+        let options = c.options_text();
         let auth = Authorization::from_config(c).ok_or(
             "set exactly one of iam_role, credentials, or access_key_id with secret_access_key",
         )?;
@@ -113,11 +118,14 @@ impl CopySpec {
                 .collect::<Result<_, _>>()?,
             auth,
             region: c.region.clone(),
-            options: c.options_text(),
+            format: super::options::columnar_keyword(input)
+                .filter(|k| !super::options::names_format(&options, k)),
+            options,
         })
     }
 
-    /// `COPY <table> [(cols)] FROM '<manifest>' <auth> MANIFEST [REGION 'r'] <options>`; with
+    /// `COPY <table> [(cols)] FROM '<manifest>' <auth> MANIFEST [REGION 'r'] [FORMAT AS PARQUET]
+    /// <options>`; with
     /// `redact` the authorization values are replaced by `'***'`.
     pub fn render(&self, manifest_url: &str, redact: bool) -> String {
         self.render_into(&self.table, manifest_url, redact)
@@ -137,6 +145,10 @@ impl CopySpec {
         if let Some(r) = &self.region {
             sql.push_str(&format!(" REGION {}", quote_literal(r)));
         }
+        if let Some(f) = self.format {
+            sql.push_str(" FORMAT AS ");
+            sql.push_str(f);
+        }
         let options = self.options.trim();
         if !options.is_empty() {
             sql.push(' ');
@@ -147,6 +159,15 @@ impl CopySpec {
             }
         }
         sql
+    }
+
+    /// `PARQUET` or `ORC` when the input is columnar (written by the loader or by the user).
+    pub fn format_keyword(&self) -> Option<&'static str> {
+        self.format.or_else(|| {
+            ["PARQUET", "ORC"]
+                .into_iter()
+                .find(|k| super::options::names_format(&self.options, k))
+        })
     }
 
     /// The `MAXERROR` the user's options set (0, Redshift's default, when absent).
@@ -255,6 +276,7 @@ mod tests {
             auth,
             region: Some("us-west-2".into()),
             options: "JSON 'auto' GZIP".into(),
+            format: None,
         }
     }
 
@@ -277,6 +299,33 @@ mod tests {
             bare.render("s3://b/k", false),
             "COPY \"public\".\"clicks\" FROM 's3://b/k' IAM_ROLE default MANIFEST"
         );
+    }
+
+    #[test]
+    fn columnar_input_renders_its_format_after_manifest() {
+        let toml = "url = \"postgres://u@h/d\"\ntable = \"t\"\niam_role = \"default\"\n\
+                    copy_options = \"FILLRECORD\"\n";
+        let c: RedshiftConfig = toml::from_str(toml).unwrap();
+        let parquet = CopySpec::from_config(&c, Framing::Parquet).unwrap();
+        assert_eq!(
+            parquet.render("s3://b/m", false),
+            "COPY \"t\" FROM 's3://b/m' IAM_ROLE default MANIFEST FORMAT AS PARQUET FILLRECORD"
+        );
+        let orc = CopySpec::from_config(&c, Framing::Orc).unwrap();
+        assert!(orc
+            .render("s3://b/m", true)
+            .ends_with("MANIFEST FORMAT AS ORC FILLRECORD"));
+        let json = CopySpec::from_config(&c, Framing::JsonLines).unwrap();
+        assert!(!json.render("s3://b/m", false).contains("FORMAT"));
+        // Written by the user already: not twice.
+        let c = RedshiftConfig {
+            copy_options: "format as parquet".into(),
+            ..c
+        };
+        let sql = CopySpec::from_config(&c, Framing::Parquet)
+            .unwrap()
+            .render("s3://b/m", false);
+        assert!(sql.ends_with("MANIFEST format as parquet"), "{sql}");
     }
 
     #[test]

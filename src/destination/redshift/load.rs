@@ -43,6 +43,8 @@ pub enum LoadFailure {
         /// The COPY's error.
         error: RedshiftError,
     },
+    /// A columnar COPY failed reading a file it did not name.
+    UnnamedFile(RedshiftError),
     /// Anything else.
     Failed(RedshiftError),
 }
@@ -178,6 +180,20 @@ impl RedshiftDestination {
                 client.rollback().await;
                 match failure {
                     // Read after the rollback: the aborted transaction can run nothing.
+                    // A columnar COPY fails whole on any error and names the file in its
+                    // message, not in stl_load_errors rows.
+                    Step::Copy(error) if self.spec.format_keyword().is_some() => {
+                        match super::columnar::bad_file(job.objects, &error) {
+                            Some(row) => Err(LoadFailure::BadData {
+                                rows: vec![row],
+                                error,
+                            }),
+                            None if super::columnar::is_scan_error(&error) => {
+                                Err(LoadFailure::UnnamedFile(error))
+                            }
+                            None => Err(LoadFailure::Failed(error)),
+                        }
+                    }
                     Step::Copy(error) if error.class() == Class::BadData => {
                         match self.harvest(client, job.objects, &since).await {
                             Ok(rows) => Err(LoadFailure::BadData { rows, error }),

@@ -100,7 +100,10 @@ mod tests {
     fn the_statements_quote_every_name_and_keep_one_row_per_key() {
         let c = config(&["id", "Day"], Some("ts"), &["id", "day", "ts"]);
         let spec = MergeSpec::from_config(&c).unwrap().expect("merge on");
-        let sql = spec.render(&CopySpec::from_config(&c).unwrap(), 42);
+        let sql = spec.render(
+            &CopySpec::from_config(&c, crate::source::framing::Framing::JsonLines).unwrap(),
+            42,
+        );
         assert_eq!(sql.stage, "\"stageload_stage_42\"");
         assert_eq!(
             sql.create,

@@ -22,6 +22,7 @@
 //! (staging-table upsert SQL), `hooks` (test-only pauses).
 
 mod auth;
+mod columnar;
 mod commit;
 mod connect;
 pub mod copy;
@@ -30,6 +31,7 @@ mod exclude;
 mod hooks;
 mod load;
 mod merge;
+pub mod options;
 mod preflight;
 
 use self::commit::{Key, Tables};
@@ -98,6 +100,8 @@ pub struct RedshiftDestination {
     /// The view chosen for `error_table = "auto"`: 0 not yet, 1 STL, 2 SYS.
     detected_view: AtomicU8,
     hooks: Hooks,
+    /// `JSON 'noshred'`: the startup check wants a table of one column.
+    noshred: bool,
 }
 
 impl RedshiftDestination {
@@ -115,7 +119,7 @@ impl RedshiftDestination {
             pipeline: pipeline.name.clone(),
             installation: installation.to_string(),
             table: config.table.clone(),
-            spec: CopySpec::from_config(config)?,
+            spec: CopySpec::from_config(config, pipeline.source.format)?,
             merge: MergeSpec::from_config(config)?,
             tables: Tables::new(&config.commit_schema)?,
             connector: Connector::new(config)?,
@@ -127,6 +131,7 @@ impl RedshiftDestination {
             error_table: config.error_table,
             detected_view: AtomicU8::new(0),
             hooks: Hooks::from_env(),
+            noshred: options::is_noshred(&config.copy_options),
         }))
     }
 
@@ -344,6 +349,28 @@ impl Destination for RedshiftDestination {
             .exec("select 1", "SELECT 1")
             .await
             .map_err(|e| format!("{prefix}: {e}"))?;
+        if self.noshred && self.spec.columns.is_empty() {
+            // A table the user cannot see counts 0: the COPY says why.
+            let sql = options::column_count_query(&self.spec.table);
+            let n = client
+                .query("count table columns", &sql)
+                .await
+                .map_err(|e| format!("{prefix}: {e}"))?
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        r.get(0).and_then(|v| v.trim().parse::<i64>().ok())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(0);
+            if n > 1 {
+                return Err(format!(
+                    "{prefix}: JSON 'noshred' loads each document into one SUPER column, but {} has {n} columns: name that column in columns, or load a table of one column",
+                    self.table
+                ));
+            }
+        }
         self.keep(client);
         Ok(())
     }
@@ -474,6 +501,21 @@ impl Destination for RedshiftDestination {
                         .collect();
                     warn!(pipeline, batch_id = batch.id, bad_files = bad.len(), errors = rows.len(), error = %error, "copy refused bad data, leaving out the worst files and loading the rest");
                     excluded.add(rows);
+                }
+                Err(LoadFailure::UnnamedFile(error)) => {
+                    warn!(pipeline, batch_id = batch.id, error = %error, "columnar copy failed on a file it does not name, loading the files in halves to find it");
+                    match self.find_bad_file(&client, batch, &objects).await {
+                        Ok(Some(row)) => {
+                            warn!(pipeline, batch_id = batch.id, file = %row.filename, "bad columnar file found, leaving it out and loading the rest");
+                            excluded.add(vec![row]);
+                        }
+                        Ok(None) => {
+                            self.keep(client);
+                            let msg = format!("{error}; no single file of the batch fails alone");
+                            return failed(FailureKind::Permanent, msg, &excluded);
+                        }
+                        Err((kind, msg)) => return failed(kind, msg, &excluded),
+                    }
                 }
                 Err(LoadFailure::Failed(e)) => {
                     let kind = e.class().kind();

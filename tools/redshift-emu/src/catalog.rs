@@ -24,6 +24,11 @@ DO $m$ BEGIN
     END IF;
 END $m$;
 DROP TABLE IF EXISTS public.redshift_emu_last_copy;
+-- Redshift's SUPER, for JSON 'noshred': a jsonb domain, so documents are checked and queryable.
+DO $s$ BEGIN
+    CREATE DOMAIN public.super AS jsonb;
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $s$;
 CREATE EXTENSION IF NOT EXISTS dblink;
 CREATE TABLE IF NOT EXISTS public.redshift_emu_load_errors (
     userid integer, slice integer, tbl integer, starttime timestamp, session integer,

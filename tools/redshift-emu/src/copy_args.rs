@@ -19,10 +19,7 @@ pub fn json_mode(s: &str) -> Result<JsonMode, ParseError> {
     } else if lower.starts_with("s3://") {
         Ok(JsonMode::Paths(s.trim().to_string()))
     } else if lower == "noshred" {
-        Err(err(
-            "0A000",
-            "JSON 'noshred' is not supported by the emulator",
-        ))
+        Ok(JsonMode::Noshred)
     } else {
         Err(err("XX000", format!("Invalid JSON option '{s}'")))
     }

@@ -215,10 +215,9 @@ impl<'a> Parser<'a> {
                 }
                 "format" => {
                     self.eat_kw("as");
-                    if !self
-                        .peek()
-                        .is_some_and(|t| t.is_kw("json") || t.is_kw("csv"))
-                    {
+                    if !self.peek().is_some_and(|t| {
+                        ["json", "csv", "parquet", "orc"].iter().any(|f| t.is_kw(f))
+                    }) {
                         return Err(self.unexpected());
                     }
                 }
@@ -247,6 +246,9 @@ impl<'a> Parser<'a> {
                     self.eat_kw("as");
                     st.ignore_header = self.number()?;
                 }
+                "parquet" => st.format = Format::Parquet,
+                "orc" => st.format = Format::Orc,
+                "explicit_ids" => {}
                 "gzip" => st.compression = Compression::Gzip,
                 "zstd" => st.compression = Compression::Zstd,
                 "bzip2" => st.compression = Compression::Bzip2,
@@ -325,6 +327,36 @@ fn finish_format(
     delimiter: Option<u8>,
     seen: &[String],
 ) -> Result<(), ParseError> {
+    if let Some(kind) = st.format.columnar() {
+        // https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-columnar.html:
+        // "Only the following COPY parameters are supported"; the refusal's wording is
+        // Redshift's for the parameters it does not take with a columnar format.
+        const ALLOWED: [&str; 13] = [
+            "iam_role",
+            "credentials",
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "manifest",
+            "acceptinvchars",
+            "fillrecord",
+            "statupdate",
+            "explicit_ids",
+            "parquet",
+            "orc",
+            "with",
+        ];
+        if let Some(bad) = seen.iter().find(|s| !ALLOWED.contains(&s.as_str())) {
+            return Err(err(
+                "0A000",
+                format!(
+                    "{} argument is not supported for {kind} based COPY",
+                    bad.to_uppercase()
+                ),
+            ));
+        }
+        return Ok(());
+    }
     match st.format {
         Format::Json(_) => {
             // protocols.md 5.4: "Not supported with JSON: CSV, DELIMITER, ESCAPE, FILLRECORD,
@@ -356,6 +388,7 @@ fn finish_format(
             st.delimiter = delimiter.unwrap_or(b',');
         }
         Format::Text => st.delimiter = delimiter.unwrap_or(b'|'),
+        Format::Parquet | Format::Orc => {}
     }
     Ok(())
 }
@@ -437,6 +470,37 @@ mod tests {
         let arn = parse_copy("copy t from 's3://b/k' iam_role 'nope'").unwrap_err();
         assert!(arn.message.contains("IAM role"));
         p("copy t from 's3://b/k' credentials 'aws_access_key_id=a;aws_secret_access_key=b;token=c'");
+    }
+
+    #[test]
+    fn columnar_takes_only_its_options() {
+        let st = p("copy t from 's3://b/m' iam_role default manifest format as parquet acceptinvchars as '^' fillrecord statupdate off explicit_ids");
+        assert_eq!(st.format, Format::Parquet);
+        assert!(st.manifest && st.fill_record);
+        assert_eq!(
+            p("copy t from 's3://b/m' iam_role default format orc").format,
+            Format::Orc
+        );
+        for (opt, name) in [
+            ("maxerror 5", "MAXERROR"),
+            ("ignoreheader 1", "IGNOREHEADER"),
+            ("gzip", "GZIP"),
+            ("timeformat 'auto'", "TIMEFORMAT"),
+            ("region 'us-east-1'", "REGION"),
+        ] {
+            let e = parse_copy(&format!(
+                "copy t from 's3://b/m' iam_role default format as parquet {opt}"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("{name} argument is not supported for PARQUET based COPY")
+            );
+        }
+        assert_eq!(
+            p("copy t from 's3://b/k' iam_role default format as json 'noshred'").format,
+            Format::Json(JsonMode::Noshred)
+        );
     }
 
     #[test]

@@ -39,6 +39,21 @@ pub enum Format {
     },
     /// JSON records.
     Json(JsonMode),
+    /// `FORMAT AS PARQUET`: columns by position, any error fails the COPY.
+    Parquet,
+    /// `FORMAT AS ORC` (parsed and checked, but not read by the emulator).
+    Orc,
+}
+
+impl Format {
+    /// `PARQUET` or `ORC` for the columnar formats.
+    pub fn columnar(&self) -> Option<&'static str> {
+        match self {
+            Format::Parquet => Some("PARQUET"),
+            Format::Orc => Some("ORC"),
+            _ => None,
+        }
+    }
 }
 
 /// How JSON keys map to columns.
@@ -50,6 +65,8 @@ pub enum JsonMode {
     AutoIgnoreCase,
     /// A JSONPaths file at this s3 URL.
     Paths(String),
+    /// `'noshred'`: each document whole into the table's single SUPER column.
+    Noshred,
 }
 
 /// Input compression.

@@ -53,6 +53,8 @@ pub enum Abort {
     Errors,
     /// Anything else that ends the COPY (missing mandatory file, S3, decompression).
     Fatal(String, i32),
+    /// A columnar file failed: `Spectrum Scan Error`, with the DETAIL's code and context.
+    Scan(crate::columnar::ScanError),
 }
 
 fn quote_ident(s: &str) -> String {
@@ -232,6 +234,24 @@ pub async fn run(s: &mut Session, sql: &str) -> std::io::Result<()> {
                 let d = detail(&m, code, &st.from, query);
                 (m, d)
             }
+            Abort::Scan(e) => {
+                // The `scan_unnamed` fault: an error that does not say which file failed.
+                let unnamed = matches!(
+                    s.shared
+                        .catalog
+                        .take_fault("scan_unnamed", &st.table, &st.table_name)
+                        .await,
+                    Ok(Some(_))
+                );
+                let context = if unnamed {
+                    "Error while reading a columnar file of the COPY".to_string()
+                } else {
+                    e.context
+                };
+                let m = "Spectrum Scan Error".to_string();
+                let d = detail(&m, e.code, &context, query);
+                (m, d)
+            }
         };
         tracing::info!(query, errors = load.errors.len(), "copy failed");
         let mut f = wire::error_fields("XX000", &msg, Some(&d));
@@ -333,14 +353,23 @@ async fn defaults(
 }
 
 fn opts(st: &CopyStmt) -> ConvertOpts {
+    // Parquet values arrive typed and are written out in ISO form, whatever TIMEFORMAT says.
+    let columnar = st.format.columnar().is_some();
+    let auto = |spec: &crate::copy_parse::TimeSpec| {
+        if columnar {
+            crate::copy_parse::TimeSpec::Auto
+        } else {
+            spec.clone()
+        }
+    };
     ConvertOpts {
         empty_as_null: st.empty_as_null,
         blanks_as_null: st.blanks_as_null,
         truncate_columns: st.truncate_columns,
         accept_inv_chars: st.accept_inv_chars,
         trim_blanks: st.trim_blanks,
-        date_format: st.date_format.clone(),
-        time_format: st.time_format.clone(),
+        date_format: auto(&st.date_format),
+        time_format: auto(&st.time_format),
     }
 }
 
@@ -420,6 +449,19 @@ async fn plan(
             .await
             .map_err(|e| (format!("Problem reading manifest file - {e}"), 8001))?;
         for e in s3::parse_manifest(&body).map_err(|m| (m, 8001))? {
+            // Columnar COPY reads the files through Spectrum, which needs each file's size:
+            // "error: File entry does not have 'meta' key. code: 15003" otherwise.
+            if st.format.columnar().is_some() {
+                if !e.meta {
+                    return Err(("File entry does not have 'meta' key.".into(), 15003));
+                }
+                if e.content_length.is_none() {
+                    return Err((
+                        "File entry does not have 'content_length' key in 'meta'.".into(),
+                        15003,
+                    ));
+                }
+            }
             // protocols.md 1.3: "Load error 8001: COPY with MANIFEST requires the full path of an
             // S3 object".
             match s3::split_url(&e.url) {
@@ -463,6 +505,21 @@ async fn plan(
                 mandatory: true,
             });
         }
+    }
+    if st.format == Format::Orc {
+        return Err((
+            "the emulator does not read ORC (FORMAT AS ORC): use Parquet against the emulator"
+                .into(),
+            15001,
+        ));
+    }
+    if st.format == Format::Json(JsonMode::Noshred) && ncols != 1 {
+        return Err((
+            format!(
+                "JSON 'noshred' loads each document into a single SUPER column; the table or column list has {ncols} columns"
+            ),
+            8001,
+        ));
     }
     let mut paths = None;
     if let Format::Json(JsonMode::Paths(url)) = &st.format {

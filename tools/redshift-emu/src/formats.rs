@@ -69,6 +69,8 @@ pub fn records<'a>(
         Format::Json(mode) => json_records(data, start, first_line, mode, cols, paths, st),
         Format::Csv { quote } => crate::csv::records(data, start, first_line, *quote, st, cols),
         Format::Text => text_records(data, start, first_line, st, cols),
+        // Read by `columnar`, never as text.
+        Format::Parquet | Format::Orc => Vec::new(),
     }
 }
 
@@ -280,6 +282,19 @@ fn json_fields(
         },
     };
     let invalid = |e: serde_json::Error| rec_err(1216, format!("Invalid JSON: {e}"), "", raw);
+    if mode == &JsonMode::Noshred {
+        // The whole document into the one SUPER column; 1224 is the load error code Redshift
+        // documents for JSON that SUPER cannot take.
+        return match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => Ok((vec![Some(text.as_bytes().to_vec())], Vec::new())),
+            Err(e) => Err(rec_err(
+                1224,
+                format!("Invalid JSON for the SUPER data type: {e}"),
+                cols.first().map_or("", String::as_str),
+                raw,
+            )),
+        };
+    }
     if let (JsonMode::Paths(_), Some(paths)) = (mode, paths) {
         let root: &RawValue = serde_json::from_str(text).map_err(invalid)?;
         return paths

@@ -9,6 +9,7 @@
 //! `convert`/`numbers`/`timefmt` (typed conversion and load error codes), `catalog` (side connection).
 
 mod catalog;
+mod columnar;
 mod convert;
 mod copy_args;
 mod copy_options;

@@ -28,6 +28,7 @@ pub enum S3Error {
 #[derive(Clone)]
 pub struct S3 {
     client: Client,
+    region: String,
 }
 
 impl S3 {
@@ -44,7 +45,13 @@ impl S3 {
             .build();
         Self {
             client: Client::from_conf(conf),
+            region: region.to_string(),
         }
+    }
+
+    /// The region files are named in (`https://s3.<region>.amazonaws.com/...`).
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// Lists every key under `prefix`, in key order.
@@ -137,6 +144,10 @@ pub struct ManifestEntry {
     pub url: String,
     /// COPY fails when a mandatory file is missing.
     pub mandatory: bool,
+    /// Whether the entry has a `meta` object.
+    pub meta: bool,
+    /// `meta.content_length`, which columnar formats need.
+    pub content_length: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -150,6 +161,8 @@ struct RawEntry {
     // protocols.md 1.3: "mandatory (optional boolean, default false)".
     #[serde(default)]
     mandatory: bool,
+    #[serde(default)]
+    meta: Option<serde_json::Value>,
 }
 
 /// Parses a manifest (never compressed, protocols.md 1.3); the error is the COPY error message.
@@ -161,6 +174,12 @@ pub fn parse_manifest(data: &[u8]) -> Result<Vec<ManifestEntry>, String> {
         .map(|e| ManifestEntry {
             url: e.url,
             mandatory: e.mandatory,
+            meta: e.meta.is_some(),
+            content_length: e
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("content_length"))
+                .and_then(|v| v.as_u64()),
         })
         .collect())
 }
