@@ -17,9 +17,9 @@
 use super::connect::Session;
 use super::errors::RedshiftError;
 use super::RedshiftDestination;
+use crate::artifacts;
 use crate::destination::FailureKind;
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
-use crate::artifacts;
 use tracing::{debug, info};
 
 /// The server's message and detail of a failed statement.
