@@ -69,7 +69,7 @@ fn io_kind(e: &io::Error) -> FailureKind {
     match e.kind() {
         io::ErrorKind::PermissionDenied
         | io::ErrorKind::NotADirectory
-        | io::ErrorKind::ReadOnlyFilesystem => FailureKind::Permanent,
+        | io::ErrorKind::ReadOnlyFilesystem => FailureKind::NeedsOperator,
         _ => FailureKind::Transient,
     }
 }

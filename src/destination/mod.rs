@@ -18,9 +18,10 @@ use std::any::Any;
 pub enum FailureKind {
     /// Connection refused or reset, timeouts, 429/5xx, busy: retry while budget remains.
     Transient,
-    /// Bad credentials, a missing table or index, a malformed manifest: retried until the
-    /// budget ends (an operator may fix it) and logged as an error every attempt.
-    Permanent,
+    /// Bad credentials, a missing table or index, a malformed manifest: nothing will change
+    /// until an operator fixes it, so it is logged as an error on every attempt; it is still
+    /// retried until the budget ends, since the fix may come in time.
+    NeedsOperator,
 }
 
 /// What a destination keeps between attempts of one batch so a retry sends only what failed

@@ -278,7 +278,7 @@ impl Dispatcher {
                 Ok(a) => a,
                 Err(panic) => {
                     counter!(m::DELIVERY_PANICS, "pipeline" => pipeline.to_string()).increment(1);
-                    Attempt::failed(FailureKind::Permanent, panic)
+                    Attempt::failed(FailureKind::NeedsOperator, panic)
                 }
             };
             let Some((kind, error, left)) = self
@@ -295,7 +295,7 @@ impl Dispatcher {
                 FailureKind::Transient => {
                     warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery failed, will retry")
                 }
-                FailureKind::Permanent => {
+                FailureKind::NeedsOperator => {
                     error!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %error, "delivery refused, retrying until the budget ends")
                 }
             }
@@ -361,7 +361,7 @@ impl Dispatcher {
         let outcome = match failure.as_ref().map(|f| f.0) {
             None => "delivered",
             Some(FailureKind::Transient) => "transient",
-            Some(FailureKind::Permanent) => "permanent",
+            Some(FailureKind::NeedsOperator) => "permanent",
         };
         counter!(m::DELIVERY_ATTEMPTS, "pipeline" => self.pipeline.name.clone(), "outcome" => outcome).increment(1);
         settlement.records_delivered += delivered as i64;

@@ -9,7 +9,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestVerdict {
     /// Send its documents again: 429, 5xx, or a refusal an operator may fix (401, 403, a
-    /// missing index) as [`FailureKind::Permanent`].
+    /// missing index) as [`FailureKind::NeedsOperator`].
     Retry(FailureKind),
     /// 413: split the request in halves and send each.
     Split,
@@ -20,7 +20,7 @@ pub fn classify_request(status: u16) -> RequestVerdict {
     match status {
         413 => RequestVerdict::Split,
         408 | 429 | 500..=599 => RequestVerdict::Retry(FailureKind::Transient),
-        _ => RequestVerdict::Retry(FailureKind::Permanent),
+        _ => RequestVerdict::Retry(FailureKind::NeedsOperator),
     }
 }
 
@@ -118,7 +118,7 @@ fn classify_item(status: u16, error: Option<&Value>) -> ItemVerdict {
     match status {
         429 | 500..=599 => ItemVerdict::Retry(FailureKind::Transient, status, reason),
         404 if ty == Some("index_not_found_exception") => {
-            ItemVerdict::Retry(FailureKind::Permanent, status, reason)
+            ItemVerdict::Retry(FailureKind::NeedsOperator, status, reason)
         }
         _ => ItemVerdict::Reject(status, reason),
     }
@@ -203,7 +203,7 @@ mod tests {
         );
         assert!(matches!(
             items[5],
-            ItemVerdict::Retry(FailureKind::Permanent, 404, _)
+            ItemVerdict::Retry(FailureKind::NeedsOperator, 404, _)
         ));
     }
 
@@ -230,11 +230,11 @@ mod tests {
         );
         assert_eq!(
             classify_request(401),
-            RequestVerdict::Retry(FailureKind::Permanent)
+            RequestVerdict::Retry(FailureKind::NeedsOperator)
         );
         assert_eq!(
             classify_request(403),
-            RequestVerdict::Retry(FailureKind::Permanent)
+            RequestVerdict::Retry(FailureKind::NeedsOperator)
         );
         let body = br#"{"error":{"root_cause":[],"type":"security_exception","reason":"missing authentication credentials"},"status":401}"#;
         assert_eq!(

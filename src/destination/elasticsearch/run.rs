@@ -542,7 +542,7 @@ impl<'a> Run<'a> {
 
     fn fail(&mut self, kind: FailureKind, error: String) {
         match &self.failure {
-            Some((FailureKind::Permanent, _)) if kind == FailureKind::Transient => {}
+            Some((FailureKind::NeedsOperator, _)) if kind == FailureKind::Transient => {}
             _ => self.failure = Some((kind, error)),
         }
     }

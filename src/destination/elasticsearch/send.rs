@@ -29,7 +29,7 @@ pub struct Report {
 impl Report {
     fn fail(&mut self, kind: FailureKind, message: String) {
         match &self.failure {
-            Some((FailureKind::Permanent, _)) if kind == FailureKind::Transient => {}
+            Some((FailureKind::NeedsOperator, _)) if kind == FailureKind::Transient => {}
             _ => self.failure = Some((kind, message)),
         }
     }

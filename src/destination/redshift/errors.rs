@@ -98,7 +98,7 @@ impl Class {
     pub fn kind(self) -> FailureKind {
         match self {
             Class::Transient => FailureKind::Transient,
-            Class::Permanent | Class::BadData => FailureKind::Permanent,
+            Class::Permanent | Class::BadData => FailureKind::NeedsOperator,
         }
     }
 }

@@ -492,7 +492,7 @@ impl Destination for RedshiftDestination {
                             self.error_view().name()
                         );
                         self.keep(client);
-                        return failed(FailureKind::Permanent, msg, &excluded);
+                        return failed(FailureKind::NeedsOperator, msg, &excluded);
                     }
                     let bad: HashSet<i64> = out.into_iter().collect();
                     let rows: Vec<LoadError> = rows
@@ -512,7 +512,7 @@ impl Destination for RedshiftDestination {
                         Ok(None) => {
                             self.keep(client);
                             let msg = format!("{error}; no single file of the batch fails alone");
-                            return failed(FailureKind::Permanent, msg, &excluded);
+                            return failed(FailureKind::NeedsOperator, msg, &excluded);
                         }
                         Err((kind, msg)) => return failed(kind, msg, &excluded),
                     }

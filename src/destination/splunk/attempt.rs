@@ -328,7 +328,7 @@ impl Run<'_> {
                 self.refused(chunk, FailureKind::Transient, code, &text)
             }
             Ok(Verdict::Permanent { code, text }) => {
-                self.refused(chunk, FailureKind::Permanent, code, &text)
+                self.refused(chunk, FailureKind::NeedsOperator, code, &text)
             }
             Err(e) => {
                 let code = if e.is_timeout() {
@@ -364,7 +364,7 @@ impl Run<'_> {
 
     fn halt(&mut self, kind: FailureKind, error: String) {
         match &self.stop {
-            Some((FailureKind::Permanent, _)) => {}
+            Some((FailureKind::NeedsOperator, _)) => {}
             Some(_) if kind == FailureKind::Transient => {}
             _ => self.stop = Some((kind, error)),
         }
@@ -409,7 +409,7 @@ impl Run<'_> {
             }
             Err(PollError::Refused(Verdict::Permanent { code: 14, text })) => {
                 self.halt(
-                    FailureKind::Permanent,
+                    FailureKind::NeedsOperator,
                     format!("ack = true but the token has indexer acknowledgement off (code 14: {text})"),
                 );
             }
