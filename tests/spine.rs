@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, Utc};
 use common::*;
 use stageload::config::{Config, DestinationConfig};
-use stageload::destination::{file::FileDestination, Attempt, Destination, FailureKind, Resume};
+use stageload::destination::{
+    file::FileDestination, Attempt, Destination, DestinationError, FailureKind, Resume,
+};
 use stageload::model::ClaimedBatch;
 use stageload::source::s3::S3;
 use std::collections::HashSet;
@@ -232,7 +234,7 @@ impl Destination for Flaky {
     fn target(&self) -> String {
         self.inner.target()
     }
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), DestinationError> {
         Ok(())
     }
     async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {

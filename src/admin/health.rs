@@ -173,7 +173,10 @@ pub async fn run_checks(state: &AdminState, timeout: Duration) -> Readiness {
         })
     }));
     let destinations = futures::future::join_all(pipelines.iter().map(|p| async move {
-        let r = timed(timeout, p.destination.check()).await;
+        let r = timed(timeout, async {
+            p.destination.check().await.map_err(|e| e.to_string())
+        })
+        .await;
         CheckResult {
             check: CheckKind::Destination,
             pipeline: Some(p.config.name.clone()),

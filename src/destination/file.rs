@@ -88,10 +88,16 @@ impl Destination for FileDestination {
         self.directory.display().to_string()
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), super::DestinationError> {
         tokio::fs::create_dir_all(&self.directory)
             .await
-            .map_err(|e| format!("directory {}: {e}", self.directory.display()))
+            .map_err(|e| {
+                super::DestinationError::new(
+                    io_kind(&e),
+                    format!("directory {}: {e}", self.directory.display()),
+                )
+                .with_source(e)
+            })
     }
 
     async fn deliver(&self, batch: &ClaimedBatch, _resume: Option<super::Resume>) -> Attempt {

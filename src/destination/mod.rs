@@ -24,6 +24,51 @@ pub enum FailureKind {
     NeedsOperator,
 }
 
+/// What went wrong at a destination, and how to treat it: the one error type that crosses the
+/// destination boundary (failed attempts, readiness checks, recovery after a takeover).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DestinationError {
+    /// Whether waiting may help, or an operator must act (both are retried within the budget).
+    pub kind: FailureKind,
+    /// What happened, for logs, `batches.last_error` and `load_errors.err_reason`; it names
+    /// the pipeline, object or batch where the destination knows them.
+    pub message: String,
+    /// The underlying error, when there is one.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DestinationError {
+    /// An error of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> DestinationError {
+        DestinationError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Worth retrying as it is: the destination or the network is away or busy.
+    pub fn transient(message: impl Into<String>) -> DestinationError {
+        DestinationError::new(FailureKind::Transient, message)
+    }
+
+    /// Nothing changes until an operator acts (credentials, a missing table or index).
+    pub fn needs_operator(message: impl Into<String>) -> DestinationError {
+        DestinationError::new(FailureKind::NeedsOperator, message)
+    }
+
+    /// Keeps `source` as the cause.
+    pub fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> DestinationError {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
 /// What a destination keeps between attempts of one batch so a retry sends only what failed
 /// (bulk items that got 429, HEC requests never acked, the batch minus a bad file).
 pub struct Resume(pub Box<dyn Any + Send + Sync>);
@@ -41,10 +86,8 @@ pub enum Outcome {
     Delivered,
     /// Some or all of the batch must be sent again.
     Failed {
-        /// Transient or permanent for the batch.
-        kind: FailureKind,
-        /// What went wrong, for logs and `batches.last_error`.
-        error: String,
+        /// What went wrong, and whether it needs an operator.
+        error: DestinationError,
         /// What is left to send, when the destination can narrow it.
         resume: Option<Resume>,
     },
@@ -82,8 +125,7 @@ impl Attempt {
     pub fn failed(kind: FailureKind, error: impl Into<String>) -> Attempt {
         Attempt {
             outcome: Outcome::Failed {
-                kind,
-                error: error.into(),
+                error: DestinationError::new(kind, error),
                 resume: None,
             },
             ..Attempt::delivered(0)
@@ -272,13 +314,13 @@ pub trait Destination: Send + Sync {
     }
 
     /// A quick reachability and credentials check, for startup and `/readyz`.
-    async fn check(&self) -> Result<(), String>;
+    async fn check(&self) -> Result<(), DestinationError>;
 
     /// For a batch taken over from a dead worker: did its earlier attempt already deliver it?
     /// Destinations that can tell (Redshift's marker table) answer with the report of that
     /// delivery, rebuilt from what the destination committed (records loaded, rows rejected,
     /// objects skipped), so settling it loses nothing; others answer `None`.
-    async fn recover(&self, _batch: &ClaimedBatch) -> Result<Option<Attempt>, String> {
+    async fn recover(&self, _batch: &ClaimedBatch) -> Result<Option<Attempt>, DestinationError> {
         Ok(None)
     }
 

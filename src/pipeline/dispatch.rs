@@ -10,7 +10,7 @@ use crate::control::batches::Settlement;
 use crate::control::load_errors::ErrorContext;
 use crate::control::Control;
 use crate::destination::{
-    ArtifactKind, Attempt, Destination, FailureKind, LostChunk, Outcome, WriteOff,
+    ArtifactKind, Attempt, Destination, DestinationError, FailureKind, LostChunk, Outcome, WriteOff,
 };
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::s3::S3;
@@ -235,6 +235,7 @@ impl Dispatcher {
             loop {
                 match guarded(self.destination.recover(batch))
                     .await
+                    .map_err(DestinationError::needs_operator)
                     .and_then(|r| r)
                 {
                     Ok(Some(report)) => {
@@ -281,13 +282,14 @@ impl Dispatcher {
                     Attempt::failed(FailureKind::NeedsOperator, panic)
                 }
             };
-            let Some((kind, error, left)) = self
+            let Some((failure, left)) = self
                 .absorb(batch, attempt_no, attempt, &mut settlement)
                 .await
             else {
                 self.settle(batch, &settlement, false).await;
                 return Ok(());
             };
+            let (kind, error) = (failure.kind, failure.to_string());
             // From the first failure until the batch settles, freed buffers go back to the
             // system (see `memory`).
             lean.get_or_insert_with(crate::memory::lean_heap);
@@ -339,7 +341,7 @@ impl Dispatcher {
         attempt_no: i32,
         attempt: Attempt,
         settlement: &mut Settlement,
-    ) -> Option<(FailureKind, String, Option<crate::destination::Resume>)> {
+    ) -> Option<(DestinationError, Option<crate::destination::Resume>)> {
         let Attempt {
             outcome,
             rejected,
@@ -349,16 +351,12 @@ impl Dispatcher {
         } = attempt;
         let failure = match outcome {
             Outcome::Delivered => None,
-            Outcome::Failed {
-                kind,
-                error,
-                resume,
-            } => Some((kind, error, resume)),
+            Outcome::Failed { error, resume } => Some((error, resume)),
         };
         let labels = [("pipeline", self.pipeline.name.clone())];
         counter!(m::RECORDS_DELIVERED, &labels).increment(delivered);
         counter!(m::RECORDS_REJECTED, &labels).increment(rejected.len() as u64);
-        let outcome = match failure.as_ref().map(|f| f.0) {
+        let outcome = match failure.as_ref().map(|f| f.0.kind) {
             None => "delivered",
             Some(FailureKind::Transient) => "transient",
             Some(FailureKind::NeedsOperator) => "permanent",

@@ -21,7 +21,9 @@ pub mod run;
 pub mod send;
 
 use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
-use crate::destination::{ArtifactKind, Attempt, Destination, GiveUp, Resume, WriteOff};
+use crate::destination::{
+    ArtifactKind, Attempt, Destination, DestinationError, FailureKind, GiveUp, Resume, WriteOff,
+};
 use crate::model::ClaimedBatch;
 use crate::source::pointer::Pointer;
 use crate::source::s3::S3;
@@ -91,7 +93,7 @@ impl Destination for ElasticsearchDestination {
         ArtifactKind::Records("elasticsearch")
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), crate::destination::DestinationError> {
         let shared = &self.shared;
         let at = format!(
             "pipeline {}: elasticsearch at {}",
@@ -103,15 +105,20 @@ impl Destination for ElasticsearchDestination {
             Sent::Answer {
                 status: status @ (401 | 403),
                 body,
-            } => Err(format!(
+            } => Err(DestinationError::needs_operator(format!(
                 "{at}: credentials refused: {}",
                 response::request_error_text(status, &body)
+            ))),
+            Sent::Answer { status, body } => Err(DestinationError::new(
+                match response::classify_request(status) {
+                    response::RequestVerdict::Retry(kind) => kind,
+                    response::RequestVerdict::Split => FailureKind::Transient,
+                },
+                format!("{at}: {}", response::request_error_text(status, &body)),
             )),
-            Sent::Answer { status, body } => Err(format!(
-                "{at}: {}",
-                response::request_error_text(status, &body)
-            )),
-            Sent::Unreachable(e) => Err(format!("{at}: unreachable: {e}")),
+            Sent::Unreachable(e) => Err(DestinationError::transient(format!(
+                "{at}: unreachable: {e}"
+            ))),
         }
     }
 

@@ -16,7 +16,9 @@ use super::send::{self, Report};
 use super::Shared;
 use crate::codes;
 use crate::config::DocumentId;
-use crate::destination::{Attempt, FailureKind, GiveUp, Outcome, Resume, WriteOff};
+use crate::destination::{
+    Attempt, DestinationError, FailureKind, GiveUp, Outcome, Resume, WriteOff,
+};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::framing::RecordError;
 use crate::source::pointer::Scalar;
@@ -167,8 +169,7 @@ impl<'a> Run<'a> {
                 settled: std::mem::take(&mut self.progress.settled),
             };
             Outcome::Failed {
-                kind,
-                error,
+                error: DestinationError::new(kind, error),
                 resume: Some(Resume(Box::new(progress))),
             }
         };

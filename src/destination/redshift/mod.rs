@@ -41,7 +41,9 @@ use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
 use self::load::LoadFailure;
 use self::merge::MergeSpec;
-use super::{Attempt, Destination, FailureKind, GiveUp, Outcome, Resume, WriteOff};
+use super::{
+    Attempt, Destination, DestinationError, FailureKind, GiveUp, Outcome, Resume, WriteOff,
+};
 use crate::artifacts;
 use crate::codes;
 use crate::config::{ErrorTable, PipelineConfig, RedshiftConfig};
@@ -332,7 +334,7 @@ impl Destination for RedshiftDestination {
         self.table.clone()
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), DestinationError> {
         let prefix = format!(
             "pipeline {}: redshift at {}",
             self.pipeline,
@@ -343,19 +345,19 @@ impl Destination for RedshiftDestination {
                 Class::Transient => "cluster unreachable",
                 _ => "refused",
             };
-            format!("{prefix}: {hint}: {e}")
+            DestinationError::new(e.class().kind(), format!("{prefix}: {hint}: {e}"))
         })?;
         client
             .exec("select 1", "SELECT 1")
             .await
-            .map_err(|e| format!("{prefix}: {e}"))?;
+            .map_err(|e| DestinationError::new(e.class().kind(), format!("{prefix}: {e}")))?;
         if self.noshred && self.spec.columns.is_empty() {
             // A table the user cannot see counts 0: the COPY says why.
             let sql = options::column_count_query(&self.spec.table);
             let n = client
                 .query("count table columns", &sql)
                 .await
-                .map_err(|e| format!("{prefix}: {e}"))?
+                .map_err(|e| DestinationError::new(e.class().kind(), format!("{prefix}: {e}")))?
                 .iter()
                 .find_map(|m| match m {
                     tokio_postgres::SimpleQueryMessage::Row(r) => {
@@ -365,22 +367,23 @@ impl Destination for RedshiftDestination {
                 })
                 .unwrap_or(0);
             if n > 1 {
-                return Err(format!(
+                return Err(DestinationError::needs_operator(format!(
                     "{prefix}: JSON 'noshred' loads each document into one SUPER column, but {} has {n} columns: name that column in columns, or load a table of one column",
                     self.table
-                ));
+                )));
             }
         }
         self.keep(client);
         Ok(())
     }
 
-    async fn recover(&self, batch: &ClaimedBatch) -> Result<Option<Attempt>, String> {
-        let client = self.session().await.map_err(|e| e.to_string())?;
+    async fn recover(&self, batch: &ClaimedBatch) -> Result<Option<Attempt>, DestinationError> {
+        let typed = |e: RedshiftError| DestinationError::new(e.class().kind(), e.to_string());
+        let client = self.session().await.map_err(typed)?;
         let found = self
             .committed(&client, batch, &self.key(batch))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(typed)?;
         self.keep(client);
         Ok(found)
     }

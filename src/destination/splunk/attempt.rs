@@ -15,7 +15,7 @@ use super::response::{self, Verdict};
 use super::state::{Chunk, Progress};
 use super::{SplunkDestination, HEC_RESENDS_TOTAL};
 use crate::config::HecEndpoint;
-use crate::destination::{Attempt, FailureKind, Outcome, Resume};
+use crate::destination::{Attempt, DestinationError, FailureKind, Outcome, Resume};
 use crate::model::ClaimedBatch;
 use crate::source::reader::{ReaderItem, RecordStream};
 use crate::source::records::{self, OpenFailure, ReadFailure};
@@ -463,8 +463,7 @@ impl Run<'_> {
         let mut p = self.p;
         p.chunks = left;
         report.outcome = Outcome::Failed {
-            kind,
-            error,
+            error: DestinationError::new(kind, error),
             resume: Some(Resume(Box::new(p))),
         };
         report

@@ -22,7 +22,7 @@ mod response;
 mod state;
 mod time;
 
-use super::{ArtifactKind, Attempt, Destination, GiveUp, Resume, WriteOff};
+use super::{ArtifactKind, Attempt, Destination, DestinationError, GiveUp, Resume, WriteOff};
 use crate::config::{PipelineConfig, SourceConfig, SplunkConfig};
 use crate::model::ClaimedBatch;
 use crate::source::s3::S3;
@@ -108,11 +108,10 @@ impl Destination for SplunkDestination {
         ArtifactKind::Records("splunk")
     }
 
-    async fn check(&self) -> Result<(), String> {
-        self.hec
-            .check()
-            .await
-            .map_err(|e| format!("pipeline {}: splunk: {e}", self.pipeline))
+    async fn check(&self) -> Result<(), DestinationError> {
+        self.hec.check().await.map_err(|e| {
+            DestinationError::needs_operator(format!("pipeline {}: splunk: {e}", self.pipeline))
+        })
     }
 
     async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
