@@ -237,7 +237,7 @@ impl Destination for Flaky {
     async fn check(&self) -> Result<(), DestinationError> {
         Ok(())
     }
-    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
+    async fn deliver(&self, batch: &ClaimedBatch, attempt: u32, resume: Option<Resume>) -> Attempt {
         if self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -245,7 +245,7 @@ impl Destination for Flaky {
         {
             return Attempt::failed(FailureKind::Transient, "injected: connection reset by peer");
         }
-        self.inner.deliver(batch, resume).await
+        self.inner.deliver(batch, attempt, resume).await
     }
 }
 

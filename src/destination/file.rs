@@ -100,7 +100,12 @@ impl Destination for FileDestination {
             })
     }
 
-    async fn deliver(&self, batch: &ClaimedBatch, _resume: Option<super::Resume>) -> Attempt {
+    async fn deliver(
+        &self,
+        batch: &ClaimedBatch,
+        _attempt: u32,
+        _resume: Option<super::Resume>,
+    ) -> Attempt {
         let dir = &self.directory;
         let fail = |e: io::Error, what: &str| {
             Attempt::failed(io_kind(&e), format!("{what} {}: {e}", dir.display()))

@@ -324,16 +324,19 @@ pub trait Destination: Send + Sync {
         Ok(None)
     }
 
-    /// One attempt at the batch, or at what `resume` says is left of it.
-    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt;
+    /// Attempt number `attempt` (1-based, counted across processes by the control database)
+    /// at the batch, or at what `resume` says is left of it.
+    async fn deliver(&self, batch: &ClaimedBatch, attempt: u32, resume: Option<Resume>) -> Attempt;
 
     /// The batch's budget ran out with `resume` left undelivered: hands a row (and, for
     /// destinations with [`ArtifactKind::Records`], a failed record) for each record lost to
     /// `out`, chunk by chunk as it finds them, re-reading from S3 what it does not hold. When
     /// it hands over nothing, the dispatcher writes one row per object (the default).
+    /// `attempts` is how many attempts were made (Firehose's `attemptsMade`).
     async fn give_up(
         &self,
         _batch: &ClaimedBatch,
+        _attempts: u32,
         _resume: Option<Resume>,
         _reason: &str,
         _out: &mut WriteOff,

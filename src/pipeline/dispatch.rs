@@ -275,7 +275,13 @@ impl Dispatcher {
                     batch.attempts + 1
                 }
             };
-            let attempt = match guarded(self.destination.deliver(batch, resume.take())).await {
+            let attempt = match guarded(self.destination.deliver(
+                batch,
+                attempt_no.max(1) as u32,
+                resume.take(),
+            ))
+            .await
+            {
                 Ok(a) => a,
                 Err(panic) => {
                     counter!(m::DELIVERY_PANICS, "pipeline" => pipeline.to_string()).increment(1);
@@ -408,7 +414,14 @@ impl Dispatcher {
         );
         let (mut out, chunks) = WriteOff::channel();
         let produce = async {
-            let given = guarded(self.destination.give_up(batch, left, &reason, &mut out)).await;
+            let given = guarded(self.destination.give_up(
+                batch,
+                attempt_no.max(1) as u32,
+                left,
+                &reason,
+                &mut out,
+            ))
+            .await;
             // What was handed over before a panic is kept all the same.
             out.close().await;
             given

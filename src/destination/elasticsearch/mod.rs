@@ -122,9 +122,9 @@ impl Destination for ElasticsearchDestination {
         }
     }
 
-    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
+    async fn deliver(&self, batch: &ClaimedBatch, attempt: u32, resume: Option<Resume>) -> Attempt {
         let progress = Progress::from_resume(resume);
-        Run::new(&self.shared, batch, progress, Mode::Send)
+        Run::new(&self.shared, batch, attempt, progress, Mode::Send)
             .attempt()
             .await
     }
@@ -132,6 +132,7 @@ impl Destination for ElasticsearchDestination {
     async fn give_up(
         &self,
         batch: &ClaimedBatch,
+        attempts: u32,
         resume: Option<Resume>,
         reason: &str,
         out: &mut WriteOff,
@@ -140,6 +141,7 @@ impl Destination for ElasticsearchDestination {
         Run::new(
             &self.shared,
             batch,
+            attempts,
             progress,
             Mode::GiveUp(reason.to_string()),
         )

@@ -37,8 +37,6 @@ const RETRY_HOLD_MIN_BYTES: usize = 8 << 20;
 /// What is left of a batch between attempts (the payload of [`Resume`]).
 #[derive(Debug, Clone)]
 pub struct Progress {
-    /// Attempts made so far in this claim.
-    pub attempts: i32,
     /// Documents to send again, with their action lines.
     pub retry: Vec<Pending>,
     /// (object index, ordinal) of the first record never sent; `None` once all were read.
@@ -53,7 +51,6 @@ impl Progress {
     /// Nothing sent yet.
     pub fn start() -> Self {
         Progress {
-            attempts: 0,
             retry: Vec::new(),
             cursor: Some((0, 0)),
             errors_before: (0, 0),
@@ -103,17 +100,19 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// A walk over `batch` from where `progress` says.
+    /// A walk over `batch` from where `progress` says: attempt number `attempt`, or, giving
+    /// up, after `attempt` attempts.
     pub fn new(
         shared: &'a Shared,
         batch: &'a ClaimedBatch,
+        attempt: u32,
         progress: Progress,
         mode: Mode,
     ) -> Self {
         Run {
             shared,
             batch,
-            attempt: batch.attempts.max(0) + progress.attempts + 1,
+            attempt: attempt as i32,
             mode,
             progress,
             body: Body::default(),
@@ -162,7 +161,6 @@ impl<'a> Run<'a> {
                 .take()
                 .unwrap_or((FailureKind::Transient, "documents left to send".to_string()));
             let progress = Progress {
-                attempts: self.progress.attempts + 1,
                 retry: std::mem::take(&mut self.retry),
                 cursor,
                 errors_before: self.progress.errors_before,
@@ -569,7 +567,7 @@ impl<'a> Run<'a> {
             reason,
             index,
             id: id.unwrap_or_default(),
-            attempts: self.attempt - 1,
+            attempts: self.attempt,
         };
         let (row, record) = (failed.row(), failed.record());
         if let Some(out) = self.out.as_deref_mut() {

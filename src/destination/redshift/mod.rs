@@ -388,7 +388,12 @@ impl Destination for RedshiftDestination {
         Ok(found)
     }
 
-    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
+    async fn deliver(
+        &self,
+        batch: &ClaimedBatch,
+        _attempt: u32,
+        resume: Option<Resume>,
+    ) -> Attempt {
         let mut excluded = resume
             .and_then(|r| r.0.downcast::<Excluded>().ok())
             .map(|b| *b)
@@ -532,6 +537,7 @@ impl Destination for RedshiftDestination {
     async fn give_up(
         &self,
         batch: &ClaimedBatch,
+        _attempts: u32,
         resume: Option<Resume>,
         reason: &str,
         out: &mut WriteOff,

@@ -43,6 +43,8 @@ enum Event {
 struct Run<'a> {
     dest: &'a SplunkDestination,
     batch: &'a ClaimedBatch,
+    /// This attempt's number, for failed-event records' `attemptsMade`.
+    attempt: u32,
     p: Progress,
     channel: String,
     report: Attempt,
@@ -57,14 +59,14 @@ struct Run<'a> {
     warned_no_ack_id: bool,
 }
 
-/// One attempt at `batch` from `p`.
+/// Attempt number `attempt` at `batch` from `p`.
 pub(super) async fn deliver(
     dest: &SplunkDestination,
     batch: &ClaimedBatch,
+    attempt: u32,
     p: Progress,
 ) -> Attempt {
     let mut p = p;
-    p.attempts += 1;
     let channel = p
         .channel
         .get_or_insert_with(|| dest.channels.take())
@@ -73,6 +75,7 @@ pub(super) async fn deliver(
     let mut run = Run {
         dest,
         batch,
+        attempt,
         channel,
         report: Attempt::delivered(0),
         builder: Builder::new(dest.config.max_request_bytes),
@@ -380,7 +383,7 @@ impl Run<'_> {
             err_code: code,
             reason: text,
             firehose_code: response::firehose_error_code(code),
-            attempts: self.batch.attempts.max(0) as u32 + self.p.attempts,
+            attempts: self.attempt,
         };
         for (i, r) in chunk.records.iter().enumerate() {
             let raw = self.dest.encoder.original(chunk.event_bytes(i));

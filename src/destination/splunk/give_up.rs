@@ -22,6 +22,7 @@ const MAX_RETRIES_FAILED: &str = "Splunk.MaxRetriesFailed";
 pub(super) async fn collect(
     dest: &SplunkDestination,
     batch: &ClaimedBatch,
+    attempts: u32,
     mut p: Progress,
     reason: &str,
     out: &mut WriteOff,
@@ -32,7 +33,7 @@ pub(super) async fn collect(
         err_code: codes::BUDGET_EXHAUSTED,
         reason,
         firehose_code,
-        attempts: batch.attempts.max(0) as u32 + p.attempts,
+        attempts,
     };
     for chunk in &chunks {
         for (i, r) in chunk.records.iter().enumerate() {

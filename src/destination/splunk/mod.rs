@@ -114,19 +114,20 @@ impl Destination for SplunkDestination {
         })
     }
 
-    async fn deliver(&self, batch: &ClaimedBatch, resume: Option<Resume>) -> Attempt {
+    async fn deliver(&self, batch: &ClaimedBatch, attempt: u32, resume: Option<Resume>) -> Attempt {
         let p = self.progress(batch, resume);
-        attempt::deliver(self, batch, p).await
+        attempt::deliver(self, batch, attempt, p).await
     }
 
     async fn give_up(
         &self,
         batch: &ClaimedBatch,
+        attempts: u32,
         resume: Option<Resume>,
         reason: &str,
         out: &mut WriteOff,
     ) -> GiveUp {
         let p = self.progress(batch, resume);
-        give_up::collect(self, batch, p, reason, out).await
+        give_up::collect(self, batch, attempts, p, reason, out).await
     }
 }

@@ -94,8 +94,6 @@ pub struct Progress {
     pub chunks: Vec<Chunk>,
     /// Per object of the batch.
     pub objects: Vec<ObjectProgress>,
-    /// Attempts made with this state.
-    pub attempts: u32,
     /// Firehose's `errorCode` of the last failure (`Splunk.AckTimeout`, ...), for the
     /// failed-event records of a batch that runs out of budget.
     pub last_error: Option<&'static str>,
@@ -109,7 +107,6 @@ impl Progress {
             object_ids,
             channel: None,
             chunks: Vec::new(),
-            attempts: 0,
             last_error: None,
         }
     }
