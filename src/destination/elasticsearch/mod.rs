@@ -7,17 +7,17 @@
 //! ([`index`]). Answers are sorted per document ([`response`], [`send`]): 429 and 5xx items
 //! are retried alone through [`Resume`], other 4xx items become `load_errors` rows and
 //! failed-document records ([`report`]); [`run`] walks the batch. Documents kept for a retry
-//! are bounded: past [`run::Run::retry_bound`] bytes an attempt stops reading new records. When
+//! are bounded: past [`attempt::Run::retry_bound`] bytes an attempt stops reading new records. When
 //! the budget runs out, the write-off re-reads what was never sent from S3 and hands it over in
 //! bounded chunks, so it never holds the batch.
 
+pub mod attempt;
 pub mod bulk;
 pub mod client;
+pub mod failed;
 pub mod id;
 pub mod index;
-pub mod report;
-pub mod response;
-pub mod run;
+pub mod retry;
 pub mod send;
 
 use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
@@ -28,8 +28,8 @@ use crate::model::ClaimedBatch;
 use crate::source::pointer::Pointer;
 use crate::source::s3::S3;
 use async_trait::async_trait;
+use attempt::{Mode, Progress, Run};
 use client::{Client, Sent};
-use run::{Mode, Progress, Run};
 use std::sync::Arc;
 
 /// What every walk over a batch shares.
@@ -107,14 +107,14 @@ impl Destination for ElasticsearchDestination {
                 body,
             } => Err(DestinationError::needs_operator(format!(
                 "{at}: credentials refused: {}",
-                response::request_error_text(status, &body)
+                retry::request_error_text(status, &body)
             ))),
             Sent::Answer { status, body } => Err(DestinationError::new(
-                match response::classify_request(status) {
-                    response::RequestVerdict::Retry(kind) => kind,
-                    response::RequestVerdict::Split => FailureKind::Transient,
+                match retry::classify_request(status) {
+                    retry::RequestVerdict::Retry(kind) => kind,
+                    retry::RequestVerdict::Split => FailureKind::Transient,
                 },
-                format!("{at}: {}", response::request_error_text(status, &body)),
+                format!("{at}: {}", retry::request_error_text(status, &body)),
             )),
             Sent::Unreachable(e) => Err(DestinationError::transient(format!(
                 "{at}: unreachable: {e}"

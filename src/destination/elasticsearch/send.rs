@@ -3,7 +3,7 @@
 
 use super::bulk::{pending, Item, Pending};
 use super::client::{Client, Sent};
-use super::response::{self, BulkAnswer, ItemVerdict, RequestVerdict};
+use super::retry::{self, BulkAnswer, ItemVerdict, RequestVerdict};
 use crate::destination::FailureKind;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub async fn run(client: Arc<Client>, buf: Vec<u8>, items: Vec<Item>) -> Report 
             Sent::Answer {
                 status: 200,
                 body: answer,
-            } => match response::parse_bulk(&answer, slice.len()) {
+            } => match retry::parse_bulk(&answer, slice.len()) {
                 Ok(BulkAnswer::AllDone) => report.delivered += slice.len() as u64,
                 Ok(BulkAnswer::Items(verdicts)) => {
                     for (item, verdict) in slice.iter().zip(verdicts) {
@@ -98,8 +98,8 @@ pub async fn run(client: Arc<Client>, buf: Vec<u8>, items: Vec<Item>) -> Report 
                 status,
                 body: answer,
             } => {
-                let why = response::request_error_text(status, &answer);
-                match response::classify_request(status) {
+                let why = retry::request_error_text(status, &answer);
+                match retry::classify_request(status) {
                     RequestVerdict::Split if slice.len() > 1 => {
                         let mid = a + slice.len() / 2;
                         todo.push((mid, b));

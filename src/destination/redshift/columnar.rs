@@ -14,7 +14,7 @@
 //! log2(n) COPYs (one more when the halving ends on a right half never tried alone) for one bad
 //! file among n, none of them committed.
 
-use super::connect::Session;
+use super::client::Session;
 use super::errors::RedshiftError;
 use super::RedshiftDestination;
 use crate::artifacts;

@@ -21,25 +21,25 @@
 //! `errors` (classification and system-view rows), `preflight` (HEAD of each object), `merge`
 //! (staging-table upsert SQL), `hooks` (test-only pauses).
 
+mod attempt;
 mod auth;
+mod client;
 mod columnar;
 mod commit;
-mod connect;
 pub mod copy;
 mod errors;
 mod exclude;
 mod hooks;
-mod load;
 mod merge;
 pub mod options;
 mod preflight;
 
+use self::attempt::LoadFailure;
+use self::client::{Connector, Session};
 use self::commit::{Key, Tables};
-use self::connect::{Connector, Session};
 use self::copy::CopySpec;
 use self::errors::{Class, RedshiftError};
 use self::hooks::{Hooks, Point};
-use self::load::LoadFailure;
 use self::merge::MergeSpec;
 use super::{
     Attempt, Destination, DestinationError, FailureKind, GiveUp, Outcome, Resume, WriteOff,
@@ -303,7 +303,7 @@ impl RedshiftDestination {
             .await?;
         let mut report = Attempt::delivered(rows_loaded.max(0) as u64);
         for (excluded, mut row) in commit::parse_errors(&errors) {
-            row.object_id = load::named_object(&batch.objects, &row.filename);
+            row.object_id = attempt::named_object(&batch.objects, &row.filename);
             if excluded {
                 report.skipped_objects.extend(row.object_id);
             }
@@ -457,7 +457,7 @@ impl Destination for RedshiftDestination {
                     .pause(Point::BeforeCopy, pipeline, batch.id)
                     .await;
             }
-            let job = load::Job {
+            let job = attempt::Job {
                 batch,
                 key: &key,
                 objects: &objects,

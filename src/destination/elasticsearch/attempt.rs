@@ -9,9 +9,9 @@
 //! sends them first and memory stays bounded however much of the batch the cluster refuses.
 
 use super::bulk::{pending, Body, DocId, Pending};
+use super::failed::Failed;
 use super::id::ObjectIds;
 use super::index::{timestamp_secs, IndexNamer};
-use super::report::Failed;
 use super::send::{self, Report};
 use super::Shared;
 use crate::codes;
@@ -587,7 +587,7 @@ mod speed {
     use crate::source::pointer::Pointer;
 
     /// Body building alone (deterministic id, day rotation, with and without a timestamp
-    /// field): `cargo test --release --lib destination::elasticsearch::run::speed -- --ignored --nocapture`.
+    /// field): `cargo test --release --lib destination::elasticsearch::attempt::speed -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn body_building_throughput() {

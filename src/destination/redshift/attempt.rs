@@ -8,8 +8,8 @@
 //! in its own simple query: Redshift emulators and proxies recognise it only that way, and no
 //! prepared statement can carry it.
 
+use super::client::Session;
 use super::commit::{self, Key, Marker};
-use super::connect::Session;
 use super::errors::{self, Class, RedshiftError};
 use super::hooks::Point;
 use super::RedshiftDestination;
