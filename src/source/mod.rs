@@ -7,7 +7,6 @@ pub mod discover;
 pub mod events;
 pub mod formats;
 pub mod framing;
-pub mod json_check;
 pub mod pointer;
 pub mod reader;
 pub mod records;

@@ -91,9 +91,17 @@ mod tests {
             p.observe(Some(5000 * MS), 3);
         }
         assert_eq!(p.every(), Duration::from_secs(1));
-        // Faster acks bring it back, smoothed.
+        // Faster acks bring it back, smoothed: one fast answer is not enough.
         p.observe(Some(40 * MS), 0);
+        assert_eq!(p.every(), Duration::from_secs(1));
+        for _ in 0..4 {
+            p.observe(Some(40 * MS), 0);
+        }
         assert!(p.every() < Duration::from_secs(1) && p.every() > 300 * MS);
+        for _ in 0..60 {
+            p.observe(Some(40 * MS), 0);
+        }
+        assert!(p.every() < FLOOR + MS);
     }
 
     #[test]
