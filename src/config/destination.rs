@@ -386,7 +386,9 @@ pub struct SplunkConfig {
     /// Seconds to wait for an ack before sending the request again.
     #[serde(default = "default_ack_timeout_s")]
     pub ack_timeout_s: u64,
-    /// Seconds between ack polls.
+    /// Longest time between ack polls, in seconds. Polls come faster while acks come back
+    /// fast: the pace follows the observed ack latency, down to one poll per 20 ms, and polls
+    /// that find nothing acknowledged slow it back down to this.
     #[serde(default = "default_ack_poll_interval_s")]
     pub ack_poll_interval_s: f64,
     /// Largest request body in bytes.

@@ -11,6 +11,7 @@ use super::builder::Builder;
 use super::client::{PollError, SendError};
 use super::encode::ObjectMeta;
 use super::failed::{self, Lost, Why};
+use super::pace::PollPace;
 use super::response::{self, Verdict};
 use super::state::{Chunk, Progress};
 use super::{SplunkDestination, HEC_RESENDS_TOTAL};
@@ -37,8 +38,12 @@ enum Event {
     Response(Result<(u64, Result<Verdict, SendError>), tokio::task::JoinError>),
     Item(Option<ReaderItem>),
     Poll,
+    Polled(Result<PollResult, tokio::task::JoinError>),
     Idle,
 }
+
+/// An ack poll's ids and HEC's answer.
+type PollResult = (Vec<u64>, Result<HashMap<u64, bool>, PollError>);
 
 struct Run<'a> {
     dest: &'a SplunkDestination,
@@ -57,6 +62,8 @@ struct Run<'a> {
     stop: Option<(FailureKind, String)>,
     next_task: u64,
     warned_no_ack_id: bool,
+    pace: PollPace,
+    polling: Option<tokio::task::JoinHandle<PollResult>>,
 }
 
 /// Attempt number `attempt` at `batch` from `p`.
@@ -87,6 +94,8 @@ pub(super) async fn deliver(
         stop: None,
         next_task: 0,
         warned_no_ack_id: false,
+        pace: PollPace::new(Duration::from_secs_f64(dest.config.ack_poll_interval_s)),
+        polling: None,
         p,
     };
     let timeout = dest.ack_timeout();
@@ -113,9 +122,7 @@ pub(super) async fn deliver(
 
 impl Run<'_> {
     async fn main_loop(&mut self) {
-        let cfg = &self.dest.config;
-        let interval = Duration::from_secs_f64(cfg.ack_poll_interval_s);
-        let mut next_poll = tokio::time::Instant::now() + interval;
+        let mut next_poll = tokio::time::Instant::now() + self.pace.every();
         let mut current: Option<Current> = None;
         loop {
             let reading_left = self.p.objects.iter().any(|o| !o.done);
@@ -138,17 +145,25 @@ impl Run<'_> {
             if self.inflight.is_empty()
                 && !want_read
                 && !waiting_acks
+                && self.polling.is_none()
                 && (self.queue.is_empty() || self.stop.is_some())
             {
                 break;
             }
+            // Held back by unacked requests alone: ask again as soon as the pace allows.
+            if self.blocked_on_acks() {
+                next_poll = next_poll.min(self.pace.last + self.pace.floor);
+            }
             let has_tasks = !self.tasks.is_empty();
-            let poll_due = !self.awaiting.is_empty();
+            let is_polling = self.polling.is_some();
+            let poll_due = !self.awaiting.is_empty() && !is_polling;
             let event = {
                 let tasks = &mut self.tasks;
                 let cur = &mut current;
+                let polling = &mut self.polling;
                 tokio::select! {
                     Some(joined) = tasks.join_next(), if has_tasks => Event::Response(joined),
+                    polled = poll_reply(polling), if is_polling => Event::Polled(polled),
                     item = next_item(cur), if want_read => Event::Item(item),
                     _ = tokio::time::sleep_until(next_poll), if poll_due => Event::Poll,
                     else => Event::Idle,
@@ -159,25 +174,63 @@ impl Run<'_> {
                     let was_empty = self.awaiting.is_empty();
                     self.on_reply(id, result);
                     if was_empty && !self.awaiting.is_empty() {
-                        next_poll = next_poll.max(tokio::time::Instant::now() + interval);
+                        let at = tokio::time::Instant::now() + self.pace.every();
+                        next_poll = next_poll.max(at);
                     }
                 }
                 Event::Response(Err(e)) => {
                     self.halt(FailureKind::Transient, format!("request task failed: {e}"));
                 }
                 Event::Item(item) => self.on_item(&mut current, item),
-                Event::Poll => {
-                    self.poll().await;
-                    next_poll = tokio::time::Instant::now() + interval;
+                Event::Poll => self.start_poll(),
+                Event::Polled(polled) => {
+                    self.polling = None;
+                    match polled {
+                        Ok((ids, answer)) => self.on_poll(&ids, answer),
+                        Err(e) => warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id,
+                            error = %e, "ack poll task failed"),
+                    }
+                    next_poll = self.pace.last + self.pace.every();
                 }
                 Event::Idle => break,
             }
         }
+        if let Some(task) = self.polling.take() {
+            if let Ok((ids, answer)) = task.await {
+                self.on_poll(&ids, answer);
+            }
+        }
         if self.stop.is_some() && !self.awaiting.is_empty() {
-            self.poll().await;
+            let ids: Vec<u64> = self.awaiting.keys().copied().collect();
+            let answer = self.dest.hec.poll_acks(&self.channel, &ids).await;
+            self.on_poll(&ids, answer);
         }
         // A stream dropped mid-object is read again from `next_ordinal` next time.
         self.queue.extend(self.builder.finish());
+    }
+
+    /// True when requests wait to go out, or records to be read, and only the unacked limit
+    /// holds them back.
+    fn blocked_on_acks(&self) -> bool {
+        let cfg = &self.dest.config;
+        let reading_left = self.p.objects.iter().any(|o| !o.done);
+        self.stop.is_none()
+            && !self.awaiting.is_empty()
+            && (reading_left || !self.queue.is_empty())
+            && self.inflight.len() < cfg.concurrency
+            && !self.room()
+    }
+
+    /// Sends an ack poll for every id waiting, as a task of its own so sending and reading
+    /// go on while it is answered.
+    fn start_poll(&mut self) {
+        let ids: Vec<u64> = self.awaiting.keys().copied().collect();
+        let (hec, channel) = (self.dest.hec.clone(), self.channel.clone());
+        self.pace.last = tokio::time::Instant::now();
+        self.polling = Some(tokio::spawn(async move {
+            let answer = hec.poll_acks(&channel, &ids).await;
+            (ids, answer)
+        }));
     }
 
     /// Whether another request may go out: under the concurrency limit, and under the limit
@@ -398,17 +451,25 @@ impl Run<'_> {
         }
     }
 
-    async fn poll(&mut self) {
-        let ids: Vec<u64> = self.awaiting.keys().copied().collect();
-        match self.dest.hec.poll_acks(&self.channel, &ids).await {
+    /// Settles the acknowledged requests among `ids`, adapts the poll pace to the latency
+    /// seen, and moves requests whose ack is overdue aside for the next attempt.
+    fn on_poll(&mut self, ids: &[u64], answer: Result<HashMap<u64, bool>, PollError>) {
+        match answer {
             Ok(acks) => {
+                let mut latency = None;
                 for (id, done) in acks {
-                    if done {
-                        if let Some(c) = self.awaiting.remove(&id) {
-                            self.delivered(c);
+                    if !done {
+                        continue;
+                    }
+                    if let Some(c) = self.awaiting.remove(&id) {
+                        if let Some((_, at)) = c.ack {
+                            latency = latency.max(Some(at.elapsed()));
                         }
+                        self.delivered(c);
                     }
                 }
+                let pending = ids.iter().filter(|id| self.awaiting.contains_key(id));
+                self.pace.observe(latency, pending.count());
             }
             Err(PollError::Refused(Verdict::Permanent { code: 14, text })) => {
                 self.halt(
@@ -470,6 +531,15 @@ impl Run<'_> {
             resume: Some(Resume(Box::new(p))),
         };
         report
+    }
+}
+
+async fn poll_reply(
+    polling: &mut Option<tokio::task::JoinHandle<PollResult>>,
+) -> Result<PollResult, tokio::task::JoinError> {
+    match polling {
+        Some(task) => task.await,
+        None => std::future::pending().await,
     }
 }
 

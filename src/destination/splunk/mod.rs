@@ -4,7 +4,7 @@
 //! - [`encode`]: request bodies built by hand, records spliced in as their original bytes;
 //!   [`time`] reads the one field the envelope's `time` needs.
 //! - [`attempt`]: one attempt: read, pack ([`builder`]), send with bounded concurrency, poll
-//!   acks, sort replies. [`give_up`]: what is left when the budget runs out.
+//!   acks at a pace that follows the ack latency ([`pace`]), sort replies. [`give_up`]: what is left when the budget runs out.
 //! - [`client`]: HTTP and TLS; [`response`]: what a reply means; [`state`]: what is carried
 //!   between attempts; [`failed`]: `load_errors` rows and `splunk-failed/` records.
 //!
@@ -18,6 +18,7 @@ mod client;
 mod encode;
 mod failed;
 mod give_up;
+mod pace;
 mod response;
 mod state;
 mod time;
