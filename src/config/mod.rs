@@ -5,14 +5,16 @@
 //! itself, so a value cannot inject keys), then the tree is deserialized with its path tracked,
 //! and [`Config::validate`] checks ranges and cross-field rules.
 
+pub mod copy_options;
 pub mod destination;
+mod format;
 pub mod secret;
+
+pub use format::{Compression, Framing};
 
 pub use destination::*;
 pub use secret::{ConnUrl, Secret};
 
-use crate::source::decode::Compression;
-use crate::source::framing::Framing;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -366,30 +368,6 @@ fn default_multiline_max_lines() -> usize {
 }
 
 impl SourceConfig {
-    /// The options the reader needs; the config must have been validated.
-    pub fn format_options(&self) -> crate::source::formats::FormatOptions {
-        let byte = |v: &Option<String>, default: u8| {
-            v.as_deref()
-                .and_then(|s| s.bytes().next())
-                .unwrap_or(default)
-        };
-        crate::source::formats::FormatOptions {
-            framing: self.format,
-            csv_delimiter: byte(&self.csv_delimiter, b','),
-            csv_quote: byte(&self.csv_quote, b'"'),
-            json_array: self.json_array.clone().unwrap_or_default(),
-            multiline: self
-                .multiline
-                .as_ref()
-                .map(|m| crate::source::formats::Multiline {
-                    start: regex::bytes::Regex::new(&m.start_pattern)
-                        .expect("start_pattern is checked when the config is loaded"),
-                    max_lines: m.max_lines,
-                    max_bytes: m.max_bytes.unwrap_or(self.max_record_bytes),
-                }),
-        }
-    }
-
     /// Checks the format's options; returns the field (under `source.`) and the problem.
     fn validate_format(&self, redshift: bool) -> Result<(), (String, String)> {
         let only = |field: &str, format: &str| {
@@ -740,8 +718,7 @@ impl Config {
             destination::validate(&p.destination)
                 .map_err(|(f, m)| (at(&format!("destination.{f}")), m))?;
             if let DestinationConfig::Redshift(r) = &p.destination {
-                crate::destination::redshift::options::check(p.source.format, r)
-                    .map_err(|(f, m)| (at(&f), m))?;
+                copy_options::check(p.source.format, r).map_err(|(f, m)| (at(&f), m))?;
             }
         }
         Ok(())

@@ -6,26 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
-/// How a staged object is compressed: the `compression` key of `[pipeline.source]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Detect per object from the bytes, the key's extension or `Content-Encoding`.
-    #[default]
-    Auto,
-    /// gzip, possibly several members back to back (Firehose, concatenated uploads).
-    Gzip,
-    /// zstd, possibly several frames.
-    Zstd,
-    /// Snappy's framing format (stream identifier `ff 06 00 00 sNaPpY`), not raw snappy blocks.
-    Snappy,
-    /// A zip archive; its file entries are read in directory order, concatenated.
-    Zip,
-    /// Plain bytes.
-    None,
-}
+pub use crate::config::Compression;
 
 /// Number of leading bytes [`detect`] looks at; [`open`] peeks this many.
 pub const MAGIC_LEN: usize = 10;

@@ -31,7 +31,7 @@ mod errors;
 mod exclude;
 mod hooks;
 mod merge;
-pub mod options;
+pub use crate::config::copy_options as options;
 mod preflight;
 
 use self::attempt::LoadFailure;

@@ -41,6 +41,31 @@ impl From<Framing> for FormatOptions {
     }
 }
 
+// The reader's view of `[pipeline.source]`: an inherent impl may live in any module of the
+// crate, so the configuration does not depend on the reader.
+impl crate::config::SourceConfig {
+    /// The options the reader needs; the config must have been validated.
+    pub fn format_options(&self) -> FormatOptions {
+        let byte = |v: &Option<String>, default: u8| {
+            v.as_deref()
+                .and_then(|s| s.bytes().next())
+                .unwrap_or(default)
+        };
+        FormatOptions {
+            framing: self.format,
+            csv_delimiter: byte(&self.csv_delimiter, b','),
+            csv_quote: byte(&self.csv_quote, b'"'),
+            json_array: self.json_array.clone().unwrap_or_default(),
+            multiline: self.multiline.as_ref().map(|m| Multiline {
+                start: regex::bytes::Regex::new(&m.start_pattern)
+                    .expect("start_pattern is checked when the config is loaded"),
+                max_lines: m.max_lines,
+                max_bytes: m.max_bytes.unwrap_or(self.max_record_bytes),
+            }),
+        }
+    }
+}
+
 /// `source.multiline`, compiled.
 #[derive(Debug, Clone)]
 pub struct Multiline {

@@ -11,9 +11,8 @@
 //! types"; "The Amazon S3 bucket must be in the same AWS Region as the Amazon Redshift
 //! database", so there is no REGION either.
 
-use super::copy::quote_literal;
-use crate::config::RedshiftConfig;
-use crate::source::framing::Framing;
+use crate::config::{Framing, RedshiftConfig};
+use crate::sql::quote_literal;
 
 /// COPY parameters Redshift accepts with `FORMAT AS PARQUET` / `ORC` besides the format itself
 /// (MANIFEST and the authorization are written by the loader).
