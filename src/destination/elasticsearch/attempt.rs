@@ -13,6 +13,7 @@ use super::failed::Failed;
 use super::id::ObjectIds;
 use super::index::{timestamp_secs, IndexNamer};
 use super::send::{self, Report};
+pub use super::state::Progress;
 use super::Shared;
 use crate::codes;
 use crate::config::DocumentId;
@@ -25,7 +26,6 @@ use crate::source::pointer::Scalar;
 use crate::source::reader::{ReaderItem, RecordRef};
 use crate::source::records::{self, OpenFailure, ReadFailure};
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::collections::HashSet;
 use tokio::task::JoinHandle;
 
 /// The largest body a write-off fills before naming its documents.
@@ -33,39 +33,6 @@ const WRITE_OFF_BODY_BYTES: usize = 1 << 20;
 
 /// The least [`Run::retry_bound`], whatever the request size.
 const RETRY_HOLD_MIN_BYTES: usize = 8 << 20;
-
-/// What is left of a batch between attempts (the payload of [`Resume`]).
-#[derive(Debug, Clone)]
-pub struct Progress {
-    /// Documents to send again, with their action lines.
-    pub retry: Vec<Pending>,
-    /// (object index, ordinal) of the first record never sent; `None` once all were read.
-    pub cursor: Option<(usize, u64)>,
-    /// Framing rejections before this (object index, ordinal) were already reported.
-    pub errors_before: (usize, u64),
-    /// Objects already skipped on their own (missing, corrupt) and reported.
-    pub settled: HashSet<usize>,
-}
-
-impl Progress {
-    /// Nothing sent yet.
-    pub fn start() -> Self {
-        Progress {
-            retry: Vec::new(),
-            cursor: Some((0, 0)),
-            errors_before: (0, 0),
-            settled: HashSet::new(),
-        }
-    }
-
-    /// The progress a resume carries, or a fresh start.
-    pub fn from_resume(resume: Option<Resume>) -> Self {
-        resume
-            .and_then(|r| r.0.downcast::<Progress>().ok())
-            .map(|p| *p)
-            .unwrap_or_else(Progress::start)
-    }
-}
 
 /// Whether the walk sends documents or writes them off.
 pub enum Mode {

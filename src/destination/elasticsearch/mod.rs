@@ -4,9 +4,10 @@
 //! bodies ([`bulk`]), keeping their original bytes; a record is parsed only for its id or
 //! timestamp field ([`crate::source::pointer`]). Ids are deterministic by default ([`id`]), so a retried or
 //! replayed request overwrites instead of duplicating. Index names rotate like Firehose's
-//! ([`index`]). Answers are sorted per document ([`response`], [`send`]): 429 and 5xx items
+//! ([`index`]). Answers are sorted per document ([`retry`], [`send`]): 429 and 5xx items
 //! are retried alone through [`Resume`], other 4xx items become `load_errors` rows and
-//! failed-document records ([`report`]); [`run`] walks the batch. Documents kept for a retry
+//! failed-document records ([`failed`]); [`attempt`] walks the batch, and [`state`] is what
+//! it keeps between attempts. Documents kept for a retry
 //! are bounded: past [`attempt::Run::retry_bound`] bytes an attempt stops reading new records. When
 //! the budget runs out, the write-off re-reads what was never sent from S3 and hands it over in
 //! bounded chunks, so it never holds the batch.
@@ -19,6 +20,7 @@ pub mod id;
 pub mod index;
 pub mod retry;
 pub mod send;
+pub mod state;
 
 use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
 use crate::destination::{

@@ -12,7 +12,7 @@ use super::client::{PollError, SendError};
 use super::encode::ObjectMeta;
 use super::failed::{self, Lost, Why};
 use super::pace::PollPace;
-use super::response::{self, Verdict};
+use super::retry::{self, Verdict};
 use super::state::{Chunk, Progress};
 use super::{SplunkDestination, HEC_RESENDS_TOTAL};
 use crate::config::HecEndpoint;
@@ -388,9 +388,9 @@ impl Run<'_> {
             }
             Err(e) => {
                 let code = if e.is_timeout() {
-                    response::CONNECTION_TIMEOUT
+                    retry::CONNECTION_TIMEOUT
                 } else {
-                    response::CONNECTION_CLOSED
+                    retry::CONNECTION_CLOSED
                 };
                 chunk.maybe_indexed |= matches!(e, SendError::Broken { .. });
                 self.p.last_error = Some(code);
@@ -406,7 +406,7 @@ impl Run<'_> {
             "HEC at {} answered code {code}: {text}",
             self.dest.hec.base()
         );
-        self.p.last_error = Some(response::firehose_error_code(code));
+        self.p.last_error = Some(retry::firehose_error_code(code));
         self.queue.push_front(chunk);
         self.halt(kind, msg);
     }
@@ -435,7 +435,7 @@ impl Run<'_> {
         let why = Why {
             err_code: code,
             reason: text,
-            firehose_code: response::firehose_error_code(code),
+            firehose_code: retry::firehose_error_code(code),
             attempts: self.attempt,
         };
         for (i, r) in chunk.records.iter().enumerate() {
@@ -491,7 +491,7 @@ impl Run<'_> {
         if !expired.is_empty() {
             warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, requests = expired.len(),
                 ack_timeout_s = self.dest.config.ack_timeout_s, "requests not acknowledged in time, they will be sent again");
-            self.p.last_error = Some(response::ACK_TIMEOUT);
+            self.p.last_error = Some(retry::ACK_TIMEOUT);
         }
         for id in expired {
             if let Some(c) = self.awaiting.remove(&id) {

@@ -2,7 +2,7 @@
 //! verification on request), sending one body on a channel, polling `/ack`, and the health
 //! and token check. The token only ever goes into a sensitive header.
 
-use super::response::{classify, HecReply, Verdict};
+use super::retry::{classify, HecReply, Verdict};
 use crate::config::{HecEndpoint, HttpCompression, SplunkConfig};
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};

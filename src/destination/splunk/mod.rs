@@ -5,7 +5,7 @@
 //!   [`time`] reads the one field the envelope's `time` needs.
 //! - [`attempt`]: one attempt: read, pack ([`builder`]), send with bounded concurrency, poll
 //!   acks at a pace that follows the ack latency ([`pace`]), sort replies. [`give_up`]: what is left when the budget runs out.
-//! - [`client`]: HTTP and TLS; [`response`]: what a reply means; [`state`]: what is carried
+//! - [`client`]: HTTP and TLS; [`retry`]: what a reply means; [`state`]: what is carried
 //!   between attempts; [`failed`]: `load_errors` rows and `splunk-failed/` records.
 //!
 //! Delivery is at least once: a request whose ack does not come within `ack_timeout_s` is
@@ -19,7 +19,7 @@ mod encode;
 mod failed;
 mod give_up;
 mod pace;
-mod response;
+mod retry;
 mod state;
 mod time;
 
