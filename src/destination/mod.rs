@@ -5,6 +5,7 @@
 //! the control database.
 
 pub mod elasticsearch;
+pub mod failed;
 pub mod file;
 pub mod redshift;
 pub mod splunk;

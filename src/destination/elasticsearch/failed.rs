@@ -2,11 +2,9 @@
 //! Firehose's format (`attemptsMade`, `arrivalTimestamp`, `errorCode`, `errorMessage`,
 //! `attemptEndingTimestamp`, `esDocumentId`, `esIndexName`, `rawData`).
 
-use crate::model::{cut_raw, LoadError, StagedObject};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use chrono::Utc;
-use serde_json::{json, Value};
+use crate::destination::failed::{Extra, FailedRecord};
+use crate::model::{LoadError, StagedObject};
+use serde_json::Value;
 
 /// One document that will not be indexed.
 pub struct Failed<'a> {
@@ -29,33 +27,32 @@ pub struct Failed<'a> {
 }
 
 impl Failed<'_> {
+    fn failed_record(&self) -> FailedRecord<'_> {
+        FailedRecord {
+            object: self.object,
+            line: self.line,
+            raw: self.raw,
+            err_code: self.code,
+            reason: &self.reason,
+            error_code: self.code.to_string(),
+            attempts: self.attempts.max(0) as u32,
+            target: &self.index,
+            extra: Extra::Elasticsearch {
+                id: self.id.clone(),
+                index: self.index.clone(),
+            },
+        }
+    }
+
     /// The `load_errors` row.
     pub fn row(&self) -> LoadError {
-        LoadError {
-            object_id: Some(self.object.id),
-            filename: self.object.url(),
-            line_number: self.line as i64,
-            raw_line: cut_raw(self.raw),
-            err_code: self.code,
-            err_reason: self.reason.clone(),
-            target: self.index.clone(),
-            ..LoadError::default()
-        }
+        self.failed_record().row()
     }
 
     /// The failed-document record, in Firehose's layout for OpenSearch delivery failures
     /// (<https://docs.aws.amazon.com/firehose/latest/dev/retry.html>); timestamps in epoch milliseconds.
     pub fn record(&self) -> Value {
-        json!({
-            "attemptsMade": self.attempts,
-            "arrivalTimestamp": self.object.arrival_time.timestamp_millis(),
-            "errorCode": self.code.to_string(),
-            "errorMessage": self.reason,
-            "attemptEndingTimestamp": Utc::now().timestamp_millis(),
-            "esDocumentId": self.id,
-            "esIndexName": self.index,
-            "rawData": STANDARD.encode(self.raw),
-        })
+        self.failed_record().record()
     }
 }
 

@@ -5,11 +5,8 @@
 //! Firehose's `EventId` is a Kinesis sequence number and subsequence; here it is
 //! `<ledger object id>.<record ordinal>`, which names the record just as uniquely.
 
-use crate::model::{cut_raw, LoadError, StagedObject};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use chrono::Utc;
-use serde_json::json;
+use crate::destination::failed::{Extra, FailedRecord};
+use crate::model::{LoadError, StagedObject};
 
 /// One record that was not delivered.
 #[derive(Debug, Clone, Copy)]
@@ -37,30 +34,30 @@ pub struct Why<'a> {
     pub attempts: u32,
 }
 
+fn failed_record<'a>(lost: &Lost<'a>, why: &Why<'a>) -> FailedRecord<'a> {
+    FailedRecord {
+        object: lost.object,
+        line: lost.line,
+        raw: lost.raw,
+        err_code: why.err_code,
+        reason: why.reason,
+        error_code: why.firehose_code.to_string(),
+        attempts: why.attempts,
+        target: "",
+        extra: Extra::Splunk {
+            event_id: format!("{}.{}", lost.object.id, lost.ordinal),
+        },
+    }
+}
+
 /// The `load_errors` row.
 pub fn row(lost: &Lost<'_>, why: &Why<'_>) -> LoadError {
-    LoadError {
-        object_id: Some(lost.object.id),
-        filename: lost.object.url(),
-        line_number: lost.line as i64,
-        raw_line: cut_raw(lost.raw),
-        err_code: why.err_code,
-        err_reason: why.reason.to_string(),
-        ..LoadError::default()
-    }
+    failed_record(lost, why).row()
 }
 
 /// The failed-event record.
 pub fn record(lost: &Lost<'_>, why: &Why<'_>) -> serde_json::Value {
-    json!({
-        "attemptsMade": why.attempts,
-        "arrivalTimestamp": lost.object.arrival_time.timestamp_millis(),
-        "errorCode": why.firehose_code,
-        "errorMessage": why.reason,
-        "attemptEndingTimestamp": Utc::now().timestamp_millis(),
-        "rawData": STANDARD.encode(lost.raw),
-        "EventId": format!("{}.{}", lost.object.id, lost.ordinal),
-    })
+    failed_record(lost, why).record()
 }
 
 #[cfg(test)]
@@ -75,7 +72,7 @@ mod tests {
             key: "k".into(),
             etag: "e".into(),
             size: 1,
-            arrival_time: Utc::now(),
+            arrival_time: chrono::Utc::now(),
         };
         let lost = Lost {
             object: &object,
