@@ -15,11 +15,12 @@
 //! own before the COPY (`preflight`). With `merge_keys`, the COPY loads a staging table whose
 //! rows then replace the target's rows with the same keys, in the same transaction (`merge`).
 //!
-//! Layout: `copy` (SQL rendering and quoting), `commit` (marker and error-row tables), `load`
-//! (one load transaction), `exclude` (which bad files go), `connect` (URL, TLS, timeouts),
-//! `auth` (the session's login: password, Secrets Manager or IAM temporary credentials),
-//! `errors` (classification and system-view rows), `preflight` (HEAD of each object), `merge`
-//! (staging-table upsert SQL), `hooks` (test-only pauses).
+//! Layout: `copy` (COPY rendering), `commit` (marker and error-row tables), `attempt` (one load
+//! transaction), `exclude` (which bad files go), `columnar` (finding a bad Parquet or ORC file),
+//! `client` (URL, TLS, timeouts), `auth` (the session's login: password, Secrets Manager or IAM
+//! temporary credentials), `errors` (classification and system-view rows), `preflight` (HEAD of
+//! each object), `merge` (staging-table upsert SQL), `hooks` (test-only pauses); the
+//! copy_options rules are `crate::config::copy_options`.
 
 mod attempt;
 mod auth;
