@@ -14,6 +14,9 @@
 //! drops, one database per size. Run: `cargo run --release --example ledger_bench`; see
 //! docs/bench.md.
 
+#[path = "common/history.rs"]
+mod history;
+
 use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use stageload::config::{BufferConfig, Config};
@@ -120,7 +123,17 @@ async fn measure(url: &str, size: i64, args: &Args, explain: bool) -> anyhow::Re
 
     eprintln!("ledger_bench: filling {size} settled objects");
     let started = Instant::now();
-    fill(&db, size, args.per_batch).await?;
+    history::fill(
+        &db,
+        size,
+        args.per_batch,
+        &history::History {
+            destination: "file",
+            bucket: "bench",
+            key_prefix: "in/bench/old/",
+        },
+    )
+    .await?;
     let fill = started.elapsed();
     eprintln!("ledger_bench: filled in {:.1}s", fill.as_secs_f64());
 
@@ -199,50 +212,4 @@ async fn measure(url: &str, size: i64, args: &Args, explain: bool) -> anyhow::Re
         scrape: Timings(scrape),
         page: Timings(status_page),
     })
-}
-
-/// Settled history: `size` loaded objects in batches of `per_batch`, a day to a month old, with
-/// their `batch_objects` rows, then ANALYZE. In steps of a million rows.
-async fn fill(db: &tokio_postgres::Client, size: i64, per_batch: i64) -> anyhow::Result<()> {
-    db.batch_execute("SET synchronous_commit = off").await?;
-    let batches = (size + per_batch - 1) / per_batch;
-    db.execute(
-        "INSERT INTO batches (id, pipeline, destination, state, seal_reason, object_count, total_bytes,
-                              sealed_at, settled_at, attempts, records_delivered)
-         SELECT g, 'bench', 'file', 'loaded', 'size', $2, $2 * 1000,
-                now() - interval '30 days' + g * interval '1 second', now() - interval '30 days' + g * interval '1 second', 1, $2 * 100
-         FROM generate_series(1, $1::bigint) g",
-        &[&batches, &(per_batch as i32)],
-    )
-    .await?;
-    let step = 1_000_000i64;
-    let mut from = 1i64;
-    while from <= size {
-        let to = (from + step - 1).min(size);
-        db.execute(
-            "INSERT INTO staged_objects (id, pipeline, bucket, key, etag, size, last_modified, arrival_time,
-                                         discovered_at, state, batch_id, settled_at)
-             SELECT g, 'bench', 'bench', 'in/bench/old/' || lpad(g::text, 10, '0') || '.json', md5(g::text), 1000,
-                    now() - interval '30 days', now() - interval '30 days', now() - interval '30 days',
-                    'loaded', (g - 1) / $3 + 1, now() - interval '29 days'
-             FROM generate_series($1::bigint, $2::bigint) g",
-            &[&from, &to, &per_batch],
-        )
-        .await?;
-        db.execute(
-            "INSERT INTO batch_objects (batch_id, object_id)
-             SELECT (g - 1) / $3 + 1, g FROM generate_series($1::bigint, $2::bigint) g",
-            &[&from, &to, &per_batch],
-        )
-        .await?;
-        from = to + 1;
-    }
-    db.batch_execute(
-        "SELECT setval('staged_objects_id_seq', (SELECT max(id) FROM staged_objects));
-         SELECT setval('batches_id_seq', (SELECT max(id) FROM batches))",
-    )
-    .await?;
-    db.batch_execute("VACUUM ANALYZE staged_objects, batches, batch_objects, pipeline_totals")
-        .await?;
-    Ok(())
 }

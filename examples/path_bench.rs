@@ -12,6 +12,9 @@
 //! (`.stack/env`). Run: `cargo run --release --example path_bench -- --objects 100000`; see
 //! docs/bench.md.
 
+#[path = "common/history.rs"]
+mod history;
+
 use chrono::Utc;
 use clap::Parser;
 use futures::StreamExt;
@@ -140,7 +143,17 @@ directory = "/tmp"
         tokio::spawn(conn);
         eprintln!("path_bench: filling {} settled objects", args.settled);
         let t = Instant::now();
-        fill(&db, args.settled).await?;
+        history::fill(
+            &db,
+            args.settled,
+            100,
+            &history::History {
+                destination: "redshift",
+                bucket: "old",
+                key_prefix: "old/",
+            },
+        )
+        .await?;
         eprintln!("path_bench: filled in {:.1}s", t.elapsed().as_secs_f64());
     }
 
@@ -245,49 +258,4 @@ async fn remove_bucket(s3: &S3, bucket: &str) {
         }
     }
     let _ = c.delete_bucket().bucket(bucket).send().await;
-}
-
-/// Settled history: `size` loaded objects in batches of 100 (as `ledger_bench` fills it).
-async fn fill(db: &tokio_postgres::Client, size: i64) -> anyhow::Result<()> {
-    let per_batch = 100i64;
-    db.batch_execute("SET synchronous_commit = off").await?;
-    db.execute(
-        "INSERT INTO batches (id, pipeline, destination, state, seal_reason, object_count, total_bytes,
-                              sealed_at, settled_at, attempts, records_delivered)
-         SELECT g, 'bench', 'redshift', 'loaded', 'size', $2, $2 * 1000,
-                now() - interval '30 days', now() - interval '30 days', 1, $2 * 100
-         FROM generate_series(1, $1::bigint) g",
-        &[&((size + per_batch - 1) / per_batch), &(per_batch as i32)],
-    )
-    .await?;
-    let step = 1_000_000i64;
-    let mut from = 1i64;
-    while from <= size {
-        let to = (from + step - 1).min(size);
-        db.execute(
-            "INSERT INTO staged_objects (id, pipeline, bucket, key, etag, size, last_modified, arrival_time,
-                                         discovered_at, state, batch_id, settled_at)
-             SELECT g, 'bench', 'old', 'old/' || lpad(g::text, 10, '0') || '.json', md5(g::text), 1000,
-                    now() - interval '30 days', now() - interval '30 days', now() - interval '30 days',
-                    'loaded', (g - 1) / $3 + 1, now() - interval '29 days'
-             FROM generate_series($1::bigint, $2::bigint) g",
-            &[&from, &to, &per_batch],
-        )
-        .await?;
-        db.execute(
-            "INSERT INTO batch_objects (batch_id, object_id)
-             SELECT (g - 1) / $3 + 1, g FROM generate_series($1::bigint, $2::bigint) g",
-            &[&from, &to, &per_batch],
-        )
-        .await?;
-        from = to + 1;
-    }
-    db.batch_execute(
-        "SELECT setval('staged_objects_id_seq', (SELECT max(id) FROM staged_objects));
-         SELECT setval('batches_id_seq', (SELECT max(id) FROM batches))",
-    )
-    .await?;
-    db.batch_execute("VACUUM ANALYZE staged_objects, batches, batch_objects, pipeline_totals")
-        .await?;
-    Ok(())
 }

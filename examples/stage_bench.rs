@@ -10,6 +10,9 @@
 //! Reads the endpoint and keys from `STAGELOAD_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY` (as `.stack/env` sets them).
 
+#[path = "common/local_s3.rs"]
+mod local_s3;
+
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{Duration, Utc};
 use clap::Parser;
@@ -183,23 +186,7 @@ fn record(rng: &mut Rng, out: &mut Vec<u8>, ts_ms: i64, seq: u64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let endpoint = std::env::var("STAGELOAD_S3_ENDPOINT")?;
-    let creds = aws_sdk_s3::config::Credentials::new(
-        std::env::var("AWS_ACCESS_KEY_ID")?,
-        std::env::var("AWS_SECRET_ACCESS_KEY")?,
-        None,
-        None,
-        "env",
-    );
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(creds)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(conf);
-    let _ = s3.create_bucket().bucket(&args.bucket).send().await;
+    let s3 = local_s3::client(&args.bucket).await?;
 
     let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let target = args.object_mib * 1024 * 1024;

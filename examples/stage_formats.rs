@@ -11,6 +11,9 @@
 //! endpoint and keys from `STAGELOAD_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
 //! (as `.stack/env` sets them).
 
+#[path = "common/local_s3.rs"]
+mod local_s3;
+
 use std::io::Write;
 use std::sync::Arc;
 
@@ -182,22 +185,7 @@ fn orders_parquet(rows: usize, row_group: usize, start: chrono::DateTime<Utc>) -
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let creds = aws_sdk_s3::config::Credentials::new(
-        std::env::var("AWS_ACCESS_KEY_ID")?,
-        std::env::var("AWS_SECRET_ACCESS_KEY")?,
-        None,
-        None,
-        "env",
-    );
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(REGION))
-        .endpoint_url(std::env::var("STAGELOAD_S3_ENDPOINT")?)
-        .force_path_style(true)
-        .credentials_provider(creds)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(conf);
-    let _ = s3.create_bucket().bucket(&args.bucket).send().await;
+    let s3 = local_s3::client(&args.bucket).await?;
     for prefix in [&args.cloudtrail_prefix, &args.parquet_prefix] {
         let old = s3
             .list_objects_v2()

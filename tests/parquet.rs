@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -311,29 +309,7 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
-        let bin: PathBuf = PathBuf::from(env!("CARGO_BIN_EXE_stageload"))
-            .parent()
-            .expect("target dir")
-            .join("hec-receiver");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo build -p hec-receiver` first",
-            bin.display()
-        );
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--ack"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hec-receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("receiver prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (child, addr) = start_hec_receiver("127.0.0.1:0", TOKEN, &["--ack"]);
         Receiver {
             url: format!("http://{addr}"),
             child,

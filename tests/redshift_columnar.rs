@@ -381,15 +381,7 @@ copy_options = "{options}"
         ),
     ];
     for (text, expected) in cases {
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, &text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "refused: {stderr}");
+        let stderr = check_config_refused(dir.path(), &text);
         let expected = expected.replace("\\\"", "\"");
         assert!(
             stderr.contains(&expected),

@@ -50,6 +50,19 @@ pub struct RecordError {
     pub raw: Vec<u8>,
 }
 
+impl RecordError {
+    /// A record longer than `limit` bytes (`source.max_record_bytes`), rejected alone.
+    pub fn too_large(limit: usize, line: u64, ordinal: u64, raw: Vec<u8>) -> RecordError {
+        RecordError {
+            err_code: codes::RECORD_TOO_LARGE,
+            reason: format!("record is larger than the limit of {limit} bytes"),
+            line,
+            ordinal,
+            raw,
+        }
+    }
+}
+
 /// What [`Framer::next_frame`] yields.
 #[derive(Debug)]
 pub enum Frame<'a> {
@@ -380,16 +393,7 @@ impl<R: Read> RawFramer<R> {
 
     fn too_large(&mut self, raw: Vec<u8>, line: u64, ordinal: u64) -> RecordError {
         self.stats.errors += 1;
-        RecordError {
-            err_code: codes::RECORD_TOO_LARGE,
-            reason: format!(
-                "record is larger than the limit of {} bytes",
-                self.max_record_bytes
-            ),
-            line,
-            ordinal,
-            raw,
-        }
+        RecordError::too_large(self.max_record_bytes, line, ordinal, raw)
     }
 
     /// Finds the end of the record starting at `pos`: (end of the record's bytes, bytes to

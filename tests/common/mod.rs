@@ -583,3 +583,18 @@ pub fn start_hec_receiver(listen: &str, token: &str, extra: &[&str]) -> (Child, 
         .to_string();
     (child, addr)
 }
+
+/// Runs `stageload check-config` on `text` (written into `dir`), asserts it is refused (exit
+/// status 2), and returns what it printed on stderr.
+pub fn check_config_refused(dir: &Path, text: &str) -> String {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stageload"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "refused: {stderr}");
+    stderr
+}

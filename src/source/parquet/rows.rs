@@ -8,7 +8,6 @@ use arrow_array::{Array, RecordBatch, StructArray};
 use arrow_json::writer::{make_encoder, EncoderOptions};
 use arrow_schema::{ArrowError, Field};
 
-use crate::codes;
 use crate::source::framing::{RecordError, RAW_LIMIT};
 use crate::source::reader::{RecordBlock, RecordRef};
 
@@ -66,16 +65,12 @@ impl Rows {
             if len > self.max_record_bytes {
                 let raw = block.data[start..start + len.min(RAW_LIMIT)].to_vec();
                 block.data.truncate(start);
-                block.errors.push(RecordError {
-                    err_code: codes::RECORD_TOO_LARGE,
-                    reason: format!(
-                        "record is larger than the limit of {} bytes",
-                        self.max_record_bytes
-                    ),
+                block.errors.push(RecordError::too_large(
+                    self.max_record_bytes,
                     line,
                     ordinal,
                     raw,
-                });
+                ));
                 self.errors += 1;
             } else {
                 block.records.push(RecordRef {

@@ -140,10 +140,7 @@ impl<'a> Load<'a> {
                         return Ok(Some(Abort::Errors));
                     }
                 }
-                if self.buf.len() >= CHUNK {
-                    s.send_backend(&wire::copy_data(&self.buf)).await?;
-                    self.buf.clear();
-                }
+                self.send(s, CHUNK).await?;
             }
             self.commits.push(CommitRow {
                 userid: self.target.userid,
@@ -171,11 +168,17 @@ impl<'a> Load<'a> {
             };
             return Ok(Some(Abort::Fatal(msg, 1212)));
         }
-        if !self.buf.is_empty() {
+        self.send(s, 1).await?;
+        Ok(None)
+    }
+
+    /// Sends the buffered CSV lines to the backend once they are at least `at_least` bytes.
+    async fn send(&mut self, s: &mut Session, at_least: usize) -> std::io::Result<()> {
+        if !self.buf.is_empty() && self.buf.len() >= at_least {
             s.send_backend(&wire::copy_data(&self.buf)).await?;
             self.buf.clear();
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Loads one Parquet file; any bad value fails the whole COPY, naming the file.
@@ -207,10 +210,7 @@ impl<'a> Load<'a> {
                     ),
                 })));
             }
-            if self.buf.len() >= CHUNK {
-                s.send_backend(&wire::copy_data(&self.buf)).await?;
-                self.buf.clear();
-            }
+            self.send(s, CHUNK).await?;
         }
         self.commits.push(CommitRow {
             userid: self.target.userid,

@@ -1,6 +1,7 @@
 //! `FORMAT AS PARQUET` and `JSON 'noshred'` against the local stack: Parquet files written in
 //! the test with `ArrowWriter`, put in the local S3, loaded through the emulator.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -14,15 +15,6 @@ use parquet::file::properties::WriterProperties;
 use support::{bucket, put, run, table, Emu, Stack};
 
 const ROLE: &str = "IAM_ROLE 'arn:aws:iam::123456789012:role/loader'";
-
-macro_rules! stack_or_skip {
-    () => {
-        match Stack::get() {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// A Parquet file of `rows` rows (id, name, ok, amount, ts, day, score), several row groups.
 fn parquet_file(first_id: i64, rows: usize) -> Vec<u8> {
@@ -210,11 +202,7 @@ async fn a_manifest_without_content_length_fails_a_columnar_copy() {
     assert_eq!(code, "XX000");
     assert_eq!(msg, "File entry does not have 'meta' key.");
     assert!(detail.contains("15003"), "{detail}");
-    let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = support::count(&c, &t).await;
     assert_eq!(n, 0);
 }
 
@@ -272,11 +260,7 @@ async fn one_corrupt_or_mismatched_file_fails_the_whole_copy_naming_it() {
             detail.contains(&format!("https://s3.us-east-1.amazonaws.com/{b}/{bad}")),
             "{detail}"
         );
-        let n: i64 = c
-            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = support::count(&c, &t).await;
         assert_eq!(n, 0, "the good file's rows went with the failed COPY");
     }
 }

@@ -1,20 +1,12 @@
 //! Integration tests against the local stack: the emulator binary in front of PostgreSQL, objects
 //! in s3s-fs, a tokio-postgres client talking to the emulator.
 
+#[macro_use]
 mod support;
 
 use support::{bucket, gzip, put, run, table, Emu, Stack};
 
 const ROLE: &str = "IAM_ROLE 'arn:aws:iam::123456789012:role/loader'";
-
-macro_rules! stack_or_skip {
-    () => {
-        match Stack::get() {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// The query id in the DETAIL block of a failed COPY.
 fn detail_query(e: &tokio_postgres::Error) -> i32 {
@@ -157,11 +149,7 @@ async fn bad_rows_within_maxerror_are_skipped_and_recorded() {
     )
     .await
     .unwrap();
-    let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = support::count(&c, &t).await;
     assert_eq!(n, 2);
     let rows = c
         .query(
@@ -245,11 +233,7 @@ async fn too_many_errors_fail_and_stay_visible_after_rollback() {
     let e = run(&c, "SELECT 1").await.unwrap_err();
     assert_eq!(db_error(&e).0, "25P02");
     run(&c, "ROLLBACK").await.unwrap();
-    let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = support::count(&c, &t).await;
     assert_eq!(n, 0);
     // The COPY was rolled back, so it is not the session's last one; its errors stay.
     let last: i32 = c
@@ -330,10 +314,7 @@ async fn copy_is_part_of_the_clients_transaction() {
 }
 
 async fn count(c: &tokio_postgres::Client, t: &str) -> i64 {
-    c.query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0)
+    support::count(&c, &t).await
 }
 
 #[tokio::test]
@@ -478,11 +459,7 @@ async fn manifest_loads_listed_files() {
         "{e}"
     );
     assert!(d.detail().unwrap_or_default().contains("8001"));
-    let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = support::count(&c, &t).await;
     assert_eq!(n, 2);
 }
 

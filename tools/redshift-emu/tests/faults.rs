@@ -2,6 +2,7 @@
 //! serializable isolation violation (1023). Alone in its test binary because an armed fault is
 //! shared by every emulator on the database, and cargo runs test binaries one after another.
 
+#[macro_use]
 mod support;
 
 use support::{bucket, connect_backend, put, run, table, Emu, Stack};
@@ -71,11 +72,7 @@ async fn armed_1023_fails_only_the_next_copy() {
 
     // The fault is spent: the next COPY loads.
     run(&c, &copy).await.unwrap();
-    let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = support::count(&c, &t).await;
     assert_eq!(n, 2);
     let left: i64 = admin
         .query_one(

@@ -2,6 +2,7 @@
 //! that ignore the reader's snapshot, `pg_last_copy_id()` across commit and rollback, `getdate()`,
 //! and the Serverless mode.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -11,15 +12,6 @@ use support::{bucket, put, run, table, Emu, Stack};
 use tokio_postgres::Client;
 
 const ROLE: &str = "IAM_ROLE 'arn:aws:iam::123456789012:role/loader'";
-
-macro_rules! stack_or_skip {
-    () => {
-        match Stack::get() {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 fn db_error(e: &tokio_postgres::Error) -> (String, String) {
     let db = e

@@ -1,7 +1,18 @@
 //! Shared helpers for the integration tests: reading the local stack's settings, starting the
 //! emulator binary in front of its PostgreSQL, S3 buckets and objects, client connections.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// The local stack, or return from the test (a stack-less run skips; under `make test` a
+/// missing stack fails in [`Stack::get`]).
+macro_rules! stack_or_skip {
+    () => {
+        match Stack::get() {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -219,4 +230,12 @@ pub fn table(tag: &str) -> String {
 /// Runs a statement as a simple query and returns the database error, if any.
 pub async fn run(c: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
     c.batch_execute(sql).await
+}
+
+/// Rows in `table`.
+pub async fn count(c: &Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count rows")
+        .get(0)
 }
