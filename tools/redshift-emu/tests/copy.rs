@@ -282,7 +282,7 @@ async fn copy_is_part_of_the_clients_transaction() {
         .unwrap();
     run(&c, &copy).await.unwrap();
     run(&c, "ROLLBACK").await.unwrap();
-    assert_eq!(count(&c, &t).await, 0);
+    assert_eq!(support::count(&c, &t).await, 0);
     run(&c, "BEGIN").await.unwrap();
     run(&c, &format!("INSERT INTO {t} VALUES (0)"))
         .await
@@ -290,9 +290,9 @@ async fn copy_is_part_of_the_clients_transaction() {
     run(&c, &copy).await.unwrap();
     // Another session sees nothing before COMMIT.
     let other = emu.connect().await;
-    assert_eq!(count(&other, &t).await, 0);
+    assert_eq!(support::count(&other, &t).await, 0);
     run(&c, "COMMIT").await.unwrap();
-    assert_eq!(count(&other, &t).await, 3);
+    assert_eq!(support::count(&other, &t).await, 3);
     // A table created in the same transaction is visible to the COPY.
     let t2 = table("txn_new");
     run(&c, &format!("DROP TABLE IF EXISTS {t2}"))
@@ -311,10 +311,6 @@ async fn copy_is_part_of_the_clients_transaction() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
-}
-
-async fn count(c: &tokio_postgres::Client, t: &str) -> i64 {
-    support::count(&c, &t).await
 }
 
 #[tokio::test]
@@ -588,7 +584,7 @@ async fn pipelined_requests_and_backend_rejections() {
         .await
         .unwrap_err();
     assert_eq!(db_error(&e).0, "23505");
-    assert_eq!(count(&c, &t).await, 2);
+    assert_eq!(support::count(&c, &t).await, 2);
     assert_eq!(
         c.query_one("SELECT pg_last_copy_count()", &[])
             .await
