@@ -17,7 +17,9 @@ pub struct Budget {
 impl Budget {
     /// The budget of a batch first attempted at `first_attempt` (wall clock, from the control
     /// database). The wall clock is read once here; from then on the deadline is monotonic, so
-    /// a clock step (NTP, a VM resumed) neither ends a budget early nor stretches it.
+    /// a step of the wall clock (NTP) neither ends a budget early nor stretches it. Time the
+    /// machine spends suspended is not counted; the lease, which runs on the control
+    /// database's clock, still hands such a batch to another worker.
     pub fn new(first_attempt: DateTime<Utc>, budget: Duration) -> Budget {
         let spent = (Utc::now() - first_attempt)
             .to_std()
