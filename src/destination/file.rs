@@ -9,8 +9,7 @@ use super::{Attempt, Destination, FailureKind, Outcome};
 use crate::config::{FileConfig, PipelineConfig, SourceConfig};
 use crate::model::ClaimedBatch;
 use crate::source::framing::Framing;
-use crate::source::reader::ReaderItem;
-use crate::source::records::{self, OpenFailure, ReadFailure};
+use crate::source::records::{self, Step, Walk};
 use crate::source::s3::S3;
 use async_trait::async_trait;
 use std::io;
@@ -123,57 +122,38 @@ impl Destination for FileDestination {
         static PANIC_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
         let panic_on =
             PANIC_ON.get_or_init(|| std::env::var(PANIC_ENV).ok().filter(|v| !v.is_empty()));
-        for object in &batch.objects {
-            if let Some(text) = &panic_on {
-                assert!(
-                    !object.key.contains(text.as_str()),
-                    "test hook {PANIC_ENV}: delivering {}",
-                    object.key
-                );
+        if let Some(text) = &panic_on {
+            if let Some(object) = batch.objects.iter().find(|o| o.key.contains(text.as_str())) {
+                panic!("test hook {PANIC_ENV}: delivering {}", object.key);
             }
-            let mut stream = match records::open(&self.s3, object, &self.source).await {
-                Ok(s) => s,
-                Err(OpenFailure::Missing(row)) => {
-                    report.rejected.push(*row);
-                    report.skipped_objects.push(object.id);
-                    continue;
-                }
-                Err(OpenFailure::Transient(e)) => {
-                    let _ = tokio::fs::remove_file(&tmp).await;
-                    return Attempt::failed(FailureKind::Transient, e.to_string());
-                }
-            };
-            while let Some(item) = stream.next().await {
-                match item {
-                    ReaderItem::Block(block) => {
-                        out.clear();
-                        for (_, bytes) in block.iter() {
-                            push_record(&mut out, self.source.format, bytes);
-                        }
-                        report.delivered += block.records.len() as u64;
-                        report.rejected.extend(
-                            block
-                                .errors
-                                .iter()
-                                .map(|e| records::record_error_row(object, e)),
-                        );
-                        stream.recycle(block);
-                        if let Err(e) = file.write_all(&out).await {
-                            let _ = tokio::fs::remove_file(&tmp).await;
-                            return fail(e, "write to");
-                        }
+        }
+        let mut walk = Walk::all(&self.s3, &self.source, &batch.objects);
+        while let Some(step) = walk.next().await {
+            match step {
+                Step::Block(block) => {
+                    let object = &batch.objects[block.index];
+                    out.clear();
+                    for (_, bytes) in block.records() {
+                        push_record(&mut out, self.source.format, bytes);
                     }
-                    ReaderItem::End(Ok(_)) => {}
-                    ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
-                        ReadFailure::Corrupt(row) => {
-                            report.rejected.push(*row);
-                            report.skipped_objects.push(object.id);
-                        }
-                        ReadFailure::Transient(msg) => {
-                            let _ = tokio::fs::remove_file(&tmp).await;
-                            return Attempt::failed(FailureKind::Transient, msg);
-                        }
-                    },
+                    report.delivered += block.block.records.len() as u64;
+                    report
+                        .rejected
+                        .extend(block.errors().map(|e| records::record_error_row(object, e)));
+                    walk.recycle(block);
+                    if let Err(e) = file.write_all(&out).await {
+                        let _ = tokio::fs::remove_file(&tmp).await;
+                        return fail(e, "write to");
+                    }
+                }
+                Step::Done { .. } => {}
+                Step::Skipped { index, row } => {
+                    report.rejected.push(*row);
+                    report.skipped_objects.push(batch.objects[index].id);
+                }
+                Step::Unreadable { error, .. } => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Attempt::failed(FailureKind::Transient, error);
                 }
             }
         }

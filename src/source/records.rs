@@ -1,12 +1,12 @@
-//! Reading one staged object's records for the destinations that read records (file,
-//! Elasticsearch, Splunk): open it in S3, stream it through decompression and framing (or, for
-//! `parquet`, read its row groups by ranged GETs), and turn what goes wrong into `load_errors`
-//! rows with the object's URL and line.
+//! Reading a batch's records for the destinations that read records (file, Elasticsearch,
+//! Splunk): [`Walk`] opens each object in S3, streams it through decompression and framing (or,
+//! for `parquet`, reads its row groups by ranged GETs), and turns what goes wrong into
+//! `load_errors` rows with the object's URL and line.
 
 use super::decode::ReadErrorKind;
 use super::framing::{Framing, ReadError, RecordError};
 use super::parquet::{self, ParquetOptions};
-use super::reader::{spawn_reader, ReadOptions, RecordStream};
+use super::reader::{spawn_reader, ReadOptions, ReaderItem, RecordBlock, RecordRef, RecordStream};
 use super::s3::{S3Error, S3};
 use crate::codes;
 use crate::config::SourceConfig;
@@ -17,7 +17,7 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// Why an object could not be opened.
 #[derive(Debug)]
-pub enum OpenFailure {
+enum OpenFailure {
     /// Gone: the object is skipped on its own with this row.
     Missing(Box<LoadError>),
     /// Anything else (S3 unreachable, throttled): the attempt fails and is retried.
@@ -25,7 +25,7 @@ pub enum OpenFailure {
 }
 
 /// Opens an object and starts reading its records.
-pub async fn open(
+async fn open(
     s3: &S3,
     object: &StagedObject,
     source: &SourceConfig,
@@ -82,7 +82,7 @@ pub fn record_error_row(object: &StagedObject, e: &RecordError) -> LoadError {
 
 /// How an object's reading ended badly.
 #[derive(Debug)]
-pub enum ReadFailure {
+enum ReadFailure {
     /// Corrupt or truncated data: the object is skipped with this row after the records
     /// before the damage were delivered.
     Corrupt(Box<LoadError>),
@@ -91,7 +91,7 @@ pub enum ReadFailure {
 }
 
 /// Classifies the error that ended an object.
-pub fn read_failure(object: &StagedObject, e: &ReadError) -> ReadFailure {
+fn read_failure(object: &StagedObject, e: &ReadError) -> ReadFailure {
     match e.kind() {
         ReadErrorKind::Decompress => ReadFailure::Corrupt(Box::new(LoadError {
             object_id: Some(object.id),
@@ -102,5 +102,182 @@ pub fn read_failure(object: &StagedObject, e: &ReadError) -> ReadFailure {
             ..LoadError::default()
         })),
         ReadErrorKind::Io => ReadFailure::Transient(format!("{}: {e}", object.url())),
+    }
+}
+
+/// Where a [`Walk`] reads an object from: its index in the batch, and the ordinal of the first
+/// record (and record error) to hand on; earlier ones were handled by an earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    /// The object's index in the batch.
+    pub index: usize,
+    /// The first ordinal to hand on.
+    pub from: u64,
+}
+
+/// Records of one object, from its [`Start`] on.
+#[derive(Debug)]
+pub struct Block {
+    /// The object's index in the batch.
+    pub index: usize,
+    /// The first ordinal handed on for this object.
+    pub from: u64,
+    /// The block as read; [`Block::records`] and [`Block::errors`] leave out what is before
+    /// `from`.
+    pub block: RecordBlock,
+}
+
+impl Block {
+    /// The records at or past `from`, with their bytes.
+    pub fn records(&self) -> impl Iterator<Item = (RecordRef, &[u8])> + '_ {
+        let from = self.from;
+        self.block.iter().filter(move |(r, _)| r.ordinal >= from)
+    }
+
+    /// The framing rejections at or past `from`.
+    pub fn errors(&self) -> impl Iterator<Item = &RecordError> + '_ {
+        let from = self.from;
+        self.block.errors.iter().filter(move |e| e.ordinal >= from)
+    }
+}
+
+/// One step of a [`Walk`].
+#[derive(Debug)]
+pub enum Step {
+    /// The next records of the object being read.
+    Block(Block),
+    /// The object was read to its end.
+    Done {
+        /// Its index in the batch.
+        index: usize,
+    },
+    /// The object is skipped on its own with this row: missing when opened, or corrupt or
+    /// truncated after the records before the damage were handed on.
+    Skipped {
+        /// Its index in the batch.
+        index: usize,
+        /// Its `load_errors` row.
+        row: Box<LoadError>,
+    },
+    /// The object cannot be read now (S3 unreachable or throttled, the stream reset): what
+    /// was handed on of it stands, and the walk goes on with the next object. The message
+    /// names the object's URL.
+    Unreadable {
+        /// Its index in the batch.
+        index: usize,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The one walk over a batch's records that every record-reading destination consumes (the
+/// file writer, Elasticsearch's attempt and write-off, Splunk's attempt and write-off): opens
+/// each planned object in turn, streams its records block by block, and says how each object
+/// ended. Each destination decides what an unreadable object means for it (fail the attempt,
+/// or write the object off).
+///
+/// [`Walk::next`] is cancel-safe: dropped before it returns (in a `select!`), it loses nothing
+/// and the next call carries on where it was.
+pub struct Walk<'a> {
+    s3: &'a S3,
+    source: &'a SourceConfig,
+    objects: &'a [StagedObject],
+    plan: std::vec::IntoIter<Start>,
+    current: Option<(Start, RecordStream)>,
+    pending: Option<Start>,
+}
+
+impl<'a> Walk<'a> {
+    /// Walks the objects named by `plan`, in its order.
+    pub fn new(
+        s3: &'a S3,
+        source: &'a SourceConfig,
+        objects: &'a [StagedObject],
+        plan: impl IntoIterator<Item = Start>,
+    ) -> Walk<'a> {
+        Walk {
+            s3,
+            source,
+            objects,
+            plan: plan.into_iter().collect::<Vec<_>>().into_iter(),
+            current: None,
+            pending: None,
+        }
+    }
+
+    /// Walks every object of the batch from its first record.
+    pub fn all(s3: &'a S3, source: &'a SourceConfig, objects: &'a [StagedObject]) -> Walk<'a> {
+        let plan = (0..objects.len()).map(|index| Start { index, from: 0 });
+        Walk::new(s3, source, objects, plan)
+    }
+
+    /// True while an object is open (its next step is a block or its end, not an open).
+    pub fn is_reading(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The next step; `None` once every planned object has ended.
+    pub async fn next(&mut self) -> Option<Step> {
+        loop {
+            if let Some((start, stream)) = &mut self.current {
+                let start = *start;
+                let object = &self.objects[start.index];
+                let step = match stream.next().await {
+                    Some(ReaderItem::Block(block)) => {
+                        return Some(Step::Block(Block {
+                            index: start.index,
+                            from: start.from,
+                            block,
+                        }))
+                    }
+                    Some(ReaderItem::End(Ok(_))) | None => Step::Done { index: start.index },
+                    Some(ReaderItem::End(Err(e))) => match read_failure(object, &e) {
+                        ReadFailure::Corrupt(row) => Step::Skipped {
+                            index: start.index,
+                            row,
+                        },
+                        ReadFailure::Transient(error) => Step::Unreadable {
+                            index: start.index,
+                            error,
+                        },
+                    },
+                };
+                self.current = None;
+                return Some(step);
+            }
+            // Taken from the plan before the open is awaited, kept until it completes, so a
+            // cancelled open is tried again rather than skipped.
+            let start = match self.pending {
+                Some(start) => start,
+                None => *self.pending.insert(self.plan.next()?),
+            };
+            let object = &self.objects[start.index];
+            let opened = open(self.s3, object, self.source).await;
+            self.pending = None;
+            match opened {
+                Ok(stream) => self.current = Some((start, stream)),
+                Err(OpenFailure::Missing(row)) => {
+                    return Some(Step::Skipped {
+                        index: start.index,
+                        row,
+                    })
+                }
+                Err(OpenFailure::Transient(e)) => {
+                    return Some(Step::Unreadable {
+                        index: start.index,
+                        error: format!("{}: {e}", object.url()),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Hands a consumed block back for reuse, saving the reader an allocation; optional.
+    pub fn recycle(&self, block: Block) {
+        if let Some((start, stream)) = &self.current {
+            if start.index == block.index {
+                stream.recycle(block.block);
+            }
+        }
     }
 }

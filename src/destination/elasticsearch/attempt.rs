@@ -10,6 +10,7 @@
 
 use super::bulk::{pending, Body, DocId, Pending};
 use super::failed::Failed;
+use super::give_up::WRITE_OFF_BODY_BYTES;
 use super::id::ObjectIds;
 use super::index::{timestamp_secs, IndexNamer};
 use super::send::{self, Report};
@@ -17,19 +18,14 @@ pub use super::state::Progress;
 use super::Shared;
 use crate::codes;
 use crate::config::DocumentId;
-use crate::destination::{
-    Attempt, DestinationError, FailureKind, GiveUp, Outcome, Resume, WriteOff,
-};
+use crate::destination::{Attempt, DestinationError, FailureKind, Outcome, Resume, WriteOff};
 use crate::model::{ClaimedBatch, LoadError, StagedObject};
 use crate::source::framing::RecordError;
 use crate::source::pointer::Scalar;
-use crate::source::reader::{ReaderItem, RecordRef};
-use crate::source::records::{self, OpenFailure, ReadFailure};
+use crate::source::reader::RecordRef;
+use crate::source::records::{Start, Step, Walk};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::task::JoinHandle;
-
-/// The largest body a write-off fills before naming its documents.
-const WRITE_OFF_BODY_BYTES: usize = 1 << 20;
 
 /// The least [`Run::retry_bound`], whatever the request size.
 const RETRY_HOLD_MIN_BYTES: usize = 8 << 20;
@@ -45,9 +41,9 @@ pub enum Mode {
 /// One walk over a batch.
 pub struct Run<'a> {
     shared: &'a Shared,
-    batch: &'a ClaimedBatch,
-    mode: Mode,
-    attempt: i32,
+    pub(super) batch: &'a ClaimedBatch,
+    pub(super) mode: Mode,
+    pub(super) attempt: i32,
     progress: Progress,
     body: Body,
     spare: Vec<Vec<u8>>,
@@ -55,9 +51,9 @@ pub struct Run<'a> {
     namer: IndexNamer,
     retry: Vec<Pending>,
     retry_bytes: usize,
-    out: Option<&'a mut WriteOff>,
-    rejected: Vec<LoadError>,
-    failed_records: Vec<serde_json::Value>,
+    pub(super) out: Option<&'a mut WriteOff>,
+    pub(super) rejected: Vec<LoadError>,
+    pub(super) failed_records: Vec<serde_json::Value>,
     skipped_objects: Vec<i64>,
     delivered: u64,
     failure: Option<(FailureKind, String)>,
@@ -147,29 +143,6 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs the walk writing everything left off, handing each lost document to `out` as it
-    /// is met (re-read from S3 past the resume cursor).
-    pub async fn give_up(mut self, out: &'a mut WriteOff) -> GiveUp {
-        self.out = Some(out);
-        self.walk().await;
-        self.hand_over().await;
-        GiveUp::default()
-    }
-
-    /// Giving up: hands the rows and records gathered outside [`Run::write_off`] (objects
-    /// that cannot be read, framing rejections) to the write-off.
-    async fn hand_over(&mut self) {
-        let Some(out) = self.out.as_deref_mut() else {
-            return;
-        };
-        for row in self.rejected.drain(..) {
-            out.row(row).await;
-        }
-        for record in self.failed_records.drain(..) {
-            out.failed_record(&record).await;
-        }
-    }
-
     /// Bytes of documents kept for the next attempt past which reading stops: the next
     /// attempt sends them before reading on.
     pub fn retry_bound(&self) -> usize {
@@ -182,7 +155,7 @@ impl<'a> Run<'a> {
     }
 
     /// Walks retries then records; returns the cursor where reading stopped, if it did.
-    async fn walk(&mut self) -> Option<(usize, u64)> {
+    pub(super) async fn walk(&mut self) -> Option<(usize, u64)> {
         for p in std::mem::take(&mut self.progress.retry) {
             if let Mode::GiveUp(_) = self.mode {
                 self.write_off(&p).await;
@@ -220,77 +193,71 @@ impl<'a> Run<'a> {
     /// Reads objects from `cursor`; returns where it stopped when the cluster stopped
     /// answering or S3 failed.
     async fn read_from(&mut self, (first, skip_below): (usize, u64)) -> Option<(usize, u64)> {
-        let batch = self.batch;
+        let (shared, batch) = (self.shared, self.batch);
+        let plan = (first..batch.objects.len())
+            .filter(|k| !self.progress.settled.contains(k))
+            .map(|index| Start {
+                index,
+                from: if index == first { skip_below } else { 0 },
+            });
+        let mut walk = Walk::new(&shared.s3, &shared.source, &batch.objects, plan);
         let mut next = (first, skip_below);
-        for (k, object) in batch.objects.iter().enumerate().skip(first) {
-            if next.0 < k {
-                next = (k, 0);
-            }
-            if self.progress.settled.contains(&k) {
-                continue;
-            }
-            let skip_below = if k == first { skip_below } else { 0 };
-            let mut stream = match records::open(&self.shared.s3, object, &self.shared.source).await
-            {
-                Ok(s) => s,
-                Err(OpenFailure::Missing(row)) => {
-                    self.settle(k, *row);
-                    continue;
+        // The object being read, its document ids and its arrival time.
+        let mut reading: Option<(usize, ObjectIds, i64)> = None;
+        while let Some(step) = walk.next().await {
+            match step {
+                Step::Block(block) => {
+                    let k = block.index;
+                    let object = &batch.objects[k];
+                    if next.0 < k {
+                        next = (k, 0);
+                    }
+                    let (_, ids, arrival) = match &mut reading {
+                        Some(r) if r.0 == k => r,
+                        r => r.insert((k, ObjectIds::new(object), object.arrival_time.timestamp())),
+                    };
+                    let arrival = *arrival;
+                    self.block_errors(k, object, block.errors(), ids, arrival);
+                    for (r, bytes) in block.records() {
+                        if self
+                            .body
+                            .is_full_for(bytes.len(), self.max_bytes(), self.max_docs())
+                        {
+                            self.flush().await;
+                        }
+                        if self.stop_reading() {
+                            if !self.halted {
+                                tracing::debug!(
+                                    pipeline = %shared.pipeline,
+                                    batch_id = batch.id,
+                                    documents = self.retry.len(),
+                                    bytes = self.retry_bytes,
+                                    "documents to retry past the bound, reading stops until the next attempt"
+                                );
+                            }
+                            return Some(next);
+                        }
+                        self.push(k, r, bytes, ids, arrival);
+                        next = (k, r.ordinal + 1);
+                    }
+                    walk.recycle(block);
+                    self.hand_over().await;
                 }
-                Err(OpenFailure::Transient(e)) => {
-                    if self.s3_failed(k, object, e.to_string()) {
+                Step::Done { .. } => self.hand_over().await,
+                Step::Skipped { index, row } => {
+                    self.settle(index, *row);
+                    self.hand_over().await;
+                }
+                Step::Unreadable { index, error } => {
+                    if next.0 < index {
+                        next = (index, 0);
+                    }
+                    if self.s3_failed(index, &batch.objects[index], error) {
                         return Some(next);
                     }
-                    continue;
-                }
-            };
-            let mut ids = ObjectIds::new(object);
-            let arrival = object.arrival_time.timestamp();
-            while let Some(item) = stream.next().await {
-                match item {
-                    ReaderItem::Block(block) => {
-                        self.block_errors(k, object, &block.errors, &mut ids, arrival);
-                        for (r, bytes) in block.iter() {
-                            if r.ordinal < skip_below {
-                                next = (k, r.ordinal + 1);
-                                continue;
-                            }
-                            if self
-                                .body
-                                .is_full_for(bytes.len(), self.max_bytes(), self.max_docs())
-                            {
-                                self.flush().await;
-                            }
-                            if self.stop_reading() {
-                                if !self.halted {
-                                    tracing::debug!(
-                                        pipeline = %self.shared.pipeline,
-                                        batch_id = batch.id,
-                                        documents = self.retry.len(),
-                                        bytes = self.retry_bytes,
-                                        "documents to retry past the bound, reading stops until the next attempt"
-                                    );
-                                }
-                                return Some(next);
-                            }
-                            self.push(k, r, bytes, &mut ids, arrival);
-                            next = (k, r.ordinal + 1);
-                        }
-                        stream.recycle(block);
-                        self.hand_over().await;
-                    }
-                    ReaderItem::End(Ok(_)) => {}
-                    ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
-                        ReadFailure::Corrupt(row) => self.settle(k, *row),
-                        ReadFailure::Transient(msg) => {
-                            if self.s3_failed(k, object, msg) {
-                                return Some(next);
-                            }
-                        }
-                    },
+                    self.hand_over().await;
                 }
             }
-            self.hand_over().await;
         }
         None
     }
@@ -313,10 +280,7 @@ impl<'a> Run<'a> {
     fn s3_failed(&mut self, k: usize, object: &StagedObject, error: String) -> bool {
         match &self.mode {
             Mode::Send => {
-                self.fail(
-                    FailureKind::Transient,
-                    format!("reading {}: {error}", object.url()),
-                );
+                self.fail(FailureKind::Transient, format!("reading {error}"));
                 self.halted = true;
                 true
             }
@@ -342,11 +306,11 @@ impl<'a> Run<'a> {
     }
 
     /// Reports framing rejections not reported by an earlier attempt.
-    fn block_errors(
+    fn block_errors<'e>(
         &mut self,
         k: usize,
         object: &StagedObject,
-        errors: &[RecordError],
+        errors: impl Iterator<Item = &'e RecordError>,
         ids: &mut ObjectIds,
         arrival: i64,
     ) {
@@ -510,35 +474,6 @@ impl<'a> Run<'a> {
         match &self.failure {
             Some((FailureKind::NeedsOperator, _)) if kind == FailureKind::Transient => {}
             _ => self.failure = Some((kind, error)),
-        }
-    }
-
-    /// A document the budget ran out on, handed straight to the write-off.
-    async fn write_off(&mut self, p: &Pending) {
-        let Mode::GiveUp(reason) = &self.mode else {
-            return;
-        };
-        let reason = if p.reason.is_empty() {
-            reason.clone()
-        } else if p.status > 0 {
-            format!("{reason}; last status {}: {}", p.status, p.reason)
-        } else {
-            format!("{reason}; last error: {}", p.reason)
-        };
-        let (index, id) = p.index_and_id();
-        let failed = Failed {
-            object: &self.batch.objects[p.object],
-            line: p.line,
-            raw: p.source(),
-            code: codes::BUDGET_EXHAUSTED,
-            reason,
-            index,
-            id: id.unwrap_or_default(),
-            attempts: self.attempt,
-        };
-        let (row, record) = (failed.row(), failed.record());
-        if let Some(out) = self.out.as_deref_mut() {
-            out.record(row, &record).await;
         }
     }
 }

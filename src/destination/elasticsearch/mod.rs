@@ -12,15 +12,16 @@
 //! the budget runs out, the write-off re-reads what was never sent from S3 and hands it over in
 //! bounded chunks, so it never holds the batch.
 
-pub mod attempt;
-pub mod bulk;
-pub mod client;
-pub mod failed;
-pub mod id;
-pub mod index;
-pub mod retry;
-pub mod send;
-pub mod state;
+mod attempt;
+mod bulk;
+mod client;
+mod failed;
+mod give_up;
+mod id;
+mod index;
+mod retry;
+mod send;
+mod state;
 
 use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
 use crate::destination::{

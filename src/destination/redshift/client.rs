@@ -9,7 +9,9 @@
 //! wait behind it.
 
 use super::auth::{Auth, Login};
-use super::errors::RedshiftError;
+use super::retry::RedshiftError;
+use super::RedshiftDestination;
+use crate::config::ErrorTable;
 use crate::config::RedshiftConfig;
 use crate::pgtls::PgTls;
 use std::str::FromStr;
@@ -301,6 +303,39 @@ impl Session {
                     seconds: self.limit.as_secs(),
                 })
             }
+        }
+    }
+}
+
+/// Idle sessions kept for the next batch.
+const IDLE_SESSIONS: usize = 4;
+
+impl RedshiftDestination {
+    /// An open session with the marker tables in place: an idle one, or a new one.
+    pub(super) async fn session(&self) -> Result<Session, RedshiftError> {
+        let reused = {
+            let mut idle = self.idle.lock().expect("idle sessions lock");
+            std::iter::from_fn(|| idle.pop()).find(|c| c.reusable())
+        };
+        let client = match reused {
+            Some(c) => c,
+            None => self.connector.connect().await?,
+        };
+        if !self.tables_ready.load(Ordering::Relaxed) {
+            self.ensure_tables(&client).await?;
+            self.tables_ready.store(true, Ordering::Relaxed);
+        }
+        if self.error_table == ErrorTable::Auto && self.detected_view.load(Ordering::Relaxed) == 0 {
+            self.detect_view(&client).await;
+        }
+        Ok(client)
+    }
+
+    /// Keeps a session whose last statement ended cleanly.
+    pub(super) fn keep(&self, client: Session) {
+        let mut idle = self.idle.lock().expect("idle sessions lock");
+        if idle.len() < IDLE_SESSIONS && client.reusable() {
+            idle.push(client);
         }
     }
 }

@@ -15,7 +15,7 @@
 //! file among n, none of them committed.
 
 use super::client::Session;
-use super::errors::RedshiftError;
+use super::retry::RedshiftError;
 use super::RedshiftDestination;
 use crate::artifacts;
 use crate::destination::FailureKind;

@@ -9,7 +9,12 @@
 //! under `MAXERROR`, so a takeover after a crash between COMMIT and settling rebuilds the whole
 //! settlement. Redshift does not enforce primary keys; the marker check runs under `LOCK`.
 
+use super::client::Session;
 use super::copy::{quote_ident, quote_literal};
+use super::retry::RedshiftError;
+use super::RedshiftDestination;
+use crate::destination::Attempt;
+use crate::model::ClaimedBatch;
 use crate::model::{LoadError, StagedObject};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -111,7 +116,7 @@ impl Key {
     pub fn select_errors(&self, tables: &Tables) -> String {
         format!(
             "SELECT excluded, {} FROM {} WHERE {} ORDER BY excluded DESC, filename, line_number",
-            super::errors::STL_COLUMNS,
+            super::failed::STL_COLUMNS,
             tables.errors,
             self.filter()
         )
@@ -232,11 +237,103 @@ pub fn parse_errors(messages: &[SimpleQueryMessage]) -> Vec<(bool, LoadError)> {
         .filter_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some((
                 matches!(r.get(0), Some("t" | "true" | "1")),
-                super::errors::row_at(r, 1),
+                super::failed::row_at(r, 1),
             )),
             _ => None,
         })
         .collect()
+}
+
+impl RedshiftDestination {
+    /// Creates the marker tables only when they are missing: an operator may have created them
+    /// for a user without CREATE on the schema. A marker table without `installation_id` is an
+    /// earlier stageload's, which this one cannot read safely.
+    pub(super) async fn ensure_tables(&self, client: &Session) -> Result<(), RedshiftError> {
+        let rows = client
+            .query("read marker tables", &self.tables.columns_query())
+            .await?;
+        let columns: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((r.get(0)?.trim().to_string(), r.get(1)?.trim().to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        let has = |t: &str| columns.iter().any(|(table, _)| table == t);
+        if has("stageload_commits")
+            && !columns
+                .iter()
+                .any(|(t, c)| t == "stageload_commits" && c == "installation_id")
+        {
+            return Err(RedshiftError::Answer {
+                what: "marker table",
+                detail: format!(
+                    "{} has the layout of an earlier stageload (no installation_id column): rename it \
+                     (ALTER TABLE {} RENAME TO stageload_commits_old) and stageload creates the new one",
+                    self.tables.marker, self.tables.marker
+                ),
+            });
+        }
+        if !has("stageload_commits") {
+            client
+                .exec("create marker table", &self.tables.marker_ddl())
+                .await?;
+        }
+        if !has("stageload_commit_errors") {
+            client
+                .exec("create marker error table", &self.tables.errors_ddl())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The batch's marker key.
+    pub(super) fn key(&self, batch: &ClaimedBatch) -> Key {
+        Key {
+            installation: self.installation.clone(),
+            pipeline: self.pipeline.clone(),
+            batch_id: batch.id,
+            digest: digest(&batch.objects),
+        }
+    }
+
+    /// The committed batch's report, rebuilt from its marker, or None when it has none.
+    pub(super) async fn committed(
+        &self,
+        client: &Session,
+        batch: &ClaimedBatch,
+        key: &Key,
+    ) -> Result<Option<Attempt>, RedshiftError> {
+        let marker = client
+            .query("marker check", &key.select_marker(&self.tables))
+            .await?;
+        let Some(rows_loaded) = marker.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                r.get(0)
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .unwrap_or(0),
+            ),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let errors = client
+            .query("read marker error rows", &key.select_errors(&self.tables))
+            .await?;
+        let mut report = Attempt::delivered(rows_loaded.max(0) as u64);
+        for (excluded, mut row) in parse_errors(&errors) {
+            row.object_id = super::transaction::named_object(&batch.objects, &row.filename);
+            if excluded {
+                report.skipped_objects.extend(row.object_id);
+            }
+            report.rejected.push(row);
+        }
+        report.skipped_objects.sort_unstable();
+        report.skipped_objects.dedup();
+        Ok(Some(report))
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ pub use crate::sql::{quote_ident, quote_literal, quote_qualified};
 use crate::config::{RedshiftConfig, Secret};
 use crate::source::framing::Framing;
 
-/// How COPY is allowed to read S3 (protocols.md 5.3): exactly one of these.
+/// How COPY is allowed to read S3 (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-authorization.html): exactly one of these.
 #[derive(Clone)]
 pub enum Authorization {
     /// `IAM_ROLE 'arn:...'`, or `IAM_ROLE default` when the value is `default`.

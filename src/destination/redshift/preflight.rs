@@ -1,6 +1,6 @@
 //! The check before each COPY that every object of the manifest is still the one that was
 //! listed. COPY reads whatever the key holds when it runs: a mandatory entry that was deleted
-//! fails the whole COPY (protocols.md 1.3, "if `true`, COPY terminates when that file is
+//! fails the whole COPY (https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html, "if `true`, COPY terminates when that file is
 //! missing"), which would hold every other object of the batch until the retry budget ran out,
 //! and an object overwritten since it was listed would load its new content, which the ledger
 //! also holds under its new ETag. Each such object is skipped on its own with code 9101 and the

@@ -18,25 +18,16 @@ use super::{SplunkDestination, HEC_RESENDS_TOTAL};
 use crate::config::HecEndpoint;
 use crate::destination::{Attempt, DestinationError, FailureKind, Outcome, Resume};
 use crate::model::ClaimedBatch;
-use crate::source::reader::{ReaderItem, RecordStream};
-use crate::source::records::{self, OpenFailure, ReadFailure};
+use crate::source::records::{self, Step, Walk};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-/// The object being read.
-struct Current {
-    index: usize,
-    stream: RecordStream,
-    meta: ObjectMeta,
-    skip_below: u64,
-}
-
 enum Event {
     Response(Result<(u64, Result<Verdict, SendError>), tokio::task::JoinError>),
-    Item(Option<ReaderItem>),
+    Step(Option<Step>),
     Poll,
     Polled(Result<PollResult, tokio::task::JoinError>),
     Idle,
@@ -48,6 +39,10 @@ type PollResult = (Vec<u64>, Result<HashMap<u64, bool>, PollError>);
 struct Run<'a> {
     dest: &'a SplunkDestination,
     batch: &'a ClaimedBatch,
+    /// The objects left to read, from where the last attempt stopped in each.
+    walk: Walk<'a>,
+    /// The event fields of the object being read, by its index.
+    meta: Option<(usize, ObjectMeta)>,
     /// This attempt's number, for failed-event records' `attemptsMade`.
     attempt: u32,
     p: Progress,
@@ -79,9 +74,12 @@ pub(super) async fn deliver(
         .get_or_insert_with(|| dest.channels.take())
         .id
         .clone();
+    let walk = Walk::new(&dest.s3, &dest.source, &batch.objects, p.unread());
     let mut run = Run {
         dest,
         batch,
+        walk,
+        meta: None,
         attempt,
         channel,
         report: Attempt::delivered(0),
@@ -123,7 +121,6 @@ pub(super) async fn deliver(
 impl Run<'_> {
     async fn main_loop(&mut self) {
         let mut next_poll = tokio::time::Instant::now() + self.pace.every();
-        let mut current: Option<Current> = None;
         loop {
             let reading_left = self.p.objects.iter().any(|o| !o.done);
             if !reading_left {
@@ -137,8 +134,10 @@ impl Run<'_> {
             }
             let want_read =
                 self.stop.is_none() && reading_left && self.queue.is_empty() && self.room();
-            if want_read && current.is_none() {
-                current = self.open_next().await;
+            if want_read && !self.walk.is_reading() {
+                // Opening an object is awaited on its own, not raced against replies.
+                let step = self.walk.next().await;
+                self.on_step(step);
                 continue;
             }
             let waiting_acks = !self.awaiting.is_empty() && self.stop.is_none();
@@ -159,12 +158,12 @@ impl Run<'_> {
             let poll_due = !self.awaiting.is_empty() && !is_polling;
             let event = {
                 let tasks = &mut self.tasks;
-                let cur = &mut current;
+                let walk = &mut self.walk;
                 let polling = &mut self.polling;
                 tokio::select! {
                     Some(joined) = tasks.join_next(), if has_tasks => Event::Response(joined),
                     polled = poll_reply(polling), if is_polling => Event::Polled(polled),
-                    item = next_item(cur), if want_read => Event::Item(item),
+                    step = walk.next(), if want_read => Event::Step(step),
                     _ = tokio::time::sleep_until(next_poll), if poll_due => Event::Poll,
                     else => Event::Idle,
                 }
@@ -181,7 +180,7 @@ impl Run<'_> {
                 Event::Response(Err(e)) => {
                     self.halt(FailureKind::Transient, format!("request task failed: {e}"));
                 }
-                Event::Item(item) => self.on_item(&mut current, item),
+                Event::Step(step) => self.on_step(step),
                 Event::Poll => self.start_poll(),
                 Event::Polled(polled) => {
                     self.polling = None;
@@ -271,67 +270,45 @@ impl Run<'_> {
         self.inflight.insert(id, chunk);
     }
 
-    async fn open_next(&mut self) -> Option<Current> {
-        let index = self.p.objects.iter().position(|o| !o.done)?;
-        let object = &self.batch.objects[index];
-        match records::open(&self.dest.s3, object, &self.dest.source).await {
-            Ok(stream) => Some(Current {
-                index,
-                stream,
-                meta: self.dest.encoder.object_meta(object),
-                skip_below: self.p.objects[index].next_ordinal,
-            }),
-            Err(OpenFailure::Missing(row)) => {
-                self.report.rejected.push(*row);
-                self.report.skipped_objects.push(object.id);
-                self.p.objects[index].done = true;
-                None
-            }
-            Err(OpenFailure::Transient(e)) => {
-                self.halt(FailureKind::Transient, format!("{}: {e}", object.url()));
-                None
-            }
-        }
-    }
-
-    fn on_item(&mut self, current: &mut Option<Current>, item: Option<ReaderItem>) {
-        let Some(cur) = current.as_mut() else { return };
-        let object = &self.batch.objects[cur.index];
-        match item {
-            Some(ReaderItem::Block(block)) => {
-                for (r, bytes) in block.iter() {
-                    if r.ordinal < cur.skip_below {
-                        continue;
-                    }
-                    let full = self
-                        .builder
-                        .push(self.dest, &cur.meta, cur.index as u32, r, bytes);
-                    self.queue.extend(full);
-                    self.p.objects[cur.index].next_ordinal = r.ordinal + 1;
+    fn on_step(&mut self, step: Option<Step>) {
+        match step {
+            Some(Step::Block(block)) => {
+                let index = block.index;
+                let object = &self.batch.objects[index];
+                if self.meta.as_ref().is_none_or(|(i, _)| *i != index) {
+                    self.meta = Some((index, self.dest.encoder.object_meta(object)));
                 }
-                for e in block.errors.iter().filter(|e| e.ordinal >= cur.skip_below) {
+                let meta = &self.meta.as_ref().expect("set above").1;
+                let progress = &mut self.p.objects[index];
+                for (r, bytes) in block.records() {
+                    let full = self.builder.push(self.dest, meta, index as u32, r, bytes);
+                    self.queue.extend(full);
+                    progress.next_ordinal = r.ordinal + 1;
+                }
+                for e in block.errors() {
                     self.report
                         .rejected
                         .push(records::record_error_row(object, e));
-                    let next = &mut self.p.objects[cur.index].next_ordinal;
-                    *next = (*next).max(e.ordinal + 1);
+                    progress.next_ordinal = progress.next_ordinal.max(e.ordinal + 1);
                 }
-                cur.stream.recycle(block);
+                self.walk.recycle(block);
             }
-            Some(ReaderItem::End(Ok(_))) | None => {
-                self.p.objects[cur.index].done = true;
-                *current = None;
+            Some(Step::Done { index }) => self.p.objects[index].done = true,
+            Some(Step::Skipped { index, row }) => {
+                self.report.rejected.push(*row);
+                self.report
+                    .skipped_objects
+                    .push(self.batch.objects[index].id);
+                self.p.objects[index].done = true;
             }
-            Some(ReaderItem::End(Err(e))) => {
-                match records::read_failure(object, &e) {
-                    ReadFailure::Corrupt(row) => {
-                        self.report.rejected.push(*row);
-                        self.report.skipped_objects.push(object.id);
-                        self.p.objects[cur.index].done = true;
-                    }
-                    ReadFailure::Transient(msg) => self.halt(FailureKind::Transient, msg),
-                }
-                *current = None;
+            Some(Step::Unreadable { error, .. }) => self.halt(FailureKind::Transient, error),
+            None => {
+                // The walk holds every object not done; it cannot end with one left unless a
+                // step was lost. Stop rather than wait for it.
+                self.halt(
+                    FailureKind::Transient,
+                    "objects left unread at the end of the walk".to_string(),
+                );
             }
         }
     }
@@ -539,13 +516,6 @@ async fn poll_reply(
 ) -> Result<PollResult, tokio::task::JoinError> {
     match polling {
         Some(task) => task.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_item(current: &mut Option<Current>) -> Option<ReaderItem> {
-    match current {
-        Some(c) => c.stream.next().await,
         None => std::future::pending().await,
     }
 }

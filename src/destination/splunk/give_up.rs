@@ -10,8 +10,7 @@ use super::SplunkDestination;
 use crate::codes;
 use crate::destination::{GiveUp, WriteOff};
 use crate::model::{ClaimedBatch, LoadError};
-use crate::source::reader::ReaderItem;
-use crate::source::records::{self, OpenFailure, ReadFailure};
+use crate::source::records::{self, Step, Walk};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -49,64 +48,41 @@ pub(super) async fn collect(
         }
     }
     drop(chunks);
-    for (index, object) in batch.objects.iter().enumerate() {
-        let progress = p.objects[index];
-        if progress.done {
-            continue;
-        }
-        let unread = |e: String| {
-            LoadError {
-            object_id: Some(object.id),
-            filename: object.url(),
-            err_code: codes::BUDGET_EXHAUSTED,
-            err_reason: format!(
-                "{reason}; records from ordinal {} on were not delivered and could not be read back: {e}",
-                progress.next_ordinal
-            ),
-            ..LoadError::default()
-        }
-        };
-        let mut stream = match records::open(&dest.s3, object, &dest.source).await {
-            Ok(s) => s,
-            Err(OpenFailure::Missing(row)) => {
-                out.row(*row).await;
-                continue;
-            }
-            Err(OpenFailure::Transient(e)) => {
-                out.row(unread(e.to_string())).await;
-                continue;
-            }
-        };
-        while let Some(item) = stream.next().await {
-            match item {
-                ReaderItem::Block(block) => {
-                    for (r, bytes) in block.iter() {
-                        if r.ordinal < progress.next_ordinal {
-                            continue;
-                        }
-                        let lost = Lost {
-                            object,
-                            line: r.line,
-                            ordinal: r.ordinal,
-                            raw: bytes,
-                        };
-                        out.record(failed::row(&lost, &why), &failed::record(&lost, &why))
-                            .await;
-                    }
-                    for e in block
-                        .errors
-                        .iter()
-                        .filter(|e| e.ordinal >= progress.next_ordinal)
-                    {
-                        out.row(records::record_error_row(object, e)).await;
-                    }
-                    stream.recycle(block);
+    let mut walk = Walk::new(&dest.s3, &dest.source, &batch.objects, p.unread());
+    while let Some(step) = walk.next().await {
+        match step {
+            Step::Block(block) => {
+                let object = &batch.objects[block.index];
+                for (r, bytes) in block.records() {
+                    let lost = Lost {
+                        object,
+                        line: r.line,
+                        ordinal: r.ordinal,
+                        raw: bytes,
+                    };
+                    out.record(failed::row(&lost, &why), &failed::record(&lost, &why))
+                        .await;
                 }
-                ReaderItem::End(Ok(_)) => {}
-                ReaderItem::End(Err(e)) => match records::read_failure(object, &e) {
-                    ReadFailure::Corrupt(row) => out.row(*row).await,
-                    ReadFailure::Transient(msg) => out.row(unread(msg)).await,
-                },
+                for e in block.errors() {
+                    out.row(records::record_error_row(object, e)).await;
+                }
+                walk.recycle(block);
+            }
+            Step::Done { .. } => {}
+            Step::Skipped { row, .. } => out.row(*row).await,
+            Step::Unreadable { index, error } => {
+                let object = &batch.objects[index];
+                out.row(LoadError {
+                    object_id: Some(object.id),
+                    filename: object.url(),
+                    err_code: codes::BUDGET_EXHAUSTED,
+                    err_reason: format!(
+                        "{reason}; records from ordinal {} on were not delivered and could not be read back: {error}",
+                        p.objects[index].next_ordinal
+                    ),
+                    ..LoadError::default()
+                })
+                .await;
             }
         }
     }

@@ -2,6 +2,7 @@
 //! be indexed (with the records each holds and its ack id), how far each object has been read,
 //! and the channel the ack ids belong to.
 
+use crate::source::records::Start;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -109,6 +110,16 @@ impl Progress {
             chunks: Vec::new(),
             last_error: None,
         }
+    }
+
+    /// The objects not read to their end, each from the first record not yet handed on.
+    pub fn unread(&self) -> Vec<Start> {
+        let left = self.objects.iter().enumerate().filter(|(_, o)| !o.done);
+        left.map(|(index, o)| Start {
+            index,
+            from: o.next_ordinal,
+        })
+        .collect()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-field validation and conversion with Redshift's load error codes (protocols.md 5.16): a raw
+//! Per-field validation and conversion with Redshift's load error codes (https://docs.aws.amazon.com/redshift/latest/dg/r_Load_Error_Reference.html): a raw
 //! field from the input becomes either the canonical text PostgreSQL accepts or a [`FieldError`]
 //! that ends up as one `stl_load_errors` row.
 
@@ -183,7 +183,7 @@ fn utf8(b: &[u8], ty: &ColType, o: &ConvertOpts) -> Result<String, FieldError> {
                 out.push_str(std::str::from_utf8(&rest[..good]).unwrap_or_default());
                 let bad_len = e.error_len().unwrap_or(rest.len() - good);
                 let bad = &rest[good..good + bad_len];
-                // protocols.md 5.6: ACCEPTINVCHARS is "VARCHAR only; replace each invalid UTF-8
+                // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html: ACCEPTINVCHARS is "VARCHAR only; replace each invalid UTF-8
                 // char with an equal-length run of the replacement char".
                 match o.accept_inv_chars {
                     Some(c) if ty.is_string() => out.extend(std::iter::repeat_n(c, bad_len)),
@@ -228,14 +228,14 @@ fn convert_text(
         if o.trim_blanks {
             s.truncate(s.trim_end().len());
         }
-        // protocols.md 5.6: EMPTYASNULL / BLANKSASNULL act on CHAR/VARCHAR only.
+        // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html: EMPTYASNULL / BLANKSASNULL act on CHAR/VARCHAR only.
         if (o.empty_as_null && s.is_empty()) || (o.blanks_as_null && s.trim().is_empty()) {
             return Ok(None);
         }
         return string(&col.ty, s, o).map(Some);
     }
     let t = s.trim();
-    // "for other types empty → NULL" (protocols.md 5.4), and BLANKSASNULL: "other types blank →
+    // "for other types empty → NULL" (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html), and BLANKSASNULL: "other types blank →
     // NULL anyway".
     if t.is_empty() {
         return Ok(None);
@@ -265,7 +265,7 @@ fn string(ty: &ColType, mut s: String, o: &ConvertOpts) -> Result<String, FieldE
         ColType::Varchar(Some(n)) => (*n, "String"),
         ColType::Char(n) => {
             if let Some(pos) = s.bytes().position(|b| b >= 0x80) {
-                // protocols.md 5.16: "CHAR accepts only single-byte (≤0x7F)".
+                // https://docs.aws.amazon.com/redshift/latest/dg/r_Load_Error_Reference.html: "CHAR accepts only single-byte (≤0x7F)".
                 let ch = s[pos..]
                     .chars()
                     .next()

@@ -4,7 +4,7 @@
 use crate::copy_options::err;
 use crate::copy_parse::{JsonMode, ParseError, TimeSpec};
 
-/// Message for a malformed CREDENTIALS string or an incomplete key pair (protocols.md 5.3).
+/// Message for a malformed CREDENTIALS string or an incomplete key pair (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-authorization.html).
 pub const INVALID_CREDENTIALS: &str = "Invalid credentials. Must be of the format: credentials 'aws_access_key_id=...;aws_secret_access_key=...[;token=...]'";
 /// Message when no authorization is given.
 pub const MISSING_CREDENTIALS: &str = "Missing credentials. Must be of the format: credentials 'aws_iam_role=...' or 'aws_access_key_id=...;aws_secret_access_key=...[;token=...]'";
@@ -27,7 +27,7 @@ pub fn json_mode(s: &str) -> Result<JsonMode, ParseError> {
 
 /// Parses a DATEFORMAT (`time = false`) or TIMEFORMAT argument.
 pub fn time_spec(s: &str, time: bool) -> TimeSpec {
-    // protocols.md 5.6: the keywords are case-sensitive ("'auto' (case-sensitive)").
+    // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html: the keywords are case-sensitive ("'auto' (case-sensitive)").
     match s {
         "auto" => TimeSpec::Auto,
         "epochsecs" if time => TimeSpec::EpochSecs,
@@ -66,7 +66,7 @@ fn unescape(s: &str) -> Vec<u8> {
 
 /// Interprets a `NULL AS` argument.
 pub fn unescape_null(s: &str) -> String {
-    // protocols.md 5.6: "'\0'/'\000' for NUL-only fields".
+    // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html: "'\0'/'\000' for NUL-only fields".
     if s == "\\0" || s == "\\000" {
         "\0".to_string()
     } else {
@@ -97,7 +97,7 @@ pub fn check_role_arn(arn: &str) -> Result<(), ParseError> {
 
 /// Checks a CREDENTIALS string.
 pub fn check_credentials(c: &str) -> Result<(), ParseError> {
-    // protocols.md 5.3: "string is case-sensitive, no spaces".
+    // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-authorization.html: "string is case-sensitive, no spaces".
     let mut keys: Vec<&str> = Vec::new();
     for part in c.split(';') {
         match part.split_once('=') {

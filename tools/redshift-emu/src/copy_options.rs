@@ -180,7 +180,7 @@ impl<'a> Parser<'a> {
                 seen.push(kw.clone());
             }
             match kw.as_str() {
-                // "[WITH] CREDENTIALS [AS]" (protocols.md 5.3): WITH is a noise word.
+                // "[WITH] CREDENTIALS [AS]" (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-authorization.html): WITH is a noise word.
                 "with" => {}
                 "iam_role" => {
                     let role = if self.eat_kw("default") {
@@ -254,7 +254,7 @@ impl<'a> Parser<'a> {
                 "bzip2" => st.compression = Compression::Bzip2,
                 "maxerror" => {
                     self.eat_kw("as");
-                    // protocols.md 5.7: "maximum 100000".
+                    // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-load.html: "maximum 100000".
                     st.max_error = self.number()?.min(100_000);
                 }
                 "timeformat" => {
@@ -312,7 +312,7 @@ impl<'a> Parser<'a> {
         }
         st.auth = match auths.len() {
             1 => auths.remove(0),
-            // protocols.md 5.3: exactly one authorization; IAM_ROLE "can't be combined with
+            // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-authorization.html: exactly one authorization; IAM_ROLE "can't be combined with
             // ACCESS_KEY_ID / SECRET_ACCESS_KEY / SESSION_TOKEN / CREDENTIALS".
             0 => return Err(err("XX000", MISSING_CREDENTIALS)),
             _ => return Err(err("42601", "conflicting or redundant options")),
@@ -359,7 +359,7 @@ fn finish_format(
     }
     match st.format {
         Format::Json(_) => {
-            // protocols.md 5.4: "Not supported with JSON: CSV, DELIMITER, ESCAPE, FILLRECORD,
+            // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html: "Not supported with JSON: CSV, DELIMITER, ESCAPE, FILLRECORD,
             // FIXEDWIDTH, IGNOREBLANKLINES, NULL AS, READRATIO, REMOVEQUOTES".
             for bad in [
                 "csv",

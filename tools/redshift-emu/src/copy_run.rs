@@ -462,7 +462,7 @@ async fn plan(
                     ));
                 }
             }
-            // protocols.md 1.3: "Load error 8001: COPY with MANIFEST requires the full path of an
+            // https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html: "Load error 8001: COPY with MANIFEST requires the full path of an
             // S3 object".
             match s3::split_url(&e.url) {
                 Some((b, k)) if !k.is_empty() && !k.ends_with('/') => sources.push(Source {

@@ -28,13 +28,13 @@ pub struct RecordError {
 /// One input record.
 #[derive(Debug)]
 pub struct Record<'a> {
-    /// Line number reported for errors (JSON: last line of the object, protocols.md 5.11).
+    /// Line number reported for errors (JSON: last line of the object, https://docs.aws.amazon.com/redshift/latest/dg/r_STL_LOAD_ERRORS.html).
     pub line: i64,
     /// The record's raw bytes.
     pub raw: &'a [u8],
     /// Fields or the framing error.
     pub fields: Result<Fields, RecordError>,
-    /// Columns whose JSON key was absent: they take the column DEFAULT (protocols.md 5.4:
+    /// Columns whose JSON key was absent: they take the column DEFAULT (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html:
     /// "missing keys → column DEFAULT, else NULL").
     pub missing: Vec<usize>,
 }
@@ -55,7 +55,7 @@ pub fn records<'a>(
     cols: &[String],
     paths: Option<&[Vec<PathSeg>]>,
 ) -> Vec<Record<'a>> {
-    // protocols.md 5.6: "IGNOREHEADER [AS] n: skip first n lines of each file" (for JSON too:
+    // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html: "IGNOREHEADER [AS] n: skip first n lines of each file" (for JSON too:
     // "IGNOREHEADER counts lines").
     let mut start = 0;
     for _ in 0..st.ignore_header {
@@ -195,7 +195,7 @@ fn json_records<'a>(
                 missing,
             });
         } else {
-            // protocols.md 5.4: "Non-whitespace garbage before/between objects → one error per
+            // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html: "Non-whitespace garbage before/between objects → one error per
             // instance".
             while i < data.len()
                 && !data[i].is_ascii_whitespace()
@@ -305,7 +305,7 @@ fn json_fields(
             .map_err(|e| rec_err(1216, e, "", raw));
     }
     if text.starts_with('[') {
-        // protocols.md 5.4: "Arrays require a JSONPaths file".
+        // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html: "Arrays require a JSONPaths file".
         return Err(rec_err(
             1216,
             "Invalid JSONPath format: arrays require a JSONPaths file",

@@ -21,7 +21,7 @@ pub fn parse_file(text: &str) -> Result<Option<Vec<Vec<PathSeg>>>, String> {
     let obj = v
         .as_object()
         .ok_or("Invalid JSONPath file: not a JSON object")?;
-    // protocols.md 5.4: "If the key isn't "jsonpaths" COPY silently falls back to 'auto'".
+    // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html: "If the key isn't "jsonpaths" COPY silently falls back to 'auto'".
     let Some(list) = obj.get("jsonpaths") else {
         return Ok(None);
     };
@@ -69,7 +69,7 @@ pub fn parse_path(p: &str) -> Result<Vec<PathSeg>, String> {
                 } else if let Some(q) = inner.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
                     out.push(PathSeg::Key(q.to_string()));
                 } else {
-                    // No wildcards or filters: only plain indexes (protocols.md 5.4).
+                    // No wildcards or filters: only plain indexes (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html).
                     out.push(PathSeg::Index(inner.parse().map_err(|_| bad())?));
                 }
                 i = close + 1;
@@ -96,7 +96,7 @@ pub fn eval<'a>(root: &'a RawValue, path: &[PathSeg]) -> Result<Option<&'a RawVa
             }
             PathSeg::Index(n) => {
                 let arr = serde_json::from_str::<Vec<&RawValue>>(cur.get()).ok();
-                // protocols.md 5.4: "missing array element → COPY fails with `Invalid JSONPath
+                // https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-format.html: "missing array element → COPY fails with `Invalid JSONPath
                 // format: Not an array or index out of range.`"
                 match arr.and_then(|a| a.get(*n).copied()) {
                     Some(v) => cur = v,

@@ -132,7 +132,7 @@ impl<'a> Load<'a> {
                 if let Err(e) = self.record(src, r) {
                     self.errors.push(*e);
                     // MAXERROR n: up to n bad records are skipped, one more fails the COPY (the
-                    // project's spec, and how third-party guides describe it). protocols.md 5.7
+                    // project's spec, and how third-party guides describe it). https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-load.html
                     // words it as "If the load produces error_count or more errors the COPY
                     // fails ... Use 0 or 1 to fail on the first error", which differs exactly at
                     // n errors; see README "Known differences".
@@ -157,7 +157,7 @@ impl<'a> Load<'a> {
             });
         }
         if found == 0 {
-            // protocols.md 1.3: "Regardless of mandatory, COPY terminates if no files are found."
+            // https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html: "Regardless of mandatory, COPY terminates if no files are found."
             let msg = if self.st.manifest {
                 "Manifest file has no files that exist".to_string()
             } else {

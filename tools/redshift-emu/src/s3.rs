@@ -158,14 +158,14 @@ struct RawManifest {
 #[derive(serde::Deserialize)]
 struct RawEntry {
     url: String,
-    // protocols.md 1.3: "mandatory (optional boolean, default false)".
+    // https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html: "mandatory (optional boolean, default false)".
     #[serde(default)]
     mandatory: bool,
     #[serde(default)]
     meta: Option<serde_json::Value>,
 }
 
-/// Parses a manifest (never compressed, protocols.md 1.3); the error is the COPY error message.
+/// Parses a manifest (never compressed, https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html); the error is the COPY error message.
 pub fn parse_manifest(data: &[u8]) -> Result<Vec<ManifestEntry>, String> {
     let m: RawManifest = serde_json::from_slice(data)
         .map_err(|e| format!("Manifest file is not in correct json format: {e}"))?;

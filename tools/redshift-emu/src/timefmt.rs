@@ -43,7 +43,7 @@ pub fn date(t: &str, spec: &TimeSpec) -> Result<String, String> {
     let bad = || "Invalid date format - Invalid digit encountered".to_string();
     let d = match spec {
         TimeSpec::Default | TimeSpec::EpochSecs | TimeSpec::EpochMillis => {
-            // Default DATEFORMAT is 'YYYY-MM-DD' (protocols.md 5.6); a trailing time part is ignored.
+            // Default DATEFORMAT is 'YYYY-MM-DD' (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html); a trailing time part is ignored.
             if t.len() < 10 {
                 return Err("Invalid Date Format - length must be 10 or more".into());
             }

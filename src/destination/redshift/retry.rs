@@ -1,12 +1,9 @@
-//! What went wrong with a Redshift statement: SQLSTATE classification into transient,
-//! permanent and bad-data failures, and `stl_load_errors` (or `sys_load_error_detail`) rows
-//! turned into `load_errors` rows.
+//! What went wrong with a Redshift statement, and what to do about it: SQLSTATE classification
+//! into transient, needs-an-operator and bad-data failures (the rows of bad data are read by
+//! `failed`).
 
-use crate::config::ErrorTable;
 use crate::destination::FailureKind;
-use crate::model::LoadError;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::SimpleQueryMessage;
 
 /// A failed Redshift statement or connection, with what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -195,121 +192,9 @@ pub fn classify_db(code: &SqlState, message: &str, detail: &str) -> Class {
     Class::Permanent
 }
 
-/// The columns read from `stl_load_errors`, in this order.
-pub const STL_COLUMNS: &str = "query, filename, line_number, colname, type, col_length, \
-     position, raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset";
-
-/// The same columns from `sys_load_error_detail` (protocols.md 5.14), which has no raw line,
-/// raw field value or split offsets: those come back empty.
-pub const SYS_COLUMNS: &str = "query_id, file_name, line_number, column_name, column_type, \
-     column_length, position, '', '', error_code, error_message, 0, 0";
-
-/// The rows of the COPY that started at or after `since` (the cluster's `getdate()` taken just
-/// before it) for these files. Neither `pg_last_copy_id()` (not updated when the COPY's
-/// transaction rolls back) nor `sys_load_error_detail.query_id` (not the STL query id) can find
-/// a failed COPY's rows, so they are found by file and time; the caller keeps the latest COPY's.
-/// Names Redshift cut at 256 characters are matched by the caller.
-pub fn load_errors_query(table: ErrorTable, files: &[String], since: &str) -> String {
-    let names = files
-        .iter()
-        .map(|f| super::copy::quote_literal(f))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let since = super::copy::quote_literal(since);
-    match table {
-        ErrorTable::SysLoadErrorDetail => format!(
-            "SELECT {SYS_COLUMNS} FROM sys_load_error_detail WHERE start_time >= {since} \
-             AND (trim(file_name) IN ({names}) OR char_length(trim(file_name)) >= 255) \
-             ORDER BY query_id, file_name, line_number"
-        ),
-        ErrorTable::StlLoadErrors | ErrorTable::Auto => format!(
-            "SELECT {STL_COLUMNS} FROM stl_load_errors WHERE starttime >= {since} \
-             AND (trim(filename) IN ({names}) OR char_length(trim(filename)) >= 255) \
-             ORDER BY query, filename, line_number"
-        ),
-    }
-}
-
-/// Keeps the rows of the latest COPY among them (the one with the largest query id): rows of an
-/// earlier COPY of the same files can share the second `getdate()` reports.
-pub fn latest_copy(mut rows: Vec<LoadError>) -> Vec<LoadError> {
-    let Some(last) = rows.iter().map(|r| r.query).max() else {
-        return rows;
-    };
-    rows.retain(|r| r.query == last);
-    rows
-}
-
-/// Rows of [`load_errors_query`] (simple-query text) as `load_errors` rows.
-pub fn stl_rows(messages: &[SimpleQueryMessage]) -> Vec<LoadError> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(row_at(r, 0)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// One row whose columns from `first` on are [`STL_COLUMNS`]; Redshift's `char(n)` padding is
-/// trimmed and raw values are cut to 1024 bytes.
-pub fn row_at(r: &tokio_postgres::SimpleQueryRow, first: usize) -> LoadError {
-    let text = |i: usize| r.get(first + i).unwrap_or("").trim_end().to_string();
-    let int = |i: usize| r.get(first + i).and_then(|v| v.trim().parse::<i64>().ok());
-    LoadError {
-        query: int(0).unwrap_or(0),
-        filename: text(1).trim().to_string(),
-        line_number: int(2).unwrap_or(-1),
-        colname: text(3).trim().to_string(),
-        type_: text(4).trim().to_string(),
-        col_length: text(5).trim().to_string(),
-        position: int(6).unwrap_or(0) as i32,
-        raw_line: crate::model::cut_raw(text(7).as_bytes()),
-        raw_field_value: crate::model::cut_raw(text(8).as_bytes()),
-        err_code: int(9).unwrap_or(0) as i32,
-        err_reason: text(10).trim().to_string(),
-        is_partial: int(11).unwrap_or(0) as i32,
-        start_offset: int(12).unwrap_or(0),
-        ..LoadError::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn both_error_views_are_read_by_file_and_start_time() {
-        let files = vec!["s3://b/a.json".to_string(), "s3://b/it's".to_string()];
-        let stl = load_errors_query(ErrorTable::StlLoadErrors, &files, "2026-01-02 03:04:05");
-        assert!(
-            stl.contains("FROM stl_load_errors WHERE starttime >= '2026-01-02 03:04:05'"),
-            "{stl}"
-        );
-        assert!(
-            stl.contains("IN ('s3://b/a.json', 's3://b/it''s')"),
-            "{stl}"
-        );
-        let sys = load_errors_query(ErrorTable::SysLoadErrorDetail, &files, "t");
-        assert!(
-            sys.contains("FROM sys_load_error_detail WHERE start_time >= 't'"),
-            "{sys}"
-        );
-        let count = |c: &str| c.split(", ").count();
-        assert_eq!(count(STL_COLUMNS), count(SYS_COLUMNS));
-    }
-
-    #[test]
-    fn only_the_latest_copy_is_kept() {
-        let row = |query| LoadError {
-            query,
-            ..LoadError::default()
-        };
-        let kept = latest_copy(vec![row(5), row(9), row(9), row(7)]);
-        assert_eq!(kept.len(), 2);
-        assert!(kept.iter().all(|r| r.query == 9));
-        assert!(latest_copy(vec![]).is_empty());
-    }
 
     #[test]
     fn sqlstates_sort_into_classes() {
