@@ -10,7 +10,10 @@
 //! it keeps between attempts. Documents kept for a retry
 //! are bounded: past [`attempt::Run::retry_bound`] bytes an attempt stops reading new records. When
 //! the budget runs out, the write-off re-reads what was never sent from S3 and hands it over in
-//! bounded chunks, so it never holds the batch.
+//! bounded chunks ([`give_up`]), so it never holds the batch.
+//!
+//! `config.rs` beside this file is the `[pipeline.destination]` table, its defaults and
+//! checks, compiled in the config layer as [`crate::config::destination::elasticsearch`].
 
 mod attempt;
 mod bulk;

@@ -15,7 +15,8 @@
 //! own before the COPY (`preflight`). With `merge_keys`, the COPY loads a staging table whose
 //! rows then replace the target's rows with the same keys, in the same transaction (`merge`).
 //!
-//! Layout, in the files every destination has: `config` (the `[pipeline.destination]` table),
+//! Layout, in the files every destination has: `config.rs` (the `[pipeline.destination]`
+//! table, compiled in the config layer as [`crate::config::destination::redshift`]),
 //! `client` (URL, TLS, timeouts, idle sessions), `attempt` (one attempt: marker, preflight,
 //! manifest, load, leave out bad files), `retry` (SQLSTATE classification), `state` (what an
 //! attempt leaves the next), `give_up` (rows when the budget ends), `failed` (reading the

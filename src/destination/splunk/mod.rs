@@ -7,6 +7,8 @@
 //!   acks at a pace that follows the ack latency ([`pace`]), sort replies. [`give_up`]: what is left when the budget runs out.
 //! - [`client`]: HTTP and TLS; [`retry`]: what a reply means; [`state`]: what is carried
 //!   between attempts; [`failed`]: `load_errors` rows and `splunk-failed/` records.
+//! - `config.rs` beside this file: the `[pipeline.destination]` table, its defaults and
+//!   checks, compiled in the config layer as [`crate::config::destination::splunk`].
 //!
 //! Delivery is at least once: a request whose ack does not come within `ack_timeout_s` is
 //! sent again and may be indexed twice (HEC cannot deduplicate). Such sends are counted in

@@ -1,43 +1,14 @@
-//! `type = "file"`: each batch's records as one NDJSON file, written to a temporary name and
-//! renamed, so a file is either whole or absent and a retried batch replaces it rather than
-//! adding to it. The file is named after the batch's origin, `<origin batch id>.ndjson`: a
-//! replay of a skipped batch rewrites its original's file, so a file that landed before the
-//! attempt was counted as failed (the directory lost before its sync) is not doubled by the
-//! replay. For local runs, dry runs and tests.
+//! One attempt: every record of the batch, through the one record walk, into a temporary file
+//! that is synced and renamed over `<origin batch id>.ndjson`.
 
-use super::{Attempt, Destination, FailureKind, Outcome};
-use crate::config::{FileConfig, PipelineConfig, SourceConfig};
+use super::{io_kind, FileDestination};
+use crate::config::Framing;
+use crate::destination::{Attempt, FailureKind, Outcome};
 use crate::model::ClaimedBatch;
-use crate::source::framing::Framing;
 use crate::source::records::{self, Step, Walk};
-use crate::source::s3::S3;
-use async_trait::async_trait;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
-
-/// Writes batches as NDJSON files.
-pub struct FileDestination {
-    directory: PathBuf,
-    source: SourceConfig,
-    s3: S3,
-}
-
-impl FileDestination {
-    /// A file destination for a pipeline.
-    pub fn new(pipeline: &PipelineConfig, config: &FileConfig, s3: S3) -> Self {
-        FileDestination {
-            directory: config.directory.clone(),
-            source: pipeline.source.clone(),
-            s3,
-        }
-    }
-
-    /// Where a batch's file goes, given its origin (see the module docs).
-    pub fn path_of(&self, batch: i64) -> PathBuf {
-        self.directory.join(format!("{batch}.ndjson"))
-    }
-}
 
 /// Appends one record as one NDJSON line: JSON records as they are, text lines as JSON strings.
 /// A concatenated-JSON value that spans lines is put on one: a JSON string cannot hold a raw
@@ -64,47 +35,13 @@ fn push_record(out: &mut Vec<u8>, framing: Framing, bytes: &[u8]) {
 /// Never set in production; unset, nothing panics.
 const PANIC_ENV: &str = "STAGELOAD_TEST_FILE_PANIC";
 
-fn io_kind(e: &io::Error) -> FailureKind {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied
-        | io::ErrorKind::NotADirectory
-        | io::ErrorKind::ReadOnlyFilesystem => FailureKind::NeedsOperator,
-        _ => FailureKind::Transient,
-    }
-}
-
 async fn sync_dir(dir: &Path) -> io::Result<()> {
     tokio::fs::File::open(dir).await?.sync_all().await
 }
 
-#[async_trait]
-impl Destination for FileDestination {
-    fn kind(&self) -> &'static str {
-        "file"
-    }
-
-    fn target(&self) -> String {
-        self.directory.display().to_string()
-    }
-
-    async fn check(&self) -> Result<(), super::DestinationError> {
-        tokio::fs::create_dir_all(&self.directory)
-            .await
-            .map_err(|e| {
-                super::DestinationError::new(
-                    io_kind(&e),
-                    format!("directory {}: {e}", self.directory.display()),
-                )
-                .with_source(e)
-            })
-    }
-
-    async fn deliver(
-        &self,
-        batch: &ClaimedBatch,
-        _attempt: u32,
-        _resume: Option<super::Resume>,
-    ) -> Attempt {
+impl FileDestination {
+    /// Writes the batch's file: every record of every object, through a temporary name.
+    pub(super) async fn attempt(&self, batch: &ClaimedBatch) -> Attempt {
         let dir = &self.directory;
         let fail = |e: io::Error, what: &str| {
             Attempt::failed(io_kind(&e), format!("{what} {}: {e}", dir.display()))

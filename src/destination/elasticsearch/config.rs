@@ -1,0 +1,181 @@
+//! `type = "elasticsearch"`: the Elasticsearch and OpenSearch destination's
+//! `[pipeline.destination]` table, its defaults and its startup checks.
+//!
+//! Compiled as `crate::config::destination::elasticsearch` (the config layer, which imports no
+//! destination), and kept beside the destination it configures.
+
+use super::HttpCompression;
+use crate::config::secret::Secret;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// How Elasticsearch index names rotate (Firehose's `IndexRotationPeriod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexRotation {
+    /// `index` as written.
+    #[default]
+    None,
+    /// `index-YYYY-MM-DD-HH`.
+    Hour,
+    /// `index-YYYY-MM-DD`.
+    Day,
+    /// `index-YYYY-wWW` (ISO-8601 week and week-year).
+    Week,
+    /// `index-YYYY-MM`.
+    Month,
+}
+
+/// How documents get their `_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentId {
+    /// A stable hash of bucket, key, etag and record ordinal: retries overwrite, never duplicate.
+    #[default]
+    Deterministic,
+    /// The server assigns ids (duplicates possible on retry).
+    Auto,
+    /// The value at `id_field` (a JSON pointer) in the record.
+    Field,
+}
+
+/// `type = "elasticsearch"` (also OpenSearch).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Cluster endpoints, tried in turn (`https://es:9200`).
+    pub endpoints: Vec<String>,
+    /// Index name (before rotation).
+    pub index: String,
+    /// Index rotation period, computed in UTC.
+    #[serde(default)]
+    pub index_rotation: IndexRotation,
+    /// How documents get their `_id`.
+    #[serde(default)]
+    pub document_id: DocumentId,
+    /// JSON pointer of the id field when `document_id = "field"` (`/event_id`).
+    #[serde(default)]
+    pub id_field: Option<String>,
+    /// JSON pointer of a timestamp field that picks the rotated index; arrival time otherwise.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// Ingest pipeline to run on the server.
+    #[serde(default)]
+    pub ingest_pipeline: Option<String>,
+    /// Largest `_bulk` body in bytes.
+    #[serde(default = "default_bulk_max_bytes")]
+    pub bulk_max_bytes: usize,
+    /// Most documents in one `_bulk` request.
+    #[serde(default = "default_bulk_max_docs")]
+    pub bulk_max_docs: usize,
+    /// Bulk requests in flight at once.
+    #[serde(default = "super::default_concurrency")]
+    pub concurrency: usize,
+    /// Basic auth user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic auth password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// API key (`Authorization: ApiKey ...`), the base64 form.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// PEM file of CA certificates to trust in addition to the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification (never in production).
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    /// Request body compression.
+    #[serde(default)]
+    pub compression: HttpCompression,
+    /// Seconds before a request times out.
+    #[serde(default = "super::default_request_timeout_s")]
+    pub request_timeout_s: u64,
+}
+
+fn default_bulk_max_bytes() -> usize {
+    5 * 1024 * 1024
+}
+fn default_bulk_max_docs() -> usize {
+    10_000
+}
+
+/// True when an `http(s)://user[:password]@host` URL names a user.
+fn endpoint_has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.contains('@')
+}
+
+impl ElasticsearchConfig {
+    /// Checks the fields; returns the field (relative to `destination`) and the problem.
+    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_string(), m));
+        let e = self;
+        if e.endpoints.is_empty() {
+            return err("endpoints", "needs at least one URL".into());
+        }
+        if let Some(bad) = e
+            .endpoints
+            .iter()
+            .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            return err(
+                "endpoints",
+                format!(
+                    "{:?} is not an http(s) URL",
+                    crate::config::secret::redact_url(bad)
+                ),
+            );
+        }
+        if e.index.is_empty() || e.index != e.index.to_lowercase() {
+            return err("index", "must be a non-empty lowercase index name".into());
+        }
+        if e.document_id == DocumentId::Field && e.id_field.is_none() {
+            return err(
+                "id_field",
+                "is required when document_id = \"field\"".into(),
+            );
+        }
+        if !(1024..=100 << 20).contains(&e.bulk_max_bytes) {
+            return err("bulk_max_bytes", "must be 1024 to 104857600".into());
+        }
+        if !(1..=100_000).contains(&e.bulk_max_docs) {
+            return err("bulk_max_docs", "must be 1 to 100000".into());
+        }
+        if !(1..=64).contains(&e.concurrency) {
+            return err("concurrency", "must be 1 to 64".into());
+        }
+        if e.password.is_some() && e.username.is_none() {
+            return err("username", "is required with password".into());
+        }
+        if e.api_key.is_some() && e.username.is_some() {
+            return err(
+                "api_key",
+                "set either api_key or username and password, not both".into(),
+            );
+        }
+        if e.endpoints.iter().any(|u| endpoint_has_userinfo(u)) {
+            return err(
+                "endpoints",
+                "must not carry credentials: use username and password, or api_key".into(),
+            );
+        }
+        for (field, value) in [
+            ("id_field", &e.id_field),
+            ("timestamp_field", &e.timestamp_field),
+        ] {
+            if let Some(p) = value.as_deref().filter(|p| !p.starts_with('/')) {
+                return err(
+                    field,
+                    format!("{p:?} is not a JSON pointer: write it as \"/{p}\""),
+                );
+            }
+        }
+        if !(1..=3600).contains(&e.request_timeout_s) {
+            return err("request_timeout_s", "must be 1 to 3600".into());
+        }
+        Ok(())
+    }
+}
