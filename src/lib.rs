@@ -5,17 +5,20 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML file to a validated [`config::Config`] (`${VAR}` expansion, ranges,
-//!   redacted secrets).
+//!   redacted secrets); each destination's table is its `config.rs`, compiled here.
 //! - [`control`]: the PostgreSQL control database: migrations, the ledger of objects, batches
 //!   (seal, claim, lease, settle), `load_errors`, status queries and retention.
 //! - [`source`]: reading objects, a library with no control-database imports: S3 access, key
-//!   layouts, decompression, record framing, the formats, and the reader thread.
+//!   layouts, decompression, record framing, the formats, the reader thread, and the one
+//!   record walk ([`source::records::Walk`]) the record-reading destinations consume.
 //! - [`discovery`]: listing, SQS notifications and backfill, recording objects in the ledger.
 //! - [`pipeline`]: one pipeline at run time: discovery, sealing, and the dispatcher that claims,
 //!   delivers, retries within the budget and settles.
 //! - [`artifacts`]: the error artifacts left in S3 (manifests, Firehose-format failed records).
 //! - [`destination`]: the [`destination::Destination`] trait and the file, Redshift,
-//!   Elasticsearch and Splunk implementations.
+//!   Elasticsearch and Splunk implementations, each with the same file names for the same jobs
+//!   (`mod`, `config`, `attempt`, `give_up`, and `client`, `retry`, `state`, `failed` where
+//!   they apply).
 //! - [`daemon`]: wires it together and handles signals; [`cli`]: the command line;
 //!   [`ops`]: the operator commands (`status`, `errors`, `batches`, `replay`, `ignore`).
 //! - [`admin`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`, the status page);

@@ -4,6 +4,7 @@
 
 use super::retry::{classify, HecReply, Verdict};
 use crate::config::{HecEndpoint, HttpCompression, SplunkConfig};
+use crate::destination::DestinationError;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::collections::HashMap;
@@ -171,8 +172,10 @@ impl Hec {
     }
 
     /// Health, then an empty request to see whether the token is accepted (Firehose's probe:
-    /// HEC answers 400 code 5 "No data" to a good token).
-    pub async fn check(&self) -> Result<(), String> {
+    /// HEC answers 400 code 5 "No data" to a good token). Unreachable or unhealthy is
+    /// transient; a refused token or a URL that is not HEC's needs an operator.
+    pub async fn check(&self) -> Result<(), DestinationError> {
+        let operator = |m: String| Err(DestinationError::needs_operator(m));
         let base = &self.base;
         let url = format!("{base}/services/collector/health");
         let resp = self
@@ -181,19 +184,28 @@ impl Hec {
             .header(AUTHORIZATION, self.auth.clone())
             .send()
             .await
-            .map_err(|e| format!("HEC at {base} is unreachable: {}", SendError::new(&url, e)))?;
+            .map_err(|e| {
+                let e = SendError::new(&url, e);
+                DestinationError::transient(format!("HEC at {base} is unreachable: {e}"))
+            })?;
         let status = resp.status().as_u16();
         let reply = HecReply::parse(&resp.bytes().await.unwrap_or_default());
         let text = reply.as_ref().map(|r| r.text.clone()).unwrap_or_default();
         match (status, reply.as_ref().and_then(|r| r.code)) {
             (200, _) => {}
-            (_, Some(21 | 22)) => return Err(format!("HEC at {base} refused the token: {text}")),
+            (_, Some(21 | 22)) => {
+                return operator(format!("HEC at {base} refused the token: {text}"))
+            }
             (404 | 405, _) => {
-                return Err(format!(
+                return operator(format!(
                     "{url} answered {status}: is url the HEC base URL (https://host:8088)?"
                 ))
             }
-            _ => return Err(format!("HEC at {base} is unhealthy: HTTP {status} {text}")),
+            _ => {
+                return Err(DestinationError::transient(format!(
+                    "HEC at {base} is unhealthy: HTTP {status} {text}"
+                )))
+            }
         }
         let url = format!("{base}{}", self.send_path);
         let resp = self
@@ -203,16 +215,19 @@ impl Hec {
             .header(CHANNEL, super::state::new_guid())
             .send()
             .await
-            .map_err(|e| format!("HEC at {base}: {}", SendError::new(&url, e)))?;
+            .map_err(|e| {
+                let e = SendError::new(&url, e);
+                DestinationError::transient(format!("HEC at {base}: {e}"))
+            })?;
         let status = resp.status().as_u16();
         let reply = HecReply::parse(&resp.bytes().await.unwrap_or_default());
         match (status, reply.as_ref().and_then(|r| r.code)) {
-            (401 | 403, code) => Err(format!(
+            (401 | 403, code) => operator(format!(
                 "HEC at {base} refused the token: HTTP {status} code {} {}",
                 code.unwrap_or(0),
                 reply.map(|r| r.text).unwrap_or_default()
             )),
-            (404 | 405, _) => Err(format!(
+            (404 | 405, _) => operator(format!(
                 "{url} answered {status}: is url the HEC base URL (https://host:8088)?"
             )),
             _ => Ok(()),

@@ -112,8 +112,9 @@ impl Destination for SplunkDestination {
     }
 
     async fn check(&self) -> Result<(), DestinationError> {
-        self.hec.check().await.map_err(|e| {
-            DestinationError::needs_operator(format!("pipeline {}: splunk: {e}", self.pipeline))
+        self.hec.check().await.map_err(|e| DestinationError {
+            message: format!("pipeline {}: splunk: {}", self.pipeline, e.message),
+            ..e
         })
     }
 
