@@ -13,6 +13,8 @@ ROOT=$(pwd)
 ENV_DIR=$ROOT/.stack
 ENV_FILE=$ENV_DIR/env
 STACK=${STAGELOAD_STACK_DIR:-/tmp/stageload-stack-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)}
+# The work tree that started the stack in $STACK: another tree's `up` or `down` never removes it.
+OWNER_FILE=owner
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 S3_KEY=stageloadtest
 S3_SECRET=stageloadtestsecret
@@ -66,8 +68,12 @@ up() {
   if [ -f "$ENV_FILE" ] && status >/dev/null 2>&1; then
     log "already running ($ENV_FILE)"; return 0
   fi
-  down >/dev/null 2>&1 || true
+  if ! down >/dev/null 2>&1; then
+    log "$STACK is the stack of $(cat "$STACK/$OWNER_FILE"): set STAGELOAD_STACK_DIR to start another"
+    exit 1
+  fi
   mkdir -p "$STACK" "$ENV_DIR"
+  printf '%s\n' "$ROOT" >"$STACK/$OWNER_FILE"
   chmod 755 "$STACK"; chown postgres "$STACK"
   local pg_port s3_port os_port sqs_port
   pg_port=$(free_port); s3_port=$(free_port); os_port=$(free_port); sqs_port=$(free_port)
@@ -118,6 +124,7 @@ CONF
 
   cat >"$ENV_FILE" <<ENV
 export STAGELOAD_STACK_ENV=$ENV_FILE
+export STAGELOAD_STACK_DIR=$STACK
 export STAGELOAD_PG_HOST=127.0.0.1
 export STAGELOAD_PG_PORT=$pg_port
 export STAGELOAD_PG_URL=postgres://stageload:stageload@127.0.0.1:$pg_port/stageload
@@ -190,6 +197,13 @@ status() {
 }
 
 down() {
+  local owner=""
+  [ -f "$STACK/$OWNER_FILE" ] && owner=$(cat "$STACK/$OWNER_FILE")
+  if [ -n "$owner" ] && [ "$owner" != "$ROOT" ]; then
+    log "$STACK belongs to the stack of $owner: left running (set STAGELOAD_STACK_DIR to use another directory)"
+    rm -f "$ENV_FILE"
+    return 1
+  fi
   if [ -d "$STACK/pgdata" ]; then
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STACK/pgdata" -m immediate stop >/dev/null 2>&1 || true
   fi
