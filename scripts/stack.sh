@@ -12,6 +12,10 @@ ROOT=$(pwd)
 # The env file lives in the work tree; the data lives under /tmp, which the postgres user can reach.
 ENV_DIR=$ROOT/.stack
 ENV_FILE=$ENV_DIR/env
+# A stack already up names its directory in the env file.
+if [ -z "${STAGELOAD_STACK_DIR:-}" ] && [ -f "$ENV_FILE" ]; then
+  STAGELOAD_STACK_DIR=$(sed -n 's/^export STAGELOAD_STACK_DIR=//p' "$ENV_FILE")
+fi
 STACK=${STAGELOAD_STACK_DIR:-/tmp/stageload-stack-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)}
 # The work tree that started the stack in $STACK: another tree's `up` or `down` never removes it.
 OWNER_FILE=owner
