@@ -238,6 +238,15 @@ async fn a_bad_parquet_file_the_error_does_not_name_is_found_by_halves() {
         d.log_text().contains("probe copy failed"),
         "the halves were probed"
     );
+    let left = keys(&s.s3, &s.bucket, "").await;
+    assert!(
+        left.iter().any(|k| k.ends_with(".manifest")),
+        "the batch's manifest stays: {left:?}"
+    );
+    assert!(
+        !left.iter().any(|k| k.ends_with(".probe")),
+        "the probe manifest is deleted once the search ends: {left:?}"
+    );
     drop(d);
 }
 

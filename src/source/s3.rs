@@ -365,6 +365,18 @@ impl S3 {
         Ok(())
     }
 
+    /// Deletes an object; deleting one that is not there succeeds, as S3's DELETE does.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| request_error("delete", bucket, key, e))?;
+        Ok(())
+    }
+
     /// Starts a multipart upload of an object written part by part ([`Upload`]).
     pub async fn start_upload(
         &self,

@@ -168,6 +168,22 @@ impl RedshiftDestination {
         batch: &ClaimedBatch,
         objects: &[StagedObject],
     ) -> Result<Option<LoadError>, (FailureKind, String)> {
+        let found = self.halve(client, batch, objects).await;
+        // The probe manifest only served the search; one left behind would be harmless.
+        let key = self.probe_key(batch);
+        if let Err(e) = self.s3.delete(&self.bucket, &key).await {
+            debug!(pipeline = %self.pipeline, batch_id = batch.id, error = %e, "probe manifest not deleted");
+        }
+        found
+    }
+
+    /// The search itself: probes halves until one file is left, then confirms it alone.
+    async fn halve(
+        &self,
+        client: &Session,
+        batch: &ClaimedBatch,
+        objects: &[StagedObject],
+    ) -> Result<Option<LoadError>, (FailureKind, String)> {
         let mut candidates = objects.to_vec();
         // The error of a probe of exactly the current single candidate.
         let mut alone = None;
@@ -199,6 +215,11 @@ impl RedshiftDestination {
         }))
     }
 
+    /// Where the probes' manifest goes: beside the batch's own, rewritten by each probe.
+    fn probe_key(&self, batch: &ClaimedBatch) -> String {
+        format!("{}.probe", self.manifest_key(batch))
+    }
+
     /// A COPY of `objects` alone, rolled back whatever happens: the scan error it failed with,
     /// or None when it loaded.
     async fn probe(
@@ -207,7 +228,7 @@ impl RedshiftDestination {
         batch: &ClaimedBatch,
         objects: &[StagedObject],
     ) -> Result<Option<RedshiftError>, (FailureKind, String)> {
-        let key = format!("{}.probe", self.manifest_key(batch));
+        let key = self.probe_key(batch);
         let url = format!("s3://{}/{key}", self.bucket);
         self.s3
             .put(
