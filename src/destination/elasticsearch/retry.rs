@@ -114,7 +114,8 @@ pub fn parse_bulk(body: &[u8], sent: usize) -> Result<BulkAnswer, ResponseError>
 
 /// True only when `body` is certainly an object whose top-level `errors` is `false`: it opens
 /// with `{`, then members whose values are plain numbers (`took`, `ingest_took`), then
-/// `"errors": false`, it ends with `}`, and `"errors"` appears nowhere else (a repeated key).
+/// `"errors": false`, it ends with `]}` (the items array, then the object), and `"errors"`
+/// appears nowhere else (a repeated key).
 /// Anything else (another key order, an escaped key, a string value first) returns false and
 /// the caller parses the whole answer.
 fn errors_false_up_front(body: &[u8]) -> bool {
@@ -164,7 +165,12 @@ fn errors_false_up_front(body: &[u8]) -> bool {
             if !(eat(&mut at, b',') || eat(&mut at, b'}')) {
                 return false;
             }
-            let closed = body.trim_ascii_end().ends_with(b"}");
+            // HTTP framing (Content-Length, chunked) already refuses a cut body; the items
+            // array closing the object is a second guard.
+            let closed = body
+                .trim_ascii_end()
+                .strip_suffix(b"}")
+                .is_some_and(|b| b.trim_ascii_end().ends_with(b"]"));
             let repeated = memchr::memmem::find(&body[after_value..], b"\"errors\"").is_some();
             return closed && !repeated;
         }
@@ -255,7 +261,7 @@ mod tests {
         assert!(errors_false_up_front(clean));
         let spaced = b" {\n  \"took\" : 12 ,\r\n  \"ingest_took\": 3,\t\"errors\"  :  false ,\n \"items\": []\n}\n";
         assert!(errors_false_up_front(spaced));
-        assert!(errors_false_up_front(br#"{"errors":false}"#));
+        assert!(errors_false_up_front(br#"{"errors":false,"items":[] }"#));
         assert_eq!(parse_bulk(spaced, 0).unwrap(), BulkAnswer::AllDone);
     }
 
