@@ -44,11 +44,97 @@ impl Pointer {
     /// JSON breaks before it. Reading stops at the value found: records were validated whole
     /// by the framer, and the rest of a record is not read again.
     pub fn lookup(&self, json: &[u8]) -> Option<Scalar> {
+        if let Some(found) = self.top_level(json) {
+            return found;
+        }
         let mut de = serde_json::Deserializer::from_slice(json);
         let found = Cell::new(None);
         // Ends with the `Found` error when the value was found, which stops the parse there.
         let _ = Find(&self.tokens, &found).deserialize(&mut de);
         found.into_inner()
+    }
+}
+
+impl Pointer {
+    /// The common case without serde's walk (whose stop-on-found error costs an allocation per
+    /// record): a one-token pointer into an object whose members before the one wanted have
+    /// unescaped keys and string, number, `true`, `false` or `null` values. `None` when the
+    /// record has another shape: the caller then takes the general walk, which gives the same
+    /// answer for every record the framer let through.
+    fn top_level(&self, json: &[u8]) -> Option<Option<Scalar>> {
+        let [token] = self.tokens.as_slice() else {
+            return None;
+        };
+        let mut at = skip_ws(json, 0);
+        if json.get(at) != Some(&b'{') {
+            return None;
+        }
+        loop {
+            at = skip_ws(json, at + 1);
+            match json.get(at)? {
+                b'"' => {}
+                b'}' => return Some(None),
+                _ => return None,
+            }
+            let len = memchr::memchr2(b'"', b'\\', &json[at + 1..])?;
+            let key_end = at + 1 + len;
+            if json[key_end] != b'"' {
+                return None; // an escaped key: serde decodes it
+            }
+            let key = &json[at + 1..key_end];
+            at = skip_ws(json, key_end + 1);
+            if json.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_ws(json, at + 1);
+            if key == token.as_bytes() {
+                let mut de = serde_json::Deserializer::from_slice(&json[at..]);
+                return de.deserialize_any(ScalarVisitor).ok();
+            }
+            at = skip_scalar(json, at)?;
+            at = skip_ws(json, at);
+            match json.get(at)? {
+                b',' => {}
+                b'}' => return Some(None),
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn skip_ws(json: &[u8], mut at: usize) -> usize {
+    while json
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// The end of the string or bare scalar at `at`; `None` for an object or array.
+fn skip_scalar(json: &[u8], at: usize) -> Option<usize> {
+    match json.get(at)? {
+        b'"' => {
+            let mut i = at + 1;
+            loop {
+                i += memchr::memchr2(b'"', b'\\', &json[i..])?;
+                if json[i] == b'"' {
+                    return Some(i + 1);
+                }
+                i += 2; // an escape: the next byte never ends the string
+            }
+        }
+        b'{' | b'[' => None,
+        _ => {
+            let len = json[at..]
+                .iter()
+                .take_while(
+                    |b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' | b'a'..=b'z'),
+                )
+                .count();
+            (len > 0).then_some(at + len)
+        }
     }
 }
 
@@ -217,6 +303,45 @@ mod tests {
         );
         assert_eq!(at("/k", r#"{"k":1,"k":2}"#), Some(Scalar::Int(1)));
         assert_eq!(at("/k", r#"{"k":{"deep":1},"k":2}"#), None);
+    }
+
+    #[test]
+    fn the_top_level_shortcut_agrees_with_the_walk() {
+        let docs = [
+            r#"{"event_id":"a-1","ts":1764300000123,"user":"u","q":"x \"y\" \\"}"#,
+            r#" { "s" : "with \\\" quote" , "n" : -1.5e3 , "t" : true , "z" : null , "ts" : "2016-02-25T13:00:00Z" } "#,
+            r#"{"a":{"ts":1},"ts":2}"#,
+            r#"{"a":[1,2],"ts":3}"#,
+            r#"{"t\u0073":4,"ts":5}"#,
+            r#"{"ts":6,"ts":7}"#,
+            r#"{"ts":{"deep":1}}"#,
+            r#"{"ts":[1]}"#,
+            r#"{"ts":true}"#,
+            r#"{"other":1}"#,
+            r#"{}"#,
+            r#"[1,2]"#,
+            r#""ts""#,
+            r#"{"ts":"18446744073709551615"}"#,
+            r#"{"ts":18446744073709551615}"#,
+        ];
+        for p in ["/ts", "/n", "/s", "/z", "/missing"] {
+            let pointer = Pointer::parse(p).unwrap();
+            for doc in docs {
+                let mut de = serde_json::Deserializer::from_slice(doc.as_bytes());
+                let found = Cell::new(None);
+                let _ = Find(&pointer.tokens, &found).deserialize(&mut de);
+                let walked = found.into_inner();
+                assert_eq!(pointer.lookup(doc.as_bytes()), walked, "{p} in {doc}");
+            }
+        }
+        // The shortcut answers the flat records it is for, and leaves nested ones to the walk.
+        let ts = Pointer::parse("/ts").unwrap();
+        assert_eq!(
+            ts.top_level(docs[0].as_bytes()),
+            Some(Some(Scalar::Int(1_764_300_000_123)))
+        );
+        assert_eq!(ts.top_level(docs[2].as_bytes()), None);
+        assert_eq!(ts.top_level(docs[4].as_bytes()), None);
     }
 
     #[test]

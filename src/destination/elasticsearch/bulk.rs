@@ -193,6 +193,8 @@ fn push_source(b: &mut Vec<u8>, framing: Framing, source: &[u8]) {
                 .expect("string serializes");
             b.push(b'}');
         }
+        // A JSON line holds no newline (the framer cut it there): no need to look for one.
+        Framing::JsonLines => b.extend_from_slice(source),
         _ if !source.contains(&b'\n') => b.extend_from_slice(source),
         _ => b.extend(source.iter().map(|&c| if c == b'\n' { b' ' } else { c })),
     }

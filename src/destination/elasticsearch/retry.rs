@@ -87,6 +87,11 @@ struct ItemBody {
 
 /// Parses a 200 answer to a request of `sent` documents.
 pub fn parse_bulk(body: &[u8], sent: usize) -> Result<BulkAnswer, ResponseError> {
+    // Elasticsearch and OpenSearch write `took` and `errors` before `items`: when the head
+    // already says `"errors":false`, the items (about half as long as the request) are not read.
+    if errors_false_up_front(body) {
+        return Ok(BulkAnswer::AllDone);
+    }
     // Items are skipped, not built, unless something failed.
     let head: Head = serde_json::from_slice(body)?;
     if !head.errors {
@@ -105,6 +110,83 @@ pub fn parse_bulk(body: &[u8], sent: usize) -> Result<BulkAnswer, ResponseError>
             .map(|w| classify_item(w.index.status, w.index.error.as_ref()))
             .collect(),
     ))
+}
+
+/// True only when `body` is certainly an object whose top-level `errors` is `false`: it opens
+/// with `{`, then members whose values are plain numbers (`took`, `ingest_took`), then
+/// `"errors": false`, it ends with `]}` (the items array, then the object), and `"errors"`
+/// appears nowhere else (a repeated key).
+/// Anything else (another key order, an escaped key, a string value first) returns false and
+/// the caller parses the whole answer.
+fn errors_false_up_front(body: &[u8]) -> bool {
+    let mut at = 0;
+    let skip_ws = |at: &mut usize| {
+        while body
+            .get(*at)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            *at += 1;
+        }
+    };
+    let eat = |at: &mut usize, c: u8| {
+        skip_ws(at);
+        let hit = body.get(*at) == Some(&c);
+        *at += usize::from(hit);
+        hit
+    };
+    if !eat(&mut at, b'{') {
+        return false;
+    }
+    // A few number-valued members may come first; a body that never gets to `errors` soon
+    // is not the shape this looks for.
+    for _ in 0..8 {
+        if !eat(&mut at, b'"') {
+            return false;
+        }
+        let key_start = at;
+        let Some(len) = body[at..].iter().position(|&b| b == b'"') else {
+            return false;
+        };
+        let key = &body[key_start..key_start + len];
+        if key.contains(&b'\\') {
+            return false;
+        }
+        at += len + 1;
+        if !eat(&mut at, b':') {
+            return false;
+        }
+        skip_ws(&mut at);
+        if key == b"errors" {
+            if !body[at..].starts_with(b"false") {
+                return false;
+            }
+            at += 5;
+            let after_value = at;
+            if !(eat(&mut at, b',') || eat(&mut at, b'}')) {
+                return false;
+            }
+            // HTTP framing (Content-Length, chunked) already refuses a cut body; the items
+            // array closing the object is a second guard.
+            let closed = body
+                .trim_ascii_end()
+                .strip_suffix(b"}")
+                .is_some_and(|b| b.trim_ascii_end().ends_with(b"]"));
+            let repeated = memchr::memmem::find(&body[after_value..], b"\"errors\"").is_some();
+            return closed && !repeated;
+        }
+        let number = body[at..]
+            .iter()
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+            .count();
+        if number == 0 {
+            return false;
+        }
+        at += number;
+        if !eat(&mut at, b',') {
+            return false;
+        }
+    }
+    false
 }
 
 fn classify_item(status: u16, error: Option<&Value>) -> ItemVerdict {
@@ -170,6 +252,51 @@ mod tests {
     fn errors_false_means_all_done() {
         let body = br#"{"took":3,"errors":false,"items":[{"index":{"status":201}},{"index":{"status":200}}]}"#;
         assert_eq!(parse_bulk(body, 2).unwrap(), BulkAnswer::AllDone);
+    }
+
+    #[test]
+    fn the_head_alone_decides_a_clean_answer() {
+        // The shape Elasticsearch, OpenSearch and tools/bulk-blackhole answer.
+        let clean = br#"{"took":0,"errors":false,"items":[{"index":{"_index":"bench","_id":"a","_version":1,"result":"created","_shards":{"total":1,"successful":1,"failed":0},"_seq_no":0,"_primary_term":1,"status":201}}]}"#;
+        assert!(errors_false_up_front(clean));
+        let spaced = b" {\n  \"took\" : 12 ,\r\n  \"ingest_took\": 3,\t\"errors\"  :  false ,\n \"items\": []\n}\n";
+        assert!(errors_false_up_front(spaced));
+        assert!(errors_false_up_front(br#"{"errors":false,"items":[] }"#));
+        assert_eq!(parse_bulk(spaced, 0).unwrap(), BulkAnswer::AllDone);
+    }
+
+    #[test]
+    fn anything_uncertain_goes_to_the_full_parse() {
+        let uncertain: [&[u8]; 11] = [
+            br#"{"took":1,"errors":true,"items":[]}"#,
+            br#"{"items":[],"errors":false}"#,
+            br#"{"took":"1","errors":false,"items":[]}"#,
+            br#"{"took":1,"err\u006frs":false,"items":[]}"#,
+            br#"{"took":1,"errors":falsey,"items":[]}"#,
+            br#"{"took":1,"errors":false,"items":[{"index":{"status":201}}"#,
+            br#"{"took":1,"errors":false,"items":[],"errors":true}"#,
+            br#"{"took":1 "errors":false}"#,
+            br#"["errors",false]"#,
+            b"",
+            br#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"errors":false}"#,
+        ];
+        for body in uncertain {
+            assert!(
+                !errors_false_up_front(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // The full parse still reads what the fast check left: the items after a late
+        // `errors`, a truncated answer as an error.
+        let late = br#"{"items":[{"index":{"status":400,"error":"bad"}}],"errors":true}"#;
+        assert!(
+            matches!(parse_bulk(late, 1), Ok(BulkAnswer::Items(v)) if matches!(v[0], ItemVerdict::Reject(400, _)))
+        );
+        let cut = br#"{"took":1,"errors":false,"items":[{"index":{"status":201}}"#;
+        assert!(parse_bulk(cut, 1).is_err());
+        let late_clean = br#"{"items":[{"index":{"status":201}}],"errors":false}"#;
+        assert_eq!(parse_bulk(late_clean, 1).unwrap(), BulkAnswer::AllDone);
     }
 
     #[test]

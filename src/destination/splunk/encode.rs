@@ -140,11 +140,7 @@ impl Encoder {
     fn push_event(&self, meta: &ObjectMeta, record: &[u8], out: &mut BytesMut) -> Range<usize> {
         out.extend_from_slice(b"{\"time\":");
         match self.time_field.as_ref().and_then(|p| time_at(p, record)) {
-            Some(t) => {
-                let mut s = String::with_capacity(24);
-                t.write(&mut s);
-                out.extend_from_slice(s.as_bytes());
-            }
+            Some(t) => t.write(out),
             None => out.extend_from_slice(meta.arrival.as_bytes()),
         }
         out.extend_from_slice(&meta.tail);

@@ -3,7 +3,6 @@
 //! nanoseconds or an RFC 3339 string, and written as `<seconds>[.<fraction>]`.
 
 use crate::source::pointer::{Pointer, Scalar};
-use std::fmt::Write as _;
 
 /// An event time in microseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +15,17 @@ impl EventTime {
     }
 
     /// `1426279439` or `1426279439.123`: seconds with the fraction trimmed, as HEC wants.
-    pub fn write(self, out: &mut String) {
+    pub fn write(self, out: &mut impl std::fmt::Write) {
         let (secs, micros) = (self.0.div_euclid(1_000_000), self.0.rem_euclid(1_000_000));
         let _ = write!(out, "{secs}");
         if micros != 0 {
-            let frac = format!("{micros:06}");
-            out.push('.');
-            out.push_str(frac.trim_end_matches('0'));
+            // Trailing zeros dropped by arithmetic: no string is built per event.
+            let (mut frac, mut width) = (micros, 6);
+            while frac % 10 == 0 {
+                frac /= 10;
+                width -= 1;
+            }
+            let _ = write!(out, ".{frac:0width$}");
         }
     }
 }
