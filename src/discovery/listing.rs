@@ -14,6 +14,7 @@ use crate::source::layout::{arrival_from_key, KeyLayout};
 use crate::source::s3::{S3Error, S3};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::{debug, info};
 
 /// A discovery failure for one pipeline.
@@ -61,6 +62,15 @@ pub struct Discoverer {
     excluded: Vec<String>,
     /// When a key layout without time last got its full re-list, and how many keys it saw.
     last_full_relist: Option<(std::time::Instant, usize)>,
+    /// HEADs made for keys listed without an ETag, and the wall time spent waiting for them.
+    heads: HeadStats,
+}
+
+/// HEADs made because a listing came without ETags; shared so `with_etags` can take `&self`.
+#[derive(Default)]
+struct HeadStats {
+    count: AtomicU64,
+    nanos: AtomicU64,
 }
 
 /// What one listing range did.
@@ -83,7 +93,17 @@ impl Discoverer {
             not_before: None,
             excluded,
             last_full_relist: None,
+            heads: HeadStats::default(),
         }
+    }
+
+    /// HEADs made so far because the server listed without ETags, and the seconds spent
+    /// waiting for them (they go out [`HEADS_AT_ONCE`] at a time). Zero against real S3.
+    pub fn head_stats(&self) -> (u64, f64) {
+        (
+            self.heads.count.load(Ordering::Relaxed),
+            self.heads.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        )
     }
 
     fn s3_err(&self, source: S3Error) -> DiscoverError {
@@ -227,6 +247,11 @@ impl Discoverer {
         // The HEADs go out HEADS_AT_ONCE at a time, answers kept in listing order: one at a
         // time, a page of 1,000 new keys took a round trip each.
         let s3 = &self.s3;
+        let started = std::time::Instant::now();
+        self.heads.count.fetch_add(
+            blank.len().saturating_sub(known.len()) as u64,
+            Ordering::Relaxed,
+        );
         let looked_up: Vec<Result<Option<ListedObject>, S3Error>> = futures::stream::iter(
             entries
                 .into_iter()
@@ -245,6 +270,9 @@ impl Discoverer {
         .buffered(HEADS_AT_ONCE)
         .collect()
         .await;
+        self.heads
+            .nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let mut out = Vec::with_capacity(looked_up.len());
         for e in looked_up {
             // None: deleted since the listing.

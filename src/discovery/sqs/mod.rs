@@ -17,18 +17,23 @@
 //! notifications for the loader's own output (keys under a pipeline's error or manifest
 //! prefix that no pipeline watches).
 
+mod routes;
+
+pub use routes::Route;
+
 use super::events::{self, CreatedObject, Notification};
 use super::listing::ledger_entry;
-use crate::config::PipelineConfig;
 use crate::control::ledger::ListedObject;
 use crate::control::Control;
 use crate::source::s3::S3;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
+use futures::StreamExt;
+use routes::{destinations, Destinations};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -38,6 +43,22 @@ const WAIT_S: i32 = 20;
 
 /// How long to wait after a failed receive or delete.
 const QUEUE_RETRY: Duration = Duration::from_secs(5);
+
+/// Long polls in flight at once per queue. One receive brings at most 10 messages and costs a
+/// round trip, so a single poller caps a queue at 10 messages per round trip (a few hundred a
+/// second against SQS); SQS's answer to throughput is more concurrent receivers. While the
+/// queue is idle each poller costs one empty receive per [`WAIT_S`].
+pub const RECEIVES_AT_ONCE: usize = 8;
+
+/// At most this many received messages are handled together: one ledger insert per pipeline
+/// for all of them, instead of one per receive of 10.
+pub const GATHER_MESSAGES: usize = 200;
+
+/// Objects per ledger insert (`Control::record_objects`).
+const RECORD_AT_ONCE: usize = 1000;
+
+/// HEADs in flight at once for notifications without an ETag.
+const HEADS_AT_ONCE: usize = 32;
 
 /// An SQS client for the queue at `queue_url`, with `[s3]`'s region and credentials.
 fn client_for(s3: &S3, queue_url: &str) -> Result<aws_sdk_sqs::Client, String> {
@@ -69,78 +90,6 @@ pub struct QueueError {
     pub what: &'static str,
     /// What failed, with the SDK's causes.
     pub message: String,
-}
-
-/// One running pipeline a queue's notifications can go to.
-#[derive(Clone)]
-pub struct Route {
-    /// Pipeline name.
-    pub pipeline: String,
-    /// Its queue (`source.sqs_queue_url`).
-    pub queue_url: String,
-    /// Its bucket.
-    pub bucket: String,
-    /// Its prefix.
-    pub prefix: String,
-    /// Its error and manifest prefixes, whose keys are never staged.
-    pub own_prefixes: Vec<String>,
-    /// Woken when objects are recorded for it, so it seals without waiting for its tick.
-    pub sealer: Arc<Notify>,
-}
-
-impl Route {
-    /// The route to a pipeline that has a queue; None when it has none.
-    pub fn of(config: &PipelineConfig, sealer: Arc<Notify>) -> Option<Route> {
-        Some(Route {
-            pipeline: config.name.clone(),
-            queue_url: config.source.sqs_queue_url.clone()?,
-            bucket: config.source.bucket.clone(),
-            prefix: config.source.prefix.clone(),
-            own_prefixes: config.own_prefixes(),
-            sealer,
-        })
-    }
-
-    /// Whether this pipeline stages `key` of `bucket`.
-    fn watches(&self, bucket: &str, key: &str) -> bool {
-        bucket == self.bucket && key.starts_with(self.prefix.as_str()) && !self.is_own(bucket, key)
-    }
-
-    /// Whether `key` of `bucket` is this pipeline's own output (an error artifact, a manifest).
-    fn is_own(&self, bucket: &str, key: &str) -> bool {
-        bucket == self.bucket
-            && self
-                .own_prefixes
-                .iter()
-                .any(|p| key.starts_with(p.as_str()))
-    }
-}
-
-/// Where one created object goes among a queue's routes.
-#[derive(Debug, PartialEq)]
-enum Destinations {
-    /// To these routes (indexes), at least one.
-    Pipelines(Vec<usize>),
-    /// Nowhere: the loader's own output, acknowledged and dropped.
-    Own,
-    /// Nowhere: no pipeline watches it, so the message stays for the redrive policy.
-    Unwatched,
-}
-
-fn destinations(routes: &[Route], bucket: &str, key: &str) -> Destinations {
-    let to: Vec<usize> = routes
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.watches(bucket, key))
-        .map(|(i, _)| i)
-        .collect();
-    if !to.is_empty() {
-        Destinations::Pipelines(to)
-    } else if routes.iter().any(|r| r.is_own(bucket, key)) {
-        Destinations::Own
-    } else {
-        Destinations::Unwatched
-    }
 }
 
 /// Receives one queue's notifications for every pipeline that names it.
@@ -187,32 +136,45 @@ impl QueueReceiver {
             .clone()
     }
 
-    /// One long poll: records the objects the messages name in the ledgers of the pipelines
-    /// they go to, wakes those pipelines' sealers, then deletes the messages every such
-    /// pipeline has recorded. A pipeline whose recording fails is logged and its messages stay.
-    pub async fn run_once(&self) -> Result<Received, QueueError> {
-        let queue = self.queue_url.as_str();
-        let err = |what, message: String| QueueError {
-            queue: queue.to_string(),
+    fn err(&self, what: &'static str, message: String) -> QueueError {
+        QueueError {
+            queue: self.queue_url.clone(),
             what,
             message,
-        };
+        }
+    }
+
+    /// One long poll: up to 10 messages.
+    async fn receive(&self) -> Result<Vec<Message>, QueueError> {
         let received = self
             .client
             .receive_message()
-            .queue_url(queue)
+            .queue_url(&self.queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(WAIT_S)
             .send()
             .await
-            .map_err(|e| err("receive", DisplayErrorContext(&e).to_string()))?;
-        let messages = received.messages();
-        // Taken after the receive, so a reload during the long poll is seen.
+            .map_err(|e| self.err("receive", DisplayErrorContext(&e).to_string()))?;
+        Ok(received.messages.unwrap_or_default())
+    }
+
+    /// One long poll, then [`QueueReceiver::handle`] of what it brought.
+    pub async fn run_once(&self) -> Result<Received, QueueError> {
+        let messages = self.receive().await?;
+        self.handle(&messages).await
+    }
+
+    /// Records the objects `messages` name in the ledgers of the pipelines they go to (one
+    /// insert per pipeline, whatever the number of messages), wakes those pipelines' sealers,
+    /// then deletes the messages every such pipeline has recorded, 10 per DeleteMessageBatch
+    /// call, the calls at once. A pipeline whose recording fails is logged and its messages
+    /// stay.
+    pub async fn handle(&self, messages: &[Message]) -> Result<Received, QueueError> {
+        let queue = self.queue_url.as_str();
+        // Taken now, so a reload during the long poll is seen.
         let routes = self.routes();
-        // Per route: the objects to record and the messages (indexes) naming them.
-        let mut objects: Vec<Vec<ListedObject>> = vec![Vec::new(); routes.len()];
-        let mut needs: Vec<Vec<usize>> = vec![Vec::new(); messages.len()];
         let mut keep = vec![false; messages.len()];
+        let mut named = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let id = m.message_id().unwrap_or("");
             let created = match events::parse(m.body().unwrap_or("")) {
@@ -228,43 +190,54 @@ impl QueueReceiver {
                 }
             };
             for c in created {
-                let to = match destinations(&routes, &c.bucket, &c.key) {
-                    Destinations::Pipelines(to) => to,
+                match destinations(&routes, &c.bucket, &c.key) {
+                    Destinations::Pipelines(to) => named.push((i, to, c)),
                     Destinations::Own => {
                         debug!(queue, message_id = id, bucket = %c.bucket, key = %c.key, "notification for the loader's own output, dropped");
-                        continue;
                     }
                     Destinations::Unwatched => {
                         warn!(queue, message_id = id, bucket = %c.bucket, key = %c.key, "notification for a key no pipeline watches, left on the queue for its redrive policy");
                         keep[i] = true;
-                        continue;
                     }
-                };
-                let Some(c) = (match self.with_etag(c).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(queue, message_id = id, error = %e, "head of a notified object failed, message left on the queue to come back");
-                        keep[i] = true;
-                        continue;
-                    }
-                }) else {
+                }
+            }
+        }
+        // Notifications without an ETag need a HEAD each; they go out together.
+        let looked_up: Vec<_> = futures::stream::iter(named)
+            .map(|(i, to, c)| async move { (i, to, self.with_etag(c).await) })
+            .buffered(HEADS_AT_ONCE)
+            .collect()
+            .await;
+
+        // Per route: the objects to record; per message: the routes it needs.
+        let mut objects: Vec<Vec<ListedObject>> = vec![Vec::new(); routes.len()];
+        let mut needs: Vec<Vec<usize>> = vec![Vec::new(); messages.len()];
+        for (i, to, got) in looked_up {
+            let c = match got {
+                Ok(Some(c)) => c,
+                // Gone already: nothing to stage.
+                Ok(None) => continue,
+                Err(e) => {
+                    let id = messages[i].message_id().unwrap_or("");
+                    warn!(queue, message_id = id, error = %e, "head of a notified object failed, message left on the queue to come back");
+                    keep[i] = true;
                     continue;
-                };
-                for r in to {
-                    let route = &routes[r];
-                    let entry = ledger_entry(
-                        &route.prefix,
-                        &route.own_prefixes,
-                        c.key.clone(),
-                        c.etag.clone(),
-                        c.size,
-                        c.event_time,
-                    );
-                    // None: a folder marker, nothing to stage.
-                    if let Some((entry, _)) = entry {
-                        objects[r].push(entry);
-                        needs[i].push(r);
-                    }
+                }
+            };
+            for r in to {
+                let route = &routes[r];
+                let entry = ledger_entry(
+                    &route.prefix,
+                    &route.own_prefixes,
+                    c.key.clone(),
+                    c.etag.clone(),
+                    c.size,
+                    c.event_time,
+                );
+                // None: a folder marker, nothing to stage.
+                if let Some((entry, _)) = entry {
+                    objects[r].push(entry);
+                    needs[i].push(r);
                 }
             }
         }
@@ -276,7 +249,7 @@ impl QueueReceiver {
         let mut failed = vec![false; routes.len()];
         for (r, route) in routes.iter().enumerate() {
             let mut recorded = 0;
-            for chunk in objects[r].chunks(1000) {
+            for chunk in objects[r].chunks(RECORD_AT_ONCE) {
                 match self
                     .control
                     .record_objects(&route.pipeline, &route.bucket, chunk)
@@ -298,38 +271,52 @@ impl QueueReceiver {
             }
         }
 
-        let mut done = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            if keep[i] || needs[i].iter().any(|&r| failed[r]) {
-                continue;
-            }
-            if let Some(handle) = m.receipt_handle() {
-                let entry = DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build()
-                    .map_err(|e| err("delete", e.to_string()))?;
-                done.push(entry);
-            }
-        }
-        if !done.is_empty() {
-            let sent = done.len();
+        let done: Vec<&str> = messages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !keep[*i] && !needs[*i].iter().any(|&r| failed[r]))
+            .filter_map(|(_, m)| m.receipt_handle())
+            .collect();
+        out.deleted = self.delete(&done).await?;
+        Ok(out)
+    }
+
+    /// Deletes the messages of `handles`, 10 per DeleteMessageBatch call (SQS's limit), the
+    /// calls at once; returns how many were deleted.
+    async fn delete(&self, handles: &[&str]) -> Result<usize, QueueError> {
+        let queue = self.queue_url.as_str();
+        let calls = handles.chunks(10).map(|chunk| async move {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.err("delete", e.to_string()))?;
             let deleted = self
                 .client
                 .delete_message_batch()
                 .queue_url(queue)
-                .set_entries(Some(done))
+                .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| err("delete", DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| self.err("delete", DisplayErrorContext(&e).to_string()))?;
             for f in deleted.failed() {
                 // The message comes back after its visibility timeout; recording it again
                 // changes nothing.
                 warn!(queue, error = %f.message().unwrap_or(f.code()), "sqs message not deleted, it will be received again");
             }
-            out.deleted = sent - deleted.failed().len();
+            Ok::<_, QueueError>(chunk.len() - deleted.failed().len())
+        });
+        let mut deleted = 0;
+        for r in futures::future::join_all(calls).await {
+            deleted += r?;
         }
-        Ok(out)
+        Ok(deleted)
     }
 
     /// A notification without an ETag (some S3-compatible servers and EventBridge shapes omit
@@ -361,25 +348,53 @@ impl QueueReceiver {
         }
     }
 
-    /// Receives until `stop`, waiting a little after a failure.
+    /// Receives until `stop`: [`RECEIVES_AT_ONCE`] long polls in flight, and what they bring
+    /// handled together (up to [`GATHER_MESSAGES`] messages at once) while the next ones are
+    /// received. Waits a little after a failure.
     async fn run(self, stop: CancellationToken) {
-        let queue = self.queue_url.clone();
-        while !stop.is_cancelled() {
-            // Dropping a receive in flight is safe: its messages come back later, and what
-            // was recorded is not recorded twice.
-            let result = tokio::select! {
-                r = self.run_once() => r,
-                _ = stop.cancelled() => break,
-            };
-            if let Err(e) = result {
-                warn!(queue = %queue, error = %e, "receiving notifications failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(QUEUE_RETRY) => {}
-                    _ = stop.cancelled() => {}
+        let this = &self;
+        let queue = self.queue_url.as_str();
+        let (tx, mut rx) = mpsc::channel::<Vec<Message>>(RECEIVES_AT_ONCE);
+        let poll = |tx: mpsc::Sender<Vec<Message>>| async move {
+            loop {
+                match this.receive().await {
+                    Ok(m) if m.is_empty() => {}
+                    Ok(m) => {
+                        if tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(queue, error = %e, "receiving notifications failed");
+                        tokio::time::sleep(QUEUE_RETRY).await;
+                    }
                 }
             }
+        };
+        let pollers = futures::future::join_all((0..RECEIVES_AT_ONCE).map(|_| poll(tx.clone())));
+        drop(tx);
+        let handle = async {
+            while let Some(mut messages) = rx.recv().await {
+                while messages.len() < GATHER_MESSAGES {
+                    match rx.try_recv() {
+                        Ok(more) => messages.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = self.handle(&messages).await {
+                    warn!(queue, error = %e, "handling notifications failed");
+                    tokio::time::sleep(QUEUE_RETRY).await;
+                }
+            }
+        };
+        // Dropping a receive or a handling in flight is safe: its messages come back later,
+        // and what was recorded is not recorded twice.
+        tokio::select! {
+            _ = pollers => {}
+            _ = handle => {}
+            _ = stop.cancelled() => {}
         }
-        debug!(queue = %queue, "queue receiver stopped");
+        debug!(queue, "queue receiver stopped");
     }
 }
 
@@ -456,78 +471,5 @@ impl Queues {
                 warn!(queue = %url, error = %e, "queue receiver ended abnormally");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_endpoint_is_the_queue_urls_origin() {
-        assert_eq!(
-            crate::config::sqs_endpoint(
-                "https://sqs.us-east-1.amazonaws.com/123456789012/stage-events"
-            )
-            .unwrap(),
-            "https://sqs.us-east-1.amazonaws.com"
-        );
-        assert_eq!(
-            crate::config::sqs_endpoint("http://127.0.0.1:5000/123456789012/q").unwrap(),
-            "http://127.0.0.1:5000"
-        );
-        assert!(crate::config::sqs_endpoint("sqs://queue").is_err());
-        assert!(crate::config::sqs_endpoint("stage-events").is_err());
-    }
-
-    fn route(name: &str, bucket: &str, prefix: &str, own: &[&str]) -> Route {
-        Route {
-            pipeline: name.into(),
-            queue_url: "http://127.0.0.1:1/1/q".into(),
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            own_prefixes: own.iter().map(|s| s.to_string()).collect(),
-            sealer: Arc::new(Notify::new()),
-        }
-    }
-
-    #[test]
-    fn a_record_goes_to_every_pipeline_watching_its_key() {
-        let routes = vec![
-            route("a", "stage", "in/a/", &["errors/a/"]),
-            route("b", "stage", "in/b/", &["errors/b/"]),
-            route("all", "stage", "in/", &["in/a/errors/"]),
-            route("other", "elsewhere", "in/a/", &[]),
-        ];
-        assert_eq!(
-            destinations(&routes, "stage", "in/a/x.json"),
-            Destinations::Pipelines(vec![0, 2])
-        );
-        assert_eq!(
-            destinations(&routes, "stage", "in/b/x.json"),
-            Destinations::Pipelines(vec![1, 2])
-        );
-        assert_eq!(
-            destinations(&routes, "elsewhere", "in/a/x.json"),
-            Destinations::Pipelines(vec![3])
-        );
-        // Under one pipeline's own prefix: the others that watch it still get it.
-        assert_eq!(
-            destinations(&routes, "stage", "in/a/errors/x.json"),
-            Destinations::Pipelines(vec![0])
-        );
-        // The loader's own output that no pipeline watches is not left for the redrive policy.
-        assert_eq!(
-            destinations(&routes, "stage", "errors/a/x.json"),
-            Destinations::Own
-        );
-        assert_eq!(
-            destinations(&routes, "stage", "out/x.json"),
-            Destinations::Unwatched
-        );
-        assert_eq!(
-            destinations(&routes, "third", "in/a/x.json"),
-            Destinations::Unwatched
-        );
     }
 }
