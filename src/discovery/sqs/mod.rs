@@ -33,7 +33,7 @@ use routes::{destinations, Destinations};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -44,10 +44,17 @@ const WAIT_S: i32 = 20;
 /// How long to wait after a failed receive or delete.
 const QUEUE_RETRY: Duration = Duration::from_secs(5);
 
-/// Long polls in flight at once per queue. One receive brings at most 10 messages and costs a
-/// round trip, so a single poller caps a queue at 10 messages per round trip (a few hundred a
-/// second against SQS); SQS's answer to throughput is more concurrent receivers. While the
-/// queue is idle each poller costs one empty receive per [`WAIT_S`].
+/// Seconds a helper receive waits (see [`RECEIVES_AT_ONCE`]): short, so a helper goes back to
+/// sleep soon once the backlog is gone.
+const HELPER_WAIT_S: i32 = 1;
+
+/// Receives in flight at once per queue while it has a backlog. One receive brings at most 10
+/// messages and costs a round trip, so a single poller caps a queue at 10 messages per round
+/// trip (a few hundred a second against SQS); SQS's answer to throughput is more concurrent
+/// receivers. One long poll runs all the time; the others are helpers that start when a receive
+/// comes back full (a backlog) and stop at their first receive that is not, so an idle queue
+/// costs one empty receive per [`WAIT_S`], and a stopping process leaves at most one long poll
+/// behind on the server (a message it takes comes back after the visibility timeout).
 pub const RECEIVES_AT_ONCE: usize = 8;
 
 /// At most this many received messages are handled together: one ledger insert per pipeline
@@ -144,14 +151,14 @@ impl QueueReceiver {
         }
     }
 
-    /// One long poll: up to 10 messages.
-    async fn receive(&self) -> Result<Vec<Message>, QueueError> {
+    /// One receive of up to 10 messages, waiting up to `wait_s` for the first.
+    async fn receive(&self, wait_s: i32) -> Result<Vec<Message>, QueueError> {
         let received = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(WAIT_S)
+            .wait_time_seconds(wait_s)
             .send()
             .await
             .map_err(|e| self.err("receive", DisplayErrorContext(&e).to_string()))?;
@@ -160,7 +167,7 @@ impl QueueReceiver {
 
     /// One long poll, then [`QueueReceiver::handle`] of what it brought.
     pub async fn run_once(&self) -> Result<Received, QueueError> {
-        let messages = self.receive().await?;
+        let messages = self.receive(WAIT_S).await?;
         self.handle(&messages).await
     }
 
@@ -348,30 +355,49 @@ impl QueueReceiver {
         }
     }
 
-    /// Receives until `stop`: [`RECEIVES_AT_ONCE`] long polls in flight, and what they bring
-    /// handled together (up to [`GATHER_MESSAGES`] messages at once) while the next ones are
-    /// received. Waits a little after a failure.
+    /// Receives until `stop`: one long poll, up to [`RECEIVES_AT_ONCE`] receives in flight
+    /// while there is a backlog, and what they bring handled together (up to
+    /// [`GATHER_MESSAGES`] messages at once) while the next ones are received. Waits a little
+    /// after a failure.
     async fn run(self, stop: CancellationToken) {
         let this = &self;
         let queue = self.queue_url.as_str();
         let (tx, mut rx) = mpsc::channel::<Vec<Message>>(RECEIVES_AT_ONCE);
-        let poll = |tx: mpsc::Sender<Vec<Message>>| async move {
+        // Notified when a receive comes back full: the helpers join in.
+        let backlog = Notify::new();
+        let backlog = &backlog;
+        let poll = |tx: mpsc::Sender<Vec<Message>>, helper: bool| async move {
             loop {
-                match this.receive().await {
-                    Ok(m) if m.is_empty() => {}
-                    Ok(m) => {
-                        if tx.send(m).await.is_err() {
-                            return;
+                if helper {
+                    backlog.notified().await;
+                }
+                loop {
+                    let wait_s = if helper { HELPER_WAIT_S } else { WAIT_S };
+                    let full = match this.receive(wait_s).await {
+                        Ok(m) => {
+                            let full = m.len() >= 10;
+                            if full {
+                                backlog.notify_waiters();
+                            }
+                            if !m.is_empty() && tx.send(m).await.is_err() {
+                                return;
+                            }
+                            full
                         }
-                    }
-                    Err(e) => {
-                        warn!(queue, error = %e, "receiving notifications failed");
-                        tokio::time::sleep(QUEUE_RETRY).await;
+                        Err(e) => {
+                            warn!(queue, error = %e, "receiving notifications failed");
+                            tokio::time::sleep(QUEUE_RETRY).await;
+                            false
+                        }
+                    };
+                    if helper && !full {
+                        break;
                     }
                 }
             }
         };
-        let pollers = futures::future::join_all((0..RECEIVES_AT_ONCE).map(|_| poll(tx.clone())));
+        let pollers =
+            futures::future::join_all((0..RECEIVES_AT_ONCE).map(|i| poll(tx.clone(), i > 0)));
         drop(tx);
         let handle = async {
             while let Some(mut messages) = rx.recv().await {
