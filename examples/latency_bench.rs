@@ -79,12 +79,17 @@ async fn main() -> anyhow::Result<()> {
     let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls).await?;
     tokio::spawn(conn);
     for db in [&ctl_db, &rs_db] {
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await?;
     }
     let base = admin_url.rsplit_once('/').unwrap().0.to_string();
     let work = std::env::temp_dir().join(format!("latency-bench-{run}"));
     std::fs::create_dir_all(&work)?;
-    let result = measure(&args, &daemon, &emulator, &base, &ctl_db, &rs_db, &run, &work).await;
+    let result = measure(
+        &args, &daemon, &emulator, &base, &ctl_db, &rs_db, &run, &work,
+    )
+    .await;
     if !args.keep {
         for db in [&ctl_db, &rs_db] {
             let _ = admin
@@ -93,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_dir_all(&work);
     } else {
-        eprintln!("latency_bench: kept {ctl_db}, {rs_db} and {}", work.display());
+        eprintln!(
+            "latency_bench: kept {ctl_db}, {rs_db} and {}",
+            work.display()
+        );
     }
     result
 }
@@ -118,7 +126,10 @@ async fn measure(
     let emu_log = work.join("emulator.log");
     let mut emu = Command::new(emulator)
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--backend", &format!("127.0.0.1:{}", var("STAGELOAD_PG_PORT")?)])
+        .args([
+            "--backend",
+            &format!("127.0.0.1:{}", var("STAGELOAD_PG_PORT")?),
+        ])
         .args(["--admin-url", &format!("{base}/{rs_db}")])
         .args(["--s3-endpoint", &var("STAGELOAD_S3_ENDPOINT")?])
         .stdout(Stdio::piped())
@@ -188,7 +199,10 @@ connect_timeout_s = 2
     // Started: the daemon has migrated the control database and its receiver is polling.
     let t = Instant::now();
     while !std::fs::read_to_string(&daemon_log)?.contains("queue receiver started") {
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "the daemon did not start");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon did not start"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -215,8 +229,19 @@ connect_timeout_s = 2
                 .await?;
             let landed = Utc::now();
             let etag = out.e_tag().unwrap_or("").trim_matches('"').to_string();
-            let msg = notify::body(&bucket, &notify::Created { key: key.clone(), size, etag });
-            sqs.send_message().queue_url(&queue).message_body(msg).send().await?;
+            let msg = notify::body(
+                &bucket,
+                &notify::Created {
+                    key: key.clone(),
+                    size,
+                    etag,
+                },
+            );
+            sqs.send_message()
+                .queue_url(&queue)
+                .message_body(msg)
+                .send()
+                .await?;
             anyhow::Ok((key, landed))
         });
     }
@@ -231,7 +256,10 @@ connect_timeout_s = 2
     let t = Instant::now();
     loop {
         let loaded: i64 = ctl
-            .query_one("SELECT count(*) FROM staged_objects WHERE state = 'loaded'", &[])
+            .query_one(
+                "SELECT count(*) FROM staged_objects WHERE state = 'loaded'",
+                &[],
+            )
             .await?
             .get(0);
         if loaded as usize >= n {
@@ -251,10 +279,19 @@ connect_timeout_s = 2
     let _ = emu.kill();
     let _ = emu.wait();
 
-    let rows: i64 = rs.query_one("SELECT count(*) FROM public.events", &[]).await?.get(0);
-    anyhow::ensure!(rows as usize == n, "{rows} rows in public.events for {n} objects");
+    let rows: i64 = rs
+        .query_one("SELECT count(*) FROM public.events", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        rows as usize == n,
+        "{rows} rows in public.events for {n} objects"
+    );
     let objects = ctl
-        .query("SELECT key, batch_id, discovered_at FROM staged_objects", &[])
+        .query(
+            "SELECT key, batch_id, discovered_at FROM staged_objects",
+            &[],
+        )
         .await?;
     let copies = copy_times(&std::fs::read_to_string(&emu_log)?)?;
     let mut to_copy = Vec::new();
@@ -295,10 +332,13 @@ fn percentiles(v: &mut [f64]) -> String {
     format!("{:.2}/{:.2}/{:.2}", at(0.50), at(0.99), at(1.0))
 }
 
+/// When a COPY started and ended.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// Per batch: the emulator's `copy` and `copy done` times. The `copy` line names the manifest,
 /// `<prefix><hour>/<pipeline>-<batch>.manifest`; with one delivery at a time, the next
 /// `copy done` line is its end.
-fn copy_times(log: &str) -> anyhow::Result<HashMap<i64, (DateTime<Utc>, DateTime<Utc>)>> {
+fn copy_times(log: &str) -> anyhow::Result<HashMap<i64, Span>> {
     let mut out = HashMap::new();
     let mut open: Option<(i64, DateTime<Utc>)> = None;
     for l in log.lines() {

@@ -137,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!(
         "path_bench: via={via} objects={} settled={} put_s={:.1} send_s={:.1} raw_s={} \
-         discover_s={:.2} discover_per_s={:.0} head_s={:.2} heads={} seal_s={:.2} seal_per_s={:.0} \
+         discover_s={:.2} discover_per_s={:.0} head_s={:.2} heads={} lookback_s={:.2} seal_s={:.2} seal_per_s={:.0} \
          batches={} together_per_s={:.0} load={}",
         args.objects,
         r.settled,
@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
         rate(r.discover_s),
         r.head_s,
         r.heads,
+        r.lookback_s,
         r.seal_s,
         rate(r.seal_s),
         r.batches,
@@ -173,6 +174,7 @@ struct Measured {
     discover_s: f64,
     head_s: f64,
     heads: u64,
+    lookback_s: f64,
     seal_s: f64,
     batches: usize,
 }
@@ -221,9 +223,9 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
     let delay = Duration::from_millis(args.queue_delay_ms);
     let queue = match (args.via, args.queue) {
         (Via::List, _) => None,
-        (Via::Sqs, QueueServer::Standin) => Some(Queue::StandIn(
-            sqs_standin::StandIn::start(delay).await?,
-        )),
+        (Via::Sqs, QueueServer::Standin) => {
+            Some(Queue::StandIn(sqs_standin::StandIn::start(delay).await?))
+        }
         (Via::Sqs, QueueServer::Moto) => {
             let sqs = notify::client(&notify::stack_endpoint()?)?;
             let url = notify::create_queue(&sqs, &format!("{bucket}-events")).await?;
@@ -244,15 +246,26 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
     let t = Instant::now();
     let staged = stage(&s3, bucket, args).await?;
     m.put_s = t.elapsed().as_secs_f64();
-    eprintln!("path_bench: {} objects staged in {:.1}s", staged.len(), m.put_s);
-    anyhow::ensure!(staged.len() == args.objects, "the bucket holds {} objects", staged.len());
+    eprintln!(
+        "path_bench: {} objects staged in {:.1}s",
+        staged.len(),
+        m.put_s
+    );
+    anyhow::ensure!(
+        staged.len() == args.objects,
+        "the bucket holds {} objects",
+        staged.len()
+    );
 
     let pipeline = config.pipelines[0].clone();
     if let Some(queue) = &queue {
         let bodies: Vec<String> = staged.iter().map(|o| notify::body(bucket, o)).collect();
         if args.raw {
             m.raw_s = Some(raw(queue, bucket, bodies.clone(), args, delay).await?);
-            eprintln!("path_bench: a plain client drained the queue in {:.2}s", m.raw_s.unwrap());
+            eprintln!(
+                "path_bench: a plain client drained the queue in {:.2}s",
+                m.raw_s.unwrap()
+            );
         }
         let t = Instant::now();
         queue.send(bodies, args.send_concurrency).await?;
@@ -295,6 +308,7 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
         }
         m.discover_s = t.elapsed().as_secs_f64();
         (m.heads, m.head_s) = discoverer.head_stats();
+        m.lookback_s = discoverer.lookback_s();
     }
 
     let t = Instant::now();
@@ -372,7 +386,12 @@ async fn raw(
         }
     };
     raw.send(bodies, args.send_concurrency).await?;
-    let origin = raw.url().rsplitn(3, '/').last().unwrap_or_default().to_string();
+    let origin = raw
+        .url()
+        .rsplitn(3, '/')
+        .last()
+        .unwrap_or_default()
+        .to_string();
     let s = notify::raw_drain(&notify::client(&origin)?, raw.url(), n, at_once).await?;
     raw.remove().await;
     Ok(s)

@@ -403,8 +403,8 @@ async fn messages_of_several_receives_are_recorded_once_and_all_deleted() {
         .expect("queue url")
         .to_string();
     let out = tempfile::tempdir().unwrap();
-    let text = stack.base_config(&db)
-        + &queued_pipeline("many", &bucket, "in/many/", out.path(), &queue);
+    let text =
+        stack.base_config(&db) + &queued_pipeline("many", &bucket, "in/many/", out.path(), &queue);
     let config =
         stageload::config::Config::parse(&text, "test.toml", &|k| std::env::var(k).ok()).unwrap();
     let control = stageload::control::Control::new(&config.control).unwrap();
@@ -414,7 +414,15 @@ async fn messages_of_several_receives_are_recorded_once_and_all_deleted() {
     let receiver = QueueReceiver::new(&queue, &loader_s3, control, vec![route]).unwrap();
 
     for i in 0..25 {
-        put_notified(&s3, &sqs, &queue, &bucket, &format!("in/many/{i:02}.json"), 1).await;
+        put_notified(
+            &s3,
+            &sqs,
+            &queue,
+            &bucket,
+            &format!("in/many/{i:02}.json"),
+            1,
+        )
+        .await;
     }
     for i in 0..5 {
         let key = format!("in/many/{i:02}.json");

@@ -104,7 +104,10 @@ async fn answer(
 }
 
 async fn receive(inner: &Inner, req: &Value) -> Value {
-    let max = req["MaxNumberOfMessages"].as_u64().unwrap_or(1).clamp(1, 10) as usize;
+    let max = req["MaxNumberOfMessages"]
+        .as_u64()
+        .unwrap_or(1)
+        .clamp(1, 10) as usize;
     let wait = Duration::from_secs(req["WaitTimeSeconds"].as_u64().unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     loop {

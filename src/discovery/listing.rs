@@ -66,11 +66,13 @@ pub struct Discoverer {
     heads: HeadStats,
 }
 
-/// HEADs made because a listing came without ETags; shared so `with_etags` can take `&self`.
+/// HEADs made because a listing came without ETags (shared so `with_etags` can take `&self`),
+/// and the time spent in lookback re-lists.
 #[derive(Default)]
 struct HeadStats {
     count: AtomicU64,
     nanos: AtomicU64,
+    lookback_nanos: AtomicU64,
 }
 
 /// What one listing range did.
@@ -104,6 +106,11 @@ impl Discoverer {
             self.heads.count.load(Ordering::Relaxed),
             self.heads.nanos.load(Ordering::Relaxed) as f64 / 1e9,
         )
+    }
+
+    /// Seconds spent so far in lookback re-lists (HEADs made there included).
+    pub fn lookback_s(&self) -> f64 {
+        self.heads.lookback_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     fn s3_err(&self, source: S3Error) -> DiscoverError {
@@ -153,7 +160,7 @@ impl Discoverer {
             .cursor(&name, &bucket, &prefix)
             .await
             .map_err(|e| self.db_err(e))?;
-        let mut recorded = self
+        let recorded = self
             .list_range(&prefix, cursor.as_deref(), None, true)
             .await?
             .recorded;
@@ -162,6 +169,19 @@ impl Discoverer {
         let Some(cursor) = cursor else {
             return Ok(recorded);
         };
+        let started = std::time::Instant::now();
+        let late = self.lookback(&cursor).await;
+        self.heads
+            .lookback_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(recorded + late?)
+    }
+
+    /// The lookback: re-lists the partitions of the last `lookback_s` before `cursor` (or the
+    /// whole prefix when the keys carry no time) for late writes. Returns objects recorded.
+    async fn lookback(&mut self, cursor: &str) -> Result<u64, DiscoverError> {
+        let prefix = self.pipeline.source.prefix.clone();
+        let mut recorded = 0;
         let since = Utc::now() - ChronoDuration::seconds(self.pipeline.source.lookback_s as i64);
         let layout = self.layout.clone().unwrap_or_else(KeyLayout::flat);
         if layout.is_flat() {
@@ -174,7 +194,7 @@ impl Discoverer {
                 keys < FLAT_RELIST_KEYS || at.elapsed().as_secs() >= every
             });
             if due {
-                let late = self.list_range(&prefix, None, Some(&cursor), false).await?;
+                let late = self.list_range(&prefix, None, Some(cursor), false).await?;
                 self.last_full_relist = Some((std::time::Instant::now(), late.keys));
                 recorded += late.recorded;
             }
@@ -183,9 +203,9 @@ impl Discoverer {
         let time_start = layout.time_start(since);
         for dir in self.lookback_dirs(&layout).await? {
             let start = format!("{dir}{time_start}");
-            if start < cursor {
+            if start.as_str() < cursor {
                 recorded += self
-                    .list_range(&dir, Some(&start), Some(&cursor), false)
+                    .list_range(&dir, Some(&start), Some(cursor), false)
                     .await?
                     .recorded;
             }
