@@ -18,16 +18,20 @@
 //! `STAGELOAD_SQS_ENDPOINT` and the AWS keys from the environment (`.stack/env`). Run:
 //! `cargo run --release --example path_bench -- --objects 100000 --via sqs`; see docs/bench.md.
 
+#[path = "common/bench_queue.rs"]
+mod bench_queue;
 #[path = "common/history.rs"]
 mod history;
 #[path = "common/notify.rs"]
 mod notify;
+#[path = "common/small_objects.rs"]
+mod small_objects;
 #[path = "common/sqs_standin.rs"]
 mod sqs_standin;
 
+use bench_queue::Queue;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
-use futures::StreamExt;
 use stageload::config::Config;
 use stageload::control::Control;
 use stageload::discovery::listing::Discoverer;
@@ -244,7 +248,9 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
 
     let s3 = S3::new(&config.s3).await;
     let t = Instant::now();
-    let staged = stage(&s3, bucket, args).await?;
+    let keep = args.bucket.is_some();
+    let (n, at_once) = (args.objects, args.put_concurrency);
+    let staged = small_objects::stage(&s3, bucket, PREFIX, n, at_once, keep).await?;
     m.put_s = t.elapsed().as_secs_f64();
     eprintln!(
         "path_bench: {} objects staged in {:.1}s",
@@ -261,7 +267,8 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
     if let Some(queue) = &queue {
         let bodies: Vec<String> = staged.iter().map(|o| notify::body(bucket, o)).collect();
         if args.raw {
-            m.raw_s = Some(raw(queue, bucket, bodies.clone(), args, delay).await?);
+            let sends = args.send_concurrency;
+            m.raw_s = Some(bench_queue::raw(queue, bucket, bodies.clone(), sends, delay).await?);
             eprintln!(
                 "path_bench: a plain client drained the queue in {:.2}s",
                 m.raw_s.unwrap()
@@ -332,69 +339,9 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
         forget_run(&db, bucket).await?;
     }
     if args.bucket.is_none() {
-        remove_bucket(&s3, bucket).await;
+        small_objects::remove_bucket(&s3, bucket).await;
     }
     Ok(m)
-}
-
-/// The queue the notifications go to.
-enum Queue {
-    StandIn(sqs_standin::StandIn),
-    Moto(aws_sdk_sqs::Client, String),
-}
-
-impl Queue {
-    fn url(&self) -> &str {
-        match self {
-            Queue::StandIn(s) => &s.queue_url,
-            Queue::Moto(_, url) => url,
-        }
-    }
-
-    /// Puts the notifications on the queue: SendMessageBatch to moto, in memory to the stand-in.
-    async fn send(&self, bodies: Vec<String>, at_once: usize) -> anyhow::Result<()> {
-        match self {
-            Queue::StandIn(s) => s.push(bodies),
-            Queue::Moto(sqs, url) => notify::send_all(sqs, url, bodies, at_once).await?,
-        }
-        Ok(())
-    }
-
-    async fn remove(&self) {
-        if let Queue::Moto(sqs, url) = self {
-            let _ = sqs.delete_queue().queue_url(url).send().await;
-        }
-    }
-}
-
-/// A plain client's receive-and-delete time over the same notifications, on a queue of the same
-/// kind, with as many receives in flight as the loader makes.
-async fn raw(
-    queue: &Queue,
-    bucket: &str,
-    bodies: Vec<String>,
-    args: &Args,
-    delay: Duration,
-) -> anyhow::Result<f64> {
-    let n = bodies.len();
-    let at_once = stageload::discovery::sqs::RECEIVES_AT_ONCE;
-    let raw = match queue {
-        Queue::StandIn(_) => Queue::StandIn(sqs_standin::StandIn::start(delay).await?),
-        Queue::Moto(sqs, _) => {
-            let url = notify::create_queue(sqs, &format!("{bucket}-raw")).await?;
-            Queue::Moto(sqs.clone(), url)
-        }
-    };
-    raw.send(bodies, args.send_concurrency).await?;
-    let origin = raw
-        .url()
-        .rsplitn(3, '/')
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    let s = notify::raw_drain(&notify::client(&origin)?, raw.url(), n, at_once).await?;
-    raw.remove().await;
-    Ok(s)
 }
 
 /// Fills settled history when the database has none; returns the settled rows it holds.
@@ -453,92 +400,4 @@ async fn forget_run(db: &tokio_postgres::Client, bucket: &str) -> anyhow::Result
     )
     .await?;
     Ok(())
-}
-
-/// Stages the objects (or, in a kept bucket that has them, reads their list back) and returns
-/// each one's key, size and ETag. The list is kept in /tmp beside a kept bucket, since s3s-fs
-/// lists without ETags.
-async fn stage(s3: &S3, bucket: &str, args: &Args) -> anyhow::Result<Vec<notify::Created>> {
-    let manifest = format!("/tmp/{bucket}.tsv");
-    if args.bucket.is_some() {
-        if let Ok(text) = std::fs::read_to_string(&manifest) {
-            return Ok(text
-                .lines()
-                .filter_map(|l| {
-                    let mut f = l.split('\t');
-                    Some(notify::Created {
-                        key: f.next()?.to_string(),
-                        size: f.next()?.parse().ok()?,
-                        etag: f.next()?.to_string(),
-                    })
-                })
-                .collect());
-        }
-    }
-    let _ = s3.client().create_bucket().bucket(bucket).send().await;
-    // Firehose-style keys in one hour partition, a small JSON record each.
-    let hour = Utc::now().format("%Y/%m/%d/%H").to_string();
-    let dashed = hour.replace('/', "-");
-    let puts = futures::stream::iter(0..args.objects)
-        .map(|i| {
-            let key = format!("{PREFIX}{hour}/bench-1-{dashed}-{i:08}.json");
-            async move {
-                let body = format!("{{\"i\":{i},\"note\":\"path bench\"}}\n").into_bytes();
-                let size = body.len() as i64;
-                let out = s3
-                    .client()
-                    .put_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .body(body.into())
-                    .send()
-                    .await?;
-                let etag = out.e_tag().unwrap_or("").trim_matches('"').to_string();
-                anyhow::Ok(notify::Created { key, size, etag })
-            }
-        })
-        .buffer_unordered(args.put_concurrency)
-        .collect::<Vec<_>>()
-        .await;
-    let staged = puts.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    if args.bucket.is_some() {
-        let text: String = staged
-            .iter()
-            .map(|o| format!("{}\t{}\t{}\n", o.key, o.size, o.etag))
-            .collect();
-        std::fs::write(&manifest, text)?;
-    }
-    Ok(staged)
-}
-
-/// Deletes the bench's objects and bucket (best effort).
-async fn remove_bucket(s3: &S3, bucket: &str) {
-    let c = s3.client();
-    let mut token = None;
-    loop {
-        let Ok(page) = c
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token)
-            .send()
-            .await
-        else {
-            return;
-        };
-        let keys: Vec<String> = page
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_string))
-            .collect();
-        futures::stream::iter(keys)
-            .for_each_concurrent(64, |k| async move {
-                let _ = c.delete_object().bucket(bucket).key(k).send().await;
-            })
-            .await;
-        token = page.next_continuation_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
-    let _ = c.delete_bucket().bucket(bucket).send().await;
 }
