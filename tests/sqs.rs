@@ -375,3 +375,100 @@ async fn overlapping_prefixes_both_record_and_a_reload_reroutes_the_queue() {
     );
     assert_eq!(left[0].0, orphan);
 }
+
+/// The receiver gathers the messages of several receives: one ledger insert for all of them,
+/// deletes beyond SQS's 10 per DeleteMessageBatch call split into calls of 10, and an object
+/// notified twice (S3 delivers at least once) recorded once while both messages are deleted.
+#[tokio::test]
+async fn messages_of_several_receives_are_recorded_once_and_all_deleted() {
+    use stageload::discovery::sqs::{QueueReceiver, Route};
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("sqsmany").await,
+        stack.bucket("sqsmany").await,
+    );
+    let (s3, sqs) = (stack.s3().await, sqs().await);
+    // Visible again only after 60 s: every message below is received exactly once.
+    let queue = sqs
+        .create_queue()
+        .queue_name(Stack::unique("stage-events-many"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "60",
+        )
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let out = tempfile::tempdir().unwrap();
+    let text =
+        stack.base_config(&db) + &queued_pipeline("many", &bucket, "in/many/", out.path(), &queue);
+    let config =
+        stageload::config::Config::parse(&text, "test.toml", &|k| std::env::var(k).ok()).unwrap();
+    let control = stageload::control::Control::new(&config.control).unwrap();
+    control.migrate().await.unwrap();
+    let loader_s3 = stageload::source::s3::S3::new(&config.s3).await;
+    let route = Route::of(&config.pipelines[0], Default::default()).expect("a queue");
+    let receiver = QueueReceiver::new(&queue, &loader_s3, control, vec![route]).unwrap();
+
+    for i in 0..25 {
+        put_notified(
+            &s3,
+            &sqs,
+            &queue,
+            &bucket,
+            &format!("in/many/{i:02}.json"),
+            1,
+        )
+        .await;
+    }
+    for i in 0..5 {
+        let key = format!("in/many/{i:02}.json");
+        let (size, etag) = head(&s3, &bucket, &key).await;
+        send(&sqs, &queue, created(&bucket, &key, size, &etag)).await;
+    }
+    let mut messages = Vec::new();
+    while messages.len() < 30 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        messages.extend(got.messages.unwrap_or_default());
+    }
+
+    let handled = receiver.handle(&messages).await.unwrap();
+    assert_eq!(handled.messages, 30);
+    assert_eq!(handled.recorded, 25, "each object once");
+    assert_eq!(handled.deleted, 30, "every message deleted, in calls of 10");
+    let keys = ledger(&db).await;
+    assert_eq!(keys.len(), 25);
+    assert_eq!(keys[0], "many in/many/00.json");
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |a: aws_sdk_sqs::types::QueueAttributeName| {
+        left.attributes()
+            .and_then(|m| m.get(&a))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+        "0"
+    );
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "0",
+        "nothing left in flight"
+    );
+}

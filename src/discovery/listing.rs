@@ -14,6 +14,7 @@ use crate::source::layout::{arrival_from_key, KeyLayout};
 use crate::source::s3::{S3Error, S3};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::{debug, info};
 
 /// A discovery failure for one pipeline.
@@ -61,6 +62,17 @@ pub struct Discoverer {
     excluded: Vec<String>,
     /// When a key layout without time last got its full re-list, and how many keys it saw.
     last_full_relist: Option<(std::time::Instant, usize)>,
+    /// HEADs made for keys listed without an ETag, and the wall time spent waiting for them.
+    heads: HeadStats,
+}
+
+/// HEADs made because a listing came without ETags (shared so `with_etags` can take `&self`),
+/// and the time spent in lookback re-lists.
+#[derive(Default)]
+struct HeadStats {
+    count: AtomicU64,
+    nanos: AtomicU64,
+    lookback_nanos: AtomicU64,
 }
 
 /// What one listing range did.
@@ -83,7 +95,22 @@ impl Discoverer {
             not_before: None,
             excluded,
             last_full_relist: None,
+            heads: HeadStats::default(),
         }
+    }
+
+    /// HEADs made so far because the server listed without ETags, and the seconds spent
+    /// waiting for them (they go out [`HEADS_AT_ONCE`] at a time). Zero against real S3.
+    pub fn head_stats(&self) -> (u64, f64) {
+        (
+            self.heads.count.load(Ordering::Relaxed),
+            self.heads.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
+
+    /// Seconds spent so far in lookback re-lists (HEADs made there included).
+    pub fn lookback_s(&self) -> f64 {
+        self.heads.lookback_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     fn s3_err(&self, source: S3Error) -> DiscoverError {
@@ -133,7 +160,7 @@ impl Discoverer {
             .cursor(&name, &bucket, &prefix)
             .await
             .map_err(|e| self.db_err(e))?;
-        let mut recorded = self
+        let recorded = self
             .list_range(&prefix, cursor.as_deref(), None, true)
             .await?
             .recorded;
@@ -142,6 +169,19 @@ impl Discoverer {
         let Some(cursor) = cursor else {
             return Ok(recorded);
         };
+        let started = std::time::Instant::now();
+        let late = self.lookback(&cursor).await;
+        self.heads
+            .lookback_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(recorded + late?)
+    }
+
+    /// The lookback: re-lists the partitions of the last `lookback_s` before `cursor` (or the
+    /// whole prefix when the keys carry no time) for late writes. Returns objects recorded.
+    async fn lookback(&mut self, cursor: &str) -> Result<u64, DiscoverError> {
+        let prefix = self.pipeline.source.prefix.clone();
+        let mut recorded = 0;
         let since = Utc::now() - ChronoDuration::seconds(self.pipeline.source.lookback_s as i64);
         let layout = self.layout.clone().unwrap_or_else(KeyLayout::flat);
         if layout.is_flat() {
@@ -154,7 +194,7 @@ impl Discoverer {
                 keys < FLAT_RELIST_KEYS || at.elapsed().as_secs() >= every
             });
             if due {
-                let late = self.list_range(&prefix, None, Some(&cursor), false).await?;
+                let late = self.list_range(&prefix, None, Some(cursor), false).await?;
                 self.last_full_relist = Some((std::time::Instant::now(), late.keys));
                 recorded += late.recorded;
             }
@@ -163,9 +203,9 @@ impl Discoverer {
         let time_start = layout.time_start(since);
         for dir in self.lookback_dirs(&layout).await? {
             let start = format!("{dir}{time_start}");
-            if start < cursor {
+            if start.as_str() < cursor {
                 recorded += self
-                    .list_range(&dir, Some(&start), Some(&cursor), false)
+                    .list_range(&dir, Some(&start), Some(cursor), false)
                     .await?
                     .recorded;
             }
@@ -227,6 +267,11 @@ impl Discoverer {
         // The HEADs go out HEADS_AT_ONCE at a time, answers kept in listing order: one at a
         // time, a page of 1,000 new keys took a round trip each.
         let s3 = &self.s3;
+        let started = std::time::Instant::now();
+        self.heads.count.fetch_add(
+            blank.len().saturating_sub(known.len()) as u64,
+            Ordering::Relaxed,
+        );
         let looked_up: Vec<Result<Option<ListedObject>, S3Error>> = futures::stream::iter(
             entries
                 .into_iter()
@@ -245,6 +290,9 @@ impl Discoverer {
         .buffered(HEADS_AT_ONCE)
         .collect()
         .await;
+        self.heads
+            .nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let mut out = Vec::with_capacity(looked_up.len());
         for e in looked_up {
             // None: deleted since the listing.
