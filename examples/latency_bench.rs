@@ -152,16 +152,7 @@ async fn measure(
     let mut f = std::fs::File::create(&config)?;
     write!(
         f,
-        r#"[control]
-database_url = "{base}/{ctl_db}"
-pool_size = 4
-[s3]
-region = "us-east-1"
-endpoint = "${{STAGELOAD_S3_ENDPOINT}}"
-force_path_style = true
-access_key_id = "${{AWS_ACCESS_KEY_ID}}"
-secret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"
-[admin]
+        r#"{head}[admin]
 listen = ""
 [[pipeline]]
 name = "lat"
@@ -184,6 +175,7 @@ iam_role = "{ROLE}"
 manifest_prefix = "manifests/lat/"
 connect_timeout_s = 2
 "#,
+        head = local_s3::config_head(&format!("{base}/{ctl_db}")),
         interval = args.interval
     )?;
     drop(f);

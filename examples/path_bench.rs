@@ -22,6 +22,8 @@
 mod bench_queue;
 #[path = "common/history.rs"]
 mod history;
+#[path = "common/local_s3.rs"]
+mod local_s3;
 #[path = "common/notify.rs"]
 mod notify;
 #[path = "common/small_objects.rs"]
@@ -188,18 +190,7 @@ fn config(url: &str, bucket: &str, queue: Option<&str>) -> anyhow::Result<Config
     let env = |k: &str| std::env::var(k).ok();
     Ok(Config::parse(
         &format!(
-            r#"
-[control]
-database_url = "{url}"
-pool_size = 4
-
-[s3]
-region = "us-east-1"
-endpoint = "${{STAGELOAD_S3_ENDPOINT}}"
-force_path_style = true
-access_key_id = "${{AWS_ACCESS_KEY_ID}}"
-secret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"
-
+            r#"{head}
 [[pipeline]]
 name = "{PIPELINE}"
 
@@ -216,7 +207,8 @@ max_objects = 1000
 [pipeline.destination]
 type = "file"
 directory = "/tmp"
-"#
+"#,
+            head = local_s3::config_head(url)
         ),
         "path_bench",
         &env,

@@ -262,10 +262,11 @@ impl<'a> Walk<'a> {
                         row,
                     })
                 }
+                // S3's error already names the object's URL.
                 Err(OpenFailure::Transient(e)) => {
                     return Some(Step::Unreadable {
                         index: start.index,
-                        error: format!("{}: {e}", object.url()),
+                        error: e.to_string(),
                     })
                 }
             }
