@@ -241,13 +241,9 @@ impl<'a> Run<'a> {
                         next = (k, r.ordinal + 1);
                     }
                     walk.recycle(block);
-                    self.hand_over().await;
                 }
-                Step::Done { .. } => self.hand_over().await,
-                Step::Skipped { index, row } => {
-                    self.settle(index, *row);
-                    self.hand_over().await;
-                }
+                Step::Done { .. } => {}
+                Step::Skipped { index, row } => self.settle(index, *row),
                 Step::Unreadable { index, error } => {
                     if next.0 < index {
                         next = (index, 0);
@@ -255,9 +251,10 @@ impl<'a> Run<'a> {
                     if self.s3_failed(index, &batch.objects[index], error) {
                         return Some(next);
                     }
-                    self.hand_over().await;
                 }
             }
+            // Giving up, what this step found goes to the write-off before the next is read.
+            self.hand_over().await;
         }
         None
     }

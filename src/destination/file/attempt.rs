@@ -72,8 +72,8 @@ impl FileDestination {
                     out.clear();
                     for (_, bytes) in block.records() {
                         push_record(&mut out, self.source.format, bytes);
+                        report.delivered += 1;
                     }
-                    report.delivered += block.block.records.len() as u64;
                     report
                         .rejected
                         .extend(block.errors().map(|e| records::record_error_row(object, e)));

@@ -22,7 +22,6 @@ impl RedshiftDestination {
         let Some(excluded) = resume.and_then(|r| r.0.downcast::<Excluded>().ok()) else {
             return GiveUp::default();
         };
-        // The files left out keep their own reasons; every other object gets the budget's.
         for row in excluded.rows.iter().cloned() {
             out.row(row).await;
         }
