@@ -17,6 +17,7 @@ use serde::de::IgnoredAny;
 use crate::codes;
 use crate::source::decode::{classify, ReadErrorKind};
 use crate::source::formats::{self, Convert, FormatOptions};
+use crate::source::json_check;
 
 /// Initial size of the framer's read buffer; it grows only to hold one long record.
 pub const BUFFER_BYTES: usize = 256 * 1024;
@@ -960,6 +961,9 @@ impl<R: Read> RawFramer<R> {
 
 /// Validates one JSON value (with optional surrounding whitespace) without building it.
 fn validate_json(bytes: &[u8]) -> Result<(), String> {
+    if json_check::accepts(bytes) {
+        return Ok(());
+    }
     // serde_json does not check UTF-8 inside strings it ignores; JSON requires it.
     let text = check_utf8(bytes)?;
     match serde_json::from_str::<IgnoredAny>(text) {

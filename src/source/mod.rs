@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod formats;
 pub mod framing;
+pub mod json_check;
 pub mod layout;
 pub mod parquet;
 pub mod pointer;
