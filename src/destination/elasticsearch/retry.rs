@@ -263,6 +263,27 @@ mod tests {
         assert!(errors_false_up_front(spaced));
         assert!(errors_false_up_front(br#"{"errors":false,"items":[] }"#));
         assert_eq!(parse_bulk(spaced, 0).unwrap(), BulkAnswer::AllDone);
+        // The shape asked for with the client's `filter_path` (no `took`, one member per item).
+        let filtered =
+            br#"{"errors":false,"items":[{"index":{"status":201}},{"create":{"status":201}}]}"#;
+        assert!(errors_false_up_front(filtered));
+    }
+
+    #[test]
+    fn a_filtered_answer_with_errors_keeps_one_item_per_document() {
+        let body = br#"{"errors":true,"items":[{"index":{"status":201}},{"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse"}}},{"index":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"rejected execution"}}}]}"#;
+        let BulkAnswer::Items(items) = parse_bulk(body, 3).unwrap() else {
+            panic!("items expected");
+        };
+        assert_eq!(items[0], ItemVerdict::Done);
+        assert_eq!(
+            items[1],
+            ItemVerdict::Reject(400, "mapper_parsing_exception: failed to parse".into())
+        );
+        assert!(matches!(
+            items[2],
+            ItemVerdict::Retry(FailureKind::Transient, 429, _)
+        ));
     }
 
     #[test]

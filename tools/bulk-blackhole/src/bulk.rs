@@ -2,6 +2,7 @@
 //! followed by one source line, except `delete`), and the answer is written by hand into a
 //! buffer, one item per action, as Elasticsearch/OpenSearch answer a request that fully succeeded.
 
+use crate::filter::{Filter, ITEM_FIELDS};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -129,18 +130,30 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("string serializes");
 }
 
-/// Answers `body` into `out` (cleared first). `path_index` is the `{index}` of `/{index}/_bulk`,
-/// used for actions without `_index`. Actions without `_id` get one made of `id_prefix` and a
-/// counter. `seq_no` numbers the items across requests.
+/// Answers `body` into `out` (cleared first), keeping what `filter` keeps. `path_index` is the
+/// `{index}` of `/{index}/_bulk`, used for actions without `_index`. Actions without `_id` get
+/// one made of `id_prefix` and a counter. `seq_no` numbers the items across requests.
 pub fn answer(
     body: &[u8],
     path_index: Option<&str>,
     id_prefix: &str,
     seq_no: &mut u64,
+    filter: &Filter,
     out: &mut Vec<u8>,
 ) -> Result<Answered, BulkError> {
     out.clear();
-    out.extend_from_slice(b"{\"took\":0,\"errors\":false,\"items\":[");
+    let mut head = Vec::new();
+    if filter.took {
+        head.push(&b"\"took\":0"[..]);
+    }
+    if filter.errors {
+        head.push(b"\"errors\":false");
+    }
+    if filter.items() {
+        head.push(b"\"items\":[");
+    }
+    out.push(b'{');
+    out.extend_from_slice(&head.join(&b","[..]));
     let mut rest = body;
     let mut line_no = 0usize;
     let mut docs = 0u64;
@@ -177,14 +190,26 @@ pub fn answer(
                 })
             }
         };
-        if docs > 0 {
+        if docs > 0 && filter.items() {
             out.push(b',');
         }
-        push_item(out, action, index, meta.id.as_deref(), id_prefix, *seq_no);
+        if filter.items() {
+            let item = Item {
+                action,
+                index,
+                id: meta.id.as_deref(),
+                id_prefix,
+                seq_no: *seq_no,
+            };
+            push_item(out, &item, filter);
+        }
         *seq_no += 1;
         docs += 1;
     }
-    out.extend_from_slice(b"]}");
+    if filter.items() {
+        out.push(b']');
+    }
+    out.push(b'}');
     Ok(Answered { docs })
 }
 
@@ -231,37 +256,44 @@ fn parse_action(line: &[u8]) -> Result<(Action, Meta<'_>), String> {
     }
 }
 
-fn push_item(
-    out: &mut Vec<u8>,
+/// One item of the answer.
+struct Item<'a> {
     action: Action,
-    index: &str,
-    id: Option<&str>,
-    id_prefix: &str,
+    index: &'a str,
+    id: Option<&'a str>,
+    id_prefix: &'a str,
     seq_no: u64,
-) {
-    let (result, status) = action.outcome();
+}
+
+fn push_item(out: &mut Vec<u8>, item: &Item<'_>, filter: &Filter) {
+    let (result, status) = item.action.outcome();
     out.extend_from_slice(b"{\"");
-    out.extend_from_slice(action.name().as_bytes());
-    out.extend_from_slice(b"\":{\"_index\":");
-    push_str(out, index);
-    out.extend_from_slice(b",\"_id\":");
-    match id {
-        Some(id) => push_str(out, id),
-        None => {
-            out.push(b'"');
-            out.extend_from_slice(id_prefix.as_bytes());
-            out.extend_from_slice(seq_no.to_string().as_bytes());
-            out.push(b'"');
+    out.extend_from_slice(item.action.name().as_bytes());
+    out.extend_from_slice(b"\":{");
+    let mut first = true;
+    for (name, keep) in ITEM_FIELDS.iter().zip(filter.item_fields) {
+        if !keep {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        push_str(out, name);
+        out.push(b':');
+        match *name {
+            "_index" => push_str(out, item.index),
+            "_id" => match item.id {
+                Some(id) => push_str(out, id),
+                None => push_str(out, &format!("{}{}", item.id_prefix, item.seq_no)),
+            },
+            "_version" | "_primary_term" => out.push(b'1'),
+            "result" => push_str(out, result),
+            "_shards" => out.extend_from_slice(b"{\"total\":1,\"successful\":1,\"failed\":0}"),
+            "_seq_no" => out.extend_from_slice(item.seq_no.to_string().as_bytes()),
+            _ => out.extend_from_slice(status.to_string().as_bytes()),
         }
     }
-    out.extend_from_slice(b",\"_version\":1,\"result\":\"");
-    out.extend_from_slice(result.as_bytes());
-    out.extend_from_slice(
-        b"\",\"_shards\":{\"total\":1,\"successful\":1,\"failed\":0},\"_seq_no\":",
-    );
-    out.extend_from_slice(seq_no.to_string().as_bytes());
-    out.extend_from_slice(b",\"_primary_term\":1,\"status\":");
-    out.extend_from_slice(status.to_string().as_bytes());
     out.extend_from_slice(b"}}");
 }
 
@@ -273,7 +305,15 @@ mod tests {
     fn run(body: &str, path_index: Option<&str>) -> (Value, u64) {
         let mut out = Vec::new();
         let mut seq = 0;
-        let a = answer(body.as_bytes(), path_index, "bh-", &mut seq, &mut out).unwrap();
+        let a = answer(
+            body.as_bytes(),
+            path_index,
+            "bh-",
+            &mut seq,
+            &Filter::default(),
+            &mut out,
+        )
+        .unwrap();
         (serde_json::from_slice(&out).unwrap(), a.docs)
     }
 
@@ -315,6 +355,29 @@ mod tests {
     }
 
     #[test]
+    fn filter_path_keeps_only_what_it_names() {
+        let body = "{\"index\":{\"_index\":\"i\",\"_id\":\"a\"}}\n{}\n{\"create\":{\"_index\":\"i\"}}\n{}\n";
+        let mut out = Vec::new();
+        let mut seq = 0;
+        let filter = Filter::parse("errors,items.*.status,items.*.error");
+        let a = answer(body.as_bytes(), None, "bh-", &mut seq, &filter, &mut out).unwrap();
+        assert_eq!(a.docs, 2);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            r#"{"errors":false,"items":[{"index":{"status":201}},{"create":{"status":201}}]}"#
+        );
+        let filter = Filter::parse("items.*.error");
+        answer(body.as_bytes(), None, "bh-", &mut seq, &filter, &mut out).unwrap();
+        assert_eq!(out, b"{}");
+        let filter = Filter::parse("took,items.*._id");
+        answer(body.as_bytes(), None, "bh-", &mut seq, &filter, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"took":0,"items":[{"index":{"_id":"a"}},{"create":{"_id":"bh-5"}}]}"#
+        );
+    }
+
+    #[test]
     fn empty_body_answers_no_items() {
         let (v, docs) = run("", None);
         assert_eq!(docs, 0);
@@ -336,7 +399,15 @@ mod tests {
             ),
         ];
         for (body, line, reason) in cases {
-            let e = answer(body.as_bytes(), None, "", &mut seq, &mut out).unwrap_err();
+            let e = answer(
+                body.as_bytes(),
+                None,
+                "",
+                &mut seq,
+                &Filter::default(),
+                &mut out,
+            )
+            .unwrap_err();
             assert_eq!(e.line, line, "{body}");
             assert!(e.reason.contains(reason), "{body}: {}", e.reason);
             let v: Value = serde_json::from_slice(&e.to_json()).unwrap();

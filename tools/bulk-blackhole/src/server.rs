@@ -2,8 +2,9 @@
 //! `/_blackhole/stats`. Everything else answers 404 as Elasticsearch does.
 
 use crate::bulk;
+use crate::filter::Filter;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -120,20 +121,34 @@ async fn stats_route(State(app): State<Arc<App>>) -> Response {
     json(StatusCode::OK, body.to_string())
 }
 
-async fn bulk_plain(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle_bulk(&app, None, &headers, body)
+async fn bulk_plain(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let filter = Filter::from_query(query.as_deref());
+    handle_bulk(&app, None, &filter, &headers, body)
 }
 
 async fn bulk_index(
     State(app): State<Arc<App>>,
     Path(index): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle_bulk(&app, Some(&index), &headers, body)
+    let filter = Filter::from_query(query.as_deref());
+    handle_bulk(&app, Some(&index), &filter, &headers, body)
 }
 
-fn handle_bulk(app: &App, index: Option<&str>, headers: &HeaderMap, body: Bytes) -> Response {
+fn handle_bulk(
+    app: &App,
+    index: Option<&str>,
+    filter: &Filter,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let s = &app.stats;
     let request = s.requests.fetch_add(1, Ordering::Relaxed);
     s.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -170,7 +185,7 @@ fn handle_bulk(app: &App, index: Option<&str>, headers: &HeaderMap, body: Bytes)
     let id_prefix = format!("bh{request}-");
     let mut seq = 0;
     let mut out = Vec::with_capacity(64 + body.len() / 4);
-    match bulk::answer(body, index, &id_prefix, &mut seq, &mut out) {
+    match bulk::answer(body, index, &id_prefix, &mut seq, filter, &mut out) {
         Ok(a) => {
             s.docs.fetch_add(a.docs, Ordering::Relaxed);
             json(StatusCode::OK, out)
