@@ -2,8 +2,11 @@
 //! when `errors` is true; each failure classified as retry-alone or rejected for good.
 
 use crate::destination::FailureKind;
+use memchr::arch::all::packedpair::HeuristicFrequencyRank;
+use memchr::memmem::{Finder, FinderBuilder};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 /// What to do with a whole request that did not come back 200.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +115,25 @@ pub fn parse_bulk(body: &[u8], sent: usize) -> Result<BulkAnswer, ResponseError>
     ))
 }
 
+/// Byte ranks for finding `"errors"` in an answer asked for with the client's `filter_path`
+/// (`{"index":{"status":201}}` per item): `r` and `o` occur there only inside `error` keys, so
+/// the search stops on them alone; memchr's default ranks, made for text, pick the quote and
+/// `e` and stop on every item.
+struct AnswerRanks;
+
+impl HeuristicFrequencyRank for AnswerRanks {
+    fn rank(&self, byte: u8) -> u8 {
+        match byte {
+            b'r' => 0,
+            b'o' => 1,
+            _ => 255,
+        }
+    }
+}
+
+static ERRORS_KEY: LazyLock<Finder<'static>> =
+    LazyLock::new(|| FinderBuilder::new().build_forward_with_ranker(AnswerRanks, b"\"errors\""));
+
 /// True only when `body` is certainly an object whose top-level `errors` is `false`: it opens
 /// with `{`, then members whose values are plain numbers (`took`, `ingest_took`), then
 /// `"errors": false`, it ends with `]}` (the items array, then the object), and `"errors"`
@@ -171,7 +193,7 @@ fn errors_false_up_front(body: &[u8]) -> bool {
                 .trim_ascii_end()
                 .strip_suffix(b"}")
                 .is_some_and(|b| b.trim_ascii_end().ends_with(b"]"));
-            let repeated = memchr::memmem::find(&body[after_value..], b"\"errors\"").is_some();
+            let repeated = ERRORS_KEY.find(&body[after_value..]).is_some();
             return closed && !repeated;
         }
         let number = body[at..]

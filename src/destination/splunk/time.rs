@@ -16,17 +16,39 @@ impl EventTime {
 
     /// `1426279439` or `1426279439.123`: seconds with the fraction trimmed, as HEC wants.
     pub fn write(self, out: &mut impl std::fmt::Write) {
-        let (secs, micros) = (self.0.div_euclid(1_000_000), self.0.rem_euclid(1_000_000));
-        let _ = write!(out, "{secs}");
+        // Digits written backwards into a stack buffer: `write!` with its padding machinery
+        // was about 3% of the HEC path's CPU. 19 digits, a sign, a point and 6 digits fit.
+        let mut buf = [0u8; 28];
+        let mut at = buf.len();
+        let mut put = |byte: u8| {
+            at -= 1;
+            buf[at] = byte;
+        };
+        let abs = self.0.unsigned_abs();
+        let (mut secs, micros) = (abs / 1_000_000, abs % 1_000_000);
         if micros != 0 {
-            // Trailing zeros dropped by arithmetic: no string is built per event.
             let (mut frac, mut width) = (micros, 6);
             while frac % 10 == 0 {
                 frac /= 10;
                 width -= 1;
             }
-            let _ = write!(out, ".{frac:0width$}");
+            for _ in 0..width {
+                put(b'0' + (frac % 10) as u8);
+                frac /= 10;
+            }
+            put(b'.');
         }
+        loop {
+            put(b'0' + (secs % 10) as u8);
+            secs /= 10;
+            if secs == 0 {
+                break;
+            }
+        }
+        if self.0 < 0 {
+            put(b'-');
+        }
+        let _ = out.write_str(std::str::from_utf8(&buf[at..]).expect("ASCII digits"));
     }
 }
 
@@ -157,6 +179,15 @@ mod tests {
         EventTime(1_426_279_439_120_000).write(&mut s);
         s.push(' ');
         EventTime(1_426_279_439_000_001).write(&mut s);
-        assert_eq!(s, "1426279439 1426279439.12 1426279439.000001");
+        s.push(' ');
+        EventTime(0).write(&mut s);
+        s.push(' ');
+        EventTime(-1_500_000).write(&mut s);
+        s.push(' ');
+        EventTime(i64::MIN).write(&mut s);
+        assert_eq!(
+            s,
+            "1426279439 1426279439.12 1426279439.000001 0 -1.5 -9223372036854.775808"
+        );
     }
 }
