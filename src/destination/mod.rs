@@ -7,6 +7,7 @@
 pub mod elasticsearch;
 pub mod failed;
 pub mod file;
+pub mod gzip;
 pub mod redshift;
 pub mod splunk;
 

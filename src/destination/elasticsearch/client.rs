@@ -5,7 +5,7 @@ use crate::config::{ElasticsearchConfig, HttpCompression};
 use bytes::Bytes;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use elasticsearch::http::transport::{MultiNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::{Method, Url};
 use elasticsearch::Elasticsearch;
@@ -66,6 +66,7 @@ pub enum Sent {
 /// A configured connection to the cluster.
 pub struct Client {
     es: Elasticsearch,
+    gzip: bool,
     bulk_query: Vec<(&'static str, String)>,
     endpoints: String,
 }
@@ -93,7 +94,9 @@ impl Client {
         let mut builder = TransportBuilder::new(pool)
             .timeout(Duration::from_secs(config.request_timeout_s))
             .enable_meta_header(false)
-            .request_body_compression(config.compression == HttpCompression::Gzip);
+            // The client's own compression runs level 6 on the runtime thread; bodies are
+            // compressed here instead (`destination::gzip`: level 1, on a blocking thread).
+            .request_body_compression(false);
         if let Some(key) = &config.api_key {
             builder = builder.auth(Credentials::EncodedApiKey(key.expose().to_string()));
         } else if let Some(user) = &config.username {
@@ -125,6 +128,7 @@ impl Client {
         }
         Ok(Client {
             es: Elasticsearch::new(transport),
+            gzip: config.compression == HttpCompression::Gzip,
             bulk_query,
             endpoints: config
                 .endpoints
@@ -140,8 +144,9 @@ impl Client {
         &self.endpoints
     }
 
-    /// Sends one NDJSON body to `_bulk`, asking for the answer's `errors` and each item's
-    /// `status` and `error` only ([`BULK_FILTER_PATH`]).
+    /// Sends one NDJSON body to `_bulk` (gzip-compressed at level 1 when the pipeline says
+    /// `compression = "gzip"`), asking for the answer's `errors` and each item's `status` and
+    /// `error` only ([`BULK_FILTER_PATH`]).
     pub async fn bulk(&self, body: Bytes) -> Sent {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -149,6 +154,12 @@ impl Client {
             HeaderValue::from_static("application/x-ndjson"),
         );
         let query = (!self.bulk_query.is_empty()).then_some(&self.bulk_query);
+        let body = if self.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            Bytes::from(crate::destination::gzip::gzip(body).await)
+        } else {
+            body
+        };
         let sent = self
             .es
             .send(Method::Post, "_bulk", headers, query, Some(body), None)

@@ -8,7 +8,6 @@ use crate::destination::DestinationError;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::Duration;
 
 /// Header naming the channel.
@@ -124,9 +123,7 @@ impl Hec {
         req = match self.compression {
             HttpCompression::None => req.body(body),
             HttpCompression::Gzip => {
-                let gz = tokio::task::spawn_blocking(move || gzip(&body))
-                    .await
-                    .expect("gzip does not panic");
+                let gz = crate::destination::gzip::gzip(body).await;
                 req.header(CONTENT_ENCODING, "gzip").body(gz)
             }
         };
@@ -244,13 +241,4 @@ pub enum PollError {
     /// HEC refused the query (code 14: the token has acknowledgement off).
     #[error("ack poll refused: {0:?}")]
     Refused(Verdict),
-}
-
-fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body).expect("writing to a Vec");
-    enc.finish().expect("writing to a Vec")
 }
