@@ -21,7 +21,9 @@
 # also "file", "elasticsearch-giveup", "splunk-giveup"), BENCH_SKIP_BUILD=1, BENCH_KEEP=1 (keep
 # the staged bucket, databases and logs), BENCH_TIMEOUT_S (1800 per destination),
 # BENCH_SPLUNK_MAX_UNACKED (the Splunk destination's max_unacked_requests; its default when unset),
-# BENCH_BIN (directory of the stageload binary to measure; target/release by default).
+# BENCH_BIN (directory of the stageload binary to measure; target/release by default),
+# BENCH_BATCH_OBJECTS (2: the buffer's max_objects, so the objects make several batches and
+# `workers = 2` has two to deliver at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,6 +32,7 @@ OBJECTS=${BENCH_OBJECTS:-16}
 OBJECT_MIB=${BENCH_OBJECT_MIB:-64}
 DESTINATIONS=${BENCH_DESTINATIONS:-elasticsearch elasticsearch-w2 elasticsearch-gzip splunk-noack splunk-noack-gzip splunk-ack}
 TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
+BATCH_OBJECTS=${BENCH_BATCH_OBJECTS:-2}
 HEC_TOKEN=00000000-0000-0000-0000-0000000be7c4
 PREFIX=firehose/bench/
 
@@ -60,6 +63,9 @@ RECEIVER_PID=""
 DATABASES=()
 
 psql_q() { psql "$STAGELOAD_PG_URL" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
+# Busy and total jiffies of all cores: busy is user, nice, system, irq, softirq and steal; the
+# total adds idle and iowait. Their ratio over a row says whether the machine was saturated.
+cpu_jiffies() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
 
 cleanup() {
   for p in "$DAEMON_PID" "$RECEIVER_PID"; do
@@ -268,14 +274,15 @@ poll_interval_s = 1
 [pipeline.buffer]
 size_mib = $size_mib
 interval_s = $interval_s
-max_objects = 1000
+max_objects = $BATCH_OBJECTS
 
 [pipeline.destination]
 $(destination_toml "$name")
 TOML
 
   log "$name: running the daemon ($cfg)"
-  local t0 t1 loaded=0 skipped=0
+  local t0 t1 loaded=0 skipped=0 j0 j1
+  j0=$(cpu_jiffies)
   t0=$(now)
   "$DAEMON_BIN" run --config "$cfg" 2>"$WORK/$name.daemon.log" &
   DAEMON_PID=$!
@@ -304,6 +311,10 @@ TOML
     sleep 0.2
   done
   t1=$(now)
+  j1=$(cpu_jiffies)
+  local busy
+  busy=$(awk -v a="$j0" -v b="$j1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2] > 0 ? y[2] - x[2] : 1) }')
   # Read the figures before stopping: /proc/PID is gone once the process exits.
   local cpu hwm
   cpu=$(proc_cpu_s "$DAEMON_PID")
@@ -332,8 +343,9 @@ TOML
   gz=$(gzip_cpu); gz_cpu=${gz% *}; gz_wall=${gz#* }
 
   local wall; wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$RECORDS" "$UNCOMPRESSED" \
-    "$wall" "$cpu" "$hwm" "$gz_cpu" "$gz_wall" "$got" "$rejected" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$RECORDS" "$UNCOMPRESSED" \
+    "$wall" "$cpu" "$hwm" "$gz_cpu" "$gz_wall" "$got" "$rejected" "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$busy" >>"$RESULTS"
   rm -rf "$WORK/file-out"
 }
 
@@ -346,13 +358,14 @@ echo "stageload benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): $OBJECTS objects, $REC
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); MB = 10^6 bytes"
 awk -F'\t' '
   BEGIN {
-    printf "%-20s %10s %8s %7s %10s %7s %7s %8s %9s %10s %8s %9s %6s\n", "destination", "records", "MB",
-      "wall s", "records/s", "MB/s", "CPU s", "CPU s/GB", "RSS MB", "gzip CPU s", "CPU/gzip", "received", "load"
+    printf "%-20s %10s %8s %7s %10s %7s %7s %8s %9s %10s %8s %9s %6s %6s\n", "destination", "records", "MB",
+      "wall s", "records/s", "MB/s", "CPU s", "CPU s/GB", "RSS MB", "gzip CPU s", "CPU/gzip", "received", "load",
+      "busy %"
   }
   {
     mb = $3 / 1e6
-    printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9.1f %10.2f %8.2f %9s %6s\n", $1, $2, mb, $4,
-      $2 / $4, mb / $4, $5, $5 / (mb / 1000), $6, $7, $5 / $7, $9, $11
+    printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9.1f %10.2f %8.2f %9s %6s %6s\n", $1, $2, mb, $4,
+      $2 / $4, mb / $4, $5, $5 / (mb / 1000), $6, $7, $5 / $7, $9, $11, $12
     if ($10 != 0) rows = rows sprintf("  (%s: %s load_errors rows)\n", $1, $10)
     gz_n++; gz_cpu += $7; gz_wall += $8; gz_mb = mb; gz_rec = $2; wall[$1] = $4
   }
@@ -360,8 +373,8 @@ awk -F'\t' '
     # The reference: gzip -dc over the same objects, the mean of the runs above.
     if (gz_n > 0) {
       c = gz_cpu / gz_n; w = gz_wall / gz_n
-      printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9s %10.2f %8.2f %9s %6s\n", "gzip -dc (reference)",
-        gz_rec, gz_mb, w, gz_rec / w, gz_mb / w, c, c / (gz_mb / 1000), "-", c, 1, "-", "-"
+      printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9s %10.2f %8.2f %9s %6s %6s\n", "gzip -dc (reference)",
+        gz_rec, gz_mb, w, gz_rec / w, gz_mb / w, c, c / (gz_mb / 1000), "-", c, 1, "-", "-", "-"
     }
     printf "%s", rows
     if (("splunk-ack" in wall) && ("splunk-noack" in wall))
@@ -373,7 +386,8 @@ echo "aims: CPU/gzip <= 0.70 (Elasticsearch, Splunk without acks), <= 0.80 (Splu
 echo "within 1.25x of splunk-noack), RSS MB < 100; -w2 records/s >= 1.8x the one-worker row. wall s runs"
 echo "from daemon start (migrations, first listing, 1 s seal interval) to the last object loaded; CPU"
 echo "s/GB is daemon CPU seconds per GB (10^9 bytes) of uncompressed input; load is the 1-minute load"
-echo "average at the end of the run."
+echo "average at the end of the run; busy % is the share of all cores busy (any process) while the"
+echo "daemon ran: near 100, the machine was saturated and more workers cannot go faster."
 echo "*-giveup rows: the destination is down, wall s runs to the batch settled skipped (5 s budget"
 echo "included), received counts failed-record JSON lines in S3; aim: RSS MB < 100 for a 1 GiB batch."
 if [ -s "$WORK/short" ]; then
