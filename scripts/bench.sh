@@ -45,6 +45,8 @@ set -a
 set +a
 # Where scripts/stack.sh keeps s3s-fs's data: objects are plain files at $STACK/s3/<bucket>/<key>.
 STACK=${STAGELOAD_STACK_DIR:-/tmp/stageload-stack-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)}
+# The S3 server, whose CPU each row reports beside the daemon's.
+S3_PID=$(cat "$STACK/s3s.pid" 2>/dev/null || true)
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building (release)"
@@ -105,6 +107,8 @@ proc_hwm_mb() {
   awk '/^VmHWM:/ { printf "%.1f", $2 * 1024 / 1e6 }' "/proc/$1/status"
 }
 now() { date +%s.%N; }
+# CPU seconds of another process, 0 when there is none (no receiver for the file destination).
+other_cpu_s() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then proc_cpu_s "$1"; else echo 0; fi; }
 
 # CPU seconds and wall seconds of `gzip -dc` over the staged objects, output discarded.
 gzip_cpu() {
@@ -281,8 +285,9 @@ $(destination_toml "$name")
 TOML
 
   log "$name: running the daemon ($cfg)"
-  local t0 t1 loaded=0 skipped=0 j0 j1
+  local t0 t1 loaded=0 skipped=0 j0 j1 s3_0 rx_0
   j0=$(cpu_jiffies)
+  s3_0=$(other_cpu_s "$S3_PID"); rx_0=$(other_cpu_s "$RECEIVER_PID")
   t0=$(now)
   "$DAEMON_BIN" run --config "$cfg" 2>"$WORK/$name.daemon.log" &
   DAEMON_PID=$!
@@ -319,6 +324,10 @@ TOML
   local cpu hwm
   cpu=$(proc_cpu_s "$DAEMON_PID")
   hwm=$(proc_hwm_mb "$DAEMON_PID")
+  # What the S3 server and the receiver spent during the row: the cores the daemon did not have.
+  local s3_cpu rx_cpu
+  s3_cpu=$(awk -v a="$s3_0" -v b="$(other_cpu_s "$S3_PID")" 'BEGIN { printf "%.2f", b - a }')
+  rx_cpu=$(awk -v a="$rx_0" -v b="$(other_cpu_s "$RECEIVER_PID")" 'BEGIN { printf "%.2f", b - a }')
   kill -TERM "$DAEMON_PID"
   wait "$DAEMON_PID" || true
   DAEMON_PID=""
@@ -343,9 +352,9 @@ TOML
   gz=$(gzip_cpu); gz_cpu=${gz% *}; gz_wall=${gz#* }
 
   local wall; wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$RECORDS" "$UNCOMPRESSED" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$RECORDS" "$UNCOMPRESSED" \
     "$wall" "$cpu" "$hwm" "$gz_cpu" "$gz_wall" "$got" "$rejected" "$(cut -d' ' -f1 /proc/loadavg)" \
-    "$busy" >>"$RESULTS"
+    "$busy" "$s3_cpu" "$rx_cpu" >>"$RESULTS"
   rm -rf "$WORK/file-out"
 }
 
@@ -358,14 +367,14 @@ echo "stageload benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): $OBJECTS objects, $REC
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); MB = 10^6 bytes"
 awk -F'\t' '
   BEGIN {
-    printf "%-20s %10s %8s %7s %10s %7s %7s %8s %9s %10s %8s %9s %6s %6s\n", "destination", "records", "MB",
+    printf "%-20s %10s %8s %7s %10s %7s %7s %8s %9s %10s %8s %9s %6s %6s %8s %8s\n", "destination", "records", "MB",
       "wall s", "records/s", "MB/s", "CPU s", "CPU s/GB", "RSS MB", "gzip CPU s", "CPU/gzip", "received", "load",
-      "busy %"
+      "busy %", "S3 CPU", "recv CPU"
   }
   {
     mb = $3 / 1e6
-    printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9.1f %10.2f %8.2f %9s %6s %6s\n", $1, $2, mb, $4,
-      $2 / $4, mb / $4, $5, $5 / (mb / 1000), $6, $7, $5 / $7, $9, $11, $12
+    printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9.1f %10.2f %8.2f %9s %6s %6s %8s %8s\n", $1, $2, mb, $4,
+      $2 / $4, mb / $4, $5, $5 / (mb / 1000), $6, $7, $5 / $7, $9, $11, $12, $13, $14
     if ($10 != 0) rows = rows sprintf("  (%s: %s load_errors rows)\n", $1, $10)
     gz_n++; gz_cpu += $7; gz_wall += $8; gz_mb = mb; gz_rec = $2; wall[$1] = $4
   }
@@ -373,8 +382,8 @@ awk -F'\t' '
     # The reference: gzip -dc over the same objects, the mean of the runs above.
     if (gz_n > 0) {
       c = gz_cpu / gz_n; w = gz_wall / gz_n
-      printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9s %10.2f %8.2f %9s %6s %6s\n", "gzip -dc (reference)",
-        gz_rec, gz_mb, w, gz_rec / w, gz_mb / w, c, c / (gz_mb / 1000), "-", c, 1, "-", "-", "-"
+      printf "%-20s %10d %8.1f %7.2f %10.0f %7.1f %7.2f %8.2f %9s %10.2f %8.2f %9s %6s %6s %8s %8s\n", "gzip -dc (reference)",
+        gz_rec, gz_mb, w, gz_rec / w, gz_mb / w, c, c / (gz_mb / 1000), "-", c, 1, "-", "-", "-", "-", "-"
     }
     printf "%s", rows
     if (("splunk-ack" in wall) && ("splunk-noack" in wall))
@@ -387,7 +396,8 @@ echo "within 1.25x of splunk-noack), RSS MB < 100; -w2 records/s >= 1.8x the one
 echo "from daemon start (migrations, first listing, 1 s seal interval) to the last object loaded; CPU"
 echo "s/GB is daemon CPU seconds per GB (10^9 bytes) of uncompressed input; load is the 1-minute load"
 echo "average at the end of the run; busy % is the share of all cores busy (any process) while the"
-echo "daemon ran: near 100, the machine was saturated and more workers cannot go faster."
+echo "daemon ran: near 100, the machine was saturated and more workers cannot go faster. S3 CPU and"
+echo "recv CPU are the CPU seconds the S3 server and the blackhole receiver spent in the same time."
 echo "*-giveup rows: the destination is down, wall s runs to the batch settled skipped (5 s budget"
 echo "included), received counts failed-record JSON lines in S3; aim: RSS MB < 100 for a 1 GiB batch."
 if [ -s "$WORK/short" ]; then

@@ -90,32 +90,9 @@ pub struct Answered {
     pub docs: u64,
 }
 
-/// Byte offset of the first `\n` in `s`, eight bytes at a time.
-pub fn find_newline(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = ONES * b'\n' as u64;
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ NL;
-        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zero != 0 {
-            // The lowest flagged byte is always a true zero byte (false flags only sit above one).
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == b'\n')
-        .map(|p| at + p)
-}
-
 /// Splits off the next line (without its `\n`), returning it and the rest.
 fn next_line(s: &[u8]) -> (&[u8], &[u8]) {
-    match find_newline(s) {
+    match memchr::memchr(b'\n', s) {
         Some(p) => (&s[..p], &s[p + 1..]),
         None => (s, &[]),
     }
@@ -412,24 +389,6 @@ mod tests {
             assert!(e.reason.contains(reason), "{body}: {}", e.reason);
             let v: Value = serde_json::from_slice(&e.to_json()).unwrap();
             assert_eq!(v["status"], 400);
-        }
-    }
-
-    #[test]
-    fn find_newline_matches_a_plain_search() {
-        let mut s = vec![b'a'; 40];
-        assert_eq!(find_newline(&s), None);
-        for at in [0, 1, 7, 8, 9, 15, 16, 31, 39] {
-            s.fill(b'a');
-            s[at] = b'\n';
-            // Bytes that trip naive zero tests (0x0b = '\n' ^ 1, 0x8a) must not be found.
-            if at + 1 < s.len() {
-                s[at + 1] = 0x0b;
-            }
-            if at > 0 {
-                s[at - 1] = 0x8a;
-            }
-            assert_eq!(find_newline(&s), Some(at), "at {at}");
         }
     }
 }

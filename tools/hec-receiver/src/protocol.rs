@@ -327,20 +327,32 @@ pub fn raw_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Counts top-level JSON objects without parsing them (blackhole mode); no validation.
+///
+/// String bodies are skipped with `memchr2` up to the next `"` or `\\`: they are most of an
+/// event's bytes, and the blackhole shares the machine with the loader it measures.
 pub fn count_envelopes(body: &[u8]) -> usize {
-    let (mut depth, mut in_string, mut escaped, mut count) = (0usize, false, false, 0usize);
-    for &b in body {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let (mut depth, mut count, mut at) = (0usize, 0usize, 0usize);
+    while at < body.len() {
+        match body[at] {
+            b'"' => {
+                at += 1;
+                // Inside a string: jump to the next quote or backslash; a backslash escapes
+                // the byte after it.
+                loop {
+                    let Some(rest) = body.get(at..) else {
+                        return count;
+                    };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(p) if body[at + p] == b'\\' => at += p + 2,
+                        Some(p) => {
+                            at += p + 1;
+                            break;
+                        }
+                        None => return count,
+                    }
+                }
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 if depth == 0 {
                     count += 1;
@@ -350,6 +362,7 @@ pub fn count_envelopes(body: &[u8]) -> usize {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     count
 }
@@ -488,6 +501,67 @@ mod tests {
             count_envelopes(b"{\"event\":\"}{\"}{\"event\":{\"a\":[1]}}\n{}"),
             3
         );
+    }
+
+    /// The byte-at-a-time count `count_envelopes` replaced, as the reference.
+    fn count_slowly(body: &[u8]) -> usize {
+        let (mut depth, mut in_string, mut escaped, mut count) = (0usize, false, false, 0usize);
+        for &b in body {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    if depth == 0 {
+                        count += 1;
+                    }
+                    depth += 1;
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn counting_skips_strings_as_the_byte_loop_did() {
+        let bodies: [&[u8]; 9] = [
+            b"{\"event\":\"a\\\"}{\"}{\"event\":1}",
+            b"{\"event\":\"a\\\\\"}{\"event\":1}",
+            b"{\"event\":\"[{\"}[1,{\"x\":\"}\"}]",
+            b"{\"event\":\"unterminated",
+            b"{\"event\":\"ends in a backslash\\",
+            b"\"",
+            b"",
+            b"}}{}{{}}{\"a\":\"\\\\\\\"\"}",
+            b"{\"event\":{\"k\":\"v\"}}\r\n{\"event\":[1,2]}\n{\"event\":\"x\"}",
+        ];
+        for body in bodies {
+            assert_eq!(
+                count_envelopes(body),
+                count_slowly(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Every prefix of a realistic body, so cuts land inside strings and escapes.
+        let body = br#"{"time":1.5,"event":{"msg":"a \"quoted\" {brace}","tags":["x","y\\"]}}{"event":"z"}"#;
+        for n in 0..=body.len() {
+            assert_eq!(
+                count_envelopes(&body[..n]),
+                count_slowly(&body[..n]),
+                "prefix {n}"
+            );
+        }
+        assert_eq!(count_envelopes(body), 2);
     }
 
     #[test]
