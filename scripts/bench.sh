@@ -10,6 +10,9 @@
 # a load_errors row and a failed-record JSON line per record. Their row reports the peak RSS of
 # that write-off, the rows stored and the failed-record lines in S3.
 #
+# After the table, examples/scale_bench runs the per-batch work (reader and _bulk body building,
+# nothing sent) over the staged files one and two objects at a time, with no server on the cores.
+#
 # Variants: a "-w2" suffix runs the pipeline with `workers = 2` (two batches delivered at once),
 # a "-gzip" suffix sends with `compression = "gzip"`.
 #
@@ -405,6 +408,14 @@ echo "daemon ran: near 100, the machine was saturated and more workers cannot go
 echo "recv CPU are the CPU seconds the S3 server and the blackhole receiver spent in the same time."
 echo "*-giveup rows: the destination is down, wall s runs to the batch settled skipped (5 s budget"
 echo "included), received counts failed-record JSON lines in S3; aim: RSS MB < 100 for a 1 GiB batch."
+# The per-batch work alone (reader, JSON check, _bulk bodies; no S3 server, receiver or database
+# on the cores), one object and two at a time: what `workers` can scale to on this machine.
+if [ -x "$BIN/examples/scale_bench" ] && [ -d "$STACK/s3/$BUCKET" ]; then
+  echo
+  echo "per-batch work alone (examples/scale_bench: the daemon's reader and _bulk body building over the"
+  echo "staged files, nothing sent), objects at once as workers would deliver batches at once:"
+  "$BIN/examples/scale_bench" --dir "$STACK/s3/$BUCKET" --at-once 1,2
+fi
 if [ -s "$WORK/short" ]; then
   log "FAILED: fewer records received than staged: $(tr '\n' ' ' <"$WORK/short")"
   exit 1
