@@ -33,6 +33,10 @@ struct Args {
     /// Uncompressed MiB per object (each object ends at the first record past this size).
     #[arg(long, default_value_t = 64)]
     object_mib: u64,
+    /// Uncompressed KiB per object instead of `--object-mib` (many small objects, as Fluent
+    /// Bit or Vector flushing every few seconds write).
+    #[arg(long)]
+    object_kib: Option<u64>,
     /// Seed of the record generator (same seed, same data).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -189,12 +193,17 @@ async fn main() -> anyhow::Result<()> {
     let s3 = local_s3::client(&args.bucket).await?;
 
     let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let target = args.object_mib * 1024 * 1024;
+    let target = args
+        .object_kib
+        .map_or(args.object_mib * 1024 * 1024, |k| k * 1024);
     let start = Utc::now() - Duration::minutes(10);
     let (mut records, mut uncompressed, mut compressed) = (0u64, 0u64, 0u64);
     let mut chunk = Vec::with_capacity(1 << 20);
     for o in 0..args.objects {
-        let t = start + Duration::seconds(o as i64 * 30);
+        // 30 s apart, or closer when there are more than 20 objects: all within ten minutes
+        // before now, so no key lies in the future.
+        let step_ms = 30_000.min(600_000 / args.objects.max(1) as i64);
+        let t = start + Duration::milliseconds(o as i64 * step_ms);
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity((target / 6) as usize),
             flate2::Compression::new(args.level),

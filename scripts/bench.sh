@@ -25,17 +25,21 @@
 # the staged bucket, databases and logs), BENCH_TIMEOUT_S (1800 per destination),
 # BENCH_SPLUNK_MAX_UNACKED (the Splunk destination's max_unacked_requests; its default when unset),
 # BENCH_BIN (directory of the stageload binary to measure; target/release by default),
-# BENCH_BATCH_OBJECTS (2: the buffer's max_objects, so the objects make several batches and
-# `workers = 2` has two to deliver at once).
+# BENCH_OBJECT_KIB (unset; when set, objects of that many KiB instead of BENCH_OBJECT_MIB, and
+# batches of up to 1,000 of them: many small objects, as log shippers flushing often write),
+# BENCH_BATCH_OBJECTS (the buffer's max_objects: 2, so the objects make several batches and
+# `workers = 2` has two to deliver at once; 1000 with BENCH_OBJECT_KIB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 OBJECTS=${BENCH_OBJECTS:-16}
 OBJECT_MIB=${BENCH_OBJECT_MIB:-64}
+# Small objects: BENCH_OBJECT_KIB replaces BENCH_OBJECT_MIB when set.
+OBJECT_KIB=${BENCH_OBJECT_KIB:-}
 DESTINATIONS=${BENCH_DESTINATIONS:-elasticsearch elasticsearch-w2 elasticsearch-gzip splunk-noack splunk-noack-gzip splunk-ack}
 TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
-BATCH_OBJECTS=${BENCH_BATCH_OBJECTS:-2}
+if [ -n "$OBJECT_KIB" ]; then BATCH_OBJECTS=${BENCH_BATCH_OBJECTS:-1000}; else BATCH_OBJECTS=${BENCH_BATCH_OBJECTS:-2}; fi
 HEC_TOKEN=00000000-0000-0000-0000-0000000be7c4
 PREFIX=firehose/bench/
 
@@ -86,9 +90,11 @@ cleanup() {
 trap cleanup EXIT
 
 # --- stage -------------------------------------------------------------------------------------
-log "staging $OBJECTS x $OBJECT_MIB MiB (uncompressed) in s3://$BUCKET/$PREFIX"
+if [ -n "$OBJECT_KIB" ]; then size_arg=(--object-kib "$OBJECT_KIB"); size_text="$OBJECT_KIB KiB"
+else size_arg=(--object-mib "$OBJECT_MIB"); size_text="$OBJECT_MIB MiB"; fi
+log "staging $OBJECTS x $size_text (uncompressed) in s3://$BUCKET/$PREFIX"
 "$BIN/examples/stage_bench" --bucket "$BUCKET" --prefix "$PREFIX" --objects "$OBJECTS" \
-  --object-mib "$OBJECT_MIB" | tee "$WORK/stage.out"
+  "${size_arg[@]}" 2>/dev/null | tee "$WORK/stage.out"
 summary=$(tail -n 1 "$WORK/stage.out")
 RECORDS=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$summary")
 UNCOMPRESSED=$(sed -n 's/.*uncompressed_bytes=\([0-9]*\).*/\1/p' <<<"$summary")

@@ -199,3 +199,71 @@ async fn a_restart_lists_only_the_lookback_window() {
     }
     assert_eq!(delivered_lines(out.path()).len(), 2 + 2 + 2 + 3);
 }
+
+#[tokio::test]
+async fn a_listing_of_several_pages_records_and_delivers_every_key_once() {
+    use futures::StreamExt;
+    const OBJECTS: usize = 2_345;
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("pages").await,
+        stack.bucket("pages").await,
+    );
+    let s3 = stack.s3().await;
+    let proxy = proxy::Proxy::start(&stack.s3_endpoint).await;
+    let out = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let hour = format!(
+        "in/pages/{:04}/{:02}/{:02}/{:02}",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour()
+    );
+    let keys: Vec<String> = (0..OBJECTS)
+        .map(|i| format!("{hour}/obj-{i:05}.json"))
+        .collect();
+    futures::stream::iter(keys.iter().enumerate())
+        .for_each_concurrent(32, |(i, key)| {
+            let (s3, bucket) = (&s3, &bucket);
+            async move { put(s3, bucket, key, json_lines(&format!("o{i}"), 1, 40)).await }
+        })
+        .await;
+
+    let config = stack
+        .base_config(&db)
+        .replace(&stack.s3_endpoint, &proxy.endpoint())
+        + &file_pipeline("pages", &bucket, out.path(), 30);
+    let _daemon = Daemon::start(&config);
+    wait_for("every object loaded", LONG, || async {
+        (loaded(&db, "pages").await == OBJECTS as i64).then_some(())
+    })
+    .await;
+    // S3 answers at most 1,000 keys a page: the first listing went on with continuation tokens.
+    let pages = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.contains("list-type=2") && r.contains("continuation-token"))
+        .count();
+    assert!(pages >= 2, "{pages} continued listings");
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(DISTINCT key) FROM staged_objects WHERE pipeline = 'pages'"
+        )
+        .await,
+        OBJECTS as i64
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM staged_objects").await,
+        OBJECTS as i64
+    );
+    // The cursor ends at the last key, so the next poll lists nothing already recorded.
+    let cursor = query_strings(&db, "SELECT last_key FROM discovery_cursors").await;
+    assert_eq!(cursor, vec![keys[OBJECTS - 1].clone()]);
+    let mut lines = delivered_lines(out.path());
+    assert_eq!(lines.len(), OBJECTS);
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), OBJECTS, "a record was delivered twice");
+}

@@ -319,13 +319,12 @@ impl Discoverer {
             self.pipeline.source.prefix.clone(),
         );
         let mut done = Listing::default();
-        let mut token: Option<String> = None;
+        let mut fetched = self
+            .s3
+            .list_page(&bucket, list_prefix, start_after, None)
+            .await;
         loop {
-            let (page, next) = self
-                .s3
-                .list_page(&bucket, list_prefix, start_after, token.as_deref())
-                .await
-                .map_err(|e| self.s3_err(e))?;
+            let (page, next) = fetched.map_err(|e| self.s3_err(e))?;
             debug!(pipeline = %name, prefix = %list_prefix, start_after = start_after.unwrap_or(""), keys = page.len(), "listed page");
             let mut entries = Vec::with_capacity(page.len());
             let mut last = None;
@@ -364,11 +363,23 @@ impl Discoverer {
                 entries.push(entry);
             }
             let entries = self.with_etags(entries).await?;
-            done.recorded += self
-                .control
-                .record_objects(&name, &bucket, &entries)
-                .await
-                .map_err(|e| self.db_err(e))?;
+            // The next page is asked for while this one is recorded: against S3 a page takes
+            // longer than its ledger insert, and the cursor still moves page by page below.
+            let token = next.filter(|_| !past_until);
+            let (recorded, upcoming) = tokio::join!(
+                self.control.record_objects(&name, &bucket, &entries),
+                async {
+                    match &token {
+                        Some(t) => Some(
+                            self.s3
+                                .list_page(&bucket, list_prefix, start_after, Some(t))
+                                .await,
+                        ),
+                        None => None,
+                    }
+                }
+            );
+            done.recorded += recorded.map_err(|e| self.db_err(e))?;
             if let Some(l) = learned {
                 self.control
                     .save_key_layout(&name, &bucket, &prefix, &l.template())
@@ -383,9 +394,9 @@ impl Discoverer {
                     .await
                     .map_err(|e| self.db_err(e))?;
             }
-            match next {
-                Some(t) if !past_until => token = Some(t),
-                _ => return Ok(done),
+            match upcoming {
+                Some(page) => fetched = page,
+                None => return Ok(done),
             }
         }
     }

@@ -15,6 +15,14 @@ use crate::model::{cut_raw, LoadError, StagedObject};
 /// Bytes of records per block handed to a destination.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
+/// Objects a [`Walk`] opens ahead of the one being read, so a batch of many small objects
+/// does not wait one GET round trip per object.
+pub const OPEN_AHEAD: usize = 16;
+
+/// Past the next object, objects are opened ahead only while their sizes together stay within
+/// this: each opened object has a reader decoding up to two blocks ahead.
+pub const OPEN_AHEAD_BYTES: i64 = 8 << 20;
+
 /// Why an object could not be opened.
 #[derive(Debug)]
 enum OpenFailure {
@@ -22,6 +30,14 @@ enum OpenFailure {
     Missing(Box<LoadError>),
     /// Anything else (S3 unreachable, throttled): the attempt fails and is retried.
     Transient(S3Error),
+}
+
+/// An object being opened ahead, on a task of its own so its GET goes on while the object
+/// before it is read.
+struct Opening {
+    start: Start,
+    size: i64,
+    task: tokio::task::JoinHandle<Result<RecordStream, OpenFailure>>,
 }
 
 /// Opens an object and starts reading its records.
@@ -176,15 +192,27 @@ pub enum Step {
 /// ended. Each destination decides what an unreadable object means for it (fail the attempt,
 /// or write the object off).
 ///
+/// Objects are opened ahead of the one being read, in plan order (up to [`OPEN_AHEAD`], and past
+/// the next one only while they total at most [`OPEN_AHEAD_BYTES`]); steps still come object by
+/// object in plan order.
+///
 /// [`Walk::next`] is cancel-safe: dropped before it returns (in a `select!`), it loses nothing
 /// and the next call carries on where it was.
 pub struct Walk<'a> {
     s3: &'a S3,
-    source: &'a SourceConfig,
+    source: std::sync::Arc<SourceConfig>,
     objects: &'a [StagedObject],
-    plan: std::vec::IntoIter<Start>,
+    plan: std::iter::Peekable<std::vec::IntoIter<Start>>,
     current: Option<(Start, RecordStream)>,
-    pending: Option<Start>,
+    opening: std::collections::VecDeque<Opening>,
+}
+
+impl Drop for Walk<'_> {
+    fn drop(&mut self) {
+        for o in &self.opening {
+            o.task.abort();
+        }
+    }
 }
 
 impl<'a> Walk<'a> {
@@ -197,11 +225,31 @@ impl<'a> Walk<'a> {
     ) -> Walk<'a> {
         Walk {
             s3,
-            source,
+            source: std::sync::Arc::new(source.clone()),
             objects,
-            plan: plan.into_iter().collect::<Vec<_>>().into_iter(),
+            plan: plan.into_iter().collect::<Vec<_>>().into_iter().peekable(),
             current: None,
-            pending: None,
+            opening: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Starts opening the next planned objects, within [`OPEN_AHEAD`] and [`OPEN_AHEAD_BYTES`].
+    fn open_ahead(&mut self) {
+        let mut bytes: i64 = self.opening.iter().map(|o| o.size).sum();
+        while self.opening.len() < OPEN_AHEAD {
+            let Some(&start) = self.plan.peek() else {
+                break;
+            };
+            let size = self.objects[start.index].size.max(0);
+            if !self.opening.is_empty() && bytes + size > OPEN_AHEAD_BYTES {
+                break;
+            }
+            self.plan.next();
+            bytes += size;
+            let (s3, source) = (self.s3.clone(), std::sync::Arc::clone(&self.source));
+            let object = self.objects[start.index].clone();
+            let task = tokio::spawn(async move { open(&s3, &object, &source).await });
+            self.opening.push_back(Opening { start, size, task });
         }
     }
 
@@ -219,6 +267,7 @@ impl<'a> Walk<'a> {
     /// The next step; `None` once every planned object has ended.
     pub async fn next(&mut self) -> Option<Step> {
         loop {
+            self.open_ahead();
             if let Some((start, stream)) = &mut self.current {
                 let start = *start;
                 let object = &self.objects[start.index];
@@ -245,15 +294,23 @@ impl<'a> Walk<'a> {
                 self.current = None;
                 return Some(step);
             }
-            // Taken from the plan before the open is awaited, kept until it completes, so a
-            // cancelled open is tried again rather than skipped.
-            let start = match self.pending {
-                Some(start) => start,
-                None => *self.pending.insert(self.plan.next()?),
+            // The open stays at the front until it completes, so a cancelled `next` awaits the
+            // same open again rather than skipping it.
+            let front = self.opening.front_mut()?;
+            let joined = (&mut front.task).await;
+            let start = self.opening.pop_front().expect("the front open").start;
+            let opened = match joined {
+                Ok(opened) => opened,
+                Err(e) => {
+                    return Some(Step::Unreadable {
+                        index: start.index,
+                        error: format!(
+                            "{}: opening the object failed: {e}",
+                            self.objects[start.index].url()
+                        ),
+                    })
+                }
             };
-            let object = &self.objects[start.index];
-            let opened = open(self.s3, object, self.source).await;
-            self.pending = None;
             match opened {
                 Ok(stream) => self.current = Some((start, stream)),
                 Err(OpenFailure::Missing(row)) => {
