@@ -19,8 +19,9 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 /// does not wait one GET round trip per object.
 pub const OPEN_AHEAD: usize = 16;
 
-/// Past the next object, objects are opened ahead only while their sizes together stay within
-/// this: each opened object has a reader decoding up to two blocks ahead.
+/// Objects are opened ahead only while their sizes together stay within this, so big objects
+/// (whose GET round trip is nothing beside their reading) are opened one at a time as before:
+/// each opened object has a reader decoding up to two blocks ahead.
 pub const OPEN_AHEAD_BYTES: i64 = 8 << 20;
 
 /// Why an object could not be opened.
@@ -192,9 +193,8 @@ pub enum Step {
 /// ended. Each destination decides what an unreadable object means for it (fail the attempt,
 /// or write the object off).
 ///
-/// Objects are opened ahead of the one being read, in plan order (up to [`OPEN_AHEAD`], and past
-/// the next one only while they total at most [`OPEN_AHEAD_BYTES`]); steps still come object by
-/// object in plan order.
+/// Objects are opened ahead of the one being read, in plan order (up to [`OPEN_AHEAD`], while
+/// they total at most [`OPEN_AHEAD_BYTES`]); steps still come object by object in plan order.
 ///
 /// [`Walk::next`] is cancel-safe: dropped before it returns (in a `select!`), it loses nothing
 /// and the next call carries on where it was.
@@ -241,7 +241,9 @@ impl<'a> Walk<'a> {
                 break;
             };
             let size = self.objects[start.index].size.max(0);
-            if !self.opening.is_empty() && bytes + size > OPEN_AHEAD_BYTES {
+            // The object the walk is waiting for is always opened, whatever its size.
+            let waited_for = self.current.is_none() && self.opening.is_empty();
+            if !waited_for && bytes + size > OPEN_AHEAD_BYTES {
                 break;
             }
             self.plan.next();
