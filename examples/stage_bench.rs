@@ -199,10 +199,10 @@ async fn main() -> anyhow::Result<()> {
     let start = Utc::now() - Duration::minutes(10);
     let (mut records, mut uncompressed, mut compressed) = (0u64, 0u64, 0u64);
     let mut chunk = Vec::with_capacity(1 << 20);
+    // Objects 30 s apart, or closer when there are more than 20: all within ten minutes before
+    // now, so no key lies in the future.
+    let step_ms = 30_000.min(600_000 / args.objects.max(1) as i64);
     for o in 0..args.objects {
-        // 30 s apart, or closer when there are more than 20 objects: all within ten minutes
-        // before now, so no key lies in the future.
-        let step_ms = 30_000.min(600_000 / args.objects.max(1) as i64);
         let t = start + Duration::milliseconds(o as i64 * step_ms);
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity((target / 6) as usize),

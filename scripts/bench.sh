@@ -93,8 +93,11 @@ trap cleanup EXIT
 if [ -n "$OBJECT_KIB" ]; then size_arg=(--object-kib "$OBJECT_KIB"); size_text="$OBJECT_KIB KiB"
 else size_arg=(--object-mib "$OBJECT_MIB"); size_text="$OBJECT_MIB MiB"; fi
 log "staging $OBJECTS x $size_text (uncompressed) in s3://$BUCKET/$PREFIX"
-"$BIN/examples/stage_bench" --bucket "$BUCKET" --prefix "$PREFIX" --objects "$OBJECTS" \
-  "${size_arg[@]}" 2>/dev/null | tee "$WORK/stage.out"
+# Its line per object goes to a file (thousands with BENCH_OBJECT_KIB), shown if staging fails.
+if ! "$BIN/examples/stage_bench" --bucket "$BUCKET" --prefix "$PREFIX" --objects "$OBJECTS" \
+  "${size_arg[@]}" 2>"$WORK/stage.err" | tee "$WORK/stage.out"; then
+  log "staging failed:"; tail -n 20 "$WORK/stage.err" >&2; exit 1
+fi
 summary=$(tail -n 1 "$WORK/stage.out")
 RECORDS=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$summary")
 UNCOMPRESSED=$(sed -n 's/.*uncompressed_bytes=\([0-9]*\).*/\1/p' <<<"$summary")

@@ -366,18 +366,13 @@ impl Discoverer {
             // The next page is asked for while this one is recorded: against S3 a page takes
             // longer than its ledger insert, and the cursor still moves page by page below.
             let token = next.filter(|_| !past_until);
+            let next_page = token.as_deref().map(|t| {
+                self.s3
+                    .list_page(&bucket, list_prefix, start_after, Some(t))
+            });
             let (recorded, upcoming) = tokio::join!(
                 self.control.record_objects(&name, &bucket, &entries),
-                async {
-                    match &token {
-                        Some(t) => Some(
-                            self.s3
-                                .list_page(&bucket, list_prefix, start_after, Some(t))
-                                .await,
-                        ),
-                        None => None,
-                    }
-                }
+                futures::future::OptionFuture::from(next_page)
             );
             done.recorded += recorded.map_err(|e| self.db_err(e))?;
             if let Some(l) = learned {
