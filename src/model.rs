@@ -1,6 +1,7 @@
 //! Plain types shared by the control database, the dispatcher and the destinations.
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// One staged object as the ledger knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,29 @@ pub struct ClaimedBatch {
     pub taken_over: bool,
     /// The objects still to deliver (state `batched`).
     pub objects: Vec<StagedObject>,
+    /// Asks the control database whether this claim still holds the lease, for a destination
+    /// about to do something a second owner must never see done twice (publishing a file).
+    /// Set by the dispatcher; None outside a delivery.
+    pub lease: Option<Lease>,
+}
+
+/// Whether a claim still holds its lease, answered by whoever keeps leases (the control
+/// database): destinations may ask but never write it.
+#[async_trait::async_trait]
+pub trait LeaseCheck: Send + Sync {
+    /// True while the lease is this claim's (and extended by it), false once another worker
+    /// took the batch over; an error when the keeper cannot be asked.
+    async fn held(&self) -> Result<bool, String>;
+}
+
+/// A shared [`LeaseCheck`].
+#[derive(Clone)]
+pub struct Lease(pub Arc<dyn LeaseCheck>);
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lease(..)")
+    }
 }
 
 /// One row for `load_errors`, with the `STL_LOAD_ERRORS` columns a destination can fill.

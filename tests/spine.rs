@@ -395,7 +395,11 @@ async fn a_killed_worker_loses_nothing_and_delivers_nothing_twice() {
     wait_delivered(&out, 400).await;
     wait_all_settled(&db).await;
     assert_eq!(delivered_ids(&out).len(), 400, "every record once");
-    let files = std::fs::read_dir(&out).unwrap().count();
+    let files = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ndjson"))
+        .count();
     assert_eq!(files, 1, "one batch file");
     let settled = query_strings(
         &db,

@@ -177,6 +177,7 @@ impl Control {
             origin,
             taken_over,
             objects,
+            lease: None,
         }))
     }
 

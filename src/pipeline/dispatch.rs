@@ -156,7 +156,8 @@ impl Dispatcher {
     /// Delivers one claimed batch, renewing its lease meanwhile. When the lease cannot be
     /// renewed in time (the control database is away) or was taken over (this process was
     /// paused past it), the attempt stops: past the lease, another worker may hold the batch.
-    async fn deliver(&self, batch: ClaimedBatch, stop: &CancellationToken) {
+    async fn deliver(&self, mut batch: ClaimedBatch, stop: &CancellationToken) {
+        batch.lease = Some(super::lease::of(&self.control, &batch, self.timings.lease));
         let lost = CancellationToken::new();
         let _renewer = RenewerGuard({
             let (control, token, lease, lost, id) = (

@@ -5,6 +5,7 @@
 //! on delivery.
 
 pub mod dispatch;
+mod lease;
 pub mod retry;
 
 use crate::config::PipelineConfig;

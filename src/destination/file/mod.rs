@@ -1,15 +1,17 @@
-//! `type = "file"`: each batch's records as one NDJSON file, written to a temporary name and
-//! renamed, so a file is either whole or absent and a retried batch replaces it rather than
-//! adding to it. The file is named after the batch's origin, `<origin batch id>.ndjson`: a
-//! replay of a skipped batch rewrites its original's file, so a file that landed before the
-//! attempt was counted as failed (the directory lost before its sync) is not doubled by the
-//! replay. For local runs, dry runs and tests.
+//! `type = "file"`: each batch's records as one NDJSON file, written to a temporary name of the
+//! claim's own and renamed, so a file is either whole or absent. The file is named
+//! `<origin batch id>-<digest of its objects>.ndjson`, and a companion lists the objects it
+//! holds (`index`): an object the directory holds is never written again, whether the batch
+//! is retried, taken over, replayed, or listed again by a recreated or restored control
+//! database; and no two different sets of objects share a name, so no file is ever replaced
+//! by another's records. For local runs, dry runs and tests.
 //!
-//! Layout: `attempt` (one attempt's walk into the file); `config.rs` beside this file is the
-//! `[pipeline.destination]` table, compiled in the config layer as
-//! `crate::config::destination::file`.
+//! Layout: `attempt` (one attempt's walk into the file), `index` (what the directory holds);
+//! `config.rs` beside this file is the `[pipeline.destination]` table, compiled in the config
+//! layer as `crate::config::destination::file`.
 
 mod attempt;
+mod index;
 
 use super::{Attempt, Destination, FailureKind};
 use crate::config::{FileConfig, PipelineConfig, SourceConfig};
@@ -24,6 +26,8 @@ pub struct FileDestination {
     directory: PathBuf,
     source: SourceConfig,
     s3: S3,
+    /// The objects the directory holds, read from its companions.
+    index: std::sync::Arc<std::sync::Mutex<index::Index>>,
 }
 
 impl FileDestination {
@@ -33,12 +37,13 @@ impl FileDestination {
             directory: config.directory.clone(),
             source: pipeline.source.clone(),
             s3,
+            index: Default::default(),
         }
     }
 
-    /// Where a batch's file goes, given its origin (see the module docs).
-    pub fn path_of(&self, batch: i64) -> PathBuf {
-        self.directory.join(format!("{batch}.ndjson"))
+    /// Where a file of this stem (`<origin>-<digest>`) is published.
+    fn path_of(&self, stem: &str) -> PathBuf {
+        self.directory.join(format!("{stem}.ndjson"))
     }
 }
 
