@@ -2,8 +2,10 @@
 //! with acks), N replicas of the daemon against the local stack while objects land all the
 //! time, with seeded random faults: kill -9 of a replica, SIGSTOP past the lease then SIGCONT,
 //! restarts of PostgreSQL (the control database and the emulator's backend), of the S3 server
-//! and of the destination, and one destination outage longer than the retry budget per
-//! destination. Then everything is healed, skipped batches are replayed (`stageload replay`),
+//! and of the destination, one destination outage longer than the retry budget per
+//! destination, and, for the file destination, the control database restored from a `pg_dump`
+//! taken earlier in the run (every replica killed first, as after a point-in-time restore).
+//! Then everything is healed, skipped batches are replayed (`stageload replay`),
 //! and every staged record is accounted for at the destination, by its id.
 //!
 //! Prints one row per destination: faults by kind, records staged, delivered, duplicated,
@@ -260,6 +262,11 @@ struct Target {
     /// HEC: (record id, receiver generation, request) of every stored event, over restarts.
     hec_events: Vec<(String, u32, u64)>,
     hec_generation: u32,
+    /// File and Redshift: a `pg_dump` of the control database taken mid-run, restored later
+    /// (as an RDS point-in-time restore would), and the directory it is kept in.
+    dump: Option<std::path::PathBuf>,
+    restored: bool,
+    scratch: tempfile::TempDir,
 }
 
 impl Target {
@@ -301,6 +308,9 @@ async fn new_target(
         es_docs: HashMap::new(),
         hec_events: Vec::new(),
         hec_generation: 0,
+        dump: None,
+        restored: false,
+        scratch: tempfile::tempdir().unwrap(),
     };
     let destination = match kind {
         Kind::File => {
@@ -429,6 +439,44 @@ fn stack_restart(what: &str, downtime_s: &str) {
         "stack.sh restart {what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The destinations whose control database is restored from a mid-run dump: each must load
+/// exactly what the destination lacks (its own record of what it holds), not what the
+/// restored ledger forgot it had delivered.
+const RESTORED: [Kind; 1] = [Kind::File];
+
+/// Takes the target's control-database dump (retried while PostgreSQL restarts).
+fn dump_control(t: &mut Target) {
+    let file = t.scratch.path().join("control.sql");
+    if dump_database(&t.control, &file) {
+        t.dump = Some(file);
+    }
+}
+
+/// Kills every replica, restores the control database from the dump, and starts them again.
+async fn restore_control(stack: &Stack, t: &mut Target) {
+    for r in &mut t.replicas {
+        r.daemon.kill9();
+    }
+    let dump = t.dump.clone().expect("a dump");
+    let mut tries = 0;
+    while !recreate_database(stack, &t.control, Some(&dump)).await {
+        tries += 1;
+        assert!(
+            tries < 30,
+            "{}: restoring the control database failed",
+            t.name
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for r in &mut t.replicas {
+        r.daemon.spawn();
+        r.stopped_until = None;
+        r.respawn_at = None;
+    }
+    t.restored = true;
+    t.count("restore");
 }
 
 /// Every document of an OpenSearch index: (`_id`, record id).
@@ -705,6 +753,12 @@ async fn chaos_every_destination_accounts_for_every_record() {
     while Instant::now() < end {
         let now = Instant::now();
         for t in &mut targets {
+            if RESTORED.contains(&t.kind) && t.dump.is_none() && now >= start + (end - start) / 4 {
+                dump_control(t);
+            }
+            if t.dump.is_some() && !t.restored && now >= start + (end - start) * 3 / 5 {
+                restore_control(&stack, t).await;
+            }
             heal_due(&stack, t, now, false).await;
             if t.outage_at <= now && !t.faults.contains_key("outage") {
                 set_outage(&stack, t, true).await;

@@ -135,13 +135,6 @@ async fn a_frozen_owner_never_publishes_over_a_takeover() {
     first.kill9();
 }
 
-/// Drops the control database and creates it again, empty, under the same name.
-async fn recreate_database(stack: &Stack, db: &str) {
-    let name = db.rsplit('/').next().unwrap();
-    exec(&stack.pg_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
-    exec(&stack.pg_url, &format!("CREATE DATABASE {name}")).await;
-}
-
 async fn stage_and_settle(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -185,7 +178,7 @@ async fn a_recreated_control_database_writes_only_what_the_directory_lacks() {
     stage_and_settle(&s3, &bucket, name, &db, "old1", 1).await;
     stage_and_settle(&s3, &bucket, name, &db, "old2", 2).await;
     daemon.kill9();
-    recreate_database(&stack, &db).await;
+    assert!(recreate_database(&stack, &db, None).await, "recreate");
     put(
         &s3,
         &bucket,
@@ -214,15 +207,6 @@ async fn wait_loaded_objects(db: &str, n: i64) {
     wait_all_settled(db).await;
 }
 
-fn pg_tool(name: &str) -> String {
-    let versioned = format!("/usr/lib/postgresql/15/bin/{name}");
-    if Path::new(&versioned).exists() {
-        versioned
-    } else {
-        name.to_string()
-    }
-}
-
 /// Item 3 for the file destination, restored from a backup: `pg_dump` is taken after the first
 /// batch, two more batches are published, and the database is restored from the dump. The
 /// restored ledger knows the first object only; the other two are listed again and land in
@@ -244,26 +228,14 @@ async fn a_control_database_restored_from_a_dump_writes_only_what_the_directory_
     );
     let mut daemon = Daemon::start(&config);
     stage_and_settle(&s3, &bucket, name, &db, "first", 1).await;
-    let status = std::process::Command::new(pg_tool("pg_dump"))
-        .args(["--no-owner", "--file"])
-        .arg(&dump)
-        .arg(&db)
-        .status()
-        .expect("run pg_dump");
-    assert!(status.success(), "pg_dump failed");
+    assert!(dump_database(&db, &dump), "pg_dump failed");
     stage_and_settle(&s3, &bucket, name, &db, "second", 2).await;
     stage_and_settle(&s3, &bucket, name, &db, "third", 3).await;
     daemon.kill9();
-    recreate_database(&stack, &db).await;
-    let status = std::process::Command::new(pg_tool("psql"))
-        .args(["--quiet", "--set", "ON_ERROR_STOP=1", "--dbname"])
-        .arg(&db)
-        .arg("--file")
-        .arg(&dump)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run psql");
-    assert!(status.success(), "restore failed");
+    assert!(
+        recreate_database(&stack, &db, Some(&dump)).await,
+        "restore failed"
+    );
     assert_eq!(
         query_i64(&db, "SELECT count(*) FROM staged_objects").await,
         1,

@@ -194,6 +194,59 @@ pub async fn exec(url: &str, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
 }
 
+/// A PostgreSQL client program of the stack's version (`pg_dump`, `psql`).
+pub fn pg_tool(name: &str) -> String {
+    let versioned = format!("/usr/lib/postgresql/15/bin/{name}");
+    if Path::new(&versioned).exists() {
+        versioned
+    } else {
+        name.to_string()
+    }
+}
+
+/// `pg_dump` of the database at `url` into `file` (plain SQL), as a backup taken while the
+/// daemon runs; false when it failed (the server restarting).
+pub fn dump_database(url: &str, file: &Path) -> bool {
+    Command::new(pg_tool("pg_dump"))
+        .args(["--no-owner", "--file"])
+        .arg(file)
+        .arg(url)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Drops the database at `url` and creates it again under the same name: empty, or restored
+/// from `dump` (made by [`dump_database`]); false when a step failed.
+pub async fn recreate_database(stack: &Stack, url: &str, dump: Option<&Path>) -> bool {
+    let name = url.rsplit('/').next().unwrap();
+    let Ok((admin, conn)) = tokio_postgres::connect(&stack.pg_url, NoTls).await else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}");
+    for statement in sql.split("; ") {
+        if admin.batch_execute(statement).await.is_err() {
+            return false;
+        }
+    }
+    let Some(dump) = dump else { return true };
+    Command::new(pg_tool("psql"))
+        .args([
+            "--quiet",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--dbname",
+            url,
+            "--file",
+        ])
+        .arg(dump)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A query against a database, returning the first column of each row as text.
 pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
