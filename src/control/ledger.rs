@@ -2,6 +2,7 @@
 
 use super::{q, Control, ControlError};
 use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
 
 /// An object seen in a listing, ready to be recorded.
 #[derive(Debug, Clone)]
@@ -20,13 +21,37 @@ pub struct ListedObject {
 
 impl Control {
     /// Records listed objects; ones already known (same pipeline, bucket, key and etag, in the
-    /// ledger or as a retention tombstone in `retired_objects`) are ignored. Returns how many
-    /// were new.
+    /// ledger, or settled and retired by retention, whose digest stays in `retired_digests`) are
+    /// ignored. Returns how many were new.
     ///
     /// The shared advisory lock pairs with the exclusive one retention takes while it moves
-    /// ledger rows to tombstones: without it, an insert whose snapshot predates a tombstone could
-    /// slip in after the ledger row it replaced was deleted, and load the object again.
+    /// ledger rows to digests: without it, an insert whose snapshot predates a digest could slip
+    /// in after the ledger row it replaced was deleted, and load the object again.
     pub async fn record_objects(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        objects: &[ListedObject],
+    ) -> Result<u64, ControlError> {
+        if objects.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(q("begin record objects"))?;
+        lock_shared(&tx, pipeline).await?;
+        let n = insert_new(&tx, pipeline, bucket, objects).await?;
+        tx.commit().await.map_err(q("commit record objects"))?;
+        Ok(n)
+    }
+
+    /// `stageload backfill --reload`: stages `objects` again although they were settled before.
+    /// Their retention digests go, their settled ledger rows go back to `pending` (the batches
+    /// that held them keep that in `batch_objects`), and the rest are recorded as new. Objects
+    /// still pending or in a batch are left as they are. Returns how many were staged.
+    pub async fn reload_objects(
         &self,
         pipeline: &str,
         bucket: &str,
@@ -37,36 +62,47 @@ impl Control {
         }
         let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
         let etags: Vec<&str> = objects.iter().map(|o| o.etag.as_str()).collect();
-        let sizes: Vec<i64> = objects.iter().map(|o| o.size).collect();
-        let modified: Vec<Option<DateTime<Utc>>> =
-            objects.iter().map(|o| o.last_modified).collect();
-        let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
         let mut conn = self.conn().await?;
         let tx = conn
             .transaction()
             .await
-            .map_err(q("begin record objects"))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
-            &[&super::retention::LEDGER_LOCK_CLASS, &pipeline],
-        )
-        .await
-        .map_err(q("lock ledger for recording"))?;
-        let n = tx
-            .execute(
-                "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
-                 SELECT $1, $2, k, e, s, m, a
-                 FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
-                      AS t(k, e, s, m, a)
-                 WHERE NOT EXISTS (SELECT 1 FROM retired_objects r
-                                   WHERE r.pipeline = $1 AND r.bucket = $2 AND r.key = t.k AND r.etag = t.e)
-                 ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
-                &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+            .map_err(q("begin reload objects"))?;
+        // Rows first, then the advisory lock: retention takes them in that order, so a row it
+        // is retiring is waited for (and then found gone, its digest there to delete).
+        let settled: Vec<i64> = tx
+            .query(
+                "SELECT o.id FROM staged_objects o
+                 JOIN unnest($3::text[], $4::text[]) AS t(k, e) ON o.key = t.k AND o.etag = t.e
+                 WHERE o.pipeline = $1 AND o.bucket = $2 AND o.state IN ('loaded', 'skipped')
+                 FOR UPDATE OF o",
+                &[&pipeline, &bucket, &keys, &etags],
             )
             .await
-            .map_err(q("record objects"))?;
-        tx.commit().await.map_err(q("commit record objects"))?;
-        Ok(n)
+            .map_err(q("lock settled objects to reload"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        lock_shared(&tx, pipeline).await?;
+        tx.execute(
+            "DELETE FROM retired_digests WHERE digest IN (
+                 SELECT stageload_object_digest($1, $2, k, e)
+                 FROM unnest($3::text[], $4::text[]) AS t(k, e))",
+            &[&pipeline, &bucket, &keys, &etags],
+        )
+        .await
+        .map_err(q("forget retired objects to reload"))?;
+        let reset = tx
+            .execute(
+                "UPDATE staged_objects SET state = 'pending', batch_id = NULL, settled_at = NULL,
+                        discovered_at = now()
+                 WHERE id = ANY($1) AND state IN ('loaded', 'skipped')",
+                &[&settled],
+            )
+            .await
+            .map_err(q("reset settled objects to pending"))?;
+        let new = insert_new(&tx, pipeline, bucket, objects).await?;
+        tx.commit().await.map_err(q("commit reload objects"))?;
+        Ok(reset + new)
     }
 
     /// When a pipeline first started (recorded now if this is its first start).
@@ -226,8 +262,9 @@ impl Control {
         Ok(())
     }
 
-    /// Which of `keys` the ledger already holds for a pipeline and bucket (under any ETag),
-    /// counting retention's tombstones.
+    /// Which of `keys` the ledger holds for a pipeline and bucket (under any ETag). Retention's
+    /// digests cover key and ETag together, so a retired key is not among them: listed without
+    /// an ETag, it gets a HEAD, and its digest then keeps it out of the ledger.
     pub async fn known_keys(
         &self,
         pipeline: &str,
@@ -240,13 +277,50 @@ impl Control {
         let conn = self.conn().await?;
         let rows = conn
             .query(
-                "SELECT key FROM staged_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)
-                 UNION
-                 SELECT key FROM retired_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
+                "SELECT DISTINCT key FROM staged_objects
+                 WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
                 &[&pipeline, &bucket, &keys],
             )
             .await
             .map_err(q("look up known keys"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// The shared side of the per-pipeline advisory lock retention takes exclusively while it moves
+/// ledger rows to digests (see [`Control::record_objects`]).
+async fn lock_shared(tx: &Transaction<'_>, pipeline: &str) -> Result<(), ControlError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+        &[&super::retention::LEDGER_LOCK_CLASS, &pipeline],
+    )
+    .await
+    .map_err(q("lock ledger for recording"))?;
+    Ok(())
+}
+
+/// Inserts the objects neither in the ledger nor retired by retention; returns how many.
+async fn insert_new(
+    tx: &Transaction<'_>,
+    pipeline: &str,
+    bucket: &str,
+    objects: &[ListedObject],
+) -> Result<u64, ControlError> {
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    let etags: Vec<&str> = objects.iter().map(|o| o.etag.as_str()).collect();
+    let sizes: Vec<i64> = objects.iter().map(|o| o.size).collect();
+    let modified: Vec<Option<DateTime<Utc>>> = objects.iter().map(|o| o.last_modified).collect();
+    let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
+    tx.execute(
+        "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
+         SELECT $1, $2, k, e, s, m, a
+         FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+              AS t(k, e, s, m, a)
+         WHERE NOT EXISTS (SELECT 1 FROM retired_digests r
+                           WHERE r.digest = stageload_object_digest($1, $2, t.k, t.e))
+         ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
+        &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+    )
+    .await
+    .map_err(q("record objects"))
 }

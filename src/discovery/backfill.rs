@@ -1,8 +1,9 @@
 //! `stageload backfill`: lists a range of objects already under a pipeline's prefix into the
 //! same ledger discovery uses, so the running daemon seals and delivers them like any other.
 //!
-//! Recording is idempotent (the ledger is unique on pipeline, bucket, key and ETag), so a
-//! backfill never stages an object twice, whatever discovery already found. It runs at a bounded
+//! Recording is idempotent (the ledger is unique on pipeline, bucket, key and ETag, and what
+//! retention removed keeps its digest), so a backfill never stages an object twice, whatever
+//! discovery already found, unless `--reload` asks for exactly that. It runs at a bounded
 //! rate so live loading keeps priority, saves where it got to after every page (an interrupted
 //! run resumes after the last key it recorded), and reports progress: a one-line bar with
 //! objects, bytes, rate and ETA on a terminal, JSON lines otherwise.
@@ -28,13 +29,16 @@ pub struct Range {
     pub rate: u32,
     /// Keys per listing page.
     pub page_keys: i32,
+    /// Stage objects in range again even if they were loaded or skipped before (`--reload`).
+    pub reload: bool,
 }
 
 impl Range {
     /// The key a run's progress is saved under: the same arguments resume the same run.
     fn key(&self) -> String {
         let t = |d: Option<DateTime<Utc>>| d.map(|d| d.to_rfc3339()).unwrap_or_default();
-        format!("{}|{}|{}", self.prefix, t(self.since), t(self.until))
+        let reload = if self.reload { "|reload" } else { "" };
+        format!("{}|{}|{}{reload}", self.prefix, t(self.since), t(self.until))
     }
 
     fn wants(&self, modified: Option<DateTime<Utc>>) -> bool {
@@ -234,9 +238,11 @@ pub async fn run(
         }
         let n = entries.len();
         let entries = discoverer.with_etags(entries).await?;
-        p.recorded += control
-            .record_objects(&pipeline.name, bucket, &entries)
-            .await? as i64;
+        p.recorded += if range.reload {
+            control.reload_objects(&pipeline.name, bucket, &entries).await?
+        } else {
+            control.record_objects(&pipeline.name, bucket, &entries).await?
+        } as i64;
         let finished = next.is_none();
         control
             .save_backfill(
@@ -293,18 +299,23 @@ mod tests {
             until: Some(parse_time("2026-02-01").unwrap()),
             rate: 10,
             page_keys: 1000,
+            reload: false,
         };
         assert!(r.wants(Some(parse_time("2026-01-15").unwrap())));
         assert!(!r.wants(Some(parse_time("2026-02-01").unwrap())));
         assert!(!r.wants(Some(parse_time("2025-12-31").unwrap())));
         assert!(!r.wants(None));
-        assert_ne!(
-            r.key(),
+        for other in [
             Range {
                 prefix: "x/".into(),
                 ..r.clone()
-            }
-            .key()
-        );
+            },
+            Range {
+                reload: true,
+                ..r.clone()
+            },
+        ] {
+            assert_ne!(r.key(), other.key());
+        }
     }
 }
