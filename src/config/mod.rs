@@ -341,8 +341,9 @@ pub struct SourceConfig {
     #[serde(default)]
     pub sqs_queue_url: Option<String>,
     /// Where a new pipeline starts: `beginning` (the default) loads the objects already under
-    /// the prefix; `now` only those that land (LastModified) after the pipeline first started.
-    /// Older objects can be loaded later with `stageload backfill`.
+    /// the prefix; `now` only those that land (LastModified, or a notification's event time)
+    /// after the pipeline first started. Older objects can be loaded later with `stageload
+    /// backfill`.
     #[serde(default)]
     pub start_at: StartAt,
 }
