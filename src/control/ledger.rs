@@ -19,6 +19,23 @@ pub struct ListedObject {
     pub arrival_time: DateTime<Utc>,
 }
 
+/// Where a `stageload backfill` run got to: a row of `backfills`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackfillState {
+    /// The last key listed, to resume after.
+    pub last_key: Option<String>,
+    /// Objects in range listed so far.
+    pub objects: i64,
+    /// Of those, newly staged.
+    pub recorded: i64,
+    /// Bytes of the objects in range.
+    pub bytes: i64,
+    /// The time `--since` named when the run began (an age names a later one on every run).
+    pub since: Option<DateTime<Utc>>,
+    /// The time `--until` named when the run began.
+    pub until: Option<DateTime<Utc>>,
+}
+
 impl Control {
     /// Records listed objects; ones already known (same pipeline, bucket, key and etag, in the
     /// ledger, or settled and retired by retention, whose digest stays in `retired_digests`) are
@@ -130,46 +147,60 @@ impl Control {
         Ok(row.get(0))
     }
 
-    /// Where a backfill over `range_key` got to: (last key, objects seen, recorded, bytes), or
-    /// None when it never ran or finished (a finished one starts again; recording is
-    /// idempotent).
+    /// Where a backfill over `range_key` got to, or None when it never ran or finished (a
+    /// finished one starts again; recording is idempotent).
     pub async fn backfill_progress(
         &self,
         pipeline: &str,
         range_key: &str,
-    ) -> Result<Option<(String, i64, i64, i64)>, ControlError> {
+    ) -> Result<Option<BackfillState>, ControlError> {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
-                "SELECT last_key, objects, recorded, bytes FROM backfills
+                "SELECT last_key, objects, recorded, bytes, since_at, until_at FROM backfills
                  WHERE pipeline = $1 AND range_key = $2 AND finished_at IS NULL AND last_key IS NOT NULL",
                 &[&pipeline, &range_key],
             )
             .await
             .map_err(q("read backfill progress"))?;
-        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+        Ok(row.map(|r| BackfillState {
+            last_key: r.get(0),
+            objects: r.get(1),
+            recorded: r.get(2),
+            bytes: r.get(3),
+            since: r.get(4),
+            until: r.get(5),
+        }))
     }
 
     /// Saves a backfill's progress; `finished` marks it done.
-    #[allow(clippy::too_many_arguments)]
     pub async fn save_backfill(
         &self,
         pipeline: &str,
         range_key: &str,
-        last_key: Option<&str>,
-        objects: i64,
-        recorded: i64,
-        bytes: i64,
+        state: &BackfillState,
         finished: bool,
     ) -> Result<(), ControlError> {
         let conn = self.conn().await?;
         conn.execute(
-            "INSERT INTO backfills (pipeline, range_key, last_key, objects, recorded, bytes, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)
+            "INSERT INTO backfills (pipeline, range_key, last_key, objects, recorded, bytes, since_at,
+                                    until_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN now() END)
              ON CONFLICT (pipeline, range_key) DO UPDATE SET last_key = EXCLUDED.last_key,
                objects = EXCLUDED.objects, recorded = EXCLUDED.recorded, bytes = EXCLUDED.bytes,
+               since_at = EXCLUDED.since_at, until_at = EXCLUDED.until_at,
                finished_at = EXCLUDED.finished_at, updated_at = now()",
-            &[&pipeline, &range_key, &last_key, &objects, &recorded, &bytes, &finished],
+            &[
+                &pipeline,
+                &range_key,
+                &state.last_key,
+                &state.objects,
+                &state.recorded,
+                &state.bytes,
+                &state.since,
+                &state.until,
+                &finished,
+            ],
         )
         .await
         .map_err(q("save backfill progress"))?;
