@@ -1,7 +1,8 @@
 //! Discovery against the real stack: late writes into partitions the cursor has passed are
-//! found for layouts with a leading partition that is not time (`region=eu/year=...`) and for
-//! date partitions (`dt=YYYY-MM-DD/`), and a restarted daemon knows the key layout from the
-//! control database, so it re-lists only the lookback window, never the whole prefix.
+//! found for layouts with a leading partition that is not time (`region=eu/year=...`), for
+//! date partitions (`dt=YYYY-MM-DD/`) and for keys dated in another time zone
+//! (`source.key_time_zone`), and a restarted daemon knows the key layout from the control
+//! database, so it re-lists only the lookback window, never the whole prefix.
 
 mod common;
 mod proxy;
@@ -266,4 +267,75 @@ async fn a_listing_of_several_pages_records_and_delivers_every_key_once() {
     lines.sort();
     lines.dedup();
     assert_eq!(lines.len(), OBJECTS, "a record was delivered twice");
+}
+
+/// Firehose with a `CustomTimeZone` dates its prefix and object names in local time. Read as
+/// UTC, keys dated in Los Angeles (UTC-8) sort before the lookback window, so a late write into
+/// the current local hour was never listed again. With `key_time_zone` the window opens at the
+/// local partition, and the arrival time a key carries is read in the zone too.
+#[tokio::test]
+async fn a_late_write_under_a_prefix_dated_in_los_angeles_is_found() {
+    use chrono::TimeZone;
+    let stack = Stack::get();
+    let (db, bucket) = (stack.fresh_database("la").await, stack.bucket("la").await);
+    let s3 = stack.s3().await;
+    let out = tempfile::tempdir().unwrap();
+    let la: chrono_tz::Tz = "America/Los_Angeles".parse().unwrap();
+    let now = Utc::now().with_timezone(&la);
+    let (y, m, d, h) = (now.year(), now.month(), now.day(), now.hour());
+    // Firehose's key: the local hour's prefix, then `<stream>-<version>-<local time>-<id>`.
+    let key = |id: &str| format!("in/la/{y:04}/{m:02}/{d:02}/{h:02}/la-1-{y:04}-{m:02}-{d:02}-{h:02}-05-33-{id}.json");
+    put(&s3, &bucket, &key("mmm"), json_lines("m", 2, 60)).await;
+    let config = stack.base_config(&db)
+        + &file_pipeline("la", &bucket, out.path(), 30).replace(
+            "poll_interval_s = 1",
+            "poll_interval_s = 1\nkey_time_zone = \"America/Los_Angeles\"",
+        );
+    let _daemon = Daemon::start(&config);
+    wait_for("the first object", LONG, || async {
+        (loaded(&db, "la").await == 1).then_some(())
+    })
+    .await;
+    let arrival = query_strings(
+        &db,
+        "SELECT to_char(arrival_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM staged_objects",
+    )
+    .await;
+    let written = la.with_ymd_and_hms(y, m, d, h, 5, 33).earliest().unwrap();
+    assert_eq!(
+        arrival,
+        vec![written.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S").to_string()],
+        "the key's local time, as UTC"
+    );
+
+    // A late write into the same local hour, before the cursor.
+    put(&s3, &bucket, &key("aaa"), json_lines("a", 3, 60)).await;
+    wait_for("the late write", LONG, || async {
+        (loaded(&db, "la").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(delivered_lines(out.path()).len(), 2 + 3);
+}
+
+#[tokio::test]
+async fn an_unknown_key_time_zone_is_refused_at_startup_naming_the_field() {
+    let stack = Stack::get();
+    let out = tempfile::tempdir().unwrap();
+    let config = stack.base_config("postgres://u:p@127.0.0.1:1/x")
+        + &file_pipeline("tz", "b", out.path(), 30).replace(
+            "poll_interval_s = 1",
+            "poll_interval_s = 1\nkey_time_zone = \"America/Los_Angles\"",
+        );
+    let mut daemon = Daemon::start(&config);
+    wait_for("the daemon to exit", LONG, || {
+        let exited = !daemon.running();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let log = daemon.log_text();
+    assert!(
+        log.contains("pipeline \"tz\".source.key_time_zone")
+            && log.contains("\"America/Los_Angles\" is not an IANA time zone name"),
+        "{log}"
+    );
 }

@@ -259,6 +259,7 @@ pub async fn run(
             let Some((entry, _)) = ledger_entry(
                 &pipeline.source.prefix,
                 &own_prefixes,
+                pipeline.source.key_time_zone,
                 o.key,
                 o.etag,
                 o.size,

@@ -200,7 +200,7 @@ impl Discoverer {
             }
             return Ok(recorded);
         }
-        let time_start = layout.time_start(since);
+        let time_start = layout.time_start(since, self.pipeline.source.key_time_zone);
         for dir in self.lookback_dirs(&layout).await? {
             let start = format!("{dir}{time_start}");
             if start.as_str() < cursor {
@@ -345,6 +345,7 @@ impl Discoverer {
                 let Some((entry, found)) = ledger_entry(
                     &prefix,
                     &self.excluded,
+                    self.pipeline.source.key_time_zone,
                     o.key,
                     o.etag,
                     o.size,
@@ -399,10 +400,12 @@ impl Discoverer {
 
 /// The ledger entry for a key under `prefix` (listed, or named by a notification), with the
 /// time layout its key shows; None for folder markers and keys under the loader's own `excluded`
-/// prefixes. Arrival time comes from the key's partition, else `last_modified`, else now.
+/// prefixes. Arrival time comes from the key's partition (its dates in `zone`), else
+/// `last_modified`, else now.
 pub fn ledger_entry(
     prefix: &str,
     excluded: &[String],
+    zone: chrono_tz::Tz,
     key: String,
     etag: String,
     size: i64,
@@ -412,7 +415,7 @@ pub fn ledger_entry(
         return None;
     }
     let rest = key.strip_prefix(prefix).unwrap_or(&key);
-    let parsed = arrival_from_key(rest);
+    let parsed = arrival_from_key(rest, zone);
     let layout = parsed
         .as_ref()
         .map_or_else(KeyLayout::flat, |p| p.1.clone());

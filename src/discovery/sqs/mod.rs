@@ -288,6 +288,7 @@ impl QueueReceiver {
                 let entry = ledger_entry(
                     &route.prefix,
                     &route.own_prefixes,
+                    route.key_time_zone,
                     c.key.clone(),
                     c.etag.clone(),
                     c.size,

@@ -22,6 +22,8 @@ pub struct Route {
     /// `source.start_at = "now"`: objects created before the pipeline first started are not
     /// staged.
     pub start_at_now: bool,
+    /// `source.key_time_zone`: the time zone of the dates in its keys.
+    pub key_time_zone: chrono_tz::Tz,
     /// Woken when objects are recorded for it, so it seals without waiting for its tick.
     pub sealer: Arc<Notify>,
 }
@@ -36,6 +38,7 @@ impl Route {
             prefix: config.source.prefix.clone(),
             own_prefixes: config.own_prefixes(),
             start_at_now: config.source.start_at == crate::config::StartAt::Now,
+            key_time_zone: config.source.key_time_zone,
             sealer,
         })
     }
@@ -112,6 +115,7 @@ mod tests {
             prefix: prefix.into(),
             own_prefixes: own.iter().map(|s| s.to_string()).collect(),
             start_at_now: false,
+            key_time_zone: chrono_tz::UTC,
             sealer: Arc::new(Notify::new()),
         }
     }
