@@ -339,3 +339,82 @@ async fn an_unknown_key_time_zone_is_refused_at_startup_naming_the_field() {
         "{log}"
     );
 }
+
+/// The cursor moves page by page: a daemon killed (kill -9) between two pages of a listing has
+/// the first page recorded and the cursor at its last key, and the next start lists on from
+/// there, never from the start of the prefix, and records each object once. (Were the cursor
+/// moved only at the end of a listing, the first page would be listed again.)
+#[tokio::test]
+async fn a_daemon_killed_between_two_pages_resumes_after_the_last_recorded_page() {
+    use futures::StreamExt;
+    const OBJECTS: usize = 1_150;
+    let stack = Stack::get();
+    let (db, bucket) = (stack.fresh_database("cut").await, stack.bucket("cut").await);
+    let s3 = stack.s3().await;
+    let proxy = proxy::Proxy::start(&stack.s3_endpoint).await;
+    let out = tempfile::tempdir().unwrap();
+    // An old partition, before any lookback window: only the cursor's listing reads it.
+    let keys: Vec<String> = (0..OBJECTS)
+        .map(|i| format!("in/cut/2020/01/01/00/obj-{i:05}.json"))
+        .collect();
+    futures::stream::iter(keys.iter().enumerate())
+        .for_each_concurrent(32, |(i, key)| {
+            let (s3, bucket) = (&s3, &bucket);
+            async move { put(s3, bucket, key, json_lines(&format!("o{i}"), 1, 40)).await }
+        })
+        .await;
+    let config = stack
+        .base_config(&db)
+        .replace(&stack.s3_endpoint, &proxy.endpoint())
+        + &file_pipeline("cut", &bucket, out.path(), 30);
+    let mut daemon =
+        Daemon::start_with_env(&config, &[("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS", "60000")]);
+    wait_log(|| daemon.log_text(), &["test hook: pausing between listing pages"]).await;
+    // S3 answers 1,000 keys a page: the first is recorded and the cursor is past it.
+    let first_page = keys[999].clone();
+    assert_eq!(
+        query_strings(&db, "SELECT last_key FROM discovery_cursors").await,
+        vec![first_page.clone()],
+        "the cursor did not move with the first page"
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM staged_objects").await,
+        1000
+    );
+    daemon.kill9();
+
+    let before = proxy.requests().len();
+    daemon.spawn();
+    wait_for("every object loaded", LONG, || async {
+        (loaded(&db, "cut").await == OBJECTS as i64).then_some(())
+    })
+    .await;
+    let lists: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("list-type=2"))
+        .cloned()
+        .collect();
+    assert!(!lists.is_empty());
+    for r in &lists {
+        let from = proxy::query_param(r, "start-after").unwrap_or_default();
+        assert!(
+            r.contains("continuation-token") || from >= first_page,
+            "the restarted daemon listed from {from:?}, before its cursor {first_page:?}: {r}"
+        );
+    }
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(*) FROM staged_objects WHERE pipeline = 'cut'"
+        )
+        .await,
+        OBJECTS as i64,
+        "an object recorded twice"
+    );
+    wait_all_settled(&db).await;
+    let mut lines = delivered_lines(out.path());
+    assert_eq!(lines.len(), OBJECTS);
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), OBJECTS, "a record was delivered twice");
+}

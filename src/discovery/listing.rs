@@ -389,6 +389,10 @@ impl Discoverer {
                     .advance_cursor(&name, &bucket, &prefix, last)
                     .await
                     .map_err(|e| self.db_err(e))?;
+                if let (Some(ms), true) = (pause_between_pages(), upcoming.is_some()) {
+                    info!(pipeline = %name, last_key = %last, "test hook: pausing between listing pages");
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
             }
             match upcoming {
                 Some(page) => fetched = page,
@@ -396,6 +400,19 @@ impl Discoverer {
             }
         }
     }
+}
+
+/// Test hook: `STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS=<ms>` pauses a listing from the cursor
+/// after each page it recorded and moved the cursor past, when another page follows, so tests
+/// can kill the process between two pages. Never set in production.
+fn pause_between_pages() -> Option<u64> {
+    static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS")
+            .ok()?
+            .parse()
+            .ok()
+    })
 }
 
 /// The ledger entry for a key under `prefix` (listed, or named by a notification), with the
