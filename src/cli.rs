@@ -82,6 +82,10 @@ pub struct BackfillArgs {
     /// Keys per listing page (S3 allows up to 1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub page_keys: i32,
+    /// Stage the objects in range again even if they were loaded or skipped before, also long
+    /// ago (retention keeps a digest of every settled object so nothing else loads one twice).
+    #[arg(long)]
+    pub reload: bool,
 }
 
 /// Runs `stageload backfill`.
@@ -104,6 +108,7 @@ async fn backfill(config: &Config, a: BackfillArgs) -> anyhow::Result<()> {
         until: time(&a.until, "--until")?,
         rate: a.rate.max(1),
         page_keys: a.page_keys,
+        reload: a.reload,
     };
     let control = operator(config).await?;
     let s3 = crate::source::s3::S3::new(&config.s3).await;

@@ -221,19 +221,11 @@ pub async fn run_with(
     let admin_stop = CancellationToken::new();
     let retention_stop = CancellationToken::new();
     let retention = config.control.retention().map(|period| {
-        let view = admin_pipelines.clone();
         tokio::spawn(crate::control::retention::run(
             control.clone(),
             period,
             Duration::from_secs(config.control.retention_interval_s),
             i64::from(config.control.retention_chunk),
-            move || {
-                let pipelines = view.read().unwrap_or_else(|p| p.into_inner());
-                pipelines
-                    .iter()
-                    .map(|p| crate::control::retention::PipelineReach::of(&p.config))
-                    .collect()
-            },
             retention_stop.clone(),
         ))
     });

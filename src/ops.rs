@@ -101,6 +101,15 @@ pub fn parse_age(s: &str) -> Result<chrono::Duration, String> {
     Ok(chrono::Duration::seconds(n * secs))
 }
 
+/// A duration as `parse_age` reads it: `90s`, `30m`, `1h`, `2d`, in its largest whole unit.
+fn age(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    [(604_800, "w"), (86_400, "d"), (3600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| s != 0 && s % unit == 0)
+        .map_or_else(|| format!("{s}s"), |(unit, u)| format!("{}{u}", s / unit))
+}
+
 /// Prints rows as an aligned text table.
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut width: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -356,6 +365,17 @@ pub async fn replay(control: &Control, a: ReplayArgs) -> anyhow::Result<()> {
     let mut ids = a.batch_ids.clone();
     if let (Some(p), Some(since)) = (&a.pipeline, a.since) {
         ids.extend(control.skipped_batches(p, Utc::now() - since).await?);
+        // A scheduled replay that finds everything replayed already has done its job.
+        if ids.is_empty() {
+            if a.json {
+                return print_json(&Vec::<serde_json::Value>::new());
+            }
+            println!(
+                "nothing to replay: pipeline {p} has no skipped batch settled in the last {} that is not replayed already",
+                age(since)
+            );
+            return Ok(());
+        }
     }
     if ids.is_empty() {
         anyhow::bail!("nothing to replay: give batch ids, or --pipeline P --since 24h");
@@ -444,6 +464,9 @@ mod tests {
         assert_eq!(parse_age("2d").unwrap().num_seconds(), 172_800);
         assert!(parse_age("h").is_err());
         assert!(parse_age("3y").is_err());
+        for a in ["90s", "30m", "1h", "36h", "2d", "1w", "0s"] {
+            assert_eq!(age(parse_age(a).unwrap()), a);
+        }
     }
 
     #[test]

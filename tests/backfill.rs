@@ -1,8 +1,10 @@
 //! Where a new pipeline starts and how history is loaded: `source.start_at = "now"` leaves the
 //! objects already under the prefix alone; `stageload backfill` stages them later, once each,
-//! at a bounded rate, reporting progress as JSON lines and resuming after an interruption.
+//! at a bounded rate, reporting progress as JSON lines and resuming after an interruption, also
+//! when its range is an age (`--since 30d`).
 
 mod common;
+mod proxy;
 
 use common::*;
 use std::time::Duration;
@@ -123,29 +125,7 @@ async fn start_at_now_skips_history_and_backfill_loads_it_once() {
 async fn an_interrupted_backfill_resumes_where_it_stopped() {
     let (db, _bucket, _s3, dir, daemon) = history("bfr", "h", 6, 5).await;
     // One object per second, one per page: stopped after the second page.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
-        .args([
-            "backfill",
-            "--pipeline",
-            "bfr",
-            "--page-keys",
-            "1",
-            "--rate",
-            "1",
-            "--config",
-        ])
-        .arg(&daemon.config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    for _ in 0..2 {
-        reader.next().expect("a progress line").unwrap();
-    }
-    child.kill().unwrap();
-    let _ = child.wait();
+    interrupted_backfill(&daemon.config, "bfr", &[]);
     let staged = query_i64(&db, "SELECT count(*) FROM staged_objects").await;
     assert!(
         (2..6).contains(&staged),
@@ -168,6 +148,102 @@ async fn an_interrupted_backfill_resumes_where_it_stopped() {
     );
     let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(last["objects"].as_i64(), Some(6), "{out}");
+    wait_for("the history delivered", Duration::from_secs(40), || async {
+        (delivered_lines(dir.path()).len() == 30).then_some(())
+    })
+    .await;
+    wait_all_settled(&db).await;
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM staged_objects").await,
+        6
+    );
+    let all = ids(dir.path());
+    let mut unique = all.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 30, "every record once");
+}
+
+/// `stageload backfill --page-keys 1 --rate 1 <extra>` with `config`, killed after its second
+/// progress line: two pages recorded, then interrupted.
+fn interrupted_backfill(config: &std::path::Path, pipeline: &str, extra: &[&str]) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
+        .args(["backfill", "--pipeline", pipeline, "--page-keys", "1", "--rate", "1"])
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    for _ in 0..2 {
+        reader.next().expect("a progress line").unwrap();
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+/// `--since 1d` names a later time on every run; keyed by that time, an interrupted run never
+/// resumed and listed everything again. Keyed by what was given, the same command resumes: the
+/// objects are counted once and no page before the saved key is listed again.
+#[tokio::test]
+async fn an_interrupted_backfill_over_an_age_resumes_where_it_stopped() {
+    let stack = Stack::get();
+    let (db, _bucket, _s3, dir, daemon) = history("bfa", "h", 6, 5).await;
+    // The backfill goes through a proxy that keeps each request line; the daemon does not.
+    let proxy = proxy::Proxy::start(&stack.s3_endpoint).await;
+    let config = daemon.config.with_file_name("backfill.toml");
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(&config, text.replace(&stack.s3_endpoint, &proxy.endpoint())).unwrap();
+    interrupted_backfill(&config, "bfa", &["--since", "1d"]);
+    let saved = query_strings(
+        &db,
+        "SELECT range_key || ' ' || last_key FROM backfills WHERE finished_at IS NULL",
+    )
+    .await;
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let (range_key, resume_after) = saved[0].split_once(' ').unwrap();
+    assert_eq!(range_key, "|1d|", "keyed by what was given");
+    let listed_before = proxy.requests().len();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
+        .args(["backfill", "--pipeline", "bfa", "--page-keys", "1", "--rate", "100"])
+        .args(["--since", "1d", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let first: serde_json::Value = serde_json::from_str(said.lines().next().unwrap()).unwrap();
+    assert!(
+        first["objects"].as_i64().unwrap() > 2,
+        "resumed, not restarted: {said}"
+    );
+    let last: serde_json::Value = serde_json::from_str(said.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["objects"].as_i64(), last["total"].as_i64()),
+        (Some(6), Some(6)),
+        "every object counted once: {said}"
+    );
+    // Neither the count nor the listing went back over the pages already done.
+    let lists: Vec<String> = proxy.requests()[listed_before..]
+        .iter()
+        .filter(|r| r.contains("list-type=2"))
+        .cloned()
+        .collect();
+    assert!(!lists.is_empty());
+    for r in &lists {
+        let from = proxy::query_param(r, "start-after").unwrap_or_default();
+        assert!(
+            r.contains("continuation-token") || from.as_str() >= resume_after,
+            "listed again from {from:?}, before {resume_after:?}: {r}"
+        );
+    }
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM backfills WHERE finished_at IS NULL").await,
+        0
+    );
     wait_for("the history delivered", Duration::from_secs(40), || async {
         (delivered_lines(dir.path()).len() == 30).then_some(())
     })

@@ -30,9 +30,14 @@ async fn sqs() -> aws_sdk_sqs::Client {
 
 /// S3's notification for one created object; `key` is written as S3 does, URL-encoded.
 fn created(bucket: &str, encoded_key: &str, size: i64, etag: &str) -> String {
+    created_at(bucket, encoded_key, size, etag, "2026-11-28T04:05:06.000Z")
+}
+
+/// [`created`] with its `eventTime`.
+fn created_at(bucket: &str, encoded_key: &str, size: i64, etag: &str, time: &str) -> String {
     serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-28T04:05:06.000Z", "eventName": "ObjectCreated:Put",
+        "eventTime": time, "eventName": "ObjectCreated:Put",
         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket},
                "object": {"key": encoded_key, "size": size, "eTag": etag}}
     }]})
@@ -117,6 +122,21 @@ async fn left_on_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<(String, u
     }
     left.sort();
     left
+}
+
+/// Puts an object and sends the notification S3 would, with the time it was written.
+async fn put_notified_now(
+    s3: &aws_sdk_s3::Client,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    bucket: &str,
+    key: &str,
+    lines: usize,
+) {
+    put(s3, bucket, key, json_lines(key, lines, 60)).await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (size, etag) = head(s3, bucket, key).await;
+    send(sqs, queue, created_at(bucket, key, size, &etag, &now)).await;
 }
 
 /// Puts an object and sends the notification S3 would.
@@ -374,6 +394,47 @@ async fn overlapping_prefixes_both_record_and_a_reload_reroutes_the_queue() {
         "only the removed pipeline's notification is left: {left:?}"
     );
     assert_eq!(left[0].0, orphan);
+}
+
+/// With `start_at = "now"`, the queue's backlog from before the pipeline first started is
+/// history, as it is for listing: acknowledged and dropped, not loaded (`stageload backfill`
+/// loads it when asked). What is created after the start loads.
+#[tokio::test]
+async fn start_at_now_drops_the_queues_backlog_from_before_the_first_start() {
+    let stack = Stack::get();
+    let (db, bucket) = (
+        stack.fresh_database("sqsnow").await,
+        stack.bucket("sqsnow").await,
+    );
+    let (s3, sqs) = (stack.s3().await, sqs().await);
+    let queue = create_queue(&sqs).await;
+    let out = tempfile::tempdir().unwrap();
+    put_notified_now(&s3, &sqs, &queue, &bucket, "in/now/backlog.json", 3).await;
+    // S3 keeps LastModified to the second: the pipeline starts after the backlog.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let config = stack.base_config(&db)
+        + &queued_pipeline("now", &bucket, "in/now/", out.path(), &queue).replace(
+            "format = \"json_lines\"",
+            "format = \"json_lines\"\nstart_at = \"now\"",
+        );
+    let mut daemon = Daemon::start(&config);
+    wait_log(|| daemon.log_text(), &["start_at = now: older objects are not staged"]).await;
+    wait_log(|| daemon.log_text(), &["queue receiver started"]).await;
+    put_notified_now(&s3, &sqs, &queue, &bucket, "in/now/new.json", 4).await;
+    wait_for("the new object delivered", LONG, || async {
+        (delivered_lines(out.path()).len() == 4).then_some(())
+    })
+    .await;
+    wait_all_settled(&db).await;
+    assert_eq!(
+        ledger(&db).await,
+        vec!["now in/now/new.json"],
+        "the backlog from before the start was staged"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(delivered_lines(out.path()).len(), 4);
+    let left = left_on_queue(&sqs, &queue).await;
+    assert!(left.is_empty(), "the backlog is acknowledged: {left:?}");
 }
 
 /// The receiver gathers the messages of several receives: one ledger insert for all of them,

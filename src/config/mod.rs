@@ -330,6 +330,12 @@ pub struct SourceConfig {
     /// Seconds of time partitions re-listed to catch late writes into older partitions.
     #[serde(default = "default_lookback_s")]
     pub lookback_s: u64,
+    /// The time zone of the dates in the keys, an IANA name (`America/Los_Angeles`; default
+    /// `UTC`): Firehose writes its time prefix and the time in its object names in the
+    /// stream's `CustomTimeZone` when one is set. The lookback window and arrival times read
+    /// the keys in it.
+    #[serde(default = "default_key_time_zone", deserialize_with = "time_zone")]
+    pub key_time_zone: chrono_tz::Tz,
     /// Records larger than this are rejected with code 9104.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
@@ -341,8 +347,9 @@ pub struct SourceConfig {
     #[serde(default)]
     pub sqs_queue_url: Option<String>,
     /// Where a new pipeline starts: `beginning` (the default) loads the objects already under
-    /// the prefix; `now` only those that land (LastModified) after the pipeline first started.
-    /// Older objects can be loaded later with `stageload backfill`.
+    /// the prefix; `now` only those that land (LastModified, or a notification's event time)
+    /// after the pipeline first started. Older objects can be loaded later with `stageload
+    /// backfill`.
     #[serde(default)]
     pub start_at: StartAt,
 }
@@ -515,6 +522,19 @@ fn default_lookback_s() -> u64 {
 }
 fn default_max_record_bytes() -> usize {
     1024 * 1024
+}
+fn default_key_time_zone() -> chrono_tz::Tz {
+    chrono_tz::UTC
+}
+
+/// An IANA time zone name, refused with the names it could have been.
+fn time_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{name:?} is not an IANA time zone name such as \"UTC\" or \"America/Los_Angeles\""
+        ))
+    })
 }
 
 /// `[pipeline.buffer]`: Firehose's buffering hints.

@@ -98,6 +98,22 @@ fn unknown_key_names_pipeline_and_field() {
 }
 
 #[test]
+fn key_time_zone_is_an_iana_name() {
+    assert_eq!(parse(BASE).unwrap().pipelines[0].source.key_time_zone, chrono_tz::UTC);
+    let la = BASE.replace("bucket = \"stage\"", "bucket = \"stage\"\nkey_time_zone = \"America/Los_Angeles\"");
+    assert_eq!(
+        parse(&la).unwrap().pipelines[0].source.key_time_zone,
+        chrono_tz::America::Los_Angeles
+    );
+    let msg = refusal(&la.replace("Los_Angeles", "Los_Angles"));
+    assert!(
+        msg.contains("pipeline \"clicks\".source.key_time_zone")
+            && msg.contains("\"America/Los_Angles\" is not an IANA time zone name"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn out_of_range_values_are_refused() {
     let msg = refusal(&format!("{BASE}\n[pipeline.buffer]\nsize_mib = 0\n"));
     // The buffer table after destination belongs to the same pipeline.

@@ -2,6 +2,7 @@
 
 use super::{q, Control, ControlError};
 use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
 
 /// An object seen in a listing, ready to be recorded.
 #[derive(Debug, Clone)]
@@ -18,15 +19,56 @@ pub struct ListedObject {
     pub arrival_time: DateTime<Utc>,
 }
 
+/// Where a `stageload backfill` run got to: a row of `backfills`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackfillState {
+    /// The last key listed, to resume after.
+    pub last_key: Option<String>,
+    /// Objects in range listed so far.
+    pub objects: i64,
+    /// Of those, newly staged.
+    pub recorded: i64,
+    /// Bytes of the objects in range.
+    pub bytes: i64,
+    /// The time `--since` named when the run began (an age names a later one on every run).
+    pub since: Option<DateTime<Utc>>,
+    /// The time `--until` named when the run began.
+    pub until: Option<DateTime<Utc>>,
+}
+
 impl Control {
     /// Records listed objects; ones already known (same pipeline, bucket, key and etag, in the
-    /// ledger or as a retention tombstone in `retired_objects`) are ignored. Returns how many
-    /// were new.
+    /// ledger, or settled and retired by retention, whose digest stays in `retired_digests`) are
+    /// ignored. Returns how many were new.
     ///
     /// The shared advisory lock pairs with the exclusive one retention takes while it moves
-    /// ledger rows to tombstones: without it, an insert whose snapshot predates a tombstone could
-    /// slip in after the ledger row it replaced was deleted, and load the object again.
+    /// ledger rows to digests: without it, an insert whose snapshot predates a digest could slip
+    /// in after the ledger row it replaced was deleted, and load the object again.
     pub async fn record_objects(
+        &self,
+        pipeline: &str,
+        bucket: &str,
+        objects: &[ListedObject],
+    ) -> Result<u64, ControlError> {
+        if objects.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(q("begin record objects"))?;
+        lock_shared(&tx, pipeline).await?;
+        let n = insert_new(&tx, pipeline, bucket, objects).await?;
+        tx.commit().await.map_err(q("commit record objects"))?;
+        Ok(n)
+    }
+
+    /// `stageload backfill --reload`: stages `objects` again although they were settled before.
+    /// Their retention digests go, their settled ledger rows go back to `pending` (the batches
+    /// that held them keep that in `batch_objects`), and the rest are recorded as new. Objects
+    /// still pending or in a batch are left as they are. Returns how many were staged.
+    pub async fn reload_objects(
         &self,
         pipeline: &str,
         bucket: &str,
@@ -37,36 +79,47 @@ impl Control {
         }
         let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
         let etags: Vec<&str> = objects.iter().map(|o| o.etag.as_str()).collect();
-        let sizes: Vec<i64> = objects.iter().map(|o| o.size).collect();
-        let modified: Vec<Option<DateTime<Utc>>> =
-            objects.iter().map(|o| o.last_modified).collect();
-        let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
         let mut conn = self.conn().await?;
         let tx = conn
             .transaction()
             .await
-            .map_err(q("begin record objects"))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
-            &[&super::retention::LEDGER_LOCK_CLASS, &pipeline],
-        )
-        .await
-        .map_err(q("lock ledger for recording"))?;
-        let n = tx
-            .execute(
-                "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
-                 SELECT $1, $2, k, e, s, m, a
-                 FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
-                      AS t(k, e, s, m, a)
-                 WHERE NOT EXISTS (SELECT 1 FROM retired_objects r
-                                   WHERE r.pipeline = $1 AND r.bucket = $2 AND r.key = t.k AND r.etag = t.e)
-                 ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
-                &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+            .map_err(q("begin reload objects"))?;
+        // Rows first, then the advisory lock: retention takes them in that order, so a row it
+        // is retiring is waited for (and then found gone, its digest there to delete).
+        let settled: Vec<i64> = tx
+            .query(
+                "SELECT o.id FROM staged_objects o
+                 JOIN unnest($3::text[], $4::text[]) AS t(k, e) ON o.key = t.k AND o.etag = t.e
+                 WHERE o.pipeline = $1 AND o.bucket = $2 AND o.state IN ('loaded', 'skipped')
+                 FOR UPDATE OF o",
+                &[&pipeline, &bucket, &keys, &etags],
             )
             .await
-            .map_err(q("record objects"))?;
-        tx.commit().await.map_err(q("commit record objects"))?;
-        Ok(n)
+            .map_err(q("lock settled objects to reload"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        lock_shared(&tx, pipeline).await?;
+        tx.execute(
+            "DELETE FROM retired_digests WHERE digest IN (
+                 SELECT stageload_object_digest($1, $2, k, e)
+                 FROM unnest($3::text[], $4::text[]) AS t(k, e))",
+            &[&pipeline, &bucket, &keys, &etags],
+        )
+        .await
+        .map_err(q("forget retired objects to reload"))?;
+        let reset = tx
+            .execute(
+                "UPDATE staged_objects SET state = 'pending', batch_id = NULL, settled_at = NULL,
+                        discovered_at = now()
+                 WHERE id = ANY($1) AND state IN ('loaded', 'skipped')",
+                &[&settled],
+            )
+            .await
+            .map_err(q("reset settled objects to pending"))?;
+        let new = insert_new(&tx, pipeline, bucket, objects).await?;
+        tx.commit().await.map_err(q("commit reload objects"))?;
+        Ok(reset + new)
     }
 
     /// When a pipeline first started (recorded now if this is its first start).
@@ -94,46 +147,60 @@ impl Control {
         Ok(row.get(0))
     }
 
-    /// Where a backfill over `range_key` got to: (last key, objects seen, recorded, bytes), or
-    /// None when it never ran or finished (a finished one starts again; recording is
-    /// idempotent).
+    /// Where a backfill over `range_key` got to, or None when it never ran or finished (a
+    /// finished one starts again; recording is idempotent).
     pub async fn backfill_progress(
         &self,
         pipeline: &str,
         range_key: &str,
-    ) -> Result<Option<(String, i64, i64, i64)>, ControlError> {
+    ) -> Result<Option<BackfillState>, ControlError> {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
-                "SELECT last_key, objects, recorded, bytes FROM backfills
+                "SELECT last_key, objects, recorded, bytes, since_at, until_at FROM backfills
                  WHERE pipeline = $1 AND range_key = $2 AND finished_at IS NULL AND last_key IS NOT NULL",
                 &[&pipeline, &range_key],
             )
             .await
             .map_err(q("read backfill progress"))?;
-        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+        Ok(row.map(|r| BackfillState {
+            last_key: r.get(0),
+            objects: r.get(1),
+            recorded: r.get(2),
+            bytes: r.get(3),
+            since: r.get(4),
+            until: r.get(5),
+        }))
     }
 
     /// Saves a backfill's progress; `finished` marks it done.
-    #[allow(clippy::too_many_arguments)]
     pub async fn save_backfill(
         &self,
         pipeline: &str,
         range_key: &str,
-        last_key: Option<&str>,
-        objects: i64,
-        recorded: i64,
-        bytes: i64,
+        state: &BackfillState,
         finished: bool,
     ) -> Result<(), ControlError> {
         let conn = self.conn().await?;
         conn.execute(
-            "INSERT INTO backfills (pipeline, range_key, last_key, objects, recorded, bytes, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)
+            "INSERT INTO backfills (pipeline, range_key, last_key, objects, recorded, bytes, since_at,
+                                    until_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN now() END)
              ON CONFLICT (pipeline, range_key) DO UPDATE SET last_key = EXCLUDED.last_key,
                objects = EXCLUDED.objects, recorded = EXCLUDED.recorded, bytes = EXCLUDED.bytes,
+               since_at = EXCLUDED.since_at, until_at = EXCLUDED.until_at,
                finished_at = EXCLUDED.finished_at, updated_at = now()",
-            &[&pipeline, &range_key, &last_key, &objects, &recorded, &bytes, &finished],
+            &[
+                &pipeline,
+                &range_key,
+                &state.last_key,
+                &state.objects,
+                &state.recorded,
+                &state.bytes,
+                &state.since,
+                &state.until,
+                &finished,
+            ],
         )
         .await
         .map_err(q("save backfill progress"))?;
@@ -226,8 +293,9 @@ impl Control {
         Ok(())
     }
 
-    /// Which of `keys` the ledger already holds for a pipeline and bucket (under any ETag),
-    /// counting retention's tombstones.
+    /// Which of `keys` the ledger holds for a pipeline and bucket (under any ETag). Retention's
+    /// digests cover key and ETag together, so a retired key is not among them: listed without
+    /// an ETag, it gets a HEAD, and its digest then keeps it out of the ledger.
     pub async fn known_keys(
         &self,
         pipeline: &str,
@@ -240,13 +308,50 @@ impl Control {
         let conn = self.conn().await?;
         let rows = conn
             .query(
-                "SELECT key FROM staged_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)
-                 UNION
-                 SELECT key FROM retired_objects WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
+                "SELECT DISTINCT key FROM staged_objects
+                 WHERE pipeline = $1 AND bucket = $2 AND key = ANY($3)",
                 &[&pipeline, &bucket, &keys],
             )
             .await
             .map_err(q("look up known keys"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// The shared side of the per-pipeline advisory lock retention takes exclusively while it moves
+/// ledger rows to digests (see [`Control::record_objects`]).
+async fn lock_shared(tx: &Transaction<'_>, pipeline: &str) -> Result<(), ControlError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+        &[&super::retention::LEDGER_LOCK_CLASS, &pipeline],
+    )
+    .await
+    .map_err(q("lock ledger for recording"))?;
+    Ok(())
+}
+
+/// Inserts the objects neither in the ledger nor retired by retention; returns how many.
+async fn insert_new(
+    tx: &Transaction<'_>,
+    pipeline: &str,
+    bucket: &str,
+    objects: &[ListedObject],
+) -> Result<u64, ControlError> {
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    let etags: Vec<&str> = objects.iter().map(|o| o.etag.as_str()).collect();
+    let sizes: Vec<i64> = objects.iter().map(|o| o.size).collect();
+    let modified: Vec<Option<DateTime<Utc>>> = objects.iter().map(|o| o.last_modified).collect();
+    let arrival: Vec<DateTime<Utc>> = objects.iter().map(|o| o.arrival_time).collect();
+    tx.execute(
+        "INSERT INTO staged_objects (pipeline, bucket, key, etag, size, last_modified, arrival_time)
+         SELECT $1, $2, k, e, s, m, a
+         FROM unnest($3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+              AS t(k, e, s, m, a)
+         WHERE NOT EXISTS (SELECT 1 FROM retired_digests r
+                           WHERE r.digest = stageload_object_digest($1, $2, t.k, t.e))
+         ON CONFLICT (pipeline, bucket, key, etag) DO NOTHING",
+        &[&pipeline, &bucket, &keys, &etags, &sizes, &modified, &arrival],
+    )
+    .await
+    .map_err(q("record objects"))
 }

@@ -10,20 +10,17 @@
 //!    errors was resolved and aged out in step 1; a loaded batch with unresolved rejected
 //!    records stays too), no batch replaying it (`replay_of`). Their `batch_objects` go with them.
 //! 3. `staged_objects` rows `loaded` or `skipped`, settled longer ago than the period, that no
-//!    remaining batch or error row references. Each leaves a tombstone in `retired_objects`
-//!    (pipeline, bucket, key, etag), which discovery consults: an object still in S3 that is
-//!    listed again (the lookback window, a prefix without time in its keys that is re-listed
-//!    whole, a notification delivered twice) is then not recorded and not loaded a second time.
-//! 4. Tombstones whose key discovery can no longer reach: the pipeline's keys carry time, the key
-//!    sorts at or before the discovery cursor and before the start of the lookback window (with
-//!    an hour to spare), and, for a pipeline fed by notifications, the tombstone is older than
-//!    SQS's longest message retention (14 days). A prefix without time in its keys is re-listed
-//!    whole, so its tombstones stay (one small row per object; see docs/configuration.md, "Retention").
+//!    remaining batch or error row references. Each leaves its digest in `retired_digests` (16
+//!    bytes: the first half of SHA-256 over pipeline, bucket, key and etag), which every path
+//!    that records objects consults: an object still in S3 that is listed or named again (the
+//!    lookback window, a prefix re-listed whole, a notification delivered twice, `stageload
+//!    backfill`, a reload that widens the prefix or lengthens `lookback_s`) is then not recorded
+//!    and not loaded a second time. Digests are kept for good; only `stageload backfill
+//!    --reload`, which an operator asks for by name, takes them out.
 //!
 //! Nothing `pending`, `batched`, `sealed` or `delivering` is ever touched.
 
 use super::{q, Control, ControlError};
-use crate::source::layout::KeyLayout;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -36,42 +33,6 @@ pub const LEDGER_LOCK_CLASS: i32 = 0x5354_4c47; // "STLG"
 /// The pause between two chunks of one pass.
 pub const CHUNK_PAUSE: Duration = Duration::from_millis(100);
 
-/// Extra margin before the lookback window, for clocks and configs that differ between
-/// replicas.
-const LOOKBACK_SLACK_S: i64 = 3600;
-
-/// SQS keeps a message at most 14 days, so a notification cannot name an object again later.
-const NOTIFICATION_HORIZON_S: i64 = 14 * 86_400;
-
-/// What retention needs to know about a configured pipeline to tell which tombstones discovery
-/// can no longer reach.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineReach {
-    /// Pipeline name.
-    pub pipeline: String,
-    /// Source bucket.
-    pub bucket: String,
-    /// Source prefix.
-    pub prefix: String,
-    /// `source.lookback_s`.
-    pub lookback_s: u64,
-    /// Whether S3 event notifications feed it (`source.sqs_queue_url`).
-    pub notifications: bool,
-}
-
-impl PipelineReach {
-    /// From a pipeline's configuration.
-    pub fn of(p: &crate::config::PipelineConfig) -> PipelineReach {
-        PipelineReach {
-            pipeline: p.name.clone(),
-            bucket: p.source.bucket.clone(),
-            prefix: p.source.prefix.clone(),
-            lookback_s: p.source.lookback_s,
-            notifications: p.source.sqs_queue_url.is_some(),
-        }
-    }
-}
-
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -79,10 +40,8 @@ pub struct RetentionReport {
     pub errors: u64,
     /// Batches (with their `batch_objects` rows).
     pub batches: u64,
-    /// `staged_objects` rows (each leaving a tombstone).
+    /// `staged_objects` rows (each leaving its digest).
     pub objects: u64,
-    /// Tombstones no longer needed.
-    pub tombstones: u64,
 }
 
 impl RetentionReport {
@@ -90,28 +49,6 @@ impl RetentionReport {
     pub fn is_empty(&self) -> bool {
         *self == RetentionReport::default()
     }
-}
-
-/// The part of a key after the prefix and `leading` directory levels, as a PostgreSQL regular
-/// expression that `regexp_replace` removes.
-fn leading_levels_re(leading: usize) -> String {
-    format!("^([^/]*/){{{leading}}}")
-}
-
-/// From a stored layout template: how many varying levels come before the time levels, and the
-/// key suffix after them that starts the lookback window opened at `since`. None when discovery
-/// re-lists everything (no layout, keys without time) or key order does not follow time.
-pub fn lookback_start(template: &str, since: DateTime<Utc>) -> Option<(usize, String)> {
-    let layout = KeyLayout::from_template(template)?;
-    if layout.is_flat() {
-        return None;
-    }
-    let leading = template
-        .split('/')
-        .take_while(|seg| seg.ends_with('*'))
-        .count();
-    let start = layout.time_start(since);
-    (!start.is_empty()).then_some((leading, start))
 }
 
 impl Control {
@@ -122,7 +59,6 @@ impl Control {
         period: Duration,
         chunk: i64,
         pause: Duration,
-        pipelines: &[PipelineReach],
         stop: &CancellationToken,
     ) -> Result<RetentionReport, ControlError> {
         let cutoff = Utc::now()
@@ -146,9 +82,6 @@ impl Control {
         chunked!(errors, self.retire_errors(cutoff, chunk));
         chunked!(batches, self.retire_batches(cutoff, chunk));
         chunked!(objects, self.retire_objects(cutoff, chunk));
-        for p in pipelines {
-            chunked!(tombstones, self.prune_tombstones(p, chunk));
-        }
         Ok(report)
     }
 
@@ -208,7 +141,7 @@ impl Control {
     }
 
     /// Step 3: settled objects past the period that no remaining batch or error references,
-    /// each replaced by a tombstone in the same transaction.
+    /// each replaced by its digest in the same transaction.
     async fn retire_objects(&self, cutoff: DateTime<Utc>, chunk: i64) -> Result<u64, ControlError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q("retention: begin"))?;
@@ -231,7 +164,7 @@ impl Control {
         let mut pipelines: Vec<&str> = rows.iter().map(|r| r.get(1)).collect();
         pipelines.sort_unstable();
         pipelines.dedup();
-        // Waits for recordings in flight to commit, and holds new ones until the tombstones are
+        // Waits for recordings in flight to commit, and holds new ones until the digests are
         // visible (see `record_objects`).
         for p in &pipelines {
             tx.execute(
@@ -242,13 +175,14 @@ impl Control {
             .map_err(q("retention: lock ledger"))?;
         }
         tx.execute(
-            "INSERT INTO retired_objects (pipeline, bucket, key, etag)
-             SELECT pipeline, bucket, key, etag FROM staged_objects WHERE id = ANY($1)
+            "INSERT INTO retired_digests (digest)
+             SELECT stageload_object_digest(pipeline, bucket, key, etag)
+             FROM staged_objects WHERE id = ANY($1)
              ON CONFLICT DO NOTHING",
             &[&ids],
         )
         .await
-        .map_err(q("retention: record tombstones"))?;
+        .map_err(q("retention: record digests"))?;
         let n = tx
             .execute(
                 "DELETE FROM staged_objects WHERE id = ANY($1) AND state IN ('loaded', 'skipped')",
@@ -259,60 +193,15 @@ impl Control {
         tx.commit().await.map_err(q("retention: commit objects"))?;
         Ok(n)
     }
-
-    /// Step 4: one pipeline's tombstones that discovery can no longer reach.
-    async fn prune_tombstones(&self, p: &PipelineReach, chunk: i64) -> Result<u64, ControlError> {
-        let (Some(template), Some(cursor)) = (
-            self.key_layout(&p.pipeline, &p.bucket, &p.prefix).await?,
-            self.cursor(&p.pipeline, &p.bucket, &p.prefix).await?,
-        ) else {
-            return Ok(0);
-        };
-        let now = Utc::now();
-        let since = now - ChronoDuration::seconds(p.lookback_s as i64 + LOOKBACK_SLACK_S);
-        let Some((leading, start)) = lookback_start(&template, since) else {
-            return Ok(0);
-        };
-        let retired_before = if p.notifications {
-            now - ChronoDuration::seconds(NOTIFICATION_HORIZON_S)
-        } else {
-            now
-        };
-        let conn = self.conn().await?;
-        let n = conn
-            .execute(
-                "DELETE FROM retired_objects WHERE (pipeline, bucket, key, etag) IN (
-                     SELECT pipeline, bucket, key, etag FROM retired_objects
-                     WHERE pipeline = $1 AND bucket = $2 AND retired_at < $3
-                       AND left(key, length($4)) = $4
-                       AND key COLLATE \"C\" <= $5 COLLATE \"C\"
-                       AND regexp_replace(substr(key, length($4) + 1), $6, '') COLLATE \"C\" < $7 COLLATE \"C\"
-                     LIMIT $8)",
-                &[
-                    &p.pipeline,
-                    &p.bucket,
-                    &retired_before,
-                    &p.prefix,
-                    &cursor,
-                    &leading_levels_re(leading),
-                    &start,
-                    &chunk,
-                ],
-            )
-            .await
-            .map_err(q("retention: prune tombstones"))?;
-        Ok(n)
-    }
 }
 
-/// Runs retention every `interval` until `stop`; `pipelines` gives the running pipelines at each
-/// pass (they change on reload). A failed pass is logged and tried again at the next interval.
+/// Runs retention every `interval` until `stop`. A failed pass is logged and tried again at the
+/// next interval.
 pub async fn run(
     control: Control,
     period: Duration,
     interval: Duration,
     chunk: i64,
-    pipelines: impl Fn() -> Vec<PipelineReach>,
     stop: CancellationToken,
 ) {
     info!(
@@ -324,7 +213,7 @@ pub async fn run(
     loop {
         let started = std::time::Instant::now();
         match control
-            .retention_pass(period, chunk, CHUNK_PAUSE, &pipelines(), &stop)
+            .retention_pass(period, chunk, CHUNK_PAUSE, &stop)
             .await
         {
             Ok(r) if r.is_empty() => debug!("retention pass: nothing to delete"),
@@ -332,7 +221,6 @@ pub async fn run(
                 errors = r.errors,
                 batches = r.batches,
                 objects = r.objects,
-                tombstones = r.tombstones,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "retention pass deleted settled history"
             ),
@@ -342,34 +230,5 @@ pub async fn run(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn lookback_start_follows_the_layout() {
-        let since = Utc.with_ymd_and_hms(2026, 11, 28, 3, 12, 0).unwrap();
-        assert_eq!(
-            lookback_start("{YYYY}/{MM}/{DD}/{HH}", since),
-            Some((0, "2026/11/28/03/".to_string()))
-        );
-        assert_eq!(
-            lookback_start("region=*/year={YYYY}/month={MM}/day={DD}", since),
-            Some((1, "year=2026/month=11/day=28/".to_string()))
-        );
-        // Keys without time, or whose order does not follow time, are re-listed: no start.
-        assert_eq!(lookback_start("none", since), None);
-        assert_eq!(lookback_start("month={MM}/year={YYYY}", since), None);
-        assert_eq!(lookback_start("garbage{", since), None);
-    }
-
-    #[test]
-    fn leading_levels_pattern() {
-        assert_eq!(leading_levels_re(0), "^([^/]*/){0}");
-        assert_eq!(leading_levels_re(2), "^([^/]*/){2}");
     }
 }

@@ -200,7 +200,7 @@ impl Discoverer {
             }
             return Ok(recorded);
         }
-        let time_start = layout.time_start(since);
+        let time_start = layout.time_start(since, self.pipeline.source.key_time_zone);
         for dir in self.lookback_dirs(&layout).await? {
             let start = format!("{dir}{time_start}");
             if start.as_str() < cursor {
@@ -345,6 +345,7 @@ impl Discoverer {
                 let Some((entry, found)) = ledger_entry(
                     &prefix,
                     &self.excluded,
+                    self.pipeline.source.key_time_zone,
                     o.key,
                     o.etag,
                     o.size,
@@ -388,6 +389,10 @@ impl Discoverer {
                     .advance_cursor(&name, &bucket, &prefix, last)
                     .await
                     .map_err(|e| self.db_err(e))?;
+                if let (Some(ms), true) = (pause_between_pages(), upcoming.is_some()) {
+                    info!(pipeline = %name, last_key = %last, "test hook: pausing between listing pages");
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
             }
             match upcoming {
                 Some(page) => fetched = page,
@@ -397,12 +402,27 @@ impl Discoverer {
     }
 }
 
+/// Test hook: `STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS=<ms>` pauses a listing from the cursor
+/// after each page it recorded and moved the cursor past, when another page follows, so tests
+/// can kill the process between two pages. Never set in production.
+fn pause_between_pages() -> Option<u64> {
+    static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS")
+            .ok()?
+            .parse()
+            .ok()
+    })
+}
+
 /// The ledger entry for a key under `prefix` (listed, or named by a notification), with the
 /// time layout its key shows; None for folder markers and keys under the loader's own `excluded`
-/// prefixes. Arrival time comes from the key's partition, else `last_modified`, else now.
+/// prefixes. Arrival time comes from the key's partition (its dates in `zone`), else
+/// `last_modified`, else now.
 pub fn ledger_entry(
     prefix: &str,
     excluded: &[String],
+    zone: chrono_tz::Tz,
     key: String,
     etag: String,
     size: i64,
@@ -412,7 +432,7 @@ pub fn ledger_entry(
         return None;
     }
     let rest = key.strip_prefix(prefix).unwrap_or(&key);
-    let parsed = arrival_from_key(rest);
+    let parsed = arrival_from_key(rest, zone);
     let layout = parsed
         .as_ref()
         .map_or_else(KeyLayout::flat, |p| p.1.clone());

@@ -1,10 +1,17 @@
 //! What an object key's path says about time: the key layout (Firehose `YYYY/MM/DD/HH/`, Hive
 //! `year=/month=/day=/hour=`, `dt=YYYY-MM-DD`, with levels that are not time among them), the
 //! arrival time a key carries, and where a lookback re-list must start. Pure functions over
-//! strings: discovery learns a layout from keys, retention asks whether a key can be listed
-//! again.
+//! strings: discovery learns a layout from keys and reads time from them.
+//!
+//! The dates in keys are in the pipeline's `source.key_time_zone` (UTC by default): Firehose
+//! writes both its time prefix and the time in its object names in the stream's
+//! `CustomTimeZone` when one is set.
 
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as ChronoDuration, NaiveDate, NaiveDateTime, TimeZone, Timelike,
+    Utc,
+};
+use chrono_tz::Tz;
 
 /// One directory level of a key, as the layout sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +79,8 @@ impl Segment {
         })
     }
 
-    /// This time segment's text for the time `t`.
-    fn render(&self, t: DateTime<Utc>) -> String {
+    /// This time segment's text for the local time `t`.
+    fn render(&self, t: NaiveDateTime) -> String {
         let Segment::Time { name, fields, .. } = self else {
             return String::new();
         };
@@ -159,10 +166,11 @@ impl KeyLayout {
     }
 
     /// The part of a key after the leading varying levels to list after, for a lookback
-    /// window starting at `since`: the time levels from the year down, as far as key order
-    /// follows time (zero-padded, most significant first, no varying level in between). Every
-    /// key of a partition at or after `since` sorts after it.
-    pub fn time_start(&self, since: DateTime<Utc>) -> String {
+    /// window starting at `since`, with keys dated in `zone`: the time levels from the year
+    /// down, as far as key order follows time (zero-padded, most significant first, no varying
+    /// level in between). Every key of a partition at or after `since` sorts after it.
+    pub fn time_start(&self, since: DateTime<Utc>, zone: Tz) -> String {
+        let since = since.with_timezone(&zone).naive_local();
         let mut out = String::new();
         let mut next_field = 0u8;
         for seg in &self.segments[self.leading_others()..] {
@@ -215,7 +223,7 @@ fn classify(part: &str) -> Segment {
         && parts[1..].iter().all(|p| digits(p, 2))
     {
         let n: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
-        if utc(n[0], n[1], n[2], n.get(3).copied().unwrap_or(0), 0, 0).is_some() {
+        if naive(n[0], n[1], n[2], n.get(3).copied().unwrap_or(0), 0, 0).is_some() {
             return Segment::Time {
                 name,
                 fields: (0..parts.len() as u8).collect(),
@@ -226,11 +234,11 @@ fn classify(part: &str) -> Segment {
     Segment::Other { name }
 }
 
-/// Arrival time and layout from the key after the prefix: Firehose `YYYY/MM/DD/HH/` (the finer
-/// object-name timestamp `-YYYY-MM-DD-HH-MM-SS-` when present), or named partitions anywhere
-/// among the directory levels (`year=`/`month=`/`day=`/`hour=`, `dt=YYYY-MM-DD[-HH]`), else
-/// None.
-pub fn arrival_from_key(rest: &str) -> Option<(DateTime<Utc>, KeyLayout)> {
+/// Arrival time and layout from the key after the prefix, its dates read in `zone`: Firehose
+/// `YYYY/MM/DD/HH/` (the finer object-name timestamp `-YYYY-MM-DD-HH-MM-SS-` when present), or
+/// named partitions anywhere among the directory levels (`year=`/`month=`/`day=`/`hour=`,
+/// `dt=YYYY-MM-DD[-HH]`), else None.
+pub fn arrival_from_key(rest: &str, zone: Tz) -> Option<(DateTime<Utc>, KeyLayout)> {
     let parts: Vec<&str> = rest.split('/').collect();
     if parts.len() >= 5 {
         let nums: Option<Vec<u32>> = parts[..4]
@@ -243,8 +251,8 @@ pub fn arrival_from_key(rest: &str) -> Option<(DateTime<Utc>, KeyLayout)> {
             })
             .collect();
         if let Some(n) = nums {
-            let hour = utc(n[0], n[1], n[2], n[3], 0, 0)?;
-            let finer = name_timestamp(parts[parts.len() - 1])
+            let hour = in_zone(zone, naive(n[0], n[1], n[2], n[3], 0, 0)?);
+            let finer = name_timestamp(parts[parts.len() - 1], zone)
                 .filter(|t| *t >= hour && *t < hour + ChronoDuration::hours(1));
             let segments = (0..4u8)
                 .map(|f| Segment::Time {
@@ -274,12 +282,13 @@ pub fn arrival_from_key(rest: &str) -> Option<(DateTime<Utc>, KeyLayout)> {
     let [Some(y), m, d, h] = fields else {
         return None;
     };
-    let t = utc(y, m.unwrap_or(1), d.unwrap_or(1), h.unwrap_or(0), 0, 0)?;
-    Some((t, KeyLayout { segments }))
+    let t = naive(y, m.unwrap_or(1), d.unwrap_or(1), h.unwrap_or(0), 0, 0)?;
+    Some((in_zone(zone, t), KeyLayout { segments }))
 }
 
-/// Firehose names objects `<stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>`.
-fn name_timestamp(name: &str) -> Option<DateTime<Utc>> {
+/// Firehose names objects `<stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>`, in the same time
+/// zone as its prefix.
+fn name_timestamp(name: &str, zone: Tz) -> Option<DateTime<Utc>> {
     let b = name.as_bytes();
     (0..b.len().saturating_sub(19)).find_map(|i| {
         let s = name.get(i..i + 19)?;
@@ -291,18 +300,37 @@ fn name_timestamp(name: &str) -> Option<DateTime<Utc>> {
         if widths != [4, 2, 2, 2, 2, 2] {
             return None;
         }
-        utc(n[0], n[1], n[2], n[3], n[4], n[5])
+        Some(in_zone(zone, naive(n[0], n[1], n[2], n[3], n[4], n[5])?))
     })
 }
 
-fn utc(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<DateTime<Utc>> {
-    let date = NaiveDate::from_ymd_opt(y as i32, mo, d)?;
-    Some(Utc.from_utc_datetime(&date.and_hms_opt(h, mi, s)?))
+fn naive(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<NaiveDateTime> {
+    NaiveDate::from_ymd_opt(y as i32, mo, d)?.and_hms_opt(h, mi, s)
+}
+
+/// A local time of `zone` as UTC. An hour the clocks go back over happens twice: the first is
+/// taken. An hour they skip does not happen; such a key is read as the hour after.
+fn in_zone(zone: Tz, t: NaiveDateTime) -> DateTime<Utc> {
+    zone.from_local_datetime(&t)
+        .earliest()
+        .or_else(|| zone.from_local_datetime(&(t + ChronoDuration::hours(1))).earliest())
+        .map_or_else(|| Utc.from_utc_datetime(&t), |l| l.with_timezone(&Utc))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const UTC: Tz = chrono_tz::UTC;
+
+    /// Reads keys dated in UTC, the default.
+    fn arrival_from_key(rest: &str) -> Option<(DateTime<Utc>, KeyLayout)> {
+        super::arrival_from_key(rest, UTC)
+    }
+
+    fn utc(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<DateTime<Utc>> {
+        naive(y, mo, d, h, mi, s).map(|t| t.and_utc())
+    }
 
     fn layout(rest: &str) -> String {
         arrival_from_key(rest).map_or("none".into(), |(_, l)| l.template())
@@ -364,7 +392,7 @@ mod tests {
     #[test]
     fn lookback_starts_at_the_partition() {
         let since = utc(2026, 11, 28, 3, 12, 0).unwrap();
-        let start = |rest: &str| arrival_from_key(rest).unwrap().1.time_start(since);
+        let start = |rest: &str| arrival_from_key(rest).unwrap().1.time_start(since, UTC);
         assert_eq!(start("2026/12/01/00/f"), "2026/11/28/03/");
         assert_eq!(
             start("year=2026/month=12/day=01/hour=00/f"),
@@ -375,7 +403,7 @@ mod tests {
             .unwrap()
             .1;
         assert_eq!(l.leading_others(), 1);
-        assert_eq!(l.time_start(since), "year=2026/month=11/day=28/");
+        assert_eq!(l.time_start(since, UTC), "year=2026/month=11/day=28/");
         assert_eq!(start("dt=2026-12-01/f"), "dt=2026-11-28/");
         assert_eq!(start("dt=2026-12-01-09/f"), "dt=2026-11-28-03/");
         // Key order stops following time at an unpadded value or a varying level.
@@ -386,5 +414,29 @@ mod tests {
         let start = start("dt=2026-12-01/f");
         assert!("dt=2026-11-28/a.json" > start.as_str());
         assert!("dt=2026-11-27/z.json" < start.as_str());
+    }
+
+    #[test]
+    fn keys_dated_in_another_time_zone() {
+        let la: Tz = "America/Los_Angeles".parse().unwrap();
+        // Firehose with CustomTimeZone: prefix and object-name time both local (PST, UTC-8).
+        let (t, _) = super::arrival_from_key(
+            "2026/12/07/07/clicks-1-2026-12-07-07-05-33-ab12cd.gz",
+            la,
+        )
+        .unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-07T15:05:33+00:00");
+        let (t, _) = super::arrival_from_key("dt=2026-07-01/f.json", la).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-07-01T07:00:00+00:00", "PDT, UTC-7");
+        // The lookback window opens at the local partition.
+        let l = arrival_from_key("2026/12/07/07/f").unwrap().1;
+        let since = utc(2026, 12, 7, 14, 30, 0).unwrap();
+        assert_eq!(l.time_start(since, la), "2026/12/07/06/");
+        assert_eq!(l.time_start(since, UTC), "2026/12/07/14/");
+        // The hour the clocks go back over is read as its first pass; a skipped hour as the next.
+        let (t, _) = super::arrival_from_key("2026/11/01/01/f", la).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-01T08:00:00+00:00");
+        let (t, _) = super::arrival_from_key("2026/03/08/02/f", la).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-08T10:00:00+00:00");
     }
 }

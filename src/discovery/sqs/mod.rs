@@ -31,8 +31,11 @@ use crate::source::s3::S3;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use futures::StreamExt;
+use crate::control::ControlError;
+use chrono::{DateTime, Utc};
 use routes::{destinations, Destinations};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -106,6 +109,8 @@ pub struct QueueReceiver {
     control: Control,
     s3: S3,
     routes: Arc<RwLock<Arc<Vec<Route>>>>,
+    /// First starts of `start_at = "now"` pipelines, by (pipeline, bucket, prefix), once read.
+    starts: Mutex<HashMap<(String, String, String), DateTime<Utc>>>,
 }
 
 /// What one receive did.
@@ -133,7 +138,44 @@ impl QueueReceiver {
             control,
             s3: s3.clone(),
             routes: Arc::new(RwLock::new(Arc::new(routes))),
+            starts: Mutex::default(),
         })
+    }
+
+    /// When a `start_at = "now"` pipeline first started (recorded now if it never did), read
+    /// once from the control database.
+    async fn started(&self, route: &Route) -> Result<DateTime<Utc>, ControlError> {
+        let id = (
+            route.pipeline.clone(),
+            route.bucket.clone(),
+            route.prefix.clone(),
+        );
+        if let Some(t) = self.starts.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(*t);
+        }
+        let t = self.control.pipeline_start(&id.0, &id.1, &id.2).await?;
+        self.starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, t);
+        Ok(t)
+    }
+
+    /// Per route, the time before which created objects are not staged (`start_at = "now"`),
+    /// and whether it could not be read (the route's messages then stay on the queue).
+    async fn not_before(&self, routes: &[Route]) -> (Vec<Option<DateTime<Utc>>>, Vec<bool>) {
+        let mut not_before = vec![None; routes.len()];
+        let mut failed = vec![false; routes.len()];
+        for (r, route) in routes.iter().enumerate().filter(|(_, r)| r.start_at_now) {
+            match self.started(route).await {
+                Ok(t) => not_before[r] = Some(t),
+                Err(e) => {
+                    warn!(pipeline = %route.pipeline, queue = %self.queue_url, error = %e, "reading the pipeline's first start failed, its messages stay on the queue");
+                    failed[r] = true;
+                }
+            }
+        }
+        (not_before, failed)
     }
 
     fn routes(&self) -> Arc<Vec<Route>> {
@@ -216,6 +258,10 @@ impl QueueReceiver {
             .collect()
             .await;
 
+        // With `start_at = "now"`, an object created before the pipeline first started is
+        // history (a queue's backlog from before then): acknowledged, left to `stageload
+        // backfill`, as listing leaves it.
+        let (not_before, mut failed) = self.not_before(&routes).await;
         // Per route: the objects to record; per message: the routes it needs.
         let mut objects: Vec<Vec<ListedObject>> = vec![Vec::new(); routes.len()];
         let mut needs: Vec<Vec<usize>> = vec![Vec::new(); messages.len()];
@@ -233,9 +279,16 @@ impl QueueReceiver {
             };
             for r in to {
                 let route = &routes[r];
+                if let (Some(start), Some(created)) = (not_before[r], c.event_time) {
+                    if created < start {
+                        debug!(pipeline = %route.pipeline, queue, key = %c.key, created = %created, started = %start, "notification from before the pipeline started (start_at = now), dropped");
+                        continue;
+                    }
+                }
                 let entry = ledger_entry(
                     &route.prefix,
                     &route.own_prefixes,
+                    route.key_time_zone,
                     c.key.clone(),
                     c.etag.clone(),
                     c.size,
@@ -253,8 +306,10 @@ impl QueueReceiver {
             messages: messages.len(),
             ..Received::default()
         };
-        let mut failed = vec![false; routes.len()];
         for (r, route) in routes.iter().enumerate() {
+            if failed[r] {
+                continue;
+            }
             let mut recorded = 0;
             for chunk in objects[r].chunks(RECORD_AT_ONCE) {
                 match self

@@ -19,6 +19,11 @@ pub struct Route {
     pub prefix: String,
     /// Its error and manifest prefixes, whose keys are never staged.
     pub own_prefixes: Vec<String>,
+    /// `source.start_at = "now"`: objects created before the pipeline first started are not
+    /// staged.
+    pub start_at_now: bool,
+    /// `source.key_time_zone`: the time zone of the dates in its keys.
+    pub key_time_zone: chrono_tz::Tz,
     /// Woken when objects are recorded for it, so it seals without waiting for its tick.
     pub sealer: Arc<Notify>,
 }
@@ -32,6 +37,8 @@ impl Route {
             bucket: config.source.bucket.clone(),
             prefix: config.source.prefix.clone(),
             own_prefixes: config.own_prefixes(),
+            start_at_now: config.source.start_at == crate::config::StartAt::Now,
+            key_time_zone: config.source.key_time_zone,
             sealer,
         })
     }
@@ -107,6 +114,8 @@ mod tests {
             bucket: bucket.into(),
             prefix: prefix.into(),
             own_prefixes: own.iter().map(|s| s.to_string()).collect(),
+            start_at_now: false,
+            key_time_zone: chrono_tz::UTC,
             sealer: Arc::new(Notify::new()),
         }
     }
