@@ -356,7 +356,8 @@ async fn marker_tables_made_by_an_operator_serve_a_user_without_create() {
         &format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'loaderpw'; \
              GRANT SELECT, INSERT ON public.events TO {role}; \
-             GRANT SELECT, INSERT, UPDATE ON public.stageload_commits, public.stageload_commit_errors TO {role}"
+             GRANT SELECT, INSERT, UPDATE ON public.stageload_commits, public.stageload_commit_errors, \
+             public.stageload_loaded_objects TO {role}"
         ),
     )
     .await;

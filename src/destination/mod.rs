@@ -289,6 +289,23 @@ pub struct GiveUp {
     /// The destination found in the end that nothing was lost (HEC acks that arrived during
     /// the final wait): the batch is settled as loaded, and nothing was handed over.
     pub nothing_lost: bool,
+    /// The batch was delivered after all (an attempt whose answer was lost had landed, as a
+    /// Redshift COMMIT can): the report of that delivery, settled as loaded like a recovered
+    /// one. Nothing was handed over.
+    pub delivered: Option<Attempt>,
+    /// Whether the batch was delivered cannot be told now (the destination is unreachable):
+    /// writing it off could lose nothing and still skip rows that landed, so nothing was handed
+    /// over and the batch stays unsettled; the dispatcher waits a backoff step and asks again.
+    pub undecided: Option<Undecided>,
+}
+
+/// A write-off refused because the batch's outcome is unknown.
+#[derive(Debug)]
+pub struct Undecided {
+    /// Why the outcome cannot be read.
+    pub error: DestinationError,
+    /// What the write-off was given, for the next time it is asked.
+    pub resume: Option<Resume>,
 }
 
 /// The kind of error artifact a skipped batch leaves in S3.

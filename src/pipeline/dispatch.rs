@@ -316,8 +316,17 @@ impl Dispatcher {
                 warn!(pipeline, batch_id = batch.id, error = %e, "cannot keep the attempt's error");
             }
             if deadline.remaining().is_zero() {
-                self.give_up(batch, attempt_no, left, &error, &mut settlement, budget)
-                    .await;
+                let mut left = left;
+                // A destination that cannot tell whether the batch landed refuses to write it
+                // off: wait as a takeover does, and ask again.
+                while let Some(back) = self
+                    .give_up(batch, attempt_no, left, &error, &mut settlement, budget)
+                    .await
+                {
+                    left = back;
+                    self.pause(&mut clock, self.timings.backoff_max, stop)
+                        .await?;
+                }
                 return Ok(());
             }
             self.pause(&mut clock, deadline.remaining(), stop).await?;
@@ -396,6 +405,8 @@ impl Dispatcher {
     /// this stores each chunk's rows (one batched INSERT) and streams its failed records into
     /// one multipart upload, so a write-off of a large batch holds a few chunks, never the
     /// batch. Then the batch is settled skipped (or loaded, when nothing was lost after all).
+    /// Returns what to hand the write-off again when the destination could not tell whether
+    /// the batch was delivered (nothing is settled then).
     async fn give_up(
         &self,
         batch: &ClaimedBatch,
@@ -404,7 +415,7 @@ impl Dispatcher {
         last_error: &str,
         settlement: &mut Settlement,
         budget: Duration,
-    ) {
+    ) -> Option<Option<crate::destination::Resume>> {
         let pipeline = self.pipeline.name.as_str();
         let _heap = crate::memory::lean_heap();
         warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %last_error, "retry budget exhausted, skipping batch");
@@ -436,6 +447,20 @@ impl Dispatcher {
                 crate::destination::GiveUp::default()
             }
         };
+        if let Some(u) = given.undecided {
+            warn!(pipeline, batch_id = batch.id, error = %u.error, "cannot tell whether the batch was delivered, not writing it off yet");
+            return Some(u.resume);
+        }
+        if let Some(report) = given.delivered {
+            info!(
+                pipeline,
+                batch_id = batch.id,
+                records = report.delivered,
+                "the batch was delivered after all, settling it from what it committed"
+            );
+            self.finish(batch, attempt_no, report, settlement).await;
+            return None;
+        }
         if given.nothing_lost && written.rows == 0 {
             info!(
                 pipeline,
@@ -443,7 +468,7 @@ impl Dispatcher {
                 "everything was delivered in the end, settling as loaded"
             );
             self.settle(batch, settlement, false).await;
-            return;
+            return None;
         }
         settlement.records_rejected += written.records_rejected;
         if written.rows == 0 || panicked {
@@ -463,6 +488,7 @@ impl Dispatcher {
             self.record_errors(batch, attempt_no, &rows).await;
         }
         self.settle(batch, settlement, true).await;
+        None
     }
 
     /// Stores the chunks of a write-off as they come: each chunk's rows in one batched INSERT,

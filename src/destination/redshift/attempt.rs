@@ -62,19 +62,9 @@ impl RedshiftDestination {
             } else {
                 Some(format!("s3://{}/{}", self.bucket, self.manifest_key(batch)))
             };
-            if let Some(url) = &manifest {
-                let put = self
-                    .s3
-                    .put(
-                        &self.bucket,
-                        &self.manifest_key(batch),
-                        artifacts::manifest(&objects),
-                        "application/json",
-                    )
-                    .await;
-                if let Err(e) = put {
-                    let msg = format!("write manifest {url}: {e}");
-                    return failed(FailureKind::Transient, msg, &excluded);
+            if manifest.is_some() {
+                if let Err(e) = self.write_manifest(batch, &objects).await {
+                    return failed(FailureKind::Transient, e.to_string(), &excluded);
                 }
                 self.hooks
                     .pause(Point::BeforeCopy, pipeline, batch.id)
@@ -89,7 +79,10 @@ impl RedshiftDestination {
             };
             match self.load(&client, &job).await {
                 Ok(loaded) => {
-                    info!(pipeline, batch_id = batch.id, table = %self.table, rows = loaded.rows, rejected = loaded.rejected.len(), objects = objects.len(), excluded = excluded.ids.len(), "batch committed");
+                    if !loaded.held.is_empty() {
+                        info!(pipeline, batch_id = batch.id, objects = loaded.held.len(), "objects the warehouse already holds (committed by an earlier load) left out of the copy, settling them loaded");
+                    }
+                    info!(pipeline, batch_id = batch.id, table = %self.table, rows = loaded.rows, rejected = loaded.rejected.len(), objects = objects.len() - loaded.held.len(), held = loaded.held.len(), excluded = excluded.ids.len(), "batch committed");
                     let mut report = Attempt::delivered(loaded.rows.max(0) as u64);
                     report.skipped_objects = excluded.ids.iter().copied().collect();
                     report.rejected = excluded.rows;

@@ -25,6 +25,8 @@ pub struct Tables {
     pub marker: String,
     /// `"schema"."stageload_commit_errors"`.
     pub errors: String,
+    /// `"schema"."stageload_loaded_objects"`: every object a load committed (`held`).
+    pub loaded: String,
     /// The schema as the catalog spells it (folded like the quoted identifier).
     pub schema_name: String,
 }
@@ -37,6 +39,7 @@ impl Tables {
         Ok(Tables {
             marker: format!("{quoted}.\"stageload_commits\""),
             errors: format!("{quoted}.\"stageload_commit_errors\""),
+            loaded: format!("{quoted}.\"stageload_loaded_objects\""),
             schema_name,
         })
     }
@@ -46,7 +49,8 @@ impl Tables {
     pub fn columns_query(&self) -> String {
         format!(
             "SELECT table_name, column_name FROM information_schema.columns \
-             WHERE table_schema = {} AND table_name IN ('stageload_commits', 'stageload_commit_errors')",
+             WHERE table_schema = {} AND table_name IN ('stageload_commits', 'stageload_commit_errors', \
+             'stageload_loaded_objects')",
             quote_literal(&self.schema_name)
         )
     }
@@ -89,6 +93,11 @@ pub struct Key {
     pub batch_id: i64,
     /// [`digest`] of the batch's objects.
     pub digest: String,
+    /// The `s3://` URL of the batch's manifest (the hour of its first attempt is in it).
+    pub manifest: String,
+    /// The batch's first attempt: a marker an earlier stageload committed before it is another
+    /// batch's.
+    pub first_attempt: chrono::DateTime<chrono::Utc>,
 }
 
 impl Key {
@@ -101,14 +110,21 @@ impl Key {
         )
     }
 
-    /// Finds the batch's marker: the rows loaded, or nothing. A marker with another digest is
-    /// another batch's (an earlier control database's) and does not match.
+    /// Finds the batch's marker: the rows loaded, the installation id and the objects loaded,
+    /// or nothing. A marker with another digest is another batch's (an earlier control
+    /// database's) and does not match. A marker an earlier stageload committed (installation id
+    /// empty, see `upgrade`) matches on its manifest URL and a commit after the batch's first
+    /// attempt.
     pub fn select_marker(&self, tables: &Tables) -> String {
         format!(
-            "SELECT rows_loaded FROM {} WHERE {} AND batch_digest = {}",
+            "SELECT rows_loaded, installation_id, objects FROM {} WHERE pipeline = {} AND batch_id = {} \
+             AND ((installation_id = {} AND batch_digest = {}) OR {})",
             tables.marker,
-            self.filter(),
-            quote_literal(&self.digest)
+            quote_literal(&self.pipeline),
+            self.batch_id,
+            quote_literal(&self.installation),
+            quote_literal(&self.digest),
+            super::upgrade::legacy_match(self),
         )
     }
 
@@ -247,7 +263,7 @@ pub fn parse_errors(messages: &[SimpleQueryMessage]) -> Vec<(bool, LoadError)> {
 impl RedshiftDestination {
     /// Creates the marker tables only when they are missing: an operator may have created them
     /// for a user without CREATE on the schema. A marker table without `installation_id` is an
-    /// earlier stageload's, which this one cannot read safely.
+    /// earlier stageload's: it is upgraded in place, its rows kept (`upgrade`).
     pub(super) async fn ensure_tables(&self, client: &Session) -> Result<(), RedshiftError> {
         let rows = client
             .query("read marker tables", &self.tables.columns_query())
@@ -267,14 +283,7 @@ impl RedshiftDestination {
                 .iter()
                 .any(|(t, c)| t == "stageload_commits" && c == "installation_id")
         {
-            return Err(RedshiftError::Answer {
-                what: "marker table",
-                detail: format!(
-                    "{} has the layout of an earlier stageload (no installation_id column): rename it \
-                     (ALTER TABLE {} RENAME TO stageload_commits_old) and stageload creates the new one",
-                    self.tables.marker, self.tables.marker
-                ),
-            });
+            self.upgrade_marker_table(client).await?;
         }
         if !has("stageload_commits") {
             client
@@ -284,6 +293,11 @@ impl RedshiftDestination {
         if !has("stageload_commit_errors") {
             client
                 .exec("create marker error table", &self.tables.errors_ddl())
+                .await?;
+        }
+        if !has("stageload_loaded_objects") {
+            client
+                .exec("create loaded objects table", &self.tables.loaded_ddl())
                 .await?;
         }
         Ok(())
@@ -296,6 +310,8 @@ impl RedshiftDestination {
             pipeline: self.pipeline.clone(),
             batch_id: batch.id,
             digest: digest(&batch.objects),
+            manifest: format!("s3://{}/{}", self.bucket, self.manifest_key(batch)),
+            first_attempt: batch.first_attempt_at,
         }
     }
 
@@ -309,16 +325,27 @@ impl RedshiftDestination {
         let marker = client
             .query("marker check", &key.select_marker(&self.tables))
             .await?;
-        let Some(rows_loaded) = marker.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                r.get(0)
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-                    .unwrap_or(0),
-            ),
+        let int = |r: &tokio_postgres::SimpleQueryRow, i| {
+            r.get(i)
+                .and_then(|v: &str| v.trim().parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let Some((rows_loaded, legacy, objects)) = marker.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                int(r, 0),
+                r.get(1).is_none_or(|v| v.trim().is_empty()),
+                int(r, 2),
+            )),
             _ => None,
         }) else {
             return Ok(None);
         };
+        if legacy {
+            return self
+                .legacy_report(batch, key, rows_loaded, objects)
+                .await
+                .map(Some);
+        }
         let errors = client
             .query("read marker error rows", &key.select_errors(&self.tables))
             .await?;
@@ -375,11 +402,15 @@ mod tests {
             pipeline: "p'q".into(),
             batch_id: 7,
             digest: "d".into(),
+            manifest: "s3://b/m/p-7.manifest".into(),
+            first_attempt: chrono::DateTime::from_timestamp(1_764_300_000, 0).unwrap(),
         };
         assert_eq!(
             key.select_marker(&t),
-            "SELECT rows_loaded FROM \"audit\".\"stageload_commits\" WHERE installation_id = 'u-1' \
-             AND pipeline = 'p''q' AND batch_id = 7 AND batch_digest = 'd'"
+            "SELECT rows_loaded, installation_id, objects FROM \"audit\".\"stageload_commits\" \
+             WHERE pipeline = 'p''q' AND batch_id = 7 AND ((installation_id = 'u-1' AND batch_digest = 'd') \
+             OR (installation_id = '' AND manifest = 's3://b/m/p-7.manifest' \
+             AND committed_at >= '2025-11-28 03:19:00'))"
         );
         let m = Marker {
             key: &key,

@@ -2,16 +2,23 @@
 //! loads whole files, so the objects left out for bad data keep the rows that say why, and the
 //! rest are written off with the budget's reason; the dispatcher writes the batch's manifest of
 //! them for a manual `COPY ... MANIFEST`.
+//!
+//! The last attempt may have ended without knowing its outcome (its COMMIT's answer lost to a
+//! cut connection or a client-side timeout), so the marker is read first, under the load's
+//! lock: a batch whose marker is there is settled from it, and one whose marker cannot be read
+//! is not written off at all (the dispatcher waits and asks again).
 
 use super::state::Excluded;
 use super::RedshiftDestination;
 use crate::codes;
-use crate::destination::{GiveUp, Resume, WriteOff};
+use crate::destination::{DestinationError, GiveUp, Resume, Undecided, WriteOff};
 use crate::model::{ClaimedBatch, LoadError};
+use tracing::info;
 
 impl RedshiftDestination {
     /// Hands `out` a row for every object of `batch` not loaded: the files left out keep their
-    /// own reasons, every other object gets the budget's.
+    /// own reasons, every other object gets the budget's. A batch whose marker exists is
+    /// reported delivered instead, and one whose marker cannot be read, undecided.
     pub(super) async fn write_off(
         &self,
         batch: &ClaimedBatch,
@@ -19,6 +26,30 @@ impl RedshiftDestination {
         reason: &str,
         out: &mut WriteOff,
     ) -> GiveUp {
+        match self.committed_under_lock(batch).await {
+            Ok(Some(report)) => {
+                info!(
+                    pipeline = %self.pipeline,
+                    batch_id = batch.id,
+                    "batch committed by an attempt whose answer was lost, not writing it off"
+                );
+                return GiveUp {
+                    delivered: Some(report),
+                    ..GiveUp::default()
+                };
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let error = DestinationError::new(
+                    e.class().kind(),
+                    format!("read the batch's marker before writing it off: {e}"),
+                );
+                return GiveUp {
+                    undecided: Some(Undecided { error, resume }),
+                    ..GiveUp::default()
+                };
+            }
+        }
         let Some(excluded) = resume.and_then(|r| r.0.downcast::<Excluded>().ok()) else {
             return GiveUp::default();
         };

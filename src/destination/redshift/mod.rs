@@ -24,7 +24,9 @@
 //! transaction), `copy` (COPY rendering), `commit` (marker and error-row tables), `exclude`
 //! (which bad files go), `columnar` (finding a bad Parquet or ORC file), `auth` (the session's
 //! login: password, Secrets Manager or IAM temporary credentials), `preflight` (HEAD of each
-//! object), `merge` (staging-table upsert SQL), `hooks` (test-only pauses); the copy_options
+//! object), `merge` (staging-table upsert SQL), `upgrade` (an earlier stageload's marker table), `held` (the objects
+//! the warehouse holds), `hooks`
+//! (test-only pauses); the copy_options
 //! rules are `crate::config::copy_options`.
 
 mod attempt;
@@ -36,6 +38,7 @@ mod copy;
 mod exclude;
 mod failed;
 mod give_up;
+mod held;
 mod hooks;
 mod merge;
 use crate::config::copy_options as options;
@@ -43,6 +46,7 @@ mod preflight;
 mod retry;
 mod state;
 mod transaction;
+mod upgrade;
 
 use self::client::{Connector, Session};
 use self::commit::Tables;

@@ -51,6 +51,14 @@ pub enum RedshiftError {
         /// The limit.
         seconds: u64,
     },
+    /// A batch's manifest could not be read back from S3.
+    #[error("read manifest {url}: {detail}")]
+    Manifest {
+        /// Its `s3://` URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
     /// An answer did not have the expected shape.
     #[error("{what}: unexpected answer: {detail}")]
     Answer {
@@ -104,9 +112,9 @@ impl RedshiftError {
     /// Classifies the failure.
     pub fn class(&self) -> Class {
         match self {
-            RedshiftError::ConnectTimeout { .. } | RedshiftError::StatementTimeout { .. } => {
-                Class::Transient
-            }
+            RedshiftError::ConnectTimeout { .. }
+            | RedshiftError::StatementTimeout { .. }
+            | RedshiftError::Manifest { .. } => Class::Transient,
             RedshiftError::Answer { .. } => Class::Permanent,
             RedshiftError::Login { source, .. } => match source.transient() {
                 true => Class::Transient,

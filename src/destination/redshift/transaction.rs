@@ -19,6 +19,7 @@ use tokio_postgres::SimpleQueryMessage;
 use tracing::debug;
 
 /// What one load transaction works on.
+#[derive(Clone, Copy)]
 pub struct Job<'a> {
     /// The batch.
     pub batch: &'a ClaimedBatch,
@@ -56,6 +57,8 @@ pub struct Loaded {
     pub rows: i64,
     /// Rows skipped under MAXERROR.
     pub rejected: Vec<LoadError>,
+    /// Objects left out because an earlier load committed them (they settle loaded).
+    pub held: Vec<i64>,
 }
 
 /// The object a row names: its filename is the object's URL, or a prefix of it when Redshift
@@ -154,6 +157,59 @@ impl RedshiftDestination {
         Ok(failed::latest_copy(rows))
     }
 
+    /// The `LOCK` every load transaction starts with: whoever holds it may be committing a
+    /// marker, so a marker check made after it sees that commit.
+    pub(super) fn lock_statement(&self) -> String {
+        format!("LOCK {}", self.tables.marker)
+    }
+
+    /// The batch's marker read under the load's lock, in a fresh transaction: a COMMIT whose
+    /// answer was lost (a cut connection, a client-side timeout) is either there or will never
+    /// be, since a load still committing holds the lock until it ends.
+    pub(super) async fn committed_under_lock(
+        &self,
+        batch: &ClaimedBatch,
+    ) -> Result<Option<crate::destination::Attempt>, RedshiftError> {
+        let client = self.session().await?;
+        client.exec("begin", "BEGIN").await?;
+        let found = async {
+            client
+                .exec("lock marker table", &self.lock_statement())
+                .await?;
+            self.committed(&client, batch, &self.key(batch)).await
+        }
+        .await;
+        // Read only: nothing to commit, and the rollback releases the lock.
+        client.rollback().await;
+        if found.is_ok() {
+            self.keep(client);
+        }
+        found
+    }
+
+    /// Writes the batch's manifest listing `objects`; returns its `s3://` URL.
+    pub(super) async fn write_manifest(
+        &self,
+        batch: &ClaimedBatch,
+        objects: &[StagedObject],
+    ) -> Result<String, RedshiftError> {
+        let key = self.manifest_key(batch);
+        let url = format!("s3://{}/{key}", self.bucket);
+        self.s3
+            .put(
+                &self.bucket,
+                &key,
+                crate::artifacts::manifest(objects),
+                "application/json",
+            )
+            .await
+            .map_err(|e| RedshiftError::Manifest {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(url)
+    }
+
     /// One load transaction for `job`.
     pub(super) async fn load(
         &self,
@@ -216,7 +272,7 @@ impl RedshiftDestination {
     ) -> Result<Loaded, Step> {
         let tables = &self.tables;
         client
-            .exec("lock marker table", &format!("LOCK {}", tables.marker))
+            .exec("lock marker table", &self.lock_statement())
             .await?;
         let found = client
             .query("marker check", &job.key.select_marker(tables))
@@ -227,6 +283,29 @@ impl RedshiftDestination {
         {
             return Err(Step::Committed);
         }
+        // Objects an earlier load committed (a control database recreated or restored since
+        // listed them again) stay out of the COPY; the manifest is rewritten without them.
+        let held = super::held::held(client, tables, &self.pipeline, job.objects).await?;
+        let kept: Vec<StagedObject> = job
+            .objects
+            .iter()
+            .filter(|o| !held.contains(&o.id))
+            .cloned()
+            .collect();
+        let manifest = match job.manifest {
+            Some(m) if held.is_empty() => Some(m.to_string()),
+            Some(_) if !kept.is_empty() => Some(
+                self.write_manifest(job.batch, &kept)
+                    .await
+                    .map_err(Step::Other)?,
+            ),
+            _ => None,
+        };
+        let job = &Job {
+            objects: &kept,
+            manifest: manifest.as_deref(),
+            ..*job
+        };
         let (count, copy_id, rejected) = match job.manifest {
             Some(manifest) => self.copy(client, job, manifest, since).await?,
             None => (0, 0, Vec::new()),
@@ -250,6 +329,11 @@ impl RedshiftDestination {
         for sql in commit::insert_errors(tables, job.key, &rows) {
             client.exec("insert marker error rows", &sql).await?;
         }
+        if job.manifest.is_some() {
+            for sql in super::held::records(tables, job.key, job.objects) {
+                client.exec("record loaded objects", &sql).await?;
+            }
+        }
         self.hooks
             .pause(Point::BeforeCommit, &self.pipeline, job.batch.id)
             .await;
@@ -257,6 +341,7 @@ impl RedshiftDestination {
         Ok(Loaded {
             rows: count,
             rejected,
+            held,
         })
     }
 

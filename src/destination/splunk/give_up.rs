@@ -89,6 +89,7 @@ pub(super) async fn collect(
     // Every request was acked during the final wait and every object was read to its end.
     GiveUp {
         nothing_lost: out.rows() == 0 && p.objects.iter().all(|o| o.done),
+        ..GiveUp::default()
     }
 }
 

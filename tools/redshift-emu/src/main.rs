@@ -4,7 +4,7 @@
 //! isolation, an optional Redshift Serverless mode and an injectable 1023 error. See README.md.
 //!
 //! Layout: `main` (CLI, startup), `proxy` (per-connection relay), `wire` (message framing),
-//! `sqltok`/`copy_parse`/`copy_options`/`copy_args` (COPY grammar), `copy_run` (running one COPY), `load` (its files and rows), `s3`
+//! `sqltok`/`copy_parse`/`copy_options`/`copy_args` (COPY grammar), `copy_run` (running one COPY), `ddl` (ALTER TABLE forms Redshift refuses), `load` (its files and rows), `s3`
 //! (objects, manifests, decompression), `formats`/`csv`/`jsonpath` (records and fields),
 //! `convert`/`numbers`/`timefmt` (typed conversion and load error codes), `catalog` (side connection).
 
@@ -16,6 +16,7 @@ mod copy_options;
 mod copy_parse;
 mod copy_run;
 mod csv;
+mod ddl;
 mod formats;
 mod jsonpath;
 mod load;

@@ -50,6 +50,8 @@ pub struct Session {
     pub pid: Option<i32>,
     /// Requests (Query/Sync) not yet answered with ReadyForQuery.
     pending: usize,
+    /// Whether the last ReadyForQuery said a transaction block is open.
+    in_transaction: bool,
     /// Shared state.
     pub shared: Arc<Shared>,
 }
@@ -62,6 +64,14 @@ pub struct Outcome {
     pub error: Option<Fields>,
     /// The ReadyForQuery message that ended it.
     pub ready: Message,
+}
+
+/// A client request the emulator answers itself once the earlier ones are answered.
+enum Deferred {
+    /// A Redshift COPY from S3.
+    Copy(String),
+    /// A statement Redshift refuses: SQLSTATE and message.
+    Refuse(&'static str, String),
 }
 
 /// Serves one client connection to the end.
@@ -100,6 +110,7 @@ pub async fn serve(client: TcpStream, shared: Arc<Shared>) -> anyhow::Result<()>
         pid: None,
         // The startup exchange ends with one ReadyForQuery.
         pending: 1,
+        in_transaction: false,
         shared,
     };
     s.relay(&mut cr).await
@@ -121,12 +132,20 @@ fn session_options(shared: &Shared) -> String {
 
 impl Session {
     async fn relay(&mut self, cr: &mut MessageReader<OwnedReadHalf>) -> anyhow::Result<()> {
-        let mut deferred: Option<String> = None;
+        let mut deferred: Option<Deferred> = None;
         loop {
             if self.pending == 0 {
-                if let Some(sql) = deferred.take() {
-                    crate::copy_run::run(self, &sql).await?;
-                    continue;
+                match deferred.take() {
+                    Some(Deferred::Copy(sql)) => {
+                        crate::copy_run::run(self, &sql).await?;
+                        continue;
+                    }
+                    Some(Deferred::Refuse(code, message)) => {
+                        tracing::debug!(pid = ?self.pid, %message, "statement refused as redshift refuses it");
+                        self.fail(code, &message, None, None).await?;
+                        continue;
+                    }
+                    None => {}
                 }
             }
             tokio::select! {
@@ -140,8 +159,20 @@ impl Session {
                                 let sql = wire::query_text(&m.body);
                                 if is_redshift_copy(&sql) {
                                     tracing::debug!(pid = ?self.pid, "redshift copy intercepted");
-                                    deferred = Some(sql);
+                                    deferred = Some(Deferred::Copy(sql));
                                     break;
+                                }
+                                // Whether a block is open is known once earlier requests end.
+                                let in_tx = self.in_transaction || self.pending > 0;
+                                if let Some((code, message)) = crate::ddl::refusal(&sql, in_tx) {
+                                    deferred = Some(Deferred::Refuse(code, message));
+                                    break;
+                                }
+                                if let Some(pg) = crate::ddl::pg_create(&sql) {
+                                    self.pending += 1;
+                                    wire::query(&pg).encode(&mut out);
+                                    next = cr.next_buffered();
+                                    continue;
                                 }
                                 self.pending += 1;
                             }
@@ -179,7 +210,10 @@ impl Session {
                 let pid = i32::from_be_bytes([m.body[0], m.body[1], m.body[2], m.body[3]]);
                 self.pid = Some(pid);
             }
-            b'Z' => self.pending = self.pending.saturating_sub(1),
+            b'Z' => {
+                self.pending = self.pending.saturating_sub(1);
+                self.in_transaction = m.body.first().is_some_and(|s| *s != b'I');
+            }
             _ => {}
         }
     }

@@ -1,0 +1,223 @@
+//! Exactly once into Redshift where the outcome of a load is not seen: a COMMIT whose answer is
+//! lost on the last attempt of the budget, and a marker table left by an earlier stageload with
+//! a batch it committed but never settled. Each runs through the daemon against the emulator.
+
+mod common;
+#[path = "proxy/pg.rs"]
+mod pg_proxy;
+
+use common::redshift::*;
+use common::*;
+use pg_proxy::PgProxy;
+
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_on_the_last_attempt_settles_loaded() {
+    let s = setup("rscut", EVENTS).await;
+    let proxy = PgProxy::start(&s.emu.addr).await;
+    proxy.cut_after_next_commit();
+    put(&s.s3, &s.bucket, "in/cut/a.json", json_lines("a", 20, 60)).await;
+    put(&s.s3, &s.bucket, "in/cut/b.json", json_lines("b", 15, 60)).await;
+    // retry_duration_s = 0: the attempt whose COMMIT answer is lost is the last one.
+    let config = s
+        .json_config("cut", 0, "")
+        .replace(&s.emu.addr, &proxy.addr);
+    let d = Daemon::start(&config);
+    s.wait_batches_settled("the batch settled").await;
+    assert_eq!(proxy.cuts(), 1, "the COMMIT's answer was cut");
+    s.assert_exactly_once(35).await;
+    assert_eq!(
+        s.object_states().await,
+        vec!["in/cut/a.json=loaded", "in/cut/b.json=loaded"]
+    );
+    assert_eq!(
+        query_i64(&s.control, "SELECT count(*) FROM load_errors").await,
+        0,
+        "nothing written off"
+    );
+    assert_eq!(
+        query_strings(
+            &s.control,
+            "SELECT state || ':' || records_delivered FROM batches"
+        )
+        .await,
+        vec!["loaded:35"]
+    );
+    wait_log(|| d.log_text(), &["not writing it off"]).await;
+}
+
+/// The marker table of the release before installation ids, as it created it.
+const OLD_MARKER_DDL: &str =
+    "CREATE TABLE public.stageload_commits (batch_id bigint NOT NULL PRIMARY KEY, \
+     pipeline varchar(256) NOT NULL, manifest varchar(1024), objects integer, \
+     rows_loaded bigint, rows_rejected bigint, copy_query bigint, committed_at timestamp)";
+
+#[tokio::test]
+async fn an_earlier_marker_table_is_upgraded_and_its_unsettled_batch_settled_once() {
+    let s = setup("rsupg", EVENTS).await;
+    put(&s.s3, &s.bucket, "in/upg/a.json", json_lines("a", 12, 60)).await;
+    put(&s.s3, &s.bucket, "in/upg/b.json", json_lines("b", 8, 60)).await;
+    let config = s.json_config("upg", 120, "");
+    // The earlier release commits the batch and dies before settling it: run this one to the
+    // same point, then leave the marker as that release wrote it (the old table, its row).
+    let mut first = Daemon::start_with_env(
+        &config,
+        &[("STAGELOAD_TEST_REDSHIFT_PAUSE", "after_commit:30000")],
+    );
+    wait_log(|| first.log_text(), &["test hook: pausing", "after_commit"]).await;
+    first.kill9();
+    assert_eq!(s.rows("SELECT count(*) FROM public.events").await, 20);
+    exec(
+        &s.rs,
+        &format!(
+            "ALTER TABLE public.stageload_commits RENAME TO new_markers; \
+             DROP TABLE public.stageload_commit_errors; {OLD_MARKER_DDL}; \
+             INSERT INTO public.stageload_commits SELECT batch_id, pipeline, manifest, objects, \
+             rows_loaded, rows_rejected, copy_query, committed_at FROM new_markers; \
+             DROP TABLE new_markers"
+        ),
+    )
+    .await;
+    let second = Daemon::start(&config);
+    s.wait_batches_settled("the batch committed before the upgrade settled")
+        .await;
+    s.assert_exactly_once(20).await;
+    assert_eq!(
+        s.object_states().await,
+        vec!["in/upg/a.json=loaded", "in/upg/b.json=loaded"]
+    );
+    assert_eq!(
+        query_i64(&s.control, "SELECT count(*) FROM load_errors").await,
+        0
+    );
+    wait_log(|| second.log_text(), &["upgrading it in place"]).await;
+    // The old row is kept, with an empty installation id; later batches get full markers.
+    assert_eq!(
+        query_strings(
+            &s.rs,
+            "SELECT installation_id || ':' || rows_loaded FROM public.stageload_commits"
+        )
+        .await,
+        vec![":20"]
+    );
+    put(&s.s3, &s.bucket, "in/upg/c.json", json_lines("c", 5, 60)).await;
+    s.settled_with(25).await;
+    assert_eq!(
+        s.rows("SELECT count(*) FROM public.stageload_commits WHERE installation_id <> ''")
+            .await,
+        1
+    );
+}
+
+/// Drops the control database and creates it empty again, as a re-install does.
+async fn recreate_control(s: &Setup) {
+    let name = s.control.rsplit('/').next().unwrap().to_string();
+    let (admin, conn) = tokio_postgres::connect(&s.stack.pg_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for sql in [
+        format!("DROP DATABASE {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
+}
+
+/// PostgreSQL 15's client programs (`pg_dump`, `pg_restore`).
+fn pg_tool(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new("/usr/lib/postgresql/15/bin");
+    if dir.join(name).exists() {
+        dir.join(name)
+    } else {
+        name.into()
+    }
+}
+
+#[tokio::test]
+async fn a_recreated_control_database_loads_only_what_the_warehouse_lacks() {
+    let s = setup("rsheld", EVENTS).await;
+    for i in 0..4 {
+        let body = json_lines(&format!("old{i}"), 50, 60);
+        put(&s.s3, &s.bucket, &format!("in/held/old-{i}.json"), body).await;
+    }
+    let config = s.json_config("held", 60, "");
+    let mut d = Daemon::start(&config);
+    s.settled_with(200).await;
+    d.terminate();
+    // The objects stay under the prefix; the control database is created anew.
+    recreate_control(&s).await;
+    for i in 0..2 {
+        let body = json_lines(&format!("new{i}"), 30, 60);
+        put(&s.s3, &s.bucket, &format!("in/held/new-{i}.json"), body).await;
+    }
+    let d = Daemon::start(&config);
+    s.settled_with(260).await;
+    let states = s.object_states().await;
+    assert_eq!(states.len(), 6);
+    assert!(states.iter().all(|k| k.ends_with("=loaded")), "{states:?}");
+    assert_eq!(
+        query_i64(&s.control, "SELECT count(*) FROM load_errors").await,
+        0
+    );
+    wait_log(|| d.log_text(), &["objects the warehouse already holds"]).await;
+    assert_eq!(
+        s.rows("SELECT count(*) FROM public.stageload_loaded_objects")
+            .await,
+        6,
+        "each object recorded once"
+    );
+}
+
+#[tokio::test]
+async fn a_control_database_restored_from_a_dump_taken_mid_run_loads_nothing_twice() {
+    let s = setup("rsdump", EVENTS).await;
+    put(&s.s3, &s.bucket, "in/dump/a.json", json_lines("a", 40, 60)).await;
+    let config = s.json_config("dump", 60, "");
+    let mut d = Daemon::start(&config);
+    s.settled_with(40).await;
+    let dump = std::env::temp_dir().join(format!("{}.dump", Stack::unique("ctl")));
+    let out = std::process::Command::new(pg_tool("pg_dump"))
+        .args(["-Fc", "--no-owner", "-f"])
+        .arg(&dump)
+        .arg(&s.control)
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // After the dump: two more objects load, then the control database is lost.
+    put(&s.s3, &s.bucket, "in/dump/b.json", json_lines("b", 25, 60)).await;
+    put(&s.s3, &s.bucket, "in/dump/c.json", json_lines("c", 15, 60)).await;
+    s.settled_with(80).await;
+    d.terminate();
+    recreate_control(&s).await;
+    let out = std::process::Command::new(pg_tool("pg_restore"))
+        .args(["--no-owner", "-d", &s.control])
+        .arg(&dump)
+        .output()
+        .expect("pg_restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&dump);
+    put(&s.s3, &s.bucket, "in/dump/d.json", json_lines("d", 10, 60)).await;
+    let _d = Daemon::start(&config);
+    s.settled_with(90).await;
+    assert_eq!(
+        s.object_states().await,
+        vec![
+            "in/dump/a.json=loaded",
+            "in/dump/b.json=loaded",
+            "in/dump/c.json=loaded",
+            "in/dump/d.json=loaded"
+        ]
+    );
+    assert_eq!(
+        query_i64(&s.control, "SELECT count(*) FROM load_errors").await,
+        0
+    );
+}
