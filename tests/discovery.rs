@@ -284,7 +284,11 @@ async fn a_late_write_under_a_prefix_dated_in_los_angeles_is_found() {
     let now = Utc::now().with_timezone(&la);
     let (y, m, d, h) = (now.year(), now.month(), now.day(), now.hour());
     // Firehose's key: the local hour's prefix, then `<stream>-<version>-<local time>-<id>`.
-    let key = |id: &str| format!("in/la/{y:04}/{m:02}/{d:02}/{h:02}/la-1-{y:04}-{m:02}-{d:02}-{h:02}-05-33-{id}.json");
+    let key = |id: &str| {
+        format!(
+            "in/la/{y:04}/{m:02}/{d:02}/{h:02}/la-1-{y:04}-{m:02}-{d:02}-{h:02}-05-33-{id}.json"
+        )
+    };
     put(&s3, &bucket, &key("mmm"), json_lines("m", 2, 60)).await;
     let config = stack.base_config(&db)
         + &file_pipeline("la", &bucket, out.path(), 30).replace(
@@ -304,7 +308,10 @@ async fn a_late_write_under_a_prefix_dated_in_los_angeles_is_found() {
     let written = la.with_ymd_and_hms(y, m, d, h, 5, 33).earliest().unwrap();
     assert_eq!(
         arrival,
-        vec![written.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S").to_string()],
+        vec![written
+            .with_timezone(&Utc)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()],
         "the key's local time, as UTC"
     );
 
@@ -367,9 +374,15 @@ async fn a_daemon_killed_between_two_pages_resumes_after_the_last_recorded_page(
         .base_config(&db)
         .replace(&stack.s3_endpoint, &proxy.endpoint())
         + &file_pipeline("cut", &bucket, out.path(), 30);
-    let mut daemon =
-        Daemon::start_with_env(&config, &[("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS", "60000")]);
-    wait_log(|| daemon.log_text(), &["test hook: pausing between listing pages"]).await;
+    let mut daemon = Daemon::start_with_env(
+        &config,
+        &[("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS", "60000")],
+    );
+    wait_log(
+        || daemon.log_text(),
+        &["test hook: pausing between listing pages"],
+    )
+    .await;
     // S3 answers 1,000 keys a page: the first is recorded and the cursor is past it.
     let first_page = keys[999].clone();
     assert_eq!(

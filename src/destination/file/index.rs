@@ -143,7 +143,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             dir.path().join(companion_name("2-bb")),
-            companion(&[b.clone()]),
+            companion(std::slice::from_ref(&b)),
         )
         .unwrap();
         std::fs::write(dir.path().join("1-aa.ndjson"), b"{}\n").unwrap();
