@@ -167,7 +167,15 @@ async fn an_interrupted_backfill_resumes_where_it_stopped() {
 /// progress line: two pages recorded, then interrupted.
 fn interrupted_backfill(config: &std::path::Path, pipeline: &str, extra: &[&str]) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
-        .args(["backfill", "--pipeline", pipeline, "--page-keys", "1", "--rate", "1"])
+        .args([
+            "backfill",
+            "--pipeline",
+            pipeline,
+            "--page-keys",
+            "1",
+            "--rate",
+            "1",
+        ])
         .args(extra)
         .arg("--config")
         .arg(config)
@@ -187,7 +195,8 @@ fn interrupted_backfill(config: &std::path::Path, pipeline: &str, extra: &[&str]
 /// `--since 1d` names a later time on every run; keyed by that time, an interrupted run never
 /// resumed and listed everything again. Keyed by what was given, the same command resumes: the
 /// objects are counted once and no page before the saved key is listed again.
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_backfill_over_an_age_resumes_where_it_stopped() {
     let stack = Stack::get();
     let (db, _bucket, _s3, dir, daemon) = history("bfa", "h", 6, 5).await;
@@ -208,13 +217,26 @@ async fn an_interrupted_backfill_over_an_age_resumes_where_it_stopped() {
     let listed_before = proxy.requests().len();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
-        .args(["backfill", "--pipeline", "bfa", "--page-keys", "1", "--rate", "100"])
+        .args([
+            "backfill",
+            "--pipeline",
+            "bfa",
+            "--page-keys",
+            "1",
+            "--rate",
+            "100",
+        ])
         .args(["--since", "1d", "--config"])
         .arg(&config)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let first: serde_json::Value = serde_json::from_str(said.lines().next().unwrap()).unwrap();
     assert!(
         first["objects"].as_i64().unwrap() > 2,
@@ -241,7 +263,11 @@ async fn an_interrupted_backfill_over_an_age_resumes_where_it_stopped() {
         );
     }
     assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM backfills WHERE finished_at IS NULL").await,
+        query_i64(
+            &db,
+            "SELECT count(*) FROM backfills WHERE finished_at IS NULL"
+        )
+        .await,
         0
     );
     wait_for("the history delivered", Duration::from_secs(40), || async {

@@ -113,7 +113,8 @@ async fn late_writes_under_leading_partitions_are_found() {
     assert_eq!(delivered_lines(out_d.path()).len(), 2 + 3 + 5);
 }
 
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_lists_only_the_lookback_window() {
     let stack = Stack::get();
     let (db, bucket) = (
@@ -201,7 +202,8 @@ async fn a_restart_lists_only_the_lookback_window() {
     assert_eq!(delivered_lines(out.path()).len(), 2 + 2 + 2 + 3);
 }
 
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn a_listing_of_several_pages_records_and_delivers_every_key_once() {
     use futures::StreamExt;
     const OBJECTS: usize = 2_345;
@@ -284,7 +286,11 @@ async fn a_late_write_under_a_prefix_dated_in_los_angeles_is_found() {
     let now = Utc::now().with_timezone(&la);
     let (y, m, d, h) = (now.year(), now.month(), now.day(), now.hour());
     // Firehose's key: the local hour's prefix, then `<stream>-<version>-<local time>-<id>`.
-    let key = |id: &str| format!("in/la/{y:04}/{m:02}/{d:02}/{h:02}/la-1-{y:04}-{m:02}-{d:02}-{h:02}-05-33-{id}.json");
+    let key = |id: &str| {
+        format!(
+            "in/la/{y:04}/{m:02}/{d:02}/{h:02}/la-1-{y:04}-{m:02}-{d:02}-{h:02}-05-33-{id}.json"
+        )
+    };
     put(&s3, &bucket, &key("mmm"), json_lines("m", 2, 60)).await;
     let config = stack.base_config(&db)
         + &file_pipeline("la", &bucket, out.path(), 30).replace(
@@ -304,7 +310,10 @@ async fn a_late_write_under_a_prefix_dated_in_los_angeles_is_found() {
     let written = la.with_ymd_and_hms(y, m, d, h, 5, 33).earliest().unwrap();
     assert_eq!(
         arrival,
-        vec![written.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S").to_string()],
+        vec![written
+            .with_timezone(&Utc)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()],
         "the key's local time, as UTC"
     );
 
@@ -344,7 +353,8 @@ async fn an_unknown_key_time_zone_is_refused_at_startup_naming_the_field() {
 /// the first page recorded and the cursor at its last key, and the next start lists on from
 /// there, never from the start of the prefix, and records each object once. (Were the cursor
 /// moved only at the end of a listing, the first page would be listed again.)
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_between_two_pages_resumes_after_the_last_recorded_page() {
     use futures::StreamExt;
     const OBJECTS: usize = 1_150;
@@ -367,9 +377,15 @@ async fn a_daemon_killed_between_two_pages_resumes_after_the_last_recorded_page(
         .base_config(&db)
         .replace(&stack.s3_endpoint, &proxy.endpoint())
         + &file_pipeline("cut", &bucket, out.path(), 30);
-    let mut daemon =
-        Daemon::start_with_env(&config, &[("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS", "60000")]);
-    wait_log(|| daemon.log_text(), &["test hook: pausing between listing pages"]).await;
+    let mut daemon = Daemon::start_with_env(
+        &config,
+        &[("STAGELOAD_TEST_PAUSE_BETWEEN_PAGES_MS", "60000")],
+    );
+    wait_log(
+        || daemon.log_text(),
+        &["test hook: pausing between listing pages"],
+    )
+    .await;
     // S3 answers 1,000 keys a page: the first is recorded and the cursor is past it.
     let first_page = keys[999].clone();
     assert_eq!(

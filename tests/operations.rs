@@ -80,7 +80,10 @@ async fn a_skipped_batch_is_listed_replayed_once_and_marked() {
     assert_eq!((code, again.trim()), (0, "[]"));
     let (code, _, err) = daemon.cli(&["replay"]);
     assert_eq!(code, 1);
-    assert!(err.contains("give batch ids, or --pipeline P --since 24h"), "{err}");
+    assert!(
+        err.contains("give batch ids, or --pipeline P --since 24h"),
+        "{err}"
+    );
     let (_, again_by_id, _) = daemon.cli(&["replay", &batch.to_string()]);
     assert!(
         again_by_id.contains(&format!("batch {batch} not replayed")),

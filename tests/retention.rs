@@ -265,8 +265,7 @@ async fn reload(daemon: &Daemon, edit: impl Fn(String) -> String) {
 /// `stageload backfill`, a reload with a longer `lookback_s`, a reload that widens the prefix.
 /// Only `backfill --reload`, asked for by name, loads one again.
 #[tokio::test(flavor = "multi_thread")]
-async fn retired_objects_are_not_loaded_again_by_backfill_a_longer_lookback_or_a_wider_prefix()
-{
+async fn retired_objects_are_not_loaded_again_by_backfill_a_longer_lookback_or_a_wider_prefix() {
     let stack = Stack::get();
     let (db, bucket) = (
         stack.fresh_database("retired").await,
@@ -274,8 +273,8 @@ async fn retired_objects_are_not_loaded_again_by_backfill_a_longer_lookback_or_a
     );
     let s3 = stack.s3().await;
     let out = tempfile::tempdir().unwrap();
-    let config =
-        with_retention(&stack.base_config(&db), RETENTION) + &file_pipeline("old", &bucket, out.path(), 30);
+    let config = with_retention(&stack.base_config(&db), RETENTION)
+        + &file_pipeline("old", &bucket, out.path(), 30);
     for i in 0..3 {
         put(
             &s3,
@@ -308,17 +307,31 @@ async fn retired_objects_are_not_loaded_again_by_backfill_a_longer_lookback_or_a
 
     // A lookback of years reaches the 2020 partition again.
     reload(&daemon, |c| {
-        c.replace("poll_interval_s = 1", "poll_interval_s = 1\nlookback_s = 400000000")
+        c.replace(
+            "poll_interval_s = 1",
+            "poll_interval_s = 1\nlookback_s = 400000000",
+        )
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(staged().await, 0, "a longer lookback staged retired objects");
+    assert_eq!(
+        staged().await,
+        0,
+        "a longer lookback staged retired objects"
+    );
 
     // A wider prefix is listed from its start.
-    reload(&daemon, |c| c.replace("prefix = \"in/old/\"", "prefix = \"in/\"")).await;
+    reload(&daemon, |c| {
+        c.replace("prefix = \"in/old/\"", "prefix = \"in/\"")
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(staged().await, 0, "a wider prefix staged retired objects");
-    assert_eq!(delivered_lines(out.path()).len(), 30, "history loaded twice");
+    assert_eq!(
+        delivered_lines(out.path()).len(),
+        30,
+        "history loaded twice"
+    );
 
     // Asked for by name, one object loads again, once.
     let (code, said, err) = daemon.cli(&[

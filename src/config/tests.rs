@@ -99,8 +99,14 @@ fn unknown_key_names_pipeline_and_field() {
 
 #[test]
 fn key_time_zone_is_an_iana_name() {
-    assert_eq!(parse(BASE).unwrap().pipelines[0].source.key_time_zone, chrono_tz::UTC);
-    let la = BASE.replace("bucket = \"stage\"", "bucket = \"stage\"\nkey_time_zone = \"America/Los_Angeles\"");
+    assert_eq!(
+        parse(BASE).unwrap().pipelines[0].source.key_time_zone,
+        chrono_tz::UTC
+    );
+    let la = BASE.replace(
+        "bucket = \"stage\"",
+        "bucket = \"stage\"\nkey_time_zone = \"America/Los_Angeles\"",
+    );
     assert_eq!(
         parse(&la).unwrap().pipelines[0].source.key_time_zone,
         chrono_tz::America::Los_Angeles

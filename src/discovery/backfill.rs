@@ -56,14 +56,20 @@ impl Range {
     fn key(&self) -> String {
         let t = |b: &Option<Bound>| b.as_ref().map(Bound::key).unwrap_or_default();
         let reload = if self.reload { "|reload" } else { "" };
-        format!("{}|{}|{}{reload}", self.prefix, t(&self.since), t(&self.until))
+        format!(
+            "{}|{}|{}{reload}",
+            self.prefix,
+            t(&self.since),
+            t(&self.until)
+        )
     }
 
     fn wants(&self, modified: Option<DateTime<Utc>>) -> bool {
         let Some(m) = modified else {
             return self.since.is_none() && self.until.is_none();
         };
-        self.since.as_ref().is_none_or(|s| m >= s.at) && self.until.as_ref().is_none_or(|u| m < u.at)
+        self.since.as_ref().is_none_or(|s| m >= s.at)
+            && self.until.as_ref().is_none_or(|u| m < u.at)
     }
 
     /// This range with the times an interrupted run began with: an age names a later time
@@ -274,9 +280,13 @@ pub async fn run(
         let n = entries.len();
         let entries = discoverer.with_etags(entries).await?;
         p.recorded += if range.reload {
-            control.reload_objects(&pipeline.name, bucket, &entries).await?
+            control
+                .reload_objects(&pipeline.name, bucket, &entries)
+                .await?
         } else {
-            control.record_objects(&pipeline.name, bucket, &entries).await?
+            control
+                .record_objects(&pipeline.name, bucket, &entries)
+                .await?
         } as i64;
         let finished = next.is_none();
         let state = BackfillState {

@@ -313,7 +313,10 @@ fn naive(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<NaiveDateTi
 fn in_zone(zone: Tz, t: NaiveDateTime) -> DateTime<Utc> {
     zone.from_local_datetime(&t)
         .earliest()
-        .or_else(|| zone.from_local_datetime(&(t + ChronoDuration::hours(1))).earliest())
+        .or_else(|| {
+            zone.from_local_datetime(&(t + ChronoDuration::hours(1)))
+                .earliest()
+        })
         .map_or_else(|| Utc.from_utc_datetime(&t), |l| l.with_timezone(&Utc))
 }
 
@@ -420,11 +423,9 @@ mod tests {
     fn keys_dated_in_another_time_zone() {
         let la: Tz = "America/Los_Angeles".parse().unwrap();
         // Firehose with CustomTimeZone: prefix and object-name time both local (PST, UTC-8).
-        let (t, _) = super::arrival_from_key(
-            "2026/12/07/07/clicks-1-2026-12-07-07-05-33-ab12cd.gz",
-            la,
-        )
-        .unwrap();
+        let (t, _) =
+            super::arrival_from_key("2026/12/07/07/clicks-1-2026-12-07-07-05-33-ab12cd.gz", la)
+                .unwrap();
         assert_eq!(t.to_rfc3339(), "2026-12-07T15:05:33+00:00");
         let (t, _) = super::arrival_from_key("dt=2026-07-01/f.json", la).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-07-01T07:00:00+00:00", "PDT, UTC-7");

@@ -27,12 +27,12 @@ use super::events::{self, CreatedObject, Notification};
 use super::listing::ledger_entry;
 use crate::control::ledger::ListedObject;
 use crate::control::Control;
+use crate::control::ControlError;
 use crate::source::s3::S3;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
-use futures::StreamExt;
-use crate::control::ControlError;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use routes::{destinations, Destinations};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -150,7 +150,12 @@ impl QueueReceiver {
             route.bucket.clone(),
             route.prefix.clone(),
         );
-        if let Some(t) = self.starts.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        if let Some(t) = self
+            .starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
             return Ok(*t);
         }
         let t = self.control.pipeline_start(&id.0, &id.1, &id.2).await?;
