@@ -195,7 +195,8 @@ fn interrupted_backfill(config: &std::path::Path, pipeline: &str, extra: &[&str]
 /// `--since 1d` names a later time on every run; keyed by that time, an interrupted run never
 /// resumed and listed everything again. Keyed by what was given, the same command resumes: the
 /// objects are counted once and no page before the saved key is listed again.
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_backfill_over_an_age_resumes_where_it_stopped() {
     let stack = Stack::get();
     let (db, _bucket, _s3, dir, daemon) = history("bfa", "h", 6, 5).await;

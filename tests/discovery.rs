@@ -113,7 +113,8 @@ async fn late_writes_under_leading_partitions_are_found() {
     assert_eq!(delivered_lines(out_d.path()).len(), 2 + 3 + 5);
 }
 
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_lists_only_the_lookback_window() {
     let stack = Stack::get();
     let (db, bucket) = (
@@ -201,7 +202,8 @@ async fn a_restart_lists_only_the_lookback_window() {
     assert_eq!(delivered_lines(out.path()).len(), 2 + 2 + 2 + 3);
 }
 
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn a_listing_of_several_pages_records_and_delivers_every_key_once() {
     use futures::StreamExt;
     const OBJECTS: usize = 2_345;
@@ -351,7 +353,8 @@ async fn an_unknown_key_time_zone_is_refused_at_startup_naming_the_field() {
 /// the first page recorded and the cursor at its last key, and the next start lists on from
 /// there, never from the start of the prefix, and records each object once. (Were the cursor
 /// moved only at the end of a listing, the first page would be listed again.)
-#[tokio::test]
+// The proxy runs on this runtime, and the test blocks its thread (waiting for a process).
+#[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_between_two_pages_resumes_after_the_last_recorded_page() {
     use futures::StreamExt;
     const OBJECTS: usize = 1_150;

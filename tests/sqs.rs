@@ -426,7 +426,7 @@ async fn start_at_now_drops_the_queues_backlog_from_before_the_first_start() {
     wait_log(|| daemon.log_text(), &["queue receiver started"]).await;
     put_notified_now(&s3, &sqs, &queue, &bucket, "in/now/new.json", 4).await;
     wait_for("the new object delivered", LONG, || async {
-        (delivered_lines(out.path()).len() == 4).then_some(())
+        (delivered_lines(out.path()).len() >= 4).then_some(())
     })
     .await;
     wait_all_settled(&db).await;
