@@ -2,10 +2,11 @@
 //! with acks), N replicas of the daemon against the local stack while objects land all the
 //! time, with seeded random faults: kill -9 of a replica, SIGSTOP past the lease then SIGCONT,
 //! restarts of PostgreSQL (the control database and the emulator's backend), of the S3 server
-//! and of the destination, one destination outage longer than the retry budget per
-//! destination, and, for the file destination, the control database restored from a `pg_dump`
-//! taken earlier in the run (every replica killed first, as after a point-in-time restore).
-//! Then everything is healed, skipped batches are replayed (`stageload replay`),
+//! and of the destination (for HEC an indexer restart: what is not yet indexed is lost and ack
+//! ids start from 0 again; at least one per run), one destination outage longer than the retry
+//! budget per destination, and, for the file destination, the control database restored from a
+//! `pg_dump` taken earlier in the run (every replica killed first, as after a point-in-time
+//! restore). Then everything is healed, skipped batches are replayed (`stageload replay`),
 //! and every staged record is accounted for at the destination, by its id.
 //!
 //! Prints one row per destination: faults by kind, records staged, delivered, duplicated,
@@ -39,6 +40,9 @@ const RETRY_S: u64 = 12;
 /// The outage: longer than the budget.
 const OUTAGE_S: u64 = RETRY_S + 6;
 const HEC_TOKEN: &str = "00000000-0000-0000-0000-0000000000C4";
+/// How long the chaos receiver takes to index a request (its ack comes then): what an indexer
+/// restart finds not yet indexed is lost.
+const HEC_INDEX_DELAY_S: &str = "0.5";
 
 /// xorshift64*: a seeded generator for fault choice, so a run can be replayed.
 struct Rng(u64);
@@ -138,7 +142,7 @@ impl Proxy {
     }
 }
 
-/// The HEC receiver (`tools/hec-receiver`) on a fixed address, restartable.
+/// The HEC receiver (`tools/hec-receiver`).
 struct Receiver {
     child: Child,
     addr: String,
@@ -146,8 +150,43 @@ struct Receiver {
 
 impl Receiver {
     fn start(listen: &str) -> Receiver {
-        let (child, addr) = start_hec_receiver(listen, HEC_TOKEN, &["--ack"]);
+        let (child, addr) = start_hec_receiver(
+            listen,
+            HEC_TOKEN,
+            &["--ack", "--ack-delay-s", HEC_INDEX_DELAY_S],
+        );
         Receiver { child, addr }
+    }
+
+    /// Waits until the receiver gets another `/event` request, at most `limit`.
+    async fn next_request(&self, limit: Duration) {
+        let requests = || async {
+            let v: Value = reqwest::get(format!("http://{}/_receiver/stats", self.addr))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["requests"].as_u64()
+        };
+        let before = requests().await;
+        let until = Instant::now() + limit;
+        while Instant::now() < until && requests().await == before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An indexer restart (`POST /_receiver/restart`): requests not yet indexed are lost, the
+    /// ack ids of every channel start from 0 again, open connections are cut.
+    async fn restart_indexer(&self) -> Value {
+        reqwest::Client::new()
+            .post(format!("http://{}/_receiver/restart", self.addr))
+            .send()
+            .await
+            .expect("receiver restart")
+            .json()
+            .await
+            .expect("restart answer is JSON")
     }
 
     fn stop(&mut self) {
@@ -247,6 +286,10 @@ struct Target {
     faults: BTreeMap<&'static str, u32>,
     outage_until: Option<Instant>,
     outage_at: Instant,
+    /// HEC: when the one indexer restart every run has is due (others come at random).
+    indexer_restart_at: Option<Instant>,
+    /// HEC: events the indexer restarts lost (not yet indexed), to be sent again.
+    hec_lost_in_restarts: u64,
     /// HEC resends from replicas that were killed (their counters die with them).
     resends_before_kills: f64,
     /// Daemon processes that exited without being killed.
@@ -259,9 +302,9 @@ struct Target {
     receiver: Option<Receiver>,
     /// OpenSearch: `_id` → record id, over every osmem lifetime (it keeps documents in memory).
     es_docs: HashMap<String, String>,
-    /// HEC: (record id, receiver generation, request) of every stored event, over restarts.
-    hec_events: Vec<(String, u32, u64)>,
-    hec_generation: u32,
+    /// HEC: (record id, request) of every stored event (the receiver keeps them over indexer
+    /// restarts; request numbers go on counting).
+    hec_events: Vec<(String, u64)>,
     /// File and Redshift: a `pg_dump` of the control database taken mid-run, restored later
     /// (as an RDS point-in-time restore would), and the directory it is kept in.
     dump: Option<std::path::PathBuf>,
@@ -298,6 +341,8 @@ async fn new_target(
         faults: BTreeMap::new(),
         outage_until: None,
         outage_at: start,
+        indexer_restart_at: None,
+        hec_lost_in_restarts: 0,
         resends_before_kills: 0.0,
         unexpected_exits: Vec::new(),
         out_dir: None,
@@ -307,7 +352,6 @@ async fn new_target(
         receiver: None,
         es_docs: HashMap::new(),
         hec_events: Vec::new(),
-        hec_generation: 0,
         dump: None,
         restored: false,
         scratch: tempfile::tempdir().unwrap(),
@@ -561,17 +605,16 @@ async fn snapshot(stack: &Stack, t: &mut Target) {
             }
         }
         Kind::Hec => {
-            let g = t.hec_generation;
             let events = t.receiver.as_ref().unwrap().events().await;
-            t.hec_events
-                .extend(events.into_iter().map(|(id, req)| (id, g, req)));
+            t.hec_events.extend(events);
         }
         _ => {}
     }
 }
 
 /// Restarts a target's destination: the emulator, osmem (behind a closed proxy, after keeping
-/// its documents), the HEC receiver (the same), or the file directory (briefly away).
+/// its documents), the HEC receiver's indexer (behind a closed proxy), or the file directory
+/// (briefly away).
 async fn restart_destination(stack: &Stack, t: &mut Target) {
     match t.kind {
         Kind::File | Kind::Redshift => {
@@ -587,14 +630,18 @@ async fn restart_destination(stack: &Stack, t: &mut Target) {
             t.proxy.as_ref().unwrap().reopen();
         }
         Kind::Hec => {
+            // Right after a request came in (or 2 s without one), so there is something not
+            // yet indexed to lose. Down for 300 ms; indexed events survive (on disk in
+            // Splunk), the rest and every channel's ack state do not.
+            t.receiver
+                .as_ref()
+                .unwrap()
+                .next_request(Duration::from_secs(2))
+                .await;
             t.proxy.as_ref().unwrap().close();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            snapshot(stack, t).await;
-            let r = t.receiver.as_mut().unwrap();
-            let addr = r.addr.clone();
-            r.stop();
-            *r = Receiver::start(&addr);
-            t.hec_generation += 1;
+            let view = t.receiver.as_ref().unwrap().restart_indexer().await;
+            t.hec_lost_in_restarts += view["lost_events"].as_u64().unwrap_or(0);
             t.proxy.as_ref().unwrap().reopen();
         }
     }
@@ -692,10 +739,10 @@ async fn delivered(stack: &Stack, t: &mut Target) -> (HashMap<String, u64>, u64)
             snapshot(stack, t).await;
             let mut seen = HashSet::new();
             let mut requests = HashSet::new();
-            for (id, g, req) in std::mem::take(&mut t.hec_events) {
+            for (id, req) in std::mem::take(&mut t.hec_events) {
                 *copies.entry(id.clone()).or_default() += 1;
                 if !seen.insert(id) {
-                    requests.insert((g, req));
+                    requests.insert(req);
                 }
             }
             dup_requests = requests.len() as u64;
@@ -717,6 +764,8 @@ struct Row {
     lost: u64,
     unknown: u64,
     still_skipped: i64,
+    /// HEC: events indexer restarts lost and that had to be sent again.
+    lost_in_restarts: u64,
 }
 
 #[tokio::test]
@@ -744,6 +793,11 @@ async fn chaos_every_destination_accounts_for_every_record() {
             .min(seconds.saturating_sub(OUTAGE_S + 4))
             .max(3);
         t.outage_at = start + Duration::from_secs(rng.range(2, latest));
+        if kind == Kind::Hec {
+            // While the backlog of the outage flows: the most requests waiting for acks.
+            let after = Duration::from_millis(rng.range(1_000, 2_500));
+            t.indexer_restart_at = Some(t.outage_at + Duration::from_secs(OUTAGE_S) + after);
+        }
         targets.push(t);
     }
 
@@ -764,6 +818,12 @@ async fn chaos_every_destination_accounts_for_every_record() {
                 set_outage(&stack, t, true).await;
                 t.outage_until = Some(now + Duration::from_secs(OUTAGE_S));
                 t.count("outage");
+            }
+            // Not during the outage: there is nothing in flight to lose then.
+            if t.indexer_restart_at.is_some_and(|at| at <= now) && t.outage_until.is_none() {
+                restart_destination(&stack, t).await;
+                t.indexer_restart_at = None;
+                t.count("dest");
             }
         }
         if now >= next_fault {
@@ -946,6 +1006,7 @@ async fn chaos_every_destination_accounts_for_every_record() {
             lost,
             unknown,
             still_skipped: skipped_keys.len() as i64,
+            lost_in_restarts: t.hec_lost_in_restarts,
         });
     }
 
@@ -955,8 +1016,8 @@ async fn chaos_every_destination_accounts_for_every_record() {
     for r in &rows {
         let resends = if r.kind == Kind::Hec {
             format!(
-                "{} ({} requests with duplicates)",
-                r.resends, r.dup_requests
+                "{} ({} requests with duplicates; {} events lost in indexer restarts, sent again)",
+                r.resends, r.dup_requests, r.lost_in_restarts
             )
         } else {
             "-".into()

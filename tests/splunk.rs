@@ -1,12 +1,14 @@
 //! The Splunk HEC destination against the project's HEC test receiver (`tools/hec-receiver`,
 //! one process per test): event and raw endpoints with their metadata, resending after a
-//! missing ack, a refused event in the middle of a request, and a busy receiver shorter and
-//! longer than the retry budget.
+//! missing ack, an indexer restart (ack ids from 0 again, what was not indexed lost), a refused
+//! event in the middle of a request, and a busy receiver shorter and longer than the retry
+//! budget.
 
 mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::process::Child;
 use std::time::Duration;
 
@@ -57,6 +59,24 @@ impl Receiver {
         let url = format!("{}/_receiver/faults", self.url);
         let resp = self.http.post(url).json(&faults).send().await.unwrap();
         assert!(resp.status().is_success(), "faults refused: {faults}");
+    }
+
+    /// An indexer restart: what is not indexed yet is lost, ack ids start from 0 again.
+    async fn restart(&self) -> Value {
+        let url = format!("{}/_receiver/restart", self.url);
+        let resp = self.http.post(url).send().await.unwrap();
+        assert!(resp.status().is_success(), "restart refused");
+        resp.json().await.unwrap()
+    }
+
+    /// The distinct record ids the receiver holds, and how many events it holds.
+    async fn record_ids(&self) -> (HashSet<String>, usize) {
+        let events = self.events().await;
+        let ids = events
+            .iter()
+            .filter_map(|e| e["event"]["id"].as_str().map(str::to_string))
+            .collect();
+        (ids, events.len())
     }
 
     /// Waits until the receiver has stored `n` events.
@@ -256,6 +276,111 @@ async fn a_request_never_acknowledged_is_sent_again_after_the_ack_timeout() {
         log.contains("not acknowledged in time"),
         "the resend is logged:\n{log}"
     );
+}
+
+/// Every record id `json_lines(tag, n, _)` writes.
+fn ids(tag: &str, n: usize) -> HashSet<String> {
+    (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// Issue 21: HEC numbers ack ids per channel from 0 and starts again after an indexer restart.
+/// Requests are waiting for their acks (the indexer is slow, then full: 503 code 9) when the
+/// indexer restarts and loses them; the batch's next requests get the same ack ids. Each
+/// request that held one must be sent again, not forgotten, so every record arrives.
+#[tokio::test]
+async fn requests_waiting_for_acks_when_the_indexer_restarts_are_sent_again() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecrestart").await;
+    let bucket = stack.bucket("hecrestart").await;
+    let s3 = stack.s3().await;
+    // Four requests pending per channel at most: the fifth is refused as busy.
+    let hec = Receiver::start(&["--ack", "--max-pending-acks-per-channel", "4"]);
+    hec.faults(json!({"never_ack": true})).await;
+    put(&s3, &bucket, "in/rs/a.json", json_lines("rs", 80, 100)).await;
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "rs",
+            &bucket,
+            "json_lines",
+            60,
+            &format!(
+                "url = \"{}\"\nack_timeout_s = 60\nmax_request_bytes = 1024",
+                hec.url
+            )
+        )
+    );
+    let daemon = Daemon::start(&config);
+    wait_for(
+        "four requests pending and the next refused",
+        Duration::from_secs(20),
+        || async { (hec.stats().await["codes"]["9"].as_u64() >= Some(1)).then_some(()) },
+    )
+    .await;
+    hec.faults(json!({"never_ack": false})).await;
+    let restart = hec.restart().await;
+    assert!(
+        restart["lost_events"].as_u64() > Some(0),
+        "the restart lost the pending requests' events: {restart}"
+    );
+
+    wait_batches(&db, "loaded", 1, 40).await;
+    let (got, events) = hec.record_ids().await;
+    let mut missing: Vec<String> = ids("rs", 80).difference(&got).cloned().collect();
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "{} records never arrived (the batch settled loaded): {missing:?}",
+        missing.len()
+    );
+    println!("{events} events for 80 records after the restart");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
+    let log = daemon.log_text();
+    assert!(
+        log.contains("handed out again"),
+        "the resend is logged:\n{log}"
+    );
+}
+
+/// After an indexer restart with nothing left to send, the ack ids already issued are unknown
+/// to the new indexer, which answers `false` for them forever: they are sent again once
+/// `ack_timeout_s` has passed, and the batch is not settled before every record is indexed.
+#[tokio::test]
+async fn ack_ids_an_indexer_forgot_time_out_and_are_sent_again() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecforgot").await;
+    let bucket = stack.bucket("hecforgot").await;
+    let s3 = stack.s3().await;
+    let hec = Receiver::start(&["--ack"]);
+    hec.faults(json!({"ack_delay_s": 30})).await;
+    put(&s3, &bucket, "in/fg/a.json", json_lines("fg", 30, 100)).await;
+    let config = format!(
+        "{}{}",
+        stack.base_config(&db),
+        pipeline(
+            "fg",
+            &bucket,
+            "json_lines",
+            60,
+            &format!(
+                "url = \"{}\"\nack_timeout_s = 4\nmax_request_bytes = 1024",
+                hec.url
+            )
+        )
+    );
+    let _daemon = Daemon::start(&config);
+    hec.wait_events(30, 20).await;
+    hec.faults(json!({"ack_delay_s": 0})).await;
+    let restart = hec.restart().await;
+    // All 30, and more if a slow machine resent some before the restart.
+    assert!(restart["lost_events"].as_u64() >= Some(30), "{restart}");
+    assert_eq!(batches(&db, "loaded").await, 0);
+
+    wait_batches(&db, "loaded", 1, 30).await;
+    let (got, _) = hec.record_ids().await;
+    assert_eq!(got, ids("fg", 30), "every record indexed");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@
 //! transient or permanent failure stops new sends (requests in flight still finish), and
 //! requests whose ack did not come within `ack_timeout_s` are left to be sent again by the
 //! next attempt, after the dispatcher's backoff and only while the retry budget lasts.
+//! Requests whose ack id HEC hands out again are sent again at once ([`super::acks`]).
 
+use super::acks::{AckBook, Answer, Fate, Reason};
 use super::builder::Builder;
 use super::client::{PollError, SendError};
 use super::encode::ObjectMeta;
@@ -33,8 +35,8 @@ enum Event {
     Idle,
 }
 
-/// An ack poll's ids and HEC's answer.
-type PollResult = (Vec<u64>, Result<HashMap<u64, bool>, PollError>);
+/// An ack poll's ids (each with the send it was asked for) and HEC's answer.
+type PollResult = (Vec<(u64, u64)>, Result<HashMap<u64, bool>, PollError>);
 
 struct Run<'a> {
     dest: &'a SplunkDestination,
@@ -52,8 +54,12 @@ struct Run<'a> {
     queue: VecDeque<Chunk>,
     inflight: HashMap<u64, Chunk>,
     tasks: JoinSet<(u64, Result<Verdict, SendError>)>,
-    awaiting: HashMap<u64, Chunk>,
+    acks: AckBook,
     timed_out: Vec<Chunk>,
+    /// Requests sent again because their ack id was handed out again, or their `true` may
+    /// have been another request's.
+    reissued: usize,
+    ambiguous: usize,
     stop: Option<(FailureKind, String)>,
     next_task: u64,
     warned_no_ack_id: bool,
@@ -87,8 +93,10 @@ pub(super) async fn deliver(
         queue: VecDeque::new(),
         inflight: HashMap::new(),
         tasks: JoinSet::new(),
-        awaiting: HashMap::new(),
+        acks: AckBook::default(),
         timed_out: Vec::new(),
+        reissued: 0,
+        ambiguous: 0,
         stop: None,
         next_task: 0,
         warned_no_ack_id: false,
@@ -101,7 +109,9 @@ pub(super) async fn deliver(
     for mut c in std::mem::take(&mut run.p.chunks) {
         match c.ack {
             Some((id, at)) if at.elapsed() < timeout => {
-                run.awaiting.insert(id, c);
+                if let Some(f) = run.acks.accepted(id, c) {
+                    run.fate(f);
+                }
             }
             _ => {
                 c.ack = None;
@@ -140,7 +150,7 @@ impl Run<'_> {
                 self.on_step(step);
                 continue;
             }
-            let waiting_acks = !self.awaiting.is_empty() && self.stop.is_none();
+            let waiting_acks = self.acks.polling_needed() && self.stop.is_none();
             if self.inflight.is_empty()
                 && !want_read
                 && !waiting_acks
@@ -155,7 +165,7 @@ impl Run<'_> {
             }
             let has_tasks = !self.tasks.is_empty();
             let is_polling = self.polling.is_some();
-            let poll_due = !self.awaiting.is_empty() && !is_polling;
+            let poll_due = self.acks.polling_needed() && !is_polling;
             let event = {
                 let tasks = &mut self.tasks;
                 let walk = &mut self.walk;
@@ -170,9 +180,9 @@ impl Run<'_> {
             };
             match event {
                 Event::Response(Ok((id, result))) => {
-                    let was_empty = self.awaiting.is_empty();
+                    let was_empty = !self.acks.polling_needed();
                     self.on_reply(id, result);
-                    if was_empty && !self.awaiting.is_empty() {
+                    if was_empty && self.acks.polling_needed() {
                         let at = tokio::time::Instant::now() + self.pace.every();
                         next_poll = next_poll.max(at);
                     }
@@ -199,10 +209,11 @@ impl Run<'_> {
                 self.on_poll(&ids, answer);
             }
         }
-        if self.stop.is_some() && !self.awaiting.is_empty() {
-            let ids: Vec<u64> = self.awaiting.keys().copied().collect();
+        if self.stop.is_some() && self.acks.polling_needed() {
+            let asked = self.acks.asked();
+            let ids: Vec<u64> = asked.iter().map(|(id, _)| *id).collect();
             let answer = self.dest.hec.poll_acks(&self.channel, &ids).await;
-            self.on_poll(&ids, answer);
+            self.on_poll(&asked, answer);
         }
         // A stream dropped mid-object is read again from `next_ordinal` next time.
         self.queue.extend(self.builder.finish());
@@ -214,7 +225,7 @@ impl Run<'_> {
         let cfg = &self.dest.config;
         let reading_left = self.p.objects.iter().any(|o| !o.done);
         self.stop.is_none()
-            && !self.awaiting.is_empty()
+            && self.acks.len() > 0
             && (reading_left || !self.queue.is_empty())
             && self.inflight.len() < cfg.concurrency
             && !self.room()
@@ -223,12 +234,13 @@ impl Run<'_> {
     /// Sends an ack poll for every id waiting, as a task of its own so sending and reading
     /// go on while it is answered.
     fn start_poll(&mut self) {
-        let ids: Vec<u64> = self.awaiting.keys().copied().collect();
+        let asked = self.acks.asked();
         let (hec, channel) = (self.dest.hec.clone(), self.channel.clone());
         self.pace.last = tokio::time::Instant::now();
         self.polling = Some(tokio::spawn(async move {
+            let ids: Vec<u64> = asked.iter().map(|(id, _)| *id).collect();
             let answer = hec.poll_acks(&channel, &ids).await;
-            (ids, answer)
+            (asked, answer)
         }));
     }
 
@@ -239,11 +251,13 @@ impl Run<'_> {
     fn room(&self) -> bool {
         let cfg = &self.dest.config;
         self.inflight.len() < cfg.concurrency
-            && self.inflight.len() + self.awaiting.len() + self.timed_out.len()
+            && self.inflight.len() + self.acks.len() + self.timed_out.len()
                 < cfg.max_unacked_requests
     }
 
-    fn launch(&mut self, chunk: Chunk) {
+    fn launch(&mut self, mut chunk: Chunk) {
+        chunk.sent = self.p.sends;
+        self.p.sends += 1;
         // A batch taken over from another worker may have been sent, in part, by it: every
         // send of this claim may duplicate events, so each counts as a resend.
         if chunk.maybe_indexed || self.batch.taken_over {
@@ -317,13 +331,29 @@ impl Run<'_> {
         let Some(mut chunk) = self.inflight.remove(&id) else {
             return;
         };
+        let answer = match &result {
+            Ok(Verdict::Accepted { ack_id: Some(a) }) if self.dest.config.ack => Answer::Id(*a),
+            Err(SendError::Broken { .. }) => Answer::Lost,
+            _ => Answer::NoId,
+        };
+        if answer == Answer::Lost {
+            self.p.blind.push(self.p.sends);
+        }
+        let (fates, spent) = self.acks.answered(id, answer);
+        for f in fates {
+            self.fate(f);
+        }
         let n = chunk.records.len();
         match result {
             Ok(Verdict::Accepted { ack_id }) => match (self.dest.config.ack, ack_id) {
                 (true, Some(ack)) => {
                     chunk.ack = Some((ack, Instant::now()));
                     chunk.maybe_indexed = true;
-                    self.awaiting.insert(ack, chunk);
+                    if spent {
+                        self.fate(Fate::SendAgain(chunk, Reason::AmbiguousAck));
+                    } else if let Some(f) = self.acks.accepted(ack, chunk) {
+                        self.fate(f);
+                    }
                 }
                 (true, None) => {
                     if !self.warned_no_ack_id {
@@ -403,6 +433,30 @@ impl Run<'_> {
         }
     }
 
+    /// Settles a request that waited for its ack: delivered, or back in the queue to be sent
+    /// again at once.
+    fn fate(&mut self, fate: Fate) {
+        let (mut chunk, reason) = match fate {
+            Fate::Delivered(c) => return self.delivered(c),
+            Fate::SendAgain(c, reason) => (c, reason),
+        };
+        let ack_id = chunk.ack.take().map(|(id, _)| id);
+        chunk.maybe_indexed = true;
+        let first = self.reissued + self.ambiguous == 0;
+        match reason {
+            Reason::IdReissued => self.reissued += 1,
+            Reason::AmbiguousAck => self.ambiguous += 1,
+        }
+        if first {
+            let why = match reason {
+                Reason::IdReissued => "HEC handed out again the ack id of a request still waiting for its ack (indexer restart or load balancer move); sending that request again, its events may be indexed twice",
+                Reason::AmbiguousAck => "an ack reported true may belong to another request after an indexer restart; sending the request again, its events may be indexed twice",
+            };
+            warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, channel = %self.channel, ack_id, "{why}");
+        }
+        self.queue.push_front(chunk);
+    }
+
     fn delivered(&mut self, chunk: Chunk) {
         self.report.delivered += chunk.records.len() as u64;
         self.builder.recycle(chunk.body);
@@ -428,24 +482,27 @@ impl Run<'_> {
         }
     }
 
-    /// Settles the acknowledged requests among `ids`, adapts the poll pace to the latency
-    /// seen, and moves requests whose ack is overdue aside for the next attempt.
-    fn on_poll(&mut self, ids: &[u64], answer: Result<HashMap<u64, bool>, PollError>) {
+    /// Settles the acknowledged requests among `asked` (ack id, send), adapts the poll pace
+    /// to the latency seen, and moves requests whose ack is overdue aside for the next attempt.
+    fn on_poll(&mut self, asked: &[(u64, u64)], answer: Result<HashMap<u64, bool>, PollError>) {
         match answer {
             Ok(acks) => {
                 let mut latency = None;
-                for (id, done) in acks {
-                    if !done {
+                for &(id, sent) in asked {
+                    if acks.get(&id) != Some(&true) {
                         continue;
                     }
-                    if let Some(c) = self.awaiting.remove(&id) {
-                        if let Some((_, at)) = c.ack {
-                            latency = latency.max(Some(at.elapsed()));
-                        }
-                        self.delivered(c);
+                    let concurrency = self.dest.config.concurrency;
+                    let in_flight = self.inflight.keys().copied();
+                    let fate = self.acks.acked(id, sent, &self.p, concurrency, in_flight);
+                    if let Some(Fate::Delivered(c)) = &fate {
+                        latency = latency.max(c.ack.map(|(_, at)| at.elapsed()));
+                    }
+                    if let Some(f) = fate {
+                        self.fate(f);
                     }
                 }
-                let pending = ids.iter().filter(|id| self.awaiting.contains_key(id));
+                let pending = asked.iter().filter(|(id, _)| self.acks.waits_on(*id));
                 self.pace.observe(latency, pending.count());
             }
             Err(PollError::Refused(Verdict::Permanent { code: 14, text })) => {
@@ -458,33 +515,37 @@ impl Run<'_> {
                 warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, error = %e, "ack poll failed")
             }
         }
-        let timeout = self.dest.ack_timeout();
-        let expired: Vec<u64> = self
-            .awaiting
-            .iter()
-            .filter(|(_, c)| c.ack.is_some_and(|(_, at)| at.elapsed() >= timeout))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut expired = self.acks.expired(self.dest.ack_timeout());
         if !expired.is_empty() {
             warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, requests = expired.len(),
                 ack_timeout_s = self.dest.config.ack_timeout_s, "requests not acknowledged in time, they will be sent again");
             self.p.last_error = Some(retry::ACK_TIMEOUT);
         }
-        for id in expired {
-            if let Some(c) = self.awaiting.remove(&id) {
-                self.timed_out.push(c);
-            }
-        }
+        self.timed_out.append(&mut expired);
     }
 
     fn finish(mut self) -> Attempt {
         for (_, c) in self.inflight.drain() {
             self.queue.push_back(c);
         }
+        let (waiting, unconfirmed) = self.acks.finish();
         let mut left: Vec<Chunk> = self.queue.into_iter().collect();
         let unacked = self.timed_out.len();
         left.append(&mut self.timed_out);
-        left.extend(self.awaiting.into_values());
+        left.extend(unconfirmed);
+        left.extend(waiting);
+        if self.reissued + self.ambiguous > 0 {
+            warn!(pipeline = %self.dest.pipeline, batch_id = self.batch.id, channel = %self.channel,
+                id_reissued = self.reissued, ambiguous_ack = self.ambiguous,
+                "requests sent again because HEC handed out their ack ids again");
+        }
+        // A lost answer matters only to requests sent before it that still hold an ack id.
+        let oldest = left
+            .iter()
+            .filter(|c| c.ack.is_some())
+            .map(|c| c.sent)
+            .min();
+        self.p.blind.retain(|&b| oldest.is_some_and(|o| b > o));
         let reading_left = self.p.objects.iter().any(|o| !o.done);
         let mut report = self.report;
         if self.stop.is_none() && left.is_empty() && !reading_left {

@@ -57,6 +57,7 @@ impl Builder {
             records: std::mem::take(&mut self.records),
             ack: None,
             maybe_indexed: false,
+            sent: 0,
         })
     }
 
@@ -101,6 +102,7 @@ impl Builder {
                 records: std::mem::take(&mut self.records),
                 ack: None,
                 maybe_indexed: false,
+                sent: 0,
             });
             let d = start as u32;
             span.start -= d;

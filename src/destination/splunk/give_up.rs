@@ -117,9 +117,20 @@ async fn wait_for_acks(
             .collect();
         match dest.hec.poll_acks(&channel, &ids).await {
             Ok(acks) => {
-                let before = waiting.len();
-                waiting.retain(|c| c.ack.is_none_or(|(id, _)| acks.get(&id) != Some(&true)));
-                acked += before - waiting.len();
+                let concurrency = dest.config.concurrency;
+                for c in std::mem::take(&mut waiting) {
+                    match c.ack {
+                        Some((id, _)) if acks.get(&id) == Some(&true) => {
+                            // Maybe another request's `true` (a reissued id): not proof.
+                            if p.ack_ambiguous(&c, id, concurrency) {
+                                left.push(c);
+                            } else {
+                                acked += 1;
+                            }
+                        }
+                        _ => waiting.push(c),
+                    }
+                }
             }
             Err(e) => {
                 warn!(pipeline = %dest.pipeline, batch_id = batch.id, error = %e, "ack poll failed")

@@ -4,7 +4,9 @@
 //! - [`encode`]: request bodies built by hand, records spliced in as their original bytes;
 //!   [`time`] reads the one field the envelope's `time` needs.
 //! - [`attempt`]: one attempt: read, pack ([`builder`]), send with bounded concurrency, poll
-//!   acks at a pace that follows the ack latency ([`pace`]), sort replies. [`give_up`]: what is left when the budget runs out.
+//!   acks at a pace that follows the ack latency ([`pace`]), sort replies; [`acks`]: the
+//!   requests waiting for acks, and ack ids HEC hands out again after an indexer restart.
+//!   [`give_up`]: what is left when the budget runs out.
 //! - [`client`]: HTTP and TLS; [`retry`]: what a reply means; [`state`]: what is carried
 //!   between attempts; [`failed`]: `load_errors` rows and `splunk-failed/` records.
 //! - `config.rs` beside this file: the `[pipeline.destination]` table, its defaults and
@@ -14,6 +16,7 @@
 //! sent again and may be indexed twice (HEC cannot deduplicate). Such sends are counted in
 //! [`HEC_RESENDS_TOTAL`].
 
+mod acks;
 mod attempt;
 mod builder;
 mod client;

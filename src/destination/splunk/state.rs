@@ -34,6 +34,8 @@ pub struct Chunk {
     /// True once a send may have reached the index (it got an ack id, or the connection broke
     /// after the request went out): sending it again may duplicate events.
     pub maybe_indexed: bool,
+    /// Its place among the batch's sends ([`Progress::sends`] when it last went out).
+    pub sent: u64,
 }
 
 impl Chunk {
@@ -66,6 +68,7 @@ impl Chunk {
             records,
             ack: None,
             maybe_indexed: self.maybe_indexed,
+            sent: self.sent,
         };
         (
             part(self.body.slice(..cut), head),
@@ -98,6 +101,11 @@ pub struct Progress {
     /// Firehose's `errorCode` of the last failure (`Splunk.AckTimeout`, ...), for the
     /// failed-event records of a batch that runs out of budget.
     pub last_error: Option<&'static str>,
+    /// Requests sent so far on the channel, every attempt counted.
+    pub sends: u64,
+    /// For each send whose answer was lost after it went out (so HEC may have given it an ack
+    /// id nobody knows): the value of `sends` when that was seen.
+    pub blind: Vec<u64>,
 }
 
 impl Progress {
@@ -109,7 +117,23 @@ impl Progress {
             channel: None,
             chunks: Vec::new(),
             last_error: None,
+            sends: 0,
+            blind: Vec::new(),
         }
+    }
+
+    /// Whether a restarted indexer (ids from 0 again) could have given `c`'s ack id `id` to
+    /// another request of this channel: only to one processed after `c`, and those are the
+    /// requests sent after it plus at most `concurrency` in flight beside it. Ids on a
+    /// channel that has carried more requests than that are out of reach.
+    pub fn reissue_possible(&self, c: &Chunk, id: u64, concurrency: usize) -> bool {
+        id < self.sends.saturating_sub(c.sent) + concurrency as u64
+    }
+
+    /// Whether a `true` for `c`'s ack id may belong to a request whose answer was lost after
+    /// `c` went out (a reissued id nobody saw): then it proves nothing about `c`.
+    pub fn ack_ambiguous(&self, c: &Chunk, id: u64, concurrency: usize) -> bool {
+        self.reissue_possible(c, id, concurrency) && self.blind.iter().any(|&b| b > c.sent)
     }
 
     /// The objects not read to their end, each from the first record not yet handed on.
@@ -184,6 +208,7 @@ mod tests {
             records: vec![span(0, 0, 4), span(1, 4, 9), span(2, 9, 12)],
             ack: None,
             maybe_indexed: false,
+            sent: 0,
         }
     }
 

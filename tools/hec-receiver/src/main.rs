@@ -26,7 +26,7 @@ use tower::ServiceExt;
 
 use auth::{TokenSpec, Tokens};
 use faults::{FaultUpdate, Faults};
-use routes::{App, ConnCtx};
+use routes::{App, ConnCtx, Restart};
 use state::{Limits, Store};
 
 /// A Splunk HEC test receiver: stores what it gets in memory and can misbehave on request.
@@ -78,7 +78,9 @@ async fn main() -> anyhow::Result<()> {
         max_channels: cli.max_channels,
         max_pending_acks_per_channel: cli.max_pending_acks_per_channel,
     };
+    let (restarts, _) = tokio::sync::watch::channel(Restart::default());
     let app = Arc::new(App {
+        restarts: restarts.clone(),
         store: Store::new(cli.blackhole, limits, faults),
         tokens: Tokens::new(cli.tokens.clone()),
         ack_all: cli.ack,
@@ -98,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     drop(out);
 
     tokio::select! {
-        r = accept_loop(listener, router) => r,
+        r = accept_loop(listener, router, restarts) => r,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("shutting down");
             Ok(())
@@ -108,9 +110,14 @@ async fn main() -> anyhow::Result<()> {
 
 /// Serves each connection with HTTP/1.1 on its own task. A handler that notifies the
 /// connection's `kill` makes the task drop the connection mid-request, which closes the socket
-/// without a response: the "connection closed" failure a sender must survive.
-async fn accept_loop(listener: TcpListener, router: axum::Router) -> anyhow::Result<()> {
-    loop {
+/// without a response: the "connection closed" failure a sender must survive. An indexer
+/// restart drops every connection open at that moment (but the one that asked for it).
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    restarts: tokio::sync::watch::Sender<Restart>,
+) -> anyhow::Result<()> {
+    for id in 0u64.. {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -119,11 +126,13 @@ async fn accept_loop(listener: TcpListener, router: axum::Router) -> anyhow::Res
             }
         };
         let router = router.clone();
+        let mut restart = restarts.subscribe();
         tokio::spawn(async move {
             let kill = Arc::new(Notify::new());
             let ctx = ConnCtx {
                 kill: kill.clone(),
                 peer,
+                id,
             };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ctx.clone());
@@ -138,7 +147,19 @@ async fn accept_loop(listener: TcpListener, router: axum::Router) -> anyhow::Res
                     }
                 }
                 _ = kill.notified() => tracing::debug!(%peer, "connection dropped on purpose"),
+                _ = cut_by_restart(&mut restart, id) => tracing::debug!(%peer, "connection cut by an indexer restart"),
             }
         });
     }
+    unreachable!("connection numbers run out")
+}
+
+/// Returns at the first restart not asked for by connection `id`.
+async fn cut_by_restart(restart: &mut tokio::sync::watch::Receiver<Restart>, id: u64) {
+    while restart.changed().await.is_ok() {
+        if restart.borrow_and_update().by_connection != id {
+            return;
+        }
+    }
+    std::future::pending().await
 }

@@ -21,7 +21,7 @@ use crate::auth::{TokenSpec, Tokens};
 use crate::body::{decode, read_body, BodyError};
 use crate::faults::Injected;
 use crate::protocol::{self, http_reply, Code, Reply};
-use crate::state::{Store, StoredEvent};
+use crate::state::{Arrival, Store, StoredEvent};
 
 /// Everything the handlers share.
 pub struct App {
@@ -31,6 +31,18 @@ pub struct App {
     pub ack_all: bool,
     pub max_body_bytes: u64,
     pub max_decoded_bytes: u64,
+    /// Bumped by an indexer restart: the accept loop then drops every open connection but
+    /// the one that asked for the restart.
+    pub restarts: tokio::sync::watch::Sender<Restart>,
+}
+
+/// The latest indexer restart, as the accept loop sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restart {
+    /// Restarts so far.
+    pub count: u64,
+    /// The connection that asked for it (answered, not dropped).
+    pub by_connection: u64,
 }
 
 /// Per-connection context the accept loop puts in each request's extensions.
@@ -39,6 +51,8 @@ pub struct ConnCtx {
     /// Notified to make the accept loop drop the connection without a response.
     pub kill: Arc<Notify>,
     pub peer: SocketAddr,
+    /// Numbers the connections, so a restart can spare the one that asked for it.
+    pub id: u64,
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -146,12 +160,14 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let epoch = app.store.epoch();
     let read = read_body(body, &headers, app.max_body_bytes)
         .await
         .map_err(Outcome::from);
     let request = app
         .store
         .begin_request(read.as_ref().map_or(0, |b| b.len()));
+    let from = Arrival { request, epoch };
     let (outcome, faulted) = match read {
         Err(outcome) => (outcome, false),
         Ok(bytes) => {
@@ -167,7 +183,7 @@ async fn ingest(
                 Some(Injected::Busy) => (Code::ServerBusy.into(), true),
                 None => {
                     let peer = ctx.as_ref().map(|c| c.peer);
-                    let outcome = accept(&app, kind, request, &q, &headers, &bytes, peer, now);
+                    let outcome = accept(&app, kind, from, &q, &headers, &bytes, peer, now);
                     let stored_ok = matches!(&outcome, Outcome::Hec(r) if r.code == Code::Success);
                     if stored_ok && app.store.faults().take_drop_after_store() {
                         (Outcome::Drop, true)
@@ -211,7 +227,7 @@ async fn ingest(
 fn accept(
     app: &App,
     kind: Kind,
-    request: u64,
+    from: Arrival,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
     bytes: &Bytes,
@@ -235,7 +251,7 @@ fn accept(
         Err(e) => return e.into(),
     };
     let meta = Meta {
-        request,
+        request: from.request,
         token,
         channel: channel.clone(),
         host: peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
@@ -256,7 +272,7 @@ fn accept(
         if !events.is_empty() {
             // 6.5 [OBS]: "objects **before** it are indexed" - stored, but no ackId is issued
             // because the reply is an error.
-            let _ = app.store.store(channel.as_deref(), events, 0, None);
+            let _ = app.store.store(from, channel.as_deref(), events, 0, None);
         }
         let mut reply = Reply::code(code);
         if code != Code::NoData {
@@ -265,7 +281,10 @@ fn accept(
         return Outcome::Hec(reply);
     }
     let ack = use_ack.then(|| app.store.faults().ack_ready(now));
-    match app.store.store(channel.as_deref(), events, counted, ack) {
+    match app
+        .store
+        .store(from, channel.as_deref(), events, counted, ack)
+    {
         Ok(ack_id) => Outcome::Hec(Reply {
             code: Code::Success,
             invalid_event_number: None,

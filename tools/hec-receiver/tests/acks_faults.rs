@@ -192,3 +192,42 @@ async fn dropped_connections() {
         .await;
     assert!(resp.unwrap().status().is_client_error());
 }
+
+#[tokio::test]
+async fn indexer_restart() {
+    let r = Receiver::start(&["--ack"]);
+    let (_, v) = r.post(EVENT, Some(CHANNEL), r#"{"event":"indexed"}"#).await;
+    assert_eq!(v["ackId"], 0);
+    r.faults(json!({"ack_delay_s": 60})).await;
+    let (_, v) = r.post(EVENT, Some(CHANNEL), r#"{"event":"slow"}"#).await;
+    assert_eq!(v["ackId"], 1);
+    let (_, v) = r.post(EVENT, Some(OTHER), r#"{"event":"slow too"}"#).await;
+    assert_eq!(v["ackId"], 0);
+
+    let resp = r.client.post(r.url("/_receiver/restart")).send().await;
+    let view: Value = resp.unwrap().json().await.unwrap();
+    assert_eq!(
+        view,
+        json!({"restarted":true,"lost_requests":2,"lost_events":2,"forgotten_acks":3})
+    );
+    let events: Vec<Value> = r.events().await;
+    assert_eq!(events.len(), 1, "only the indexed event is left");
+    assert_eq!(events[0]["event"], "indexed");
+    // The old ids are unknown now, even the indexed one's; ids start from 0 again.
+    let (_, v) = r.post(ACK, Some(CHANNEL), r#"{"acks":[0,1]}"#).await;
+    assert_eq!(v, json!({"acks":{"0":false,"1":false}}));
+    r.faults(json!({"ack_delay_s": 0})).await;
+    let (_, v) = r.post(EVENT, Some(CHANNEL), r#"{"event":"after"}"#).await;
+    assert_eq!(v["ackId"], 0);
+    let (_, v) = r.post(ACK, Some(CHANNEL), r#"{"acks":[0]}"#).await;
+    assert_eq!(v, json!({"acks":{"0":true}}));
+    let stats = r.get("/_receiver/stats").await;
+    assert_eq!(
+        (
+            stats["restarts"].as_u64(),
+            stats["lost_in_restarts"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(stats["events"], 2);
+}
