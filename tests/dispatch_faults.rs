@@ -1,6 +1,6 @@
 //! The dispatcher through faults of its own: a delivery that panics costs one attempt, not the
 //! worker; records that used to panic the file destination load; a batch held by a process
-//! killed with -9 resumes as soon as the service restarts, not after its lease.
+//! killed with -9 resumes within seconds, not after its lease.
 
 mod common;
 
@@ -136,7 +136,7 @@ async fn a_batch_held_by_a_killed_process_resumes_at_the_restart_not_after_its_l
     s.assert_exactly_once(20).await;
     assert!(
         d.log_text()
-            .contains("took back the leases of a predecessor that died on this host"),
+            .contains("taking over a batch before its lease ends: its owner's session is gone"),
         "resumed by the restart, {:?} after it",
         restarted.elapsed()
     );

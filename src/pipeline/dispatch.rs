@@ -2,6 +2,7 @@
 //! within the batch's budget, and settle it as loaded or skipped with `load_errors` rows and an
 //! error artifact. The only place that loops, sleeps, records and settles.
 
+use super::liveness::{Identity, Liveness};
 use super::retry::{Budget, RetryClock};
 use crate::artifacts::{self, FailedRecords};
 use crate::codes;
@@ -77,8 +78,10 @@ pub struct Dispatcher {
     pub s3: S3,
     /// Where batches go.
     pub destination: Arc<dyn Destination>,
-    /// This worker's name in leases.
+    /// This worker's name in leases (for display).
     pub worker: String,
+    /// This process's identity as a lease owner.
+    pub liveness: Liveness,
     /// Lease and backoff timings.
     pub timings: DispatchTimings,
 }
@@ -98,6 +101,9 @@ enum Interrupted {
     Shutdown,
     /// The lease was lost (another worker took the batch over).
     LeaseLost,
+    /// This process could not confirm its lock on the control database: another process may
+    /// soon take its batches over.
+    LivenessLost,
 }
 
 impl Dispatcher {
@@ -111,16 +117,20 @@ impl Dispatcher {
         abort: CancellationToken,
     ) {
         let name = self.pipeline.name.clone();
+        let mut liveness = self.liveness.clone();
         while !stop.is_cancelled() {
+            let Some(me) = liveness.live(&stop).await else {
+                return;
+            };
             match self
                 .control
-                .claim(&name, &self.worker, self.timings.lease)
+                .claim(&name, &self.worker, me.worker, self.timings.lease)
                 .await
             {
                 Ok(Some(batch)) => {
                     let (id, token) = (batch.id, batch.lease_token.clone());
                     tokio::select! {
-                        done = AssertUnwindSafe(self.deliver(batch, &stop)).catch_unwind() => {
+                        done = AssertUnwindSafe(self.deliver(batch, &me, &stop)).catch_unwind() => {
                             if let Err(panic) = done {
                                 // The renewer died with the delivery; the batch is taken over
                                 // after its lease, and the worker goes on.
@@ -156,7 +166,7 @@ impl Dispatcher {
     /// Delivers one claimed batch, renewing its lease meanwhile. When the lease cannot be
     /// renewed in time (the control database is away) or was taken over (this process was
     /// paused past it), the attempt stops: past the lease, another worker may hold the batch.
-    async fn deliver(&self, batch: ClaimedBatch, stop: &CancellationToken) {
+    async fn deliver(&self, batch: ClaimedBatch, me: &Identity, stop: &CancellationToken) {
         let lost = CancellationToken::new();
         let _renewer = RenewerGuard({
             let (control, token, lease, lost, id) = (
@@ -202,6 +212,7 @@ impl Dispatcher {
         let result = tokio::select! {
             r = self.attempts(&batch, stop) => r,
             _ = lost.cancelled() => Err(Interrupted::LeaseLost),
+            _ = me.lost.cancelled() => Err(Interrupted::LivenessLost),
         };
         let pipeline = &self.pipeline.name;
         match result {
@@ -213,6 +224,19 @@ impl Dispatcher {
                 info!(pipeline = %pipeline, batch_id = batch.id, "shutting down, batch left for the next start");
                 if let Err(e) = self.control.release(batch.id, &batch.lease_token).await {
                     error!(pipeline = %pipeline, batch_id = batch.id, error = %e, "release failed");
+                }
+            }
+            Err(Interrupted::LivenessLost) => {
+                warn!(pipeline = %pipeline, batch_id = batch.id, "attempt stopped: this process's lock on the control database is not confirmed");
+                // The attempt has stopped: the batch may be taken over now. Until the database
+                // answers, its lease ends on its own (or with this worker's session).
+                let started = Instant::now();
+                while let Err(e) = self.control.release(batch.id, &batch.lease_token).await {
+                    if started.elapsed() >= self.timings.lease || stop.is_cancelled() {
+                        warn!(pipeline = %pipeline, batch_id = batch.id, error = %e, "cannot release the batch, its lease ends on its own");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
