@@ -70,6 +70,13 @@ pub enum ControlError {
     /// A migration failed.
     #[error("control database: migration failed: {0}")]
     Migration(String),
+    /// The claim's lease token no longer holds the batch: another worker took it over, or it is
+    /// settled. The write was refused.
+    #[error("control database: batch {batch}: the lease was taken over, write refused")]
+    LeaseLost {
+        /// The batch.
+        batch: i64,
+    },
     /// The schema is older than this binary (`stageload migrate` brings it up to date).
     #[error("control database schema is at version {database}, this stageload needs version {binary}: run `stageload migrate` with this binary (or restart a daemon of this version, which migrates on start)")]
     SchemaOlder {
