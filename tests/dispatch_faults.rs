@@ -228,7 +228,9 @@ async fn a_stale_owner_cannot_write_load_errors_onto_a_batch_another_worker_sett
     std::fs::write(&out, b"in the way").unwrap();
     // A 60 s lease is renewed every 20 s, so nothing renews during this test: the owner learns
     // of the takeover only from the writes it makes.
-    let config = stack.base_config(&db).replace("lease_s = 6", "lease_s = 60")
+    let config = stack
+        .base_config(&db)
+        .replace("lease_s = 6", "lease_s = 60")
         + &file_pipeline("stale", &bucket, &out, 2);
     for i in 0..3 {
         put(
@@ -243,21 +245,35 @@ async fn a_stale_owner_cannot_write_load_errors_onto_a_batch_another_worker_sett
         &config,
         &[("STAGELOAD_TEST_PAUSE_BEFORE_WRITE_OFF_MS", "10000")],
     );
-    wait_log(|| first.log_text(), &["test hook: pausing before writing off"]).await;
+    wait_log(
+        || first.log_text(),
+        &["test hook: pausing before writing off"],
+    )
+    .await;
     // The owner is held while its lease ends, as a pause past the lease (SIGSTOP, a VM freeze)
     // would leave it; the destination comes back, and another worker takes the batch over and
     // delivers it.
     std::fs::remove_file(&out).unwrap();
     exec(&db, "UPDATE batches SET lease_expires_at = now()").await;
     let second = Daemon::start(&config);
-    wait_for("the second worker loaded the batch", Duration::from_secs(30), || async {
-        (query_i64(&db, "SELECT count(*) FROM batches WHERE state = 'loaded'").await == 1)
-            .then_some(())
-    })
+    wait_for(
+        "the second worker loaded the batch",
+        Duration::from_secs(30),
+        || async {
+            (query_i64(&db, "SELECT count(*) FROM batches WHERE state = 'loaded'").await == 1)
+                .then_some(())
+        },
+    )
     .await;
-    wait_log(|| first.log_text(), &["settlement refused: the lease was taken over"]).await;
+    wait_log(
+        || first.log_text(),
+        &["settlement refused: the lease was taken over"],
+    )
+    .await;
     assert!(
-        first.log_text().contains("load errors refused: the lease was taken over"),
+        first
+            .log_text()
+            .contains("load errors refused: the lease was taken over"),
         "the stale owner's rows were refused"
     );
     assert!(second.log_text().contains("batch settled"));
@@ -266,5 +282,9 @@ async fn a_stale_owner_cannot_write_load_errors_onto_a_batch_another_worker_sett
         Vec::<String>::new(),
         "a loaded batch has no load_errors rows"
     );
-    assert_eq!(delivered_lines(&out).len(), 30, "every record delivered once");
+    assert_eq!(
+        delivered_lines(&out).len(),
+        30,
+        "every record delivered once"
+    );
 }

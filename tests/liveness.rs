@@ -98,11 +98,9 @@ async fn a_live_owner_keeps_its_batch(tag: &str, daemon_extra: &str, env: &[(&st
     wait_log(|| first.log_text(), &["test hook: pausing before settling"]).await;
     let second = Daemon::start_with_env(&config, env);
     wait_log(|| second.log_text(), &["stageload running"]).await;
-    wait_for(
-        "the batch settled",
-        Duration::from_secs(30),
-        || async { loaded(&db).await.then_some(()) },
-    )
+    wait_for("the batch settled", Duration::from_secs(30), || async {
+        loaded(&db).await.then_some(())
+    })
     .await;
     assert!(
         first.log_text().contains("batch settled"),
@@ -134,13 +132,14 @@ async fn a_second_process_with_the_same_host_and_pid_never_takes_a_live_owners_b
 async fn a_killed_owners_batch_is_taken_over_by_another_replica_within_15_s() {
     let _serial = SERIAL.lock().await;
     let (db, hec, config) = setup("lvkill", "").await;
-    let replica = Daemon::start(&config.replace("lease_s = 60", "lease_s = 60\nworker_id = \"replica\""));
-    wait_log(|| replica.log_text(), &["stageload running"]).await;
     let mut owner = Daemon::start_with_env(
         &config.replace("lease_s = 60", "lease_s = 60\nworker_id = \"owner\""),
         &[("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", "60000")],
     );
     wait_log(|| owner.log_text(), &["test hook: pausing before settling"]).await;
+    let replica =
+        Daemon::start(&config.replace("lease_s = 60", "lease_s = 60\nworker_id = \"replica\""));
+    wait_log(|| replica.log_text(), &["stageload running"]).await;
     assert_eq!(
         query_strings(&db, "SELECT split_part(lease_owner, '/', 1) FROM batches").await,
         vec!["owner"]
@@ -153,7 +152,10 @@ async fn a_killed_owners_batch_is_taken_over_by_another_replica_within_15_s() {
         || async { loaded(&db).await.then_some(()) },
     )
     .await;
-    println!("taken over and settled {:?} after kill -9 (lease 60 s)", killed.elapsed());
+    println!(
+        "taken over and settled {:?} after kill -9 (lease 60 s)",
+        killed.elapsed()
+    );
     let log = replica.log_text();
     assert!(
         log.contains("taking over a batch before its lease ends: its owner's session is gone"),
@@ -168,13 +170,14 @@ async fn a_killed_owners_batch_is_taken_over_by_another_replica_within_15_s() {
 async fn a_live_owner_keeps_its_batch_across_a_control_database_restart() {
     let _serial = SERIAL.lock().await;
     let (db, hec, config) = setup("lvpg", "").await;
-    let replica = Daemon::start(&config.replace("lease_s = 60", "lease_s = 60\nworker_id = \"replica\""));
-    wait_log(|| replica.log_text(), &["stageload running"]).await;
     let owner = Daemon::start_with_env(
         &config.replace("lease_s = 60", "lease_s = 60\nworker_id = \"owner\""),
         &[("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", "9000")],
     );
     wait_log(|| owner.log_text(), &["test hook: pausing before settling"]).await;
+    let replica =
+        Daemon::start(&config.replace("lease_s = 60", "lease_s = 60\nworker_id = \"replica\""));
+    wait_log(|| replica.log_text(), &["stageload running"]).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack.sh");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(script)
@@ -184,20 +187,28 @@ async fn a_live_owner_keeps_its_batch_across_a_control_database_restart() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for(
-        "the batch settled",
-        Duration::from_secs(40),
-        || async { loaded(&db).await.then_some(()) },
-    )
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the batch settled", Duration::from_secs(40), || async {
+        loaded(&db).await.then_some(())
+    })
     .await;
     let log = owner.log_text();
     assert!(
         log.contains("took this worker's lock back after its connection broke"),
         "{log}"
     );
-    assert!(log.contains("batch settled"), "the owner settled its own batch");
+    assert!(
+        log.contains("batch settled"),
+        "the owner settled its own batch"
+    );
     assert!(!replica.log_text().contains("taking over a batch"));
-    assert_eq!(query_i64(&db, "SELECT attempts::bigint FROM batches").await, 1);
+    assert_eq!(
+        query_i64(&db, "SELECT attempts::bigint FROM batches").await,
+        1
+    );
     assert_eq!(hec.events().await, RECORDS, "each event received once");
 }

@@ -431,7 +431,12 @@ impl Dispatcher {
         let pipeline = self.pipeline.name.as_str();
         let _heap = crate::memory::lean_heap();
         warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %last_error, "retry budget exhausted, skipping batch");
-        test_pause("STAGELOAD_TEST_PAUSE_BEFORE_WRITE_OFF_MS", pipeline, batch.id).await;
+        test_pause(
+            "STAGELOAD_TEST_PAUSE_BEFORE_WRITE_OFF_MS",
+            pipeline,
+            batch.id,
+        )
+        .await;
         counter!(m::BUDGET_EXHAUSTED, "pipeline" => pipeline.to_string()).increment(1);
         let reason = format!(
             "retry duration of {}s exhausted after {attempt_no} attempts; last error: {last_error}",
@@ -668,7 +673,12 @@ impl Dispatcher {
 
     /// Stores rows in `load_errors` without logging each (a write-off logs a summary). False
     /// when the lease was taken over: the rows were refused, as every write of a stale owner is.
-    async fn store_errors(&self, batch: &ClaimedBatch, attempt_no: i32, rows: &[LoadError]) -> bool {
+    async fn store_errors(
+        &self,
+        batch: &ClaimedBatch,
+        attempt_no: i32,
+        rows: &[LoadError],
+    ) -> bool {
         if rows.is_empty() {
             return true;
         }
@@ -753,6 +763,11 @@ async fn test_pause(var: &'static str, pipeline: &str, batch: i64) {
         "STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS" => "settling",
         _ => "writing off",
     };
-    warn!(pipeline, batch_id = batch, ms, "test hook: pausing before {what}");
+    warn!(
+        pipeline,
+        batch_id = batch,
+        ms,
+        "test hook: pausing before {what}"
+    );
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }

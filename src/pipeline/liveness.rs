@@ -148,7 +148,10 @@ async fn confirm(me: &mut Owner) {
     match s.heartbeat().await {
         Ok(true) => me.confirmed = sent,
         Ok(false) => {
-            warn!(worker = s.worker, "this worker was marked gone, registering anew");
+            warn!(
+                worker = s.worker,
+                "this worker was marked gone, registering anew"
+            );
             abandon(me);
             return;
         }
@@ -179,7 +182,10 @@ async fn resume(control: &Control, me: &mut Owner, worker: i32) {
     me.session = None;
     match control.resume_worker(worker).await {
         Ok(Resumed::Live(s)) => {
-            info!(worker, "took this worker's lock back after its connection broke");
+            info!(
+                worker,
+                "took this worker's lock back after its connection broke"
+            );
             me.confirmed = Instant::now();
             me.session = Some(s);
             if me.identity.is_none() {
