@@ -270,6 +270,11 @@ async fn a_stale_owner_cannot_write_load_errors_onto_a_batch_another_worker_sett
         &["settlement refused: the lease was taken over"],
     )
     .await;
+    assert_eq!(
+        query_strings(&db, "SELECT err_code || ' ' || filename FROM load_errors").await,
+        Vec::<String>::new(),
+        "a loaded batch has no load_errors rows"
+    );
     assert!(
         first
             .log_text()
@@ -277,11 +282,6 @@ async fn a_stale_owner_cannot_write_load_errors_onto_a_batch_another_worker_sett
         "the stale owner's rows were refused"
     );
     assert!(second.log_text().contains("batch settled"));
-    assert_eq!(
-        query_strings(&db, "SELECT err_code || ' ' || filename FROM load_errors").await,
-        Vec::<String>::new(),
-        "a loaded batch has no load_errors rows"
-    );
     assert_eq!(
         delivered_lines(&out).len(),
         30,
