@@ -9,6 +9,7 @@ use crate::destination::{self, Destination};
 use crate::discovery::sqs::{Queues, Route};
 use crate::notify::{notify, watchdog_interval};
 use crate::pipeline::dispatch::DispatchTimings;
+use crate::pipeline::liveness::Liveness;
 use crate::pipeline::PipelineRuntime;
 use crate::source::s3::S3;
 use std::collections::HashMap;
@@ -24,67 +25,21 @@ use tracing::{error, info, warn};
 /// (for embedding and for tests that inject faults).
 pub type DestinationOverrides = HashMap<String, Arc<dyn Destination>>;
 
-/// The name this process uses in leases: the configured one, or host name and pid.
+/// The name this process shows in leases: the configured one, or host name and pid. A display
+/// name only: two processes may share it (one config file on two hosts, containers that are all
+/// pid 1); which leases are live is decided by each process's lock (`control::workers`).
 pub fn worker_id(config: &Config) -> String {
     config.daemon.worker_id.clone().unwrap_or_else(|| {
+        // Test hook: `STAGELOAD_TEST_HOST_PID=<host>:<pid>` stands for both, as two containers
+        // with the same host name, each pid 1, would show. Never set in production.
+        if let Ok(forced) = std::env::var("STAGELOAD_TEST_HOST_PID") {
+            return forced;
+        }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "host".into());
         format!("{host}:{}", std::process::id())
     })
-}
-
-/// Whether a lease owner (`<worker id>/<n>`) is this process's predecessor, dead: the same
-/// configured worker id, or, for the default `host:pid`, this host and a pid that is no longer
-/// a stageload process (or is this very process, as after a container restart where the pid
-/// repeats). Its batches need not wait out their lease: the next start takes them back at once.
-fn is_dead_predecessor(owner: &str, me: &str, configured: bool) -> bool {
-    let Some((worker, _n)) = owner.rsplit_once('/') else {
-        return false;
-    };
-    if configured {
-        return worker == me;
-    }
-    let (Some((host, pid)), Some((my_host, my_pid))) =
-        (worker.rsplit_once(':'), me.rsplit_once(':'))
-    else {
-        return false;
-    };
-    if host != my_host {
-        return false;
-    }
-    if pid == my_pid {
-        return true;
-    }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    !String::from_utf8_lossy(&cmdline).contains("stageload")
-}
-
-/// Ends the leases a dead predecessor on this host held (after kill -9 and a restart by
-/// systemd or the container runtime), so its batches resume now instead of after `lease_s`.
-async fn reclaim_leases(control: &Control, me: &str, configured: bool) {
-    let held = match control.held_leases().await {
-        Ok(h) => h,
-        Err(e) => {
-            warn!(error = %e, "cannot read held leases at start");
-            return;
-        }
-    };
-    let dead: Vec<i64> = held
-        .iter()
-        .filter(|(_, owner)| is_dead_predecessor(owner, me, configured))
-        .map(|(id, _)| *id)
-        .collect();
-    if dead.is_empty() {
-        return;
-    }
-    match control.expire_leases(&dead).await {
-        Ok(n) => info!(
-            batches = n,
-            "took back the leases of a predecessor that died on this host"
-        ),
-        Err(e) => warn!(error = %e, "cannot end a dead predecessor's leases"),
-    }
 }
 
 /// One running pipeline and the tokens that stop it.
@@ -104,6 +59,7 @@ struct Shared {
     installation: String,
     s3: S3,
     worker: String,
+    liveness: Liveness,
     timings: DispatchTimings,
     abort: CancellationToken,
 }
@@ -133,6 +89,7 @@ impl Shared {
             s3: self.s3.clone(),
             destination: dest.clone(),
             worker: self.worker.clone(),
+            liveness: self.liveness.clone(),
             timings: self.timings.clone(),
         };
         info!(pipeline = %p.name, destination = p.destination.kind(), bucket = %p.source.bucket, prefix = %p.source.prefix, "pipeline started");
@@ -197,12 +154,15 @@ pub async fn run_with(
     };
     info!(applied, installation = %installation, "control database ready");
     let me = worker_id(&config);
-    reclaim_leases(&control, &me, config.daemon.worker_id.is_some()).await;
+    let liveness_stop = CancellationToken::new();
+    let (liveness, liveness_task) =
+        crate::pipeline::liveness::start(control.clone(), me.clone(), liveness_stop.clone());
     let shared = Shared {
         control: control.clone(),
         installation,
         s3: S3::new(&config.s3).await,
-        worker: worker_id(&config),
+        worker: me,
+        liveness,
         timings: DispatchTimings {
             lease: Duration::from_secs(config.daemon.lease_s),
             backoff_initial: Duration::from_millis(config.daemon.backoff_initial_ms),
@@ -298,6 +258,11 @@ pub async fn run_with(
         if let Err(e) = r.await {
             warn!(error = %e, "retention task ended abnormally");
         }
+    }
+    // Last: the leases of this process are released, so its worker can be retired.
+    liveness_stop.cancel();
+    if let Err(e) = liveness_task.await {
+        warn!(error = %e, "liveness task ended abnormally");
     }
     admin_stop.cancel();
     info!("stopped");
@@ -417,23 +382,4 @@ pub fn reload_on_sighup(path: PathBuf) -> mpsc::Receiver<Config> {
         }
     });
     rx
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dead_predecessors_are_recognised_and_live_processes_are_not() {
-        // This very pid (a repeated pid after a container restart) and a pid with no process.
-        let me = format!("h1:{}", std::process::id());
-        assert!(is_dead_predecessor(&format!("{me}/0"), &me, false));
-        assert!(is_dead_predecessor("h1:4194303/1", &me, false));
-        // Another host, or a malformed owner: never.
-        assert!(!is_dead_predecessor("h2:4194303/0", &me, false));
-        assert!(!is_dead_predecessor("nonsense", &me, false));
-        // A configured worker id is taken as this process's.
-        assert!(is_dead_predecessor("loader-a/0", "loader-a", true));
-        assert!(!is_dead_predecessor("loader-b/0", "loader-a", true));
-    }
 }

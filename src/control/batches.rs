@@ -115,40 +115,55 @@ impl Control {
         }
     }
 
-    /// Claims the oldest sealed batch of a pipeline, or one whose lease expired, for `worker`.
+    /// Claims the oldest sealed batch of a pipeline for `worker` (display name) of the live
+    /// process `owner` (its `workers` id), or takes over one whose lease ended or whose owner's
+    /// session is gone (see [`super::workers`]). A live owner's lease is never taken before it ends.
     pub async fn claim(
         &self,
         pipeline: &str,
         worker: &str,
+        owner: i32,
         lease: Duration,
     ) -> Result<Option<ClaimedBatch>, ControlError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q("begin claim"))?;
         let Some(row) = tx
             .query_opt(
-                "SELECT id, state FROM batches
-                 WHERE pipeline = $1
-                   AND (state = 'sealed' OR (state = 'delivering' AND lease_expires_at < now()))
-                 ORDER BY id LIMIT 1
-                 FOR UPDATE SKIP LOCKED",
-                &[&pipeline],
+                "SELECT b.id, b.state, b.lease_owner, w.gone_at IS NOT NULL AND b.lease_expires_at >= now()
+                 FROM batches b LEFT JOIN workers w ON w.id = b.lease_worker
+                 WHERE b.pipeline = $1
+                   AND (b.state = 'sealed'
+                        OR (b.state = 'delivering'
+                            AND (b.lease_expires_at < now() OR w.gone_at IS NOT NULL)))
+                   AND EXISTS (SELECT 1 FROM workers me WHERE me.id = $2 AND me.gone_at IS NULL)
+                 ORDER BY b.id LIMIT 1
+                 FOR UPDATE OF b SKIP LOCKED",
+                &[&pipeline, &owner],
             )
             .await
             .map_err(q("find claimable batch"))?
         else {
             return Ok(None);
         };
+        if row.get::<_, Option<bool>>(3) == Some(true) {
+            tracing::info!(
+                pipeline,
+                batch_id = row.get::<_, i64>(0),
+                previous_owner = row.get::<_, Option<&str>>(2).unwrap_or(""),
+                "taking over a batch before its lease ends: its owner's session is gone"
+            );
+        }
         let id: i64 = row.get(0);
         let taken_over = row.get::<_, &str>(1) == "delivering";
         let row = tx
             .query_one(
-                "UPDATE batches SET state = 'delivering', lease_owner = $2,
+                "UPDATE batches SET state = 'delivering', lease_owner = $2, lease_worker = $4,
                         lease_expires_at = now() + make_interval(secs => $3),
                         lease_token = gen_random_uuid(),
                         first_attempt_at = COALESCE(first_attempt_at, now())
                  WHERE id = $1
                  RETURNING attempts, first_attempt_at, lease_token::text",
-                &[&id, &worker, &lease.as_secs_f64()],
+                &[&id, &worker, &lease.as_secs_f64(), &owner],
             )
             .await
             .map_err(q("claim batch"))?;
@@ -212,32 +227,6 @@ impl Control {
         .await
         .map_err(q("release lease"))?;
         Ok(())
-    }
-
-    /// The owners of the leases still running: (batch id, lease owner).
-    pub async fn held_leases(&self) -> Result<Vec<(i64, String)>, ControlError> {
-        let conn = self.conn().await?;
-        let rows = conn
-            .query(
-                "SELECT id, lease_owner FROM batches
-                 WHERE state = 'delivering' AND lease_expires_at > now() AND lease_owner IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(q("read held leases"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// Ends these leases now, so the next claim takes the batches over at once.
-    pub async fn expire_leases(&self, batches: &[i64]) -> Result<u64, ControlError> {
-        let conn = self.conn().await?;
-        conn.execute(
-            "UPDATE batches SET lease_expires_at = now()
-             WHERE id = ANY($1) AND state = 'delivering'",
-            &[&batches],
-        )
-        .await
-        .map_err(q("expire leases"))
     }
 
     /// Counts an attempt as it starts; returns the attempt number (1 for the first), or None
@@ -313,7 +302,7 @@ impl Control {
         let n = tx
             .execute(
                 "UPDATE batches SET state = $3, settled_at = now(), lease_owner = NULL, lease_expires_at = NULL,
-                        lease_token = NULL,
+                        lease_token = NULL, lease_worker = NULL,
                         records_delivered = records_delivered + $4, records_rejected = records_rejected + $5
                  WHERE id = $1 AND lease_token::text = $2 AND state = 'delivering'",
                 &[&batch, &token, &state, &s.records_delivered, &s.records_rejected],

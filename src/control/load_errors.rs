@@ -1,5 +1,7 @@
 //! Writing `load_errors` rows. A row that repeats one already recorded for the same batch
-//! (same file, line, code and column, as after a retry or a takeover) is kept once.
+//! (same file, line, code and column, as after a retry or a takeover) is kept once. Like every
+//! other write about a claimed batch, rows are fenced by the claim's lease token: a worker whose
+//! batch was taken over (paused past its lease) cannot add rows to it.
 
 use super::{q, Control, ControlError};
 use crate::model::LoadError;
@@ -16,6 +18,8 @@ pub struct ErrorContext<'a> {
     pub target: &'a str,
     /// Batch id.
     pub batch_id: i64,
+    /// The claim's fencing token: rows go in only while it still holds the batch.
+    pub lease_token: &'a str,
     /// Attempts made so far.
     pub attempts: i32,
     /// When the batch's first attempt started.
@@ -23,7 +27,8 @@ pub struct ErrorContext<'a> {
 }
 
 impl Control {
-    /// Inserts error rows; returns how many were new.
+    /// Inserts error rows if the claim's token still holds the batch; returns how many were new,
+    /// or [`ControlError::LeaseLost`] when another worker has taken the batch over or settled it.
     pub async fn record_errors(
         &self,
         ctx: &ErrorContext<'_>,
@@ -47,8 +52,24 @@ impl Control {
         let offsets: Vec<i64> = rows.iter().map(|r| r.start_offset).collect();
         let targets = col(|r| r.target.clone());
         let ctx_target = super::clean_text(ctx.target).into_owned();
-        let conn = self.conn().await?;
-        conn.execute(
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q("begin load errors"))?;
+        // Held until commit: a takeover (which draws a new token) waits for these rows, and rows
+        // wait for a takeover that got there first, then find its token.
+        let held = tx
+            .query_opt(
+                "SELECT 1 FROM batches WHERE id = $1 AND lease_token::text = $2
+                 AND state = 'delivering' FOR SHARE",
+                &[&ctx.batch_id, &ctx.lease_token],
+            )
+            .await
+            .map_err(q("check the lease before load errors"))?;
+        if held.is_none() {
+            return Err(ControlError::LeaseLost {
+                batch: ctx.batch_id,
+            });
+        }
+        let n = tx.execute(
             "INSERT INTO load_errors (pipeline, destination, target, batch_id, object_id, query, filename,
                  line_number, colname, type, col_length, position, raw_line, raw_field_value, err_code,
                  err_reason, is_partial, start_offset, attempts, first_attempt_at)
@@ -86,16 +107,25 @@ impl Control {
             ],
         )
         .await
-        .map_err(q("record load errors"))
+        .map_err(q("record load errors"))?;
+        tx.commit().await.map_err(q("commit load errors"))?;
+        Ok(n)
     }
 
     /// Stores rows one at a time after the database refused them together: a row it still
     /// refuses is replaced by one that keeps its file, line and code and says why the rest
-    /// could not be stored; only when even that fails is the row left in the log alone.
-    pub async fn record_errors_one_by_one(&self, ctx: &ErrorContext<'_>, rows: &[LoadError]) {
+    /// could not be stored; only when even that fails is the row left in the log alone. Stops
+    /// at [`ControlError::LeaseLost`], which it returns.
+    pub async fn record_errors_one_by_one(
+        &self,
+        ctx: &ErrorContext<'_>,
+        rows: &[LoadError],
+    ) -> Result<(), ControlError> {
         for row in rows {
-            let Err(e) = self.record_errors(ctx, std::slice::from_ref(row)).await else {
-                continue;
+            let e = match self.record_errors(ctx, std::slice::from_ref(row)).await {
+                Ok(_) => continue,
+                Err(e @ ControlError::LeaseLost { .. }) => return Err(e),
+                Err(e) => e,
             };
             let minimal = LoadError {
                 object_id: row.object_id,
@@ -109,9 +139,14 @@ impl Control {
                     .collect(),
                 ..LoadError::default()
             };
-            if let Err(e) = self.record_errors(ctx, &[minimal]).await {
-                tracing::error!(pipeline = ctx.pipeline, batch_id = ctx.batch_id, filename = %row.filename, line = row.line_number, err_code = row.err_code, error = %e, "load error row lost: the control database refused it");
+            match self.record_errors(ctx, &[minimal]).await {
+                Ok(_) => {}
+                Err(e @ ControlError::LeaseLost { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::error!(pipeline = ctx.pipeline, batch_id = ctx.batch_id, filename = %row.filename, line = row.line_number, err_code = row.err_code, error = %e, "load error row lost: the control database refused it");
+                }
             }
         }
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod load_errors;
 pub mod retention;
 pub mod status;
+pub mod workers;
 
 use crate::config::ControlConfig;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -69,6 +70,13 @@ pub enum ControlError {
     /// A migration failed.
     #[error("control database: migration failed: {0}")]
     Migration(String),
+    /// The claim's lease token no longer holds the batch: another worker took it over, or it is
+    /// settled. The write was refused.
+    #[error("control database: batch {batch}: the lease was taken over, write refused")]
+    LeaseLost {
+        /// The batch.
+        batch: i64,
+    },
     /// The schema is older than this binary (`stageload migrate` brings it up to date).
     #[error("control database schema is at version {database}, this stageload needs version {binary}: run `stageload migrate` with this binary (or restart a daemon of this version, which migrates on start)")]
     SchemaOlder {
@@ -138,6 +146,9 @@ pub fn clean_text(s: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Clone)]
 pub struct Control {
     pool: Pool,
+    /// For connections outside the pool (a worker's lock, see [`workers`]).
+    pg: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl Control {
@@ -145,9 +156,10 @@ impl Control {
     pub fn new(config: &ControlConfig) -> Result<Control, ControlError> {
         let pg = crate::pgtls::parse_url(config.database_url.expose())
             .map_err(|e| ControlError::Setup(format!("database_url: {e}")))?;
+        let tls = crate::pgtls::make_tls(config.ca_file.as_deref()).map_err(ControlError::Setup)?;
         let manager = Manager::from_config(
-            pg,
-            crate::pgtls::make_tls(config.ca_file.as_deref()).map_err(ControlError::Setup)?,
+            pg.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -156,7 +168,7 @@ impl Control {
             .max_size(config.pool_size)
             .build()
             .map_err(|e| ControlError::Setup(e.to_string()))?;
-        Ok(Control { pool })
+        Ok(Control { pool, pg, tls })
     }
 
     /// A pooled connection.

@@ -2,13 +2,14 @@
 //! within the batch's budget, and settle it as loaded or skipped with `load_errors` rows and an
 //! error artifact. The only place that loops, sleeps, records and settles.
 
+use super::liveness::{Identity, Liveness};
 use super::retry::{Budget, RetryClock};
 use crate::artifacts::{self, FailedRecords};
 use crate::codes;
 use crate::config::PipelineConfig;
 use crate::control::batches::Settlement;
 use crate::control::load_errors::ErrorContext;
-use crate::control::Control;
+use crate::control::{Control, ControlError};
 use crate::destination::{
     ArtifactKind, Attempt, Destination, DestinationError, FailureKind, LostChunk, Outcome, WriteOff,
 };
@@ -77,8 +78,10 @@ pub struct Dispatcher {
     pub s3: S3,
     /// Where batches go.
     pub destination: Arc<dyn Destination>,
-    /// This worker's name in leases.
+    /// This worker's name in leases (for display).
     pub worker: String,
+    /// This process's identity as a lease owner.
+    pub liveness: Liveness,
     /// Lease and backoff timings.
     pub timings: DispatchTimings,
 }
@@ -98,6 +101,9 @@ enum Interrupted {
     Shutdown,
     /// The lease was lost (another worker took the batch over).
     LeaseLost,
+    /// This process could not confirm its lock on the control database: another process may
+    /// soon take its batches over.
+    LivenessLost,
 }
 
 impl Dispatcher {
@@ -111,16 +117,20 @@ impl Dispatcher {
         abort: CancellationToken,
     ) {
         let name = self.pipeline.name.clone();
+        let mut liveness = self.liveness.clone();
         while !stop.is_cancelled() {
+            let Some(me) = liveness.live(&stop).await else {
+                return;
+            };
             match self
                 .control
-                .claim(&name, &self.worker, self.timings.lease)
+                .claim(&name, &self.worker, me.worker, self.timings.lease)
                 .await
             {
                 Ok(Some(batch)) => {
                     let (id, token) = (batch.id, batch.lease_token.clone());
                     tokio::select! {
-                        done = AssertUnwindSafe(self.deliver(batch, &stop)).catch_unwind() => {
+                        done = AssertUnwindSafe(self.deliver(batch, &me, &stop)).catch_unwind() => {
                             if let Err(panic) = done {
                                 // The renewer died with the delivery; the batch is taken over
                                 // after its lease, and the worker goes on.
@@ -156,7 +166,7 @@ impl Dispatcher {
     /// Delivers one claimed batch, renewing its lease meanwhile. When the lease cannot be
     /// renewed in time (the control database is away) or was taken over (this process was
     /// paused past it), the attempt stops: past the lease, another worker may hold the batch.
-    async fn deliver(&self, mut batch: ClaimedBatch, stop: &CancellationToken) {
+    async fn deliver(&self, mut batch: ClaimedBatch, me: &Identity, stop: &CancellationToken) {
         batch.lease = Some(super::lease::of(&self.control, &batch, self.timings.lease));
         let lost = CancellationToken::new();
         let _renewer = RenewerGuard({
@@ -203,6 +213,7 @@ impl Dispatcher {
         let result = tokio::select! {
             r = self.attempts(&batch, stop) => r,
             _ = lost.cancelled() => Err(Interrupted::LeaseLost),
+            _ = me.lost.cancelled() => Err(Interrupted::LivenessLost),
         };
         let pipeline = &self.pipeline.name;
         match result {
@@ -214,6 +225,19 @@ impl Dispatcher {
                 info!(pipeline = %pipeline, batch_id = batch.id, "shutting down, batch left for the next start");
                 if let Err(e) = self.control.release(batch.id, &batch.lease_token).await {
                     error!(pipeline = %pipeline, batch_id = batch.id, error = %e, "release failed");
+                }
+            }
+            Err(Interrupted::LivenessLost) => {
+                warn!(pipeline = %pipeline, batch_id = batch.id, "attempt stopped: this process's lock on the control database is not confirmed");
+                // The attempt has stopped: the batch may be taken over now. Until the database
+                // answers, its lease ends on its own (or with this worker's session).
+                let started = Instant::now();
+                while let Err(e) = self.control.release(batch.id, &batch.lease_token).await {
+                    if started.elapsed() >= self.timings.lease || stop.is_cancelled() {
+                        warn!(pipeline = %pipeline, batch_id = batch.id, error = %e, "cannot release the batch, its lease ends on its own");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
@@ -419,6 +443,12 @@ impl Dispatcher {
         let pipeline = self.pipeline.name.as_str();
         let _heap = crate::memory::lean_heap();
         warn!(pipeline, batch_id = batch.id, attempts = attempt_no, error = %last_error, "retry budget exhausted, skipping batch");
+        test_pause(
+            "STAGELOAD_TEST_PAUSE_BEFORE_WRITE_OFF_MS",
+            pipeline,
+            batch.id,
+        )
+        .await;
         counter!(m::BUDGET_EXHAUSTED, "pipeline" => pipeline.to_string()).increment(1);
         let reason = format!(
             "retry duration of {}s exhausted after {attempt_no} attempts; last error: {last_error}",
@@ -502,13 +532,22 @@ impl Dispatcher {
         let pipeline = self.pipeline.name.as_str();
         let mut done = WrittenOff::default();
         let mut failed: Option<FailedRecords> = None;
+        let mut fenced = false;
         while let Some(chunk) = chunks.recv().await {
+            // A taken-over batch is another worker's: what is still handed over is drained
+            // (the destination waits on this channel) but neither stored nor uploaded.
+            if fenced {
+                continue;
+            }
             done.rows += chunk.rows.len() as u64;
             done.records_rejected += chunk.rows.iter().filter(|r| r.line_number > 0).count() as i64;
             if let Some(first) = chunk.rows.first() {
                 debug!(pipeline, batch_id = batch.id, rows = chunk.rows.len(), records = chunk.failed_records, filename = %first.filename, line = first.line_number, "recording written-off chunk");
             }
-            self.store_errors(batch, attempt_no, &chunk.rows).await;
+            if !self.store_errors(batch, attempt_no, &chunk.rows).await {
+                fenced = true;
+                continue;
+            }
             if chunk.failed_records == 0 {
                 continue;
             }
@@ -558,15 +597,7 @@ impl Dispatcher {
 
     async fn settle(&self, batch: &ClaimedBatch, s: &Settlement, skipped: bool) {
         let pipeline = self.pipeline.name.as_str();
-        if let Some(ms) = settle_pause() {
-            warn!(
-                pipeline,
-                batch_id = batch.id,
-                ms,
-                "test hook: pausing before settling"
-            );
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+        test_pause("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", pipeline, batch.id).await;
         // The manifest of what is skipped goes to S3 before the state changes, so a crash in
         // between writes it again rather than losing it.
         let skipped_objects: Vec<StagedObject> = batch
@@ -667,10 +698,16 @@ impl Dispatcher {
         self.store_errors(batch, attempt_no, rows).await;
     }
 
-    /// Stores rows in `load_errors` without logging each (a write-off logs a summary).
-    async fn store_errors(&self, batch: &ClaimedBatch, attempt_no: i32, rows: &[LoadError]) {
+    /// Stores rows in `load_errors` without logging each (a write-off logs a summary). False
+    /// when the lease was taken over: the rows were refused, as every write of a stale owner is.
+    async fn store_errors(
+        &self,
+        batch: &ClaimedBatch,
+        attempt_no: i32,
+        rows: &[LoadError],
+    ) -> bool {
         if rows.is_empty() {
-            return;
+            return true;
         }
         let target = self.destination.target();
         let ctx = ErrorContext {
@@ -678,15 +715,17 @@ impl Dispatcher {
             destination: self.destination.kind(),
             target: &target,
             batch_id: batch.id,
+            lease_token: &batch.lease_token,
             attempts: attempt_no,
             first_attempt_at: batch.first_attempt_at,
         };
         // The rows must not be lost: keep trying while the database is away, but a value it
         // refuses would never go in, so that is not retried (the rows are stored one by one).
         let mut wait = Duration::from_millis(200);
-        loop {
+        let refused = loop {
             match self.control.record_errors(&ctx, rows).await {
-                Ok(_) => return,
+                Ok(_) => return true,
+                Err(e @ ControlError::LeaseLost { .. }) => break e,
                 Err(e) if e.is_transient() => {
                     error!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "cannot record load errors, retrying");
                     tokio::time::sleep(wait).await;
@@ -694,11 +733,15 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     error!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "load errors refused by the control database, storing them one by one");
-                    self.control.record_errors_one_by_one(&ctx, rows).await;
-                    return;
+                    match self.control.record_errors_one_by_one(&ctx, rows).await {
+                        Ok(()) => return true,
+                        Err(e) => break e,
+                    }
                 }
             }
-        }
+        };
+        warn!(pipeline = %self.pipeline.name, batch_id = batch.id, rows = rows.len(), error = %refused, "load errors refused: the lease was taken over, the batch is another worker's now");
+        false
     }
 
     async fn write_failed_records(
@@ -736,14 +779,22 @@ impl Dispatcher {
     }
 }
 
-/// Test hook: `STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS=<ms>` pauses every settlement, so tests
-/// can stop a worker between a delivery and its settlement. Never set in production.
-fn settle_pause() -> Option<u64> {
-    static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *PAUSE.get_or_init(|| {
-        std::env::var("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS")
-            .ok()?
-            .parse()
-            .ok()
-    })
+/// Test hooks: `STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS=<ms>` pauses every settlement and
+/// `STAGELOAD_TEST_PAUSE_BEFORE_WRITE_OFF_MS=<ms>` every write-off, so tests can hold a worker
+/// between a delivery (or its last attempt) and what follows. Never set in production.
+async fn test_pause(var: &'static str, pipeline: &str, batch: i64) {
+    let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()) else {
+        return;
+    };
+    let what = match var {
+        "STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS" => "settling",
+        _ => "writing off",
+    };
+    warn!(
+        pipeline,
+        batch_id = batch,
+        ms,
+        "test hook: pausing before {what}"
+    );
+    tokio::time::sleep(Duration::from_millis(ms)).await;
 }

@@ -6,6 +6,7 @@
 
 pub mod dispatch;
 mod lease;
+pub mod liveness;
 pub mod retry;
 
 use crate::config::PipelineConfig;
@@ -38,6 +39,8 @@ pub struct PipelineRuntime {
     pub destination: Arc<dyn Destination>,
     /// This process's name in leases.
     pub worker: String,
+    /// This process's identity as a lease owner.
+    pub liveness: liveness::Liveness,
     /// Lease and backoff timings.
     pub timings: DispatchTimings,
     /// How many of its dispatch workers are alive (for `/readyz` and the metrics).
@@ -117,6 +120,7 @@ impl PipelineRuntime {
                 s3: self.s3.clone(),
                 destination: self.destination.clone(),
                 worker: format!("{}/{}", self.worker, n),
+                liveness: self.liveness.clone(),
                 timings: self.timings.clone(),
             });
             let (wake, stop, abort, live) = (
