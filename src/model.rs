@@ -48,6 +48,9 @@ pub struct ClaimedBatch {
     pub taken_over: bool,
     /// The objects still to deliver (state `batched`).
     pub objects: Vec<StagedObject>,
+    /// Ids of the objects an operator asked by name to load again (`stageload backfill
+    /// --reload`): destinations that remember what they hold load these anyway.
+    pub reload: Vec<i64>,
     /// Asks the control database whether this claim still holds the lease, for a destination
     /// about to do something a second owner must never see done twice (publishing a file).
     /// Set by the dispatcher; None outside a delivery.

@@ -19,6 +19,9 @@ pub const BUDGET_EXHAUSTED: &str = "stageload_retry_budget_exhausted_total";
 pub const HEC_RESENDS: &str = "stageload_hec_resends_total";
 /// Delivery attempts that panicked, each counted as a failed attempt (counter).
 pub const DELIVERY_PANICS: &str = "stageload_delivery_panics_total";
+/// Waits of a batch whose delivery the destination cannot confirm or deny yet (a takeover or a
+/// write-off that cannot read the Redshift marker); each is one backoff step (counter).
+pub const UNDECIDED_WAITS: &str = "stageload_undecided_waits_total";
 /// Live dispatch workers per pipeline (gauge); 0 means nothing delivers.
 pub const LIVE_WORKERS: &str = "stageload_live_workers";
 /// Batches in each `state`, read from the control database at scrape time (gauge).
@@ -54,6 +57,10 @@ pub fn describe() {
     describe_counter!(
         DELIVERY_PANICS,
         "Delivery attempts that panicked (each counted as a failed attempt)"
+    );
+    describe_counter!(
+        UNDECIDED_WAITS,
+        "Waits of a batch whose delivery cannot be confirmed or denied yet (one backoff step each)"
     );
     describe_gauge!(LIVE_WORKERS, "Live dispatch workers");
     describe_gauge!(BATCHES, "Batches by state");

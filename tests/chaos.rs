@@ -4,9 +4,9 @@
 //! restarts of PostgreSQL (the control database and the emulator's backend), of the S3 server
 //! and of the destination (for HEC an indexer restart: what is not yet indexed is lost and ack
 //! ids start from 0 again; at least one per run), one destination outage longer than the retry
-//! budget per destination, and, for the file destination, the control database restored from a
-//! `pg_dump` taken earlier in the run (every replica killed first, as after a point-in-time
-//! restore). Then everything is healed, skipped batches are replayed (`stageload replay`),
+//! budget per destination, and, for the file and Redshift destinations, the control database
+//! restored from a `pg_dump` taken earlier in the run (every replica killed first, as after a
+//! point-in-time restore). Then everything is healed, skipped batches are replayed (`stageload replay`),
 //! and every staged record is accounted for at the destination, by its id.
 //!
 //! Prints one row per destination: faults by kind, records staged, delivered, duplicated,
@@ -487,8 +487,9 @@ fn stack_restart(what: &str, downtime_s: &str) {
 
 /// The destinations whose control database is restored from a mid-run dump: each must load
 /// exactly what the destination lacks (its own record of what it holds), not what the
-/// restored ledger forgot it had delivered.
-const RESTORED: [Kind; 1] = [Kind::File];
+/// restored ledger forgot it had delivered. (Elasticsearch is idempotent by `_id`; HEC cannot
+/// be asked what it holds.)
+const RESTORED: [Kind; 2] = [Kind::File, Kind::Redshift];
 
 /// Takes the target's control-database dump (retried while PostgreSQL restarts).
 fn dump_control(t: &mut Target) {

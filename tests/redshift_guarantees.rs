@@ -18,9 +18,11 @@ async fn a_commit_whose_answer_is_lost_on_the_last_attempt_settles_loaded() {
     put(&s.s3, &s.bucket, "in/cut/a.json", json_lines("a", 20, 60)).await;
     put(&s.s3, &s.bucket, "in/cut/b.json", json_lines("b", 15, 60)).await;
     // retry_duration_s = 0: the attempt whose COMMIT answer is lost is the last one.
+    // A generous connect timeout: on a busy machine the one attempt must reach its COMMIT.
     let config = s
         .json_config("cut", 0, "")
-        .replace(&s.emu.addr, &proxy.addr);
+        .replace(&s.emu.addr, &proxy.addr)
+        .replace("connect_timeout_s = 2", "connect_timeout_s = 30");
     let d = Daemon::start(&config);
     s.wait_batches_settled("the batch settled").await;
     assert_eq!(proxy.cuts(), 1, "the COMMIT's answer was cut");
@@ -220,4 +222,52 @@ async fn a_control_database_restored_from_a_dump_taken_mid_run_loads_nothing_twi
         query_i64(&s.control, "SELECT count(*) FROM load_errors").await,
         0
     );
+}
+
+/// A batch taken over after its budget ended, whose cluster cannot be reached to read the
+/// marker, waits (it may have committed) with growing waits, not every 100 ms, and says why
+/// in its `last_error`; once the cluster is back it loads, once.
+#[tokio::test]
+async fn a_takeover_that_cannot_read_the_marker_backs_off_and_shows_why() {
+    let mut s = setup("rsundecided", EVENTS).await;
+    put(&s.s3, &s.bucket, "in/und/a.json", json_lines("a", 10, 60)).await;
+    let config = s.json_config("und", 1, "");
+    let mut first = Daemon::start_with_env(
+        &config,
+        &[("STAGELOAD_TEST_REDSHIFT_PAUSE", "before_commit:60000")],
+    );
+    wait_log(|| first.log_text(), &["test hook: pausing"]).await;
+    first.kill9();
+    let addr = s.emu.addr.clone();
+    s.emu.stop().await;
+    let second = Daemon::start(&config);
+    wait_log(
+        || second.log_text(),
+        &["cannot tell whether the batch was delivered"],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let asked = second
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("cannot tell whether the batch was delivered"))
+        .count();
+    // Waits from 0.2 s doubling to the 2 s cap: about 8 in 10 s; every 100 ms would be ~100.
+    assert!(
+        (2..=20).contains(&asked),
+        "asked {asked} times in about 10 s"
+    );
+    let shown = query_strings(
+        &s.control,
+        "SELECT state || ': ' || last_error FROM batches",
+    )
+    .await;
+    assert!(
+        shown.len() == 1
+            && shown[0].starts_with("delivering: cannot tell whether the batch was delivered"),
+        "status shows why the batch waits: {shown:?}"
+    );
+    s.emu = Emu::start(&s.stack, &s.rs, &addr).await;
+    s.wait_batches_settled("the batch settled").await;
+    s.assert_exactly_once(10).await;
 }

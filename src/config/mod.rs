@@ -190,7 +190,9 @@ pub struct DaemonConfig {
     /// Seconds in-flight deliveries get to finish after SIGTERM.
     #[serde(default = "default_grace_s")]
     pub shutdown_grace_s: u64,
-    /// A name for this process in batch leases; host name and pid when absent.
+    /// A display name for this process in `status`, leases and logs; host name and pid when
+    /// absent. Only a name: liveness comes from the process's session in the control database,
+    /// so replicas may share it.
     #[serde(default)]
     pub worker_id: Option<String>,
     /// First wait before a retry, in milliseconds; doubles with jitter after each failure.

@@ -168,6 +168,17 @@ impl Control {
             .await
             .map_err(q("claim batch"))?;
         let objects = batch_objects(&tx, id, true).await?;
+        let ids: Vec<i64> = objects.iter().map(|o| o.id).collect();
+        let reload: Vec<i64> = tx
+            .query(
+                "SELECT id FROM staged_objects WHERE id = ANY($1) AND reload",
+                &[&ids],
+            )
+            .await
+            .map_err(q("read objects to reload"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         // The first batch of a replay chain: a replay delivers under its original's identity
         // where a destination names its output after the batch (the file destination).
         let origin: i64 = tx
@@ -192,6 +203,7 @@ impl Control {
             origin,
             taken_over,
             objects,
+            reload,
             lease: None,
         }))
     }

@@ -118,6 +118,15 @@ impl Control {
             .await
             .map_err(q("reset settled objects to pending"))?;
         let new = insert_new(&tx, pipeline, bucket, objects).await?;
+        // Asked for by name: destinations that remember what they hold load these anyway.
+        tx.execute(
+            "UPDATE staged_objects SET reload = true
+             WHERE pipeline = $1 AND bucket = $2 AND state = 'pending'
+               AND (key, etag) IN (SELECT k, e FROM unnest($3::text[], $4::text[]) AS t(k, e))",
+            &[&pipeline, &bucket, &keys, &etags],
+        )
+        .await
+        .map_err(q("mark objects to reload"))?;
         tx.commit().await.map_err(q("commit reload objects"))?;
         Ok(reset + new)
     }

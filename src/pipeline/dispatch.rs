@@ -281,6 +281,7 @@ impl Dispatcher {
                     Err(e) => {
                         // Delivering without knowing could load the batch twice: wait and ask again.
                         warn!(pipeline, batch_id = batch.id, error = %e, "cannot tell whether the batch was delivered");
+                        self.undecided(batch, &e.to_string()).await;
                         self.pause(&mut clock, deadline.remaining(), stop).await?;
                     }
                 }
@@ -412,13 +413,27 @@ impl Dispatcher {
     }
 
     /// Waits out one backoff step, or returns at once on shutdown.
+    /// A batch waits to learn whether it was delivered: counted on `/metrics` and kept as the
+    /// batch's last error, which `status` and the status page show.
+    async fn undecided(&self, batch: &ClaimedBatch, error: &str) {
+        counter!(m::UNDECIDED_WAITS, "pipeline" => self.pipeline.name.clone()).increment(1);
+        let text = format!("cannot tell whether the batch was delivered, waiting: {error}");
+        if let Err(e) = self
+            .control
+            .record_failure(batch.id, &batch.lease_token, &text)
+            .await
+        {
+            warn!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "cannot keep the batch's error");
+        }
+    }
+
     async fn pause(
         &self,
         clock: &mut RetryClock,
         left: Duration,
         stop: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let wait = clock.wait(left).unwrap_or(Duration::from_millis(100));
+        let wait = clock.wait(left).unwrap_or_else(|| clock.step());
         tokio::select! {
             _ = tokio::time::sleep(wait) => Ok(()),
             _ = stop.cancelled() => Err(Interrupted::Shutdown),
@@ -479,6 +494,7 @@ impl Dispatcher {
         };
         if let Some(u) = given.undecided {
             warn!(pipeline, batch_id = batch.id, error = %u.error, "cannot tell whether the batch was delivered, not writing it off yet");
+            self.undecided(batch, &u.error.to_string()).await;
             return Some(u.resume);
         }
         if let Some(report) = given.delivered {

@@ -73,6 +73,16 @@ impl RetryClock {
             .min(self.backoff.max_interval);
         Some(next.min(remaining))
     }
+
+    /// The next wait whatever the budget says, for a batch that must wait past its budget
+    /// (whether it was delivered is not known yet): it keeps backing off up to the cap
+    /// instead of asking again at once.
+    pub fn step(&mut self) -> Duration {
+        self.backoff
+            .next_backoff()
+            .unwrap_or(self.backoff.max_interval)
+            .min(self.backoff.max_interval)
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +191,19 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(budget.remaining(), Duration::ZERO);
+    }
+
+    #[test]
+    fn waits_past_the_budget_keep_backing_off_up_to_the_cap() {
+        let mut c = RetryClock::new(Duration::from_millis(100), Duration::from_secs(2));
+        assert_eq!(c.wait(Duration::ZERO), None, "no budget left");
+        let waits: Vec<Duration> = (0..12).map(|_| c.step()).collect();
+        assert!(waits[0] >= Duration::from_millis(50));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(2)));
+        assert!(
+            waits[11] >= Duration::from_secs(1),
+            "grown to the cap, not 100 ms: {waits:?}"
+        );
     }
 
     #[test]

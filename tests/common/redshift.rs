@@ -167,13 +167,14 @@ impl Setup {
 
     pub async fn wait_batches_settled(&self, what: &str) {
         wait_for(what, LONG, || async {
-            let open = query_i64(
+            // One query: a batch sealed between two would read as "none open, one in all".
+            let settled = query_i64(
                 &self.control,
-                "SELECT count(*) FROM batches WHERE state IN ('sealed','delivering')",
+                "SELECT (count(*) > 0 AND count(*) FILTER (WHERE state IN ('sealed','delivering')) = 0)::int \
+                 FROM batches",
             )
             .await;
-            let all = query_i64(&self.control, "SELECT count(*) FROM batches").await;
-            (all > 0 && open == 0).then_some(())
+            (settled == 1).then_some(())
         })
         .await;
     }

@@ -87,7 +87,7 @@ impl FileDestination {
             .objects
             .iter()
             .zip(&held)
-            .filter(|(_, &h)| !h)
+            .filter(|(o, &h)| !h || batch.reload.contains(&o.id))
             .map(|(o, _)| o.clone())
             .collect();
         if objects.len() < batch.objects.len() {

@@ -9,6 +9,7 @@
 
 use crate::model::StagedObject;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
@@ -17,9 +18,12 @@ use std::path::Path;
 /// One companion line.
 #[derive(Serialize, Deserialize)]
 struct Entry<'a> {
-    bucket: &'a str,
-    key: &'a str,
-    etag: &'a str,
+    #[serde(borrow)]
+    bucket: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow)]
+    etag: Cow<'a, str>,
 }
 
 /// The objects a directory holds, as hashes of (bucket, key, ETag).
@@ -49,9 +53,9 @@ pub fn companion(objects: &[StagedObject]) -> Vec<u8> {
     let mut out = Vec::new();
     for o in objects {
         let e = Entry {
-            bucket: &o.bucket,
-            key: &o.key,
-            etag: &o.etag,
+            bucket: Cow::Borrowed(&o.bucket),
+            key: Cow::Borrowed(&o.key),
+            etag: Cow::Borrowed(&o.etag),
         };
         // Serializing strings into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, &e);
@@ -83,7 +87,7 @@ impl Index {
                         format!("{}: {e}", dir.join(&name).display()),
                     )
                 })?;
-                self.held.insert(hash(e.bucket, e.key, e.etag));
+                self.held.insert(hash(&e.bucket, &e.key, &e.etag));
             }
             self.read.insert(name);
         }

@@ -141,6 +141,11 @@ impl RedshiftDestination {
                         Err((kind, msg)) => return failed(kind, msg, &excluded),
                     }
                 }
+                Err(LoadFailure::CommitUnknown(e)) => {
+                    warn!(pipeline, batch_id = batch.id, error = %e, "the answer to COMMIT was lost, the batch may have committed");
+                    excluded.unsure = true;
+                    return failed(FailureKind::Transient, e.to_string(), &excluded);
+                }
                 Err(LoadFailure::Failed(e)) => {
                     let kind = e.class().kind();
                     self.keep(client);

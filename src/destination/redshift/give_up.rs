@@ -3,10 +3,11 @@
 //! rest are written off with the budget's reason; the dispatcher writes the batch's manifest of
 //! them for a manual `COPY ... MANIFEST`.
 //!
-//! The last attempt may have ended without knowing its outcome (its COMMIT's answer lost to a
-//! cut connection or a client-side timeout), so the marker is read first, under the load's
-//! lock: a batch whose marker is there is settled from it, and one whose marker cannot be read
-//! is not written off at all (the dispatcher waits and asks again).
+//! An attempt may have ended without knowing its outcome (its COMMIT's answer lost to a cut
+//! connection or a client-side timeout). Then, and only then (attempts that failed before
+//! COMMIT left nothing committed), the marker is read first, under the load's lock: a batch
+//! whose marker is there is settled from it, and one whose marker cannot be read is not
+//! written off at all (the dispatcher waits and asks again).
 
 use super::state::Excluded;
 use super::RedshiftDestination;
@@ -26,31 +27,39 @@ impl RedshiftDestination {
         reason: &str,
         out: &mut WriteOff,
     ) -> GiveUp {
-        match self.committed_under_lock(batch).await {
-            Ok(Some(report)) => {
-                info!(
-                    pipeline = %self.pipeline,
-                    batch_id = batch.id,
-                    "batch committed by an attempt whose answer was lost, not writing it off"
-                );
-                return GiveUp {
-                    delivered: Some(report),
-                    ..GiveUp::default()
-                };
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let error = DestinationError::new(
-                    e.class().kind(),
-                    format!("read the batch's marker before writing it off: {e}"),
-                );
-                return GiveUp {
-                    undecided: Some(Undecided { error, resume }),
-                    ..GiveUp::default()
-                };
+        let excluded = resume
+            .and_then(|r| r.0.downcast::<Excluded>().ok())
+            .map(|b| *b);
+        if excluded.as_ref().is_some_and(|e| e.unsure) {
+            match self.committed_under_lock(batch).await {
+                Ok(Some(report)) => {
+                    info!(
+                        pipeline = %self.pipeline,
+                        batch_id = batch.id,
+                        "batch committed by an attempt whose answer was lost, not writing it off"
+                    );
+                    return GiveUp {
+                        delivered: Some(report),
+                        ..GiveUp::default()
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let error = DestinationError::new(
+                        e.class().kind(),
+                        format!("read the batch's marker before writing it off: {e}"),
+                    );
+                    return GiveUp {
+                        undecided: Some(Undecided {
+                            error,
+                            resume: excluded.map(|e| Resume(Box::new(e))),
+                        }),
+                        ..GiveUp::default()
+                    };
+                }
             }
         }
-        let Some(excluded) = resume.and_then(|r| r.0.downcast::<Excluded>().ok()) else {
+        let Some(excluded) = excluded else {
             return GiveUp::default();
         };
         for row in excluded.rows.iter().cloned() {

@@ -15,6 +15,9 @@ pub(super) struct Excluded {
     pub(super) ids: HashSet<i64>,
     /// Why each was left out.
     pub(super) rows: Vec<LoadError>,
+    /// An attempt sent COMMIT and never saw its answer: until the marker is read, nobody knows
+    /// whether the batch committed, so it must not be written off unread.
+    pub(super) unsure: bool,
 }
 
 impl Excluded {
@@ -39,7 +42,8 @@ impl Excluded {
 pub(super) fn failed(kind: FailureKind, error: String, excluded: &Excluded) -> Attempt {
     let mut report = Attempt::failed(kind, error);
     if let Outcome::Failed { resume, .. } = &mut report.outcome {
-        *resume = (!excluded.ids.is_empty()).then(|| Resume(Box::new(excluded.clone())));
+        *resume = (!excluded.ids.is_empty() || excluded.unsure)
+            .then(|| Resume(Box::new(excluded.clone())));
     }
     report
 }

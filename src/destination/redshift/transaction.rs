@@ -47,6 +47,9 @@ pub enum LoadFailure {
     },
     /// A columnar COPY failed reading a file it did not name.
     UnnamedFile(RedshiftError),
+    /// COMMIT was sent and its answer lost (a cut connection, a timeout): whether the batch
+    /// committed is known only from its marker.
+    CommitUnknown(RedshiftError),
     /// Anything else.
     Failed(RedshiftError),
 }
@@ -258,6 +261,7 @@ impl RedshiftDestination {
                         }
                     }
                     Step::Copy(e) | Step::Other(e) => Err(LoadFailure::Failed(e)),
+                    Step::Commit(e) => Err(LoadFailure::CommitUnknown(e)),
                     Step::Committed => Err(LoadFailure::AlreadyCommitted),
                 }
             }
@@ -285,7 +289,9 @@ impl RedshiftDestination {
         }
         // Objects an earlier load committed (a control database recreated or restored since
         // listed them again) stay out of the COPY; the manifest is rewritten without them.
-        let held = super::held::held(client, tables, &self.pipeline, job.objects).await?;
+        let mut held = super::held::held(client, tables, &self.pipeline, job.objects).await?;
+        // Asked for by name (`backfill --reload`): loaded again all the same.
+        held.retain(|id| !job.batch.reload.contains(id));
         let kept: Vec<StagedObject> = job
             .objects
             .iter()
@@ -337,7 +343,10 @@ impl RedshiftDestination {
         self.hooks
             .pause(Point::BeforeCommit, &self.pipeline, job.batch.id)
             .await;
-        client.exec("commit", "COMMIT").await?;
+        client
+            .exec("commit", "COMMIT")
+            .await
+            .map_err(Step::Commit)?;
         Ok(Loaded {
             rows: count,
             rejected,
@@ -404,6 +413,8 @@ enum Step {
     Copy(RedshiftError),
     /// The marker was already there.
     Committed,
+    /// COMMIT was sent and its answer never came: the batch may have committed.
+    Commit(RedshiftError),
     /// Another statement failed.
     Other(RedshiftError),
 }
