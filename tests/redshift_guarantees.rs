@@ -110,31 +110,6 @@ async fn an_earlier_marker_table_is_upgraded_and_its_unsettled_batch_settled_onc
     );
 }
 
-/// Drops the control database and creates it empty again, as a re-install does.
-async fn recreate_control(s: &Setup) {
-    let name = s.control.rsplit('/').next().unwrap().to_string();
-    let (admin, conn) = tokio_postgres::connect(&s.stack.pg_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    for sql in [
-        format!("DROP DATABASE {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).await.unwrap();
-    }
-}
-
-/// PostgreSQL 15's client programs (`pg_dump`, `pg_restore`).
-fn pg_tool(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new("/usr/lib/postgresql/15/bin");
-    if dir.join(name).exists() {
-        dir.join(name)
-    } else {
-        name.into()
-    }
-}
-
 #[tokio::test]
 async fn a_recreated_control_database_loads_only_what_the_warehouse_lacks() {
     let s = setup("rsheld", EVENTS).await;
@@ -147,7 +122,10 @@ async fn a_recreated_control_database_loads_only_what_the_warehouse_lacks() {
     s.settled_with(200).await;
     d.terminate();
     // The objects stay under the prefix; the control database is created anew.
-    recreate_control(&s).await;
+    assert!(
+        recreate_database(&s.stack, &s.control, None).await,
+        "recreate"
+    );
     for i in 0..2 {
         let body = json_lines(&format!("new{i}"), 30, 60);
         put(&s.s3, &s.bucket, &format!("in/held/new-{i}.json"), body).await;
@@ -177,35 +155,18 @@ async fn a_control_database_restored_from_a_dump_taken_mid_run_loads_nothing_twi
     let config = s.json_config("dump", 60, "");
     let mut d = Daemon::start(&config);
     s.settled_with(40).await;
-    let dump = std::env::temp_dir().join(format!("{}.dump", Stack::unique("ctl")));
-    let out = std::process::Command::new(pg_tool("pg_dump"))
-        .args(["-Fc", "--no-owner", "-f"])
-        .arg(&dump)
-        .arg(&s.control)
-        .output()
-        .expect("pg_dump");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let scratch = tempfile::tempdir().unwrap();
+    let dump = scratch.path().join("control.sql");
+    assert!(dump_database(&s.control, &dump), "pg_dump failed");
     // After the dump: two more objects load, then the control database is lost.
     put(&s.s3, &s.bucket, "in/dump/b.json", json_lines("b", 25, 60)).await;
     put(&s.s3, &s.bucket, "in/dump/c.json", json_lines("c", 15, 60)).await;
     s.settled_with(80).await;
     d.terminate();
-    recreate_control(&s).await;
-    let out = std::process::Command::new(pg_tool("pg_restore"))
-        .args(["--no-owner", "-d", &s.control])
-        .arg(&dump)
-        .output()
-        .expect("pg_restore");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        recreate_database(&s.stack, &s.control, Some(&dump)).await,
+        "restore failed"
     );
-    let _ = std::fs::remove_file(&dump);
     put(&s.s3, &s.bucket, "in/dump/d.json", json_lines("d", 10, 60)).await;
     let _d = Daemon::start(&config);
     s.settled_with(90).await;
