@@ -27,6 +27,17 @@ impl StagedObject {
     }
 }
 
+/// A digest of a set of objects (URL and ETag of each, order-free): the Redshift marker
+/// commits to it, and the file destination names its files by it.
+pub fn objects_digest(objects: &[StagedObject]) -> u128 {
+    let mut lines: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{}\t{}\n", o.url(), o.etag))
+        .collect();
+    lines.sort();
+    xxhash_rust::xxh3::xxh3_128(lines.concat().as_bytes())
+}
+
 /// A batch claimed for delivery.
 #[derive(Debug, Clone)]
 pub struct ClaimedBatch {

@@ -110,13 +110,7 @@ impl Index {
 /// A short digest of the objects a file holds (URL and ETag, order-free): the file's name
 /// carries it, so two different sets of objects never share a name.
 pub fn digest(objects: &[StagedObject]) -> String {
-    let mut lines: Vec<String> = objects
-        .iter()
-        .map(|o| format!("{}\t{}\n", o.url(), o.etag))
-        .collect();
-    lines.sort();
-    let full = xxhash_rust::xxh3::xxh3_128(lines.concat().as_bytes());
-    format!("{:016x}", (full >> 64) as u64)
+    format!("{:016x}", (crate::model::objects_digest(objects) >> 64) as u64)
 }
 
 #[cfg(test)]

@@ -141,15 +141,7 @@ impl Key {
 
 /// A digest of the batch's objects (URL and ETag, in order of URL): what the marker commits to.
 pub fn digest(objects: &[StagedObject]) -> String {
-    let mut lines: Vec<String> = objects
-        .iter()
-        .map(|o| format!("{}\t{}\n", o.url(), o.etag))
-        .collect();
-    lines.sort();
-    format!(
-        "{:032x}",
-        xxhash_rust::xxh3::xxh3_128(lines.concat().as_bytes())
-    )
+    format!("{:032x}", crate::model::objects_digest(objects))
 }
 
 /// What a committed load writes beside its rows.
