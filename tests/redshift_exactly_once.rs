@@ -118,17 +118,10 @@ async fn a_recreated_control_database_loads_new_data() {
             .await
             .unwrap();
     }
-    let name = s.control.rsplit('/').next().unwrap().to_string();
-    let (admin, conn) = tokio_postgres::connect(&s.stack.pg_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    for sql in [
-        format!("DROP DATABASE {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).await.unwrap();
-    }
+    assert!(
+        recreate_database(&s.stack, &s.control, None).await,
+        "recreate"
+    );
     for i in 0..3 {
         put(
             &s.s3,

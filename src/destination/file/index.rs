@@ -110,7 +110,10 @@ impl Index {
 /// A short digest of the objects a file holds (URL and ETag, order-free): the file's name
 /// carries it, so two different sets of objects never share a name.
 pub fn digest(objects: &[StagedObject]) -> String {
-    format!("{:016x}", (crate::model::objects_digest(objects) >> 64) as u64)
+    format!(
+        "{:016x}",
+        (crate::model::objects_digest(objects) >> 64) as u64
+    )
 }
 
 #[cfg(test)]
