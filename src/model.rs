@@ -96,6 +96,10 @@ pub struct LoadError {
     pub filename: String,
     /// Line of the record (last line of a multi-line JSON value); 0 when about the whole object.
     pub line_number: i64,
+    /// The record's 0-based position in its object, which tells apart the many records one line
+    /// of `json_concat`, `json_array` or CloudTrail holds; None when the row is about a whole
+    /// object or a line as the destination reported it.
+    pub record_ordinal: Option<i64>,
     /// Column or field.
     pub colname: String,
     /// Data type of the column.

@@ -241,6 +241,9 @@ fn show_error(e: &ErrorRow) {
     for (k, v) in fields {
         println!("{k:>16}: {v}");
     }
+    if let Some(r) = e.record_ordinal {
+        println!("{:>16}: {r}", "record_ordinal");
+    }
     if let Some(r) = e.replay_batch_id {
         println!("{:>16}: {r}", "replay_batch_id");
     }

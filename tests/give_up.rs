@@ -270,3 +270,155 @@ async fn an_unwritable_error_bucket_still_leaves_a_row_per_record() {
     .await;
     assert!(log.contains("load_errors rows keep them"), "{log}");
 }
+
+/// Stages `body` (one object, gzip) for a pipeline of `format` whose destination is down past
+/// its 2 s budget; waits for the write-off and returns the rows as
+/// `line_number:record_ordinal` and the failed records' `rawData`.
+async fn write_off_one_object(
+    tag: &str,
+    format: &str,
+    body: &[u8],
+    records: usize,
+    destination: impl FnOnce(&str, &str) -> String,
+    kind: &str,
+) -> (Vec<String>, Vec<String>) {
+    let stack = Stack::get();
+    let db = stack.fresh_database(tag).await;
+    let bucket = stack.bucket(tag).await;
+    let s3 = stack.s3().await;
+    let name = Stack::unique(tag);
+    put(&s3, &bucket, &format!("in/{name}/x.json.gz"), gzip(body)).await;
+    let mut cfg = stack.base_config(&db);
+    let port = closed_port().await;
+    cfg.push_str(&pipeline_block(
+        &name,
+        &bucket,
+        format,
+        2,
+        &destination(&name, &port),
+    ));
+    let _daemon = Daemon::start(&cfg);
+    wait_written_off(&db, records).await;
+    let rows = query_strings(
+        &db,
+        "SELECT line_number || ':' || COALESCE(record_ordinal::text, 'null') FROM load_errors \
+         WHERE err_code = 9100 AND line_number > 0 ORDER BY record_ordinal",
+    )
+    .await;
+    let raw = wait_for(
+        "the failed-record object",
+        Duration::from_secs(30),
+        || async {
+            let (_, lines) = failed_records(&s3, &bucket, &name, kind).await;
+            (lines.len() >= records).then_some(lines)
+        },
+    )
+    .await
+    .iter()
+    .map(|r| {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(r["rawData"].as_str().expect("rawData"))
+            .expect("rawData is base64");
+        String::from_utf8(raw).expect("utf-8 record")
+    })
+    .collect();
+    (rows, raw)
+}
+
+/// A CloudTrail log file is one line holding every record: the write-off keeps a row for each
+/// (line 1, ordinals 0..n), not one for the line.
+#[tokio::test]
+async fn a_cloudtrail_file_written_off_keeps_a_row_per_record() {
+    const N: usize = 3000;
+    let records: Vec<String> = (0..N)
+        .map(|i| {
+            format!(
+                r#"{{"eventVersion":"1.08","eventTime":"2026-12-07T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","requestID":"r{i}"}}"#
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let (rows, raw) = write_off_one_object(
+        "gucth",
+        "cloudtrail",
+        body.as_bytes(),
+        N,
+        |_, port| {
+            format!(
+                "type = \"splunk\"\nurl = \"http://{port}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5"
+            )
+        },
+        "splunk",
+    )
+    .await;
+    let want: Vec<String> = (0..N).map(|i| format!("1:{i}")).collect();
+    assert_eq!(rows, want, "one row per record of the one line");
+    let raw: HashSet<String> = raw.into_iter().collect();
+    assert_eq!(raw, records.into_iter().collect(), "every record once");
+}
+
+/// `json_concat` with many documents on one line, into Elasticsearch: a row per document.
+#[tokio::test]
+async fn a_json_concat_line_written_off_keeps_a_row_per_document() {
+    const N: usize = 2000;
+    let docs: Vec<String> = (0..N)
+        .map(|i| format!(r#"{{"n":{i},"msg":"m{i}"}}"#))
+        .collect();
+    // Two lines: the first holds every document but the last.
+    let body = format!("{}\n{}\n", docs[..N - 1].join(""), docs[N - 1]);
+    let (rows, raw) = write_off_one_object(
+        "gucat",
+        "json_concat",
+        body.as_bytes(),
+        N,
+        |name, port| {
+            format!(
+                "type = \"elasticsearch\"\nendpoints = [\"http://{port}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5"
+            )
+        },
+        "elasticsearch",
+    )
+    .await;
+    let want: Vec<String> = (0..N)
+        .map(|i| format!("{}:{i}", if i < N - 1 { 1 } else { 2 }))
+        .collect();
+    assert_eq!(rows, want, "one row per document");
+    let raw: HashSet<String> = raw.into_iter().collect();
+    assert_eq!(raw, docs.into_iter().collect(), "every document once");
+}
+
+/// CSV records are one per line after a header; the rows carry the file's line numbers and
+/// the failed records the events as they were to be sent.
+#[tokio::test]
+async fn a_csv_object_written_off_keeps_a_row_per_record() {
+    const N: usize = 500;
+    let mut body = String::from("n,msg\n");
+    for i in 0..N {
+        body.push_str(&format!("{i},\"m,{i}\"\n"));
+    }
+    let (rows, raw) = write_off_one_object(
+        "gucsv",
+        "csv",
+        body.as_bytes(),
+        N,
+        |_, port| {
+            format!(
+                "type = \"splunk\"\nurl = \"http://{port}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5"
+            )
+        },
+        "splunk",
+    )
+    .await;
+    let want: Vec<String> = (0..N).map(|i| format!("{}:{i}", i + 2)).collect();
+    assert_eq!(
+        rows, want,
+        "one row per CSV record with its line in the file"
+    );
+    assert_eq!(raw.len(), N);
+    // HEC was to get each record as the JSON object its header makes of it.
+    assert!(
+        raw.contains(&r#"{"n":"7","msg":"m,7"}"#.to_string()),
+        "{:?}",
+        &raw[..3]
+    );
+}

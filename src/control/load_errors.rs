@@ -1,5 +1,6 @@
 //! Writing `load_errors` rows. A row that repeats one already recorded for the same batch
-//! (same file, line, code and column, as after a retry or a takeover) is kept once. Like every
+//! (same file, line, record ordinal, code and column, as after a retry or a takeover) is kept
+//! once; the many records one line of `json_array` or CloudTrail holds each keep their own row. Like every
 //! other write about a claimed batch, rows are fenced by the claim's lease token: a worker whose
 //! batch was taken over (paused past its lease) cannot add rows to it.
 
@@ -45,6 +46,7 @@ impl Control {
         };
         let object_ids: Vec<Option<i64>> = rows.iter().map(|r| r.object_id).collect();
         let lines: Vec<i64> = rows.iter().map(|r| r.line_number).collect();
+        let ordinals: Vec<Option<i64>> = rows.iter().map(|r| r.record_ordinal).collect();
         let positions: Vec<i32> = rows.iter().map(|r| r.position).collect();
         let codes: Vec<i32> = rows.iter().map(|r| r.err_code).collect();
         let queries: Vec<i64> = rows.iter().map(|r| r.query).collect();
@@ -72,16 +74,18 @@ impl Control {
         let n = tx.execute(
             "INSERT INTO load_errors (pipeline, destination, target, batch_id, object_id, query, filename,
                  line_number, colname, type, col_length, position, raw_line, raw_field_value, err_code,
-                 err_reason, is_partial, start_offset, attempts, first_attempt_at)
+                 err_reason, is_partial, start_offset, attempts, first_attempt_at, record_ordinal)
              SELECT $1, $2, COALESCE(NULLIF(t.target, ''), $3), $4, t.object_id, t.query, t.filename,
                  t.line_number, t.colname, t.type, t.col_length, t.position, t.raw_line, t.raw_field_value,
-                 t.err_code, t.err_reason, t.is_partial, t.start_offset, $5, $6
+                 t.err_code, t.err_reason, t.is_partial, t.start_offset, $5, $6, t.record_ordinal
              FROM unnest($7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
                          $13::text[], $14::int[], $15::text[], $16::text[], $17::int[], $18::text[],
-                         $19::int[], $20::bigint[], $21::text[])
+                         $19::int[], $20::bigint[], $21::text[], $22::bigint[])
                   AS t(object_id, query, filename, line_number, colname, type, col_length, position,
-                       raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset, target)
-             ON CONFLICT (batch_id, filename, line_number, err_code, colname) DO NOTHING",
+                       raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset, target,
+                       record_ordinal)
+             ON CONFLICT (batch_id, filename, line_number, err_code, colname, (COALESCE(record_ordinal, -1)))
+             DO NOTHING",
             &[
                 &ctx.pipeline,
                 &ctx.destination,
@@ -104,6 +108,7 @@ impl Control {
                 &partial,
                 &offsets,
                 &targets,
+                &ordinals,
             ],
         )
         .await
@@ -131,6 +136,7 @@ impl Control {
                 object_id: row.object_id,
                 filename: row.filename.clone(),
                 line_number: row.line_number,
+                record_ordinal: row.record_ordinal,
                 err_code: row.err_code,
                 err_reason: format!("(row not storable as recorded: {e}) {}", row.err_reason)
                     .chars()

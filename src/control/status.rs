@@ -57,6 +57,8 @@ pub struct ErrorRow {
     pub filename: String,
     /// Line of the record, 0 for the whole object.
     pub line_number: i64,
+    /// The record's 0-based position in its object; None for a whole object or a line.
+    pub record_ordinal: Option<i64>,
     /// Column or field.
     pub colname: String,
     /// Column type.
@@ -142,7 +144,7 @@ pub struct BatchRow {
 const ERROR_COLUMNS: &str =
     "id, recorded_at, pipeline, destination, target, batch_id, query, filename, line_number,
     colname, type, col_length, position, raw_line, raw_field_value, err_code, err_reason, attempts,
-    first_attempt_at, resolution, replay_batch_id";
+    first_attempt_at, resolution, replay_batch_id, record_ordinal";
 
 const BATCH_COLUMNS: &str =
     "id, pipeline, destination, state, seal_reason, object_count, total_bytes, sealed_at,
@@ -172,6 +174,7 @@ fn error_row(r: &tokio_postgres::Row) -> ErrorRow {
         first_attempt_at: r.get(18),
         resolution: r.get(19),
         replay_batch_id: r.get(20),
+        record_ordinal: r.get(21),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct FailedRecord<'a> {
     pub object: &'a StagedObject,
     /// Its (last) line in the object.
     pub line: u64,
+    /// Its 0-based ordinal in the object.
+    pub ordinal: u64,
     /// The record as read, or as much as is known of it.
     pub raw: &'a [u8],
     /// `load_errors.err_code`: an item status, a HEC code, an HTTP status or the loader's 91xx.
@@ -60,6 +62,7 @@ impl FailedRecord<'_> {
             object_id: Some(self.object.id),
             filename: self.object.url(),
             line_number: self.line as i64,
+            record_ordinal: Some(self.ordinal as i64),
             raw_line: cut_raw(self.raw),
             err_code: self.err_code,
             err_reason: self.reason.to_string(),
@@ -115,6 +118,7 @@ mod tests {
             let f = FailedRecord {
                 object: &object,
                 line: 3,
+                ordinal: 2,
                 raw: b"{\"a\":1}",
                 err_code: 400,
                 reason: "bad",

@@ -90,6 +90,7 @@ pub fn record_error_row(object: &StagedObject, e: &RecordError) -> LoadError {
         object_id: Some(object.id),
         filename: object.url(),
         line_number: e.line as i64,
+        record_ordinal: Some(e.ordinal as i64),
         raw_line: cut_raw(&e.raw),
         err_code: e.err_code,
         err_reason: e.reason.clone(),

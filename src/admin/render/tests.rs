@@ -43,6 +43,7 @@ fn error(filename: &str, raw: &str) -> ErrorRow {
         query: 0,
         filename: filename.into(),
         line_number: 42,
+        record_ordinal: Some(41),
         colname: String::new(),
         r#type: String::new(),
         col_length: String::new(),

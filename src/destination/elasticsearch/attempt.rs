@@ -324,6 +324,7 @@ impl<'a> Run<'a> {
             let failed = Failed {
                 object,
                 line: e.line,
+                ordinal: e.ordinal,
                 raw: &e.raw,
                 code: e.err_code,
                 reason: e.reason.clone(),
@@ -446,6 +447,7 @@ impl<'a> Run<'a> {
             let failed = Failed {
                 object: &self.batch.objects[p.object],
                 line: p.line,
+                ordinal: p.ordinal,
                 raw: p.source(),
                 code: p.status as i32,
                 reason: p.reason.clone(),

@@ -12,6 +12,8 @@ pub struct Failed<'a> {
     pub object: &'a StagedObject,
     /// Line of the record.
     pub line: u64,
+    /// Ordinal of the record in its object.
+    pub ordinal: u64,
     /// The record's bytes as read (or as much as is known of them).
     pub raw: &'a [u8],
     /// Item status, or the loader's own code.
@@ -31,6 +33,7 @@ impl Failed<'_> {
         FailedRecord {
             object: self.object,
             line: self.line,
+            ordinal: self.ordinal,
             raw: self.raw,
             err_code: self.code,
             reason: &self.reason,
@@ -73,6 +76,7 @@ mod tests {
         let f = Failed {
             object: &object,
             line: 3,
+            ordinal: 2,
             raw: br#"{"user_id":"abc"}"#,
             code: 400,
             reason: "mapper_parsing_exception: failed to parse".into(),

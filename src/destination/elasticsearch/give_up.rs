@@ -53,6 +53,7 @@ impl<'a> Run<'a> {
         let failed = Failed {
             object: &self.batch.objects[p.object],
             line: p.line,
+            ordinal: p.ordinal,
             raw: p.source(),
             code: codes::BUDGET_EXHAUSTED,
             reason,

@@ -38,6 +38,7 @@ fn failed_record<'a>(lost: &Lost<'a>, why: &Why<'a>) -> FailedRecord<'a> {
     FailedRecord {
         object: lost.object,
         line: lost.line,
+        ordinal: lost.ordinal,
         raw: lost.raw,
         err_code: why.err_code,
         reason: why.reason,
