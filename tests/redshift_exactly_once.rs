@@ -344,13 +344,20 @@ async fn marker_tables_made_by_an_operator_serve_a_user_without_create() {
     s.settled_with(10).await;
     admin.terminate();
     let role = Stack::unique("loader").replace('-', "_");
+    let lock_table = query_strings(
+        &s.rs,
+        "SELECT relname::text FROM pg_class WHERE relname LIKE 'stageload_lock_%'",
+    )
+    .await;
+    assert_eq!(lock_table.len(), 1, "one lock table for the one target");
     exec(
         &s.rs,
         &format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'loaderpw'; \
              GRANT SELECT, INSERT ON public.events TO {role}; \
              GRANT SELECT, INSERT, UPDATE ON public.stageload_commits, public.stageload_commit_errors, \
-             public.stageload_loaded_objects TO {role}"
+             public.stageload_loaded_objects, public.{} TO {role}",
+            lock_table[0]
         ),
     )
     .await;
@@ -369,4 +376,9 @@ async fn marker_tables_made_by_an_operator_serve_a_user_without_create() {
         !d.log_text().contains("permission denied"),
         "no CREATE was attempted"
     );
+    wait_log(
+        || d.log_text(),
+        &["load lock chosen", "mode=\"target_table\""],
+    )
+    .await;
 }

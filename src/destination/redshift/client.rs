@@ -323,6 +323,7 @@ impl RedshiftDestination {
         };
         if !self.tables_ready.load(Ordering::Relaxed) {
             self.ensure_tables(&client).await?;
+            self.lock.set_up(&client, &self.pipeline).await?;
             self.tables_ready.store(true, Ordering::Relaxed);
         }
         if self.error_table == ErrorTable::Auto && self.detected_view.load(Ordering::Relaxed) == 0 {

@@ -1,10 +1,11 @@
 //! `type = "redshift"`: each batch becomes a manifest in S3 and one transaction on the cluster:
-//! `BEGIN; LOCK marker; check marker; COPY ... MANIFEST; INSERT marker and error rows; COMMIT`.
+//! `BEGIN; LOCK; check marker; COPY ... MANIFEST; INSERT marker and error rows; COMMIT`.
 //! The rows, the batch's marker and what its settlement needs commit together or not at all.
 //!
-//! The marker table is locked first because Redshift fixes a transaction's snapshot at its first
-//! query and new clusters run at SNAPSHOT isolation: a check made after the COPY would read a
-//! snapshot older than another worker's commit. Before loading, and for a batch taken over from
+//! The lock comes first because Redshift fixes a transaction's snapshot at its first query and
+//! new clusters run at SNAPSHOT isolation: a check made after the COPY would read a snapshot
+//! older than another worker's commit. What is locked is the target's own lock table (`lock`),
+//! so pipelines loading different tables do not wait on each other. Before loading, and for a batch taken over from
 //! a dead worker, the marker is looked up; a batch whose marker exists is never loaded again and
 //! is settled from the marker's rows (`commit`).
 //!
@@ -25,7 +26,7 @@
 //! (which bad files go), `columnar` (finding a bad Parquet or ORC file), `auth` (the session's
 //! login: password, Secrets Manager or IAM temporary credentials), `preflight` (HEAD of each
 //! object), `merge` (staging-table upsert SQL), `upgrade` (an earlier stageload's marker table), `held` (the objects
-//! the warehouse holds), `hooks`
+//! the warehouse holds), `lock` (what a load locks first), `hooks`
 //! (test-only pauses); the copy_options
 //! rules are `crate::config::copy_options`.
 
@@ -40,6 +41,7 @@ mod failed;
 mod give_up;
 mod held;
 mod hooks;
+mod lock;
 mod merge;
 use crate::config::copy_options as options;
 mod preflight;
@@ -52,6 +54,7 @@ use self::client::{Connector, Session};
 use self::commit::Tables;
 use self::copy::CopySpec;
 use self::hooks::Hooks;
+use self::lock::LoadLock;
 use self::merge::MergeSpec;
 use self::retry::{Class, RedshiftError};
 use super::{Attempt, Destination, DestinationError, GiveUp, Resume, WriteOff};
@@ -70,6 +73,8 @@ pub struct RedshiftDestination {
     spec: CopySpec,
     merge: Option<MergeSpec>,
     tables: Tables,
+    /// What each load transaction locks first (`lock`).
+    lock: LoadLock,
     connector: Connector,
     s3: S3,
     bucket: String,
@@ -95,13 +100,21 @@ impl RedshiftDestination {
         s3: S3,
         installation: &str,
     ) -> Result<Arc<dyn Destination>, String> {
+        let tables = Tables::new(&config.commit_schema)?;
+        let lock = LoadLock::new(
+            &copy::quote_ident(&config.commit_schema)?,
+            &tables.schema_name,
+            &tables.marker,
+            &config.table,
+        );
         Ok(Arc::new(RedshiftDestination {
             pipeline: pipeline.name.clone(),
             installation: installation.to_string(),
             table: config.table.clone(),
             spec: CopySpec::from_config(config, pipeline.source.format)?,
             merge: MergeSpec::from_config(config)?,
-            tables: Tables::new(&config.commit_schema)?,
+            tables,
+            lock,
             connector: Connector::new(config)?,
             s3,
             bucket: pipeline.source.bucket.clone(),

@@ -1,6 +1,6 @@
 //! One load transaction, in the order Redshift's SNAPSHOT isolation needs:
-//! `getdate()`, then `BEGIN; LOCK marker; check marker; [staging table;] COPY; harvest MAXERROR
-//! rows; [merge;] INSERT marker and error rows; COMMIT`.
+//! `getdate()`, then `BEGIN; LOCK (the target's lock table, see `lock`); check marker;
+//! [staging table;] COPY; harvest MAXERROR rows; [merge;] INSERT marker and error rows; COMMIT`.
 //!
 //! "Amazon Redshift ... the snapshot is taken at the first query in the transaction"
 //! (https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html): the `LOCK` comes
@@ -160,10 +160,10 @@ impl RedshiftDestination {
         Ok(failed::latest_copy(rows))
     }
 
-    /// The `LOCK` every load transaction starts with: whoever holds it may be committing a
-    /// marker, so a marker check made after it sees that commit.
+    /// The `LOCK` every load transaction starts with: whoever holds it may be committing this
+    /// batch's marker, so a marker check made after it sees that commit.
     pub(super) fn lock_statement(&self) -> String {
-        format!("LOCK {}", self.tables.marker)
+        self.lock.statement()
     }
 
     /// The batch's marker read under the load's lock, in a fresh transaction: a COMMIT whose
@@ -177,7 +177,7 @@ impl RedshiftDestination {
         client.exec("begin", "BEGIN").await?;
         let found = async {
             client
-                .exec("lock marker table", &self.lock_statement())
+                .exec("lock before the marker check", &self.lock_statement())
                 .await?;
             self.committed(&client, batch, &self.key(batch)).await
         }
@@ -276,7 +276,7 @@ impl RedshiftDestination {
     ) -> Result<Loaded, Step> {
         let tables = &self.tables;
         client
-            .exec("lock marker table", &self.lock_statement())
+            .exec("lock before the marker check", &self.lock_statement())
             .await?;
         let found = client
             .query("marker check", &job.key.select_marker(tables))

@@ -1,7 +1,8 @@
 //! The side connection (`--admin-url`): creates the Redshift-like system objects at startup
-//! (`stl_load_errors`, `stl_load_commits`, `sys_load_error_detail`, `pg_last_copy_id()`,
-//! `pg_last_copy_count()`, `getdate()`, the fault table), hands out query ids, consumes armed
-//! faults and writes load errors outside the client's transaction so they survive a rollback.
+//! (`stl_load_errors`, `stl_load_commits`, `sys_load_error_detail`, `svv_redshift_databases`,
+//! `pg_last_copy_id()`, `pg_last_copy_count()`, `getdate()`, the fault table), hands out query
+//! ids, consumes armed faults and writes load errors outside the client's transaction so they
+//! survive a rollback.
 
 use chrono::NaiveDateTime;
 use tokio::sync::Mutex;
@@ -121,8 +122,18 @@ CREATE OR REPLACE VIEW public.sys_load_error_detail AS SELECT
     type AS column_type, col_length AS column_length, position, err_code AS error_code,
     err_reason::character(512) AS error_message
     FROM public.redshift_emu_load_errors_now(NULL);
-GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.sys_load_error_detail
-    TO PUBLIC;
+-- https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_DATABASES.html: visible to all
+-- users, on clusters and Serverless alike; database_isolation_level is "Snapshot Isolation" or
+-- "Serializable", here the level this emulator gives its sessions (--isolation).
+CREATE OR REPLACE VIEW public.svv_redshift_databases AS SELECT
+    d.datname::varchar(128) AS database_name, 1 AS database_owner,
+    'local'::varchar(32) AS database_type, NULL::varchar(128) AS database_acl,
+    NULL::varchar(128) AS database_options,
+    (CASE WHEN current_setting('default_transaction_isolation') = 'serializable'
+          THEN 'Serializable' ELSE 'Snapshot Isolation' END)::varchar(128) AS database_isolation_level
+    FROM pg_database d WHERE NOT d.datistemplate;
+GRANT SELECT ON public.stl_load_errors, public.stl_load_commits, public.sys_load_error_detail,
+    public.svv_redshift_databases TO PUBLIC;
 GRANT ALL ON public.redshift_emu_faults TO PUBLIC;
 "#;
 

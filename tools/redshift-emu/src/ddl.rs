@@ -90,9 +90,14 @@ pub fn refusal(sql: &str, in_transaction: bool) -> Option<(&'static str, String)
     None
 }
 
-/// A `CREATE TABLE` with Redshift's table attributes after its column list (`DISTSTYLE`,
-/// `DISTKEY (c)`, `[COMPOUND | INTERLEAVED] SORTKEY (c, ...)`, `ENCODE AUTO`, `BACKUP`), cut to
-/// what PostgreSQL runs: the attributes only place rows on slices and blocks.
+/// A `CREATE TABLE` cut to what PostgreSQL runs the way Redshift does: Redshift's table
+/// attributes after the column list (`DISTSTYLE`, `DISTKEY (c)`, `[COMPOUND | INTERLEAVED]
+/// SORTKEY (c, ...)`, `ENCODE AUTO`, `BACKUP`) only place rows on slices and blocks, and its key
+/// constraints are not enforced: "Uniqueness, primary key, and foreign key constraints are
+/// informational only; they are not enforced by Amazon Redshift"
+/// (https://docs.aws.amazon.com/redshift/latest/dg/t_Defining_constraints.html). PostgreSQL
+/// would enforce them with an index, and a loader tested here would lean on a duplicate key
+/// error no cluster ever raises, so they are left out. None when the statement needs no change.
 pub fn pg_create(sql: &str) -> Option<String> {
     let toks = tokenize(sql).ok()?;
     if !(toks.first()?.is_kw("create") && toks.iter().take(4).any(|t| t.is_kw("table"))) {
@@ -117,9 +122,110 @@ pub fn pg_create(sql: &str) -> Option<String> {
         "encode",
         "backup",
     ];
-    toks.get(close + 1)
-        .is_some_and(|t| attrs.iter().any(|a| t.is_kw(a)))
-        .then(|| sql[..toks[close].start + 1].to_string())
+    let cut_attrs = toks
+        .get(close + 1)
+        .is_some_and(|t| attrs.iter().any(|a| t.is_kw(a)));
+    let (columns, cut_keys) = without_keys(sql, &toks[open + 1..close], toks[close].start);
+    if !cut_attrs && !cut_keys {
+        return None;
+    }
+    let tail = if cut_attrs {
+        ")"
+    } else {
+        &sql[toks[close].start..]
+    };
+    Some(format!("{}{columns}{tail}", &sql[..toks[open].start + 1]))
+}
+
+/// The column list (tokens between the parentheses, which close at byte `end`) without
+/// `PRIMARY KEY`, `UNIQUE`, `REFERENCES` and `FOREIGN KEY` constraints; true when any was cut.
+fn without_keys(sql: &str, inner: &[Tok], end: usize) -> (String, bool) {
+    let mut elements: Vec<&[Tok]> = Vec::new();
+    let (mut depth, mut from) = (0, 0);
+    for (i, t) in inner.iter().enumerate() {
+        match t.kind {
+            TokKind::Punct('(') => depth += 1,
+            TokKind::Punct(')') => depth -= 1,
+            TokKind::Punct(',') if depth == 0 => {
+                elements.push(&inner[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    elements.push(&inner[from..]);
+    let key_word = |t: &Tok| {
+        ["primary", "unique", "foreign", "references"]
+            .iter()
+            .any(|k| t.is_kw(k))
+    };
+    let mut cut = false;
+    let mut out: Vec<String> = Vec::new();
+    for (n, el) in elements.iter().enumerate() {
+        let Some(first) = el.first() else { continue };
+        let el_end = elements
+            .get(n + 1)
+            .and_then(|e| e.first())
+            .map_or(end, |t| t.start);
+        // A table constraint: `[CONSTRAINT name] PRIMARY KEY (..)`, `UNIQUE (..)`, `FOREIGN KEY`.
+        let body = if first.is_kw("constraint") {
+            el.get(2)
+        } else {
+            Some(first)
+        };
+        if body.is_some_and(key_word) {
+            cut = true;
+            continue;
+        }
+        // A column: keep it up to its first key constraint, then what follows that constraint.
+        let mut text = String::new();
+        let mut at = first.start;
+        let mut i = 0;
+        while i < el.len() {
+            let t = &el[i];
+            let skip = if t.is_kw("primary") || t.is_kw("foreign") {
+                2
+            } else if t.is_kw("unique") {
+                1
+            } else if t.is_kw("references") {
+                2
+            } else {
+                0
+            };
+            if skip == 0 {
+                i += 1;
+                continue;
+            }
+            cut = true;
+            text.push_str(&sql[at..t.start]);
+            i += skip;
+            // The constraint's column list, if any.
+            if el.get(i).is_some_and(|t| t.kind == TokKind::Punct('(')) {
+                let mut d = 0;
+                while let Some(t) = el.get(i) {
+                    match t.kind {
+                        TokKind::Punct('(') => d += 1,
+                        TokKind::Punct(')') => d -= 1,
+                        _ => {}
+                    }
+                    i += 1;
+                    if d == 0 {
+                        break;
+                    }
+                }
+            }
+            at = el.get(i).map_or(el_end, |t| t.start);
+        }
+        let rest_end = if n + 1 < elements.len() {
+            // Up to (not including) the comma before the next element.
+            sql[..el_end].rfind(',').unwrap_or(el_end)
+        } else {
+            end
+        };
+        text.push_str(&sql[at.min(rest_end)..rest_end]);
+        out.push(text.trim().to_string());
+    }
+    (out.join(", "), cut)
 }
 
 #[cfg(test)]
@@ -178,6 +284,24 @@ mod tests {
             Some("CREATE TABLE IF NOT EXISTS s.t (a varchar(9), b int)")
         );
         assert_eq!(pg_create("CREATE TABLE t (a int)"), None);
+        assert_eq!(
+            pg_create(
+                "CREATE TABLE IF NOT EXISTS s.m (a varchar(64) NOT NULL, b bigint NOT NULL, \
+                       c int, PRIMARY KEY (a, b))"
+            )
+            .as_deref(),
+            Some(
+                "CREATE TABLE IF NOT EXISTS s.m (a varchar(64) NOT NULL, b bigint NOT NULL, c int)"
+            )
+        );
+        assert_eq!(
+            pg_create(
+                "CREATE TABLE t (id int PRIMARY KEY, u varchar(9) UNIQUE NOT NULL, \
+                       o int REFERENCES p (id), CONSTRAINT k UNIQUE (u)) DISTKEY (id)"
+            )
+            .as_deref(),
+            Some("CREATE TABLE t (id int, u varchar(9) NOT NULL, o int)")
+        );
         assert_eq!(pg_create("SELECT 1"), None);
     }
 }
