@@ -278,7 +278,7 @@ pub async fn run(
             entries.push(entry);
         }
         let n = entries.len();
-        let entries = discoverer.with_etags(entries).await?;
+        let entries = discoverer.with_etags_of(entries, range.reload).await?;
         p.recorded += if range.reload {
             control
                 .reload_objects(&pipeline.name, bucket, &entries)

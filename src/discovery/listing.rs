@@ -250,6 +250,16 @@ impl Discoverer {
         &self,
         entries: Vec<ListedObject>,
     ) -> Result<Vec<ListedObject>, DiscoverError> {
+        self.with_etags_of(entries, false).await
+    }
+
+    /// [`Self::with_etags`], or, with `known_too` (`backfill --reload`, which must name the
+    /// ledger's rows by key and ETag), a HEAD for every key listed without one.
+    pub(crate) async fn with_etags_of(
+        &self,
+        entries: Vec<ListedObject>,
+        known_too: bool,
+    ) -> Result<Vec<ListedObject>, DiscoverError> {
         let blank: Vec<&str> = entries
             .iter()
             .filter(|e| e.etag.is_empty())
@@ -259,11 +269,14 @@ impl Discoverer {
             return Ok(entries);
         }
         let bucket = &self.pipeline.source.bucket;
-        let known = self
-            .control
-            .known_keys(&self.pipeline.name, bucket, &blank)
-            .await
-            .map_err(|e| self.db_err(e))?;
+        let known = if known_too {
+            Default::default()
+        } else {
+            self.control
+                .known_keys(&self.pipeline.name, bucket, &blank)
+                .await
+                .map_err(|e| self.db_err(e))?
+        };
         // The HEADs go out HEADS_AT_ONCE at a time, answers kept in listing order: one at a
         // time, a page of 1,000 new keys took a round trip each.
         let s3 = &self.s3;

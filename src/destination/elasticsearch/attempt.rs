@@ -8,7 +8,7 @@
 //! more than [`Run::retry_bound`] bytes the attempt stops reading new records, so the next one
 //! sends them first and memory stays bounded however much of the batch the cluster refuses.
 
-use super::bulk::{pending, Body, DocId, Pending};
+use super::bulk::{pending, Action, Body, DocId, Pending};
 use super::failed::Failed;
 use super::give_up::WRITE_OFF_BODY_BYTES;
 use super::id::ObjectIds;
@@ -60,6 +60,8 @@ pub struct Run<'a> {
     halted: bool,
     lost_track: bool,
     id_fallbacks: u64,
+    /// The last `@timestamp` written, as (seconds, JSON string literal).
+    stamp: (i64, String),
 }
 
 impl<'a> Run<'a> {
@@ -93,6 +95,7 @@ impl<'a> Run<'a> {
             halted: false,
             lost_track: false,
             id_fallbacks: 0,
+            stamp: (i64::MIN, String::new()),
         }
     }
 
@@ -377,15 +380,25 @@ impl<'a> Run<'a> {
                 DocId::Plain(&hashed)
             }
         };
-        self.body.push_record(
-            quoted,
+        let stamp = match &shared.at_timestamp {
+            Some(at) if at.lookup(bytes).is_none() => {
+                if self.stamp.0 != secs {
+                    let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+                    let text = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    self.stamp = (secs, format!("\"{text}\""));
+                }
+                Some(self.stamp.1.as_str())
+            }
+            _ => None,
+        };
+        let action = Action {
+            quoted_index: quoted,
             id,
-            bytes,
-            shared.source.format,
-            k,
-            r.line,
-            r.ordinal,
-        );
+            create: shared.at_timestamp.is_some(),
+            stamp,
+        };
+        self.body
+            .push_record(action, bytes, shared.source.format, k, r.line, r.ordinal);
     }
 
     /// Hands the filled body to a request (or, giving up, writes its documents off).
@@ -479,7 +492,7 @@ impl<'a> Run<'a> {
 
 #[cfg(test)]
 mod speed {
-    use super::super::bulk::{Body, DocId};
+    use super::super::bulk::{Action, Body, DocId};
     use super::super::id::ObjectIds;
     use super::super::index::{timestamp_secs, IndexNamer};
     use crate::config::IndexRotation;
@@ -535,7 +548,14 @@ mod speed {
                     };
                     let (_, quoted) = namer.at(secs);
                     let id = ids.id((round * records.len() + i) as u64);
-                    body.push_record(quoted, DocId::Plain(&id), r, Framing::JsonLines, 0, 1, 0);
+                    body.push_record(
+                        Action::index(quoted, DocId::Plain(&id)),
+                        r,
+                        Framing::JsonLines,
+                        0,
+                        1,
+                        0,
+                    );
                 }
             }
             out += body.buf.len();

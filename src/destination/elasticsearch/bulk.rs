@@ -59,10 +59,11 @@ impl Pending {
             id: Option<String>,
         }
         #[derive(serde::Deserialize)]
-        struct Action {
+        struct Line {
+            #[serde(alias = "create")]
             index: Meta,
         }
-        match serde_json::from_slice::<Action>(&self.lines[..self.src]) {
+        match serde_json::from_slice::<Line>(&self.lines[..self.src]) {
             Ok(a) => (a.index.index, a.index.id),
             Err(_) => (String::new(), None),
         }
@@ -78,6 +79,32 @@ pub enum DocId<'a> {
     Plain(&'a [u8]),
     /// Any text (a record's own field), escaped as a JSON string.
     Text(&'a str),
+}
+
+/// What one document's action line says, and what its source line gains.
+#[derive(Debug, Clone, Copy)]
+pub struct Action<'a> {
+    /// The index name as a JSON string literal.
+    pub quoted_index: &'a str,
+    /// The `_id`.
+    pub id: DocId<'a>,
+    /// `create` instead of `index`.
+    pub create: bool,
+    /// A JSON string literal to add to the source as `@timestamp`, or None to leave it as is.
+    pub stamp: Option<&'a str>,
+}
+
+#[cfg(test)]
+impl<'a> Action<'a> {
+    /// An `index` action.
+    pub fn index(quoted_index: &'a str, id: DocId<'a>) -> Self {
+        Action {
+            quoted_index,
+            id,
+            create: false,
+            stamp: None,
+        }
+    }
 }
 
 /// One `_bulk` request body being filled.
@@ -112,12 +139,10 @@ impl Body {
                 || self.buf.len() + source_len + ACTION_OVERHEAD + 64 > max_bytes)
     }
 
-    /// Appends a record: `quoted_index` is the index name as a JSON string literal.
-    #[allow(clippy::too_many_arguments)]
+    /// Appends a record with its action line.
     pub fn push_record(
         &mut self,
-        quoted_index: &str,
-        id: DocId<'_>,
+        action: Action<'_>,
         source: &[u8],
         framing: Framing,
         object: usize,
@@ -126,9 +151,13 @@ impl Body {
     ) {
         let start = self.buf.len();
         let b = &mut self.buf;
-        b.extend_from_slice(b"{\"index\":{\"_index\":");
-        b.extend_from_slice(quoted_index.as_bytes());
-        match id {
+        b.extend_from_slice(if action.create {
+            b"{\"create\":{\"_index\":"
+        } else {
+            b"{\"index\":{\"_index\":"
+        });
+        b.extend_from_slice(action.quoted_index.as_bytes());
+        match action.id {
             DocId::Auto => {}
             DocId::Plain(id) => {
                 b.extend_from_slice(b",\"_id\":\"");
@@ -142,7 +171,13 @@ impl Body {
         }
         b.extend_from_slice(b"}}\n");
         let src = b.len();
-        push_source(b, framing, source);
+        match action.stamp {
+            None => push_source(b, framing, source),
+            Some(stamp) => {
+                push_source(b, framing, source);
+                stamp_source(b, src, stamp);
+            }
+        }
         self.items.push(Item {
             object,
             line,
@@ -181,6 +216,30 @@ pub fn pending(buf: &[u8], item: &Item, status: u16, reason: String) -> Pending 
     }
 }
 
+/// Adds `"@timestamp":<stamp>` as the first key of the source line written at `src` when it is
+/// a JSON object (a line that is not one is left for the server to refuse).
+fn stamp_source(b: &mut Vec<u8>, src: usize, stamp: &str) {
+    let Some(open) = b[src..]
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .map(|i| src + i)
+        .filter(|&i| b[i] == b'{')
+    else {
+        return;
+    };
+    let empty = b[open + 1..]
+        .iter()
+        .find(|c| !c.is_ascii_whitespace())
+        .is_some_and(|&c| c == b'}');
+    let mut field = Vec::with_capacity(stamp.len() + 16);
+    field.extend_from_slice(b"\"@timestamp\":");
+    field.extend_from_slice(stamp.as_bytes());
+    if !empty {
+        field.push(b',');
+    }
+    b.splice(open + 1..open + 1, field);
+}
+
 /// Writes a record as one source line. JSON records go as they are: a raw newline can only be
 /// whitespace between tokens in valid JSON (inside strings it must be escaped), so a
 /// concatenated-JSON value spanning lines becomes one line by turning newlines into spaces.
@@ -209,8 +268,7 @@ mod tests {
     fn bodies_are_ndjson_with_original_bytes() {
         let mut body = Body::default();
         body.push_record(
-            "\"logs-2016-02-25\"",
-            DocId::Plain(b"abc"),
+            Action::index("\"logs-2016-02-25\"", DocId::Plain(b"abc")),
             br#"{"a":1}"#,
             Framing::JsonLines,
             0,
@@ -218,8 +276,7 @@ mod tests {
             0,
         );
         body.push_record(
-            "\"logs\"",
-            DocId::Auto,
+            Action::index("\"logs\"", DocId::Auto),
             b"{\n \"b\": [1,\n2]}",
             Framing::JsonConcat,
             1,
@@ -227,8 +284,7 @@ mod tests {
             7,
         );
         body.push_record(
-            "\"logs\"",
-            DocId::Text("x\"y"),
+            Action::index("\"logs\"", DocId::Text("x\"y")),
             b"plain \"t\"",
             Framing::Lines,
             1,
@@ -258,10 +314,43 @@ mod tests {
     }
 
     #[test]
+    fn creates_carry_a_timestamp_when_asked() {
+        let mut body = Body::default();
+        let create = |id| Action {
+            quoted_index: "\"ds\"",
+            id: DocId::Plain(id),
+            create: true,
+            stamp: Some("\"2026-12-07T10:00:00Z\""),
+        };
+        body.push_record(create(b"a"), br#" {"m":1}"#, Framing::JsonLines, 0, 1, 0);
+        body.push_record(create(b"b"), b"{ }", Framing::JsonLines, 0, 2, 1);
+        body.push_record(create(b"c"), b"text", Framing::Lines, 0, 3, 2);
+        body.push_record(create(b"d"), b"[1]", Framing::JsonLines, 0, 4, 3);
+        assert_eq!(
+            String::from_utf8(body.buf.clone()).unwrap(),
+            concat!(
+                "{\"create\":{\"_index\":\"ds\",\"_id\":\"a\"}}\n {\"@timestamp\":\"2026-12-07T10:00:00Z\",\"m\":1}\n",
+                "{\"create\":{\"_index\":\"ds\",\"_id\":\"b\"}}\n{\"@timestamp\":\"2026-12-07T10:00:00Z\" }\n",
+                "{\"create\":{\"_index\":\"ds\",\"_id\":\"c\"}}\n{\"@timestamp\":\"2026-12-07T10:00:00Z\",\"message\":\"text\"}\n",
+                "{\"create\":{\"_index\":\"ds\",\"_id\":\"d\"}}\n[1]\n",
+            )
+        );
+        let p = pending(&body.buf, &body.items[0], 409, String::new());
+        assert_eq!(p.index_and_id(), ("ds".into(), Some("a".into())));
+    }
+
+    #[test]
     fn limits_leave_room_for_the_first_document() {
         let mut body = Body::default();
         assert!(!body.is_full_for(10_000, 1024, 1));
-        body.push_record("\"i\"", DocId::Auto, b"{}", Framing::JsonLines, 0, 1, 0);
+        body.push_record(
+            Action::index("\"i\"", DocId::Auto),
+            b"{}",
+            Framing::JsonLines,
+            0,
+            1,
+            0,
+        );
         assert!(body.is_full_for(1, 1024, 1));
         assert!(!body.is_full_for(100, 1024, 2));
         assert!(body.is_full_for(1000, 1024, 2));

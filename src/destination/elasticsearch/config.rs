@@ -39,6 +39,18 @@ pub enum DocumentId {
     Field,
 }
 
+/// The `_bulk` action each document is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OpType {
+    /// `index`: a document with the same `_id` is replaced.
+    #[default]
+    Index,
+    /// `create`: what data streams take; a document whose `_id` is there already answers 409,
+    /// which counts as delivered. Documents without `@timestamp` get one.
+    Create,
+}
+
 /// `type = "elasticsearch"` (also OpenSearch).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +71,11 @@ pub struct ElasticsearchConfig {
     /// JSON pointer of a timestamp field that picks the rotated index; arrival time otherwise.
     #[serde(default)]
     pub timestamp_field: Option<String>,
+    /// `index` (default) or `create`, the action data streams take: a retried create of a
+    /// document already there answers 409 and counts as delivered, and a document without a
+    /// top-level `@timestamp` gets one (from `timestamp_field`, else the object's arrival time).
+    #[serde(default)]
+    pub op_type: OpType,
     /// Ingest pipeline to run on the server.
     #[serde(default)]
     pub ingest_pipeline: Option<String>,

@@ -26,7 +26,7 @@ mod retry;
 mod send;
 mod state;
 
-use crate::config::{ElasticsearchConfig, PipelineConfig, SourceConfig};
+use crate::config::{ElasticsearchConfig, OpType, PipelineConfig, SourceConfig};
 use crate::destination::{
     ArtifactKind, Attempt, Destination, DestinationError, FailureKind, GiveUp, Resume, WriteOff,
 };
@@ -47,6 +47,9 @@ pub struct Shared {
     client: Arc<Client>,
     id_field: Option<Pointer>,
     timestamp_field: Option<Pointer>,
+    /// `/@timestamp`, looked up in each record with `op_type = "create"` (which adds one when
+    /// it is missing); None otherwise.
+    at_timestamp: Option<Pointer>,
 }
 
 /// The Elasticsearch / OpenSearch destination.
@@ -80,6 +83,12 @@ impl ElasticsearchDestination {
                 client: Arc::new(client),
                 id_field: pointer(&config.id_field, "id_field")?,
                 timestamp_field: pointer(&config.timestamp_field, "timestamp_field")?,
+                at_timestamp: match config.op_type {
+                    OpType::Create => {
+                        Some(Pointer::parse("/@timestamp").map_err(|e| e.to_string())?)
+                    }
+                    OpType::Index => None,
+                },
             },
         }))
     }

@@ -75,10 +75,14 @@ struct Full {
     items: Vec<Wrapped>,
 }
 
+/// One item, under the name of its action.
 #[derive(Deserialize)]
-struct Wrapped {
-    #[serde(alias = "create", alias = "update", alias = "delete")]
-    index: ItemBody,
+#[serde(rename_all = "lowercase")]
+enum Wrapped {
+    Index(ItemBody),
+    Create(ItemBody),
+    Update(ItemBody),
+    Delete(ItemBody),
 }
 
 #[derive(Deserialize)]
@@ -110,7 +114,17 @@ pub fn parse_bulk(body: &[u8], sent: usize) -> Result<BulkAnswer, ResponseError>
     Ok(BulkAnswer::Items(
         full.items
             .into_iter()
-            .map(|w| classify_item(w.index.status, w.index.error.as_ref()))
+            .map(|w| match w {
+                // A create of an `_id` that is there already: an earlier send (whose answer was
+                // lost, or a retried batch) delivered it.
+                Wrapped::Create(i) if i.status == 409 && is_version_conflict(i.error.as_ref()) => {
+                    ItemVerdict::Done
+                }
+                Wrapped::Index(i)
+                | Wrapped::Create(i)
+                | Wrapped::Update(i)
+                | Wrapped::Delete(i) => classify_item(i.status, i.error.as_ref()),
+            })
             .collect(),
     ))
 }
@@ -209,6 +223,11 @@ fn errors_false_up_front(body: &[u8]) -> bool {
         }
     }
     false
+}
+
+fn is_version_conflict(error: Option<&Value>) -> bool {
+    error.and_then(|e| e.get("type")).and_then(Value::as_str)
+        == Some("version_conflict_engine_exception")
 }
 
 fn classify_item(status: u16, error: Option<&Value>) -> ItemVerdict {
@@ -375,6 +394,24 @@ mod tests {
             items[5],
             ItemVerdict::Retry(FailureKind::NeedsOperator, 404, _)
         ));
+    }
+
+    #[test]
+    fn a_create_of_a_document_already_there_is_delivered() {
+        let body = br#"{"errors":true,"items":[
+            {"create":{"_id":"a","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[a]: version conflict, document already exists (current version [1])"}}},
+            {"create":{"_id":"b","status":201,"result":"created"}},
+            {"create":{"_id":"c","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse"}}},
+            {"index":{"_id":"d","status":409,"error":{"type":"version_conflict_engine_exception","reason":"version conflict"}}}
+        ]}"#;
+        let BulkAnswer::Items(items) = parse_bulk(body, 4).unwrap() else {
+            panic!("items expected")
+        };
+        assert!(matches!(items[0], ItemVerdict::Done));
+        assert!(matches!(items[1], ItemVerdict::Done));
+        assert!(matches!(items[2], ItemVerdict::Reject(400, _)));
+        // Only a create proves the document was delivered before.
+        assert!(matches!(items[3], ItemVerdict::Reject(409, _)));
     }
 
     #[test]
