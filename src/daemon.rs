@@ -70,9 +70,11 @@ impl Shared {
         p: &PipelineConfig,
         overrides: &mut DestinationOverrides,
     ) -> anyhow::Result<Running> {
+        // The pipeline's KMS key, if it has its own, on everything it writes.
+        let s3 = self.s3.with_kms_key(p.kms_key_id.as_deref());
         let dest = match overrides.remove(&p.name) {
             Some(d) => d,
-            None => destination::build(p, &self.s3, &self.installation).await?,
+            None => destination::build(p, &s3, &self.installation).await?,
         };
         if let Err(e) = dest.check().await {
             // The destination may come back; batches wait in the database meanwhile.
@@ -86,7 +88,7 @@ impl Shared {
             discovered: discovered.clone(),
             config: Arc::new(p.clone()),
             control: self.control.clone(),
-            s3: self.s3.clone(),
+            s3,
             destination: dest.clone(),
             worker: self.worker.clone(),
             liveness: self.liveness.clone(),

@@ -140,6 +140,11 @@ pub struct S3Config {
     /// Session token for temporary credentials.
     #[serde(default)]
     pub session_token: Option<Secret>,
+    /// KMS key (key id, key ARN, `alias/name` or alias ARN) that every object stageload writes
+    /// (manifests, error manifests, failed records) is encrypted with, as SSE-KMS; the bucket's
+    /// default encryption when absent. A pipeline's own `kms_key_id` takes precedence.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
 }
 
 impl Default for S3Config {
@@ -151,6 +156,7 @@ impl Default for S3Config {
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
+            kms_key_id: None,
         }
     }
 }
@@ -243,6 +249,9 @@ pub struct PipelineConfig {
     /// Bucket for error artifacts; the source bucket when absent.
     #[serde(default)]
     pub error_bucket: Option<String>,
+    /// KMS key for the objects this pipeline writes (SSE-KMS); `[s3] kms_key_id` when absent.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
     /// Batches delivered at once for this pipeline.
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -625,6 +634,9 @@ impl Config {
     /// Range and cross-field checks; returns the field path and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let mut seen = HashSet::new();
+        if let Some(problem) = self.s3.kms_key_id.as_deref().and_then(kms_key_problem) {
+            return Err(("s3.kms_key_id".into(), problem));
+        }
         if self.control.pool_size == 0 || self.control.pool_size > 256 {
             return Err(("control.pool_size".into(), "must be 1 to 256".into()));
         }
@@ -685,6 +697,9 @@ impl Config {
             }
             if !seen.insert(p.name.clone()) {
                 return Err((at("name"), format!("duplicate pipeline name {:?}", p.name)));
+            }
+            if let Some(problem) = p.kms_key_id.as_deref().and_then(kms_key_problem) {
+                return Err((at("kms_key_id"), problem));
             }
             if let Some(r) = p.retry_duration_s {
                 if r > 7200 {
@@ -759,6 +774,18 @@ fn pipeline_names(value: &toml::Value) -> Vec<Option<String>> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What is wrong with a KMS key name, if anything: S3 takes a key id, a key ARN, `alias/name`
+/// or an alias ARN in `x-amz-server-side-encryption-aws-kms-key-id`.
+fn kms_key_problem(key: &str) -> Option<String> {
+    let ok = !key.is_empty()
+        && key.len() <= 2048
+        && !key.chars().any(|c| c.is_whitespace() || c.is_control())
+        && (key.starts_with("arn:aws")
+            || key.starts_with("alias/")
+            || key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    (!ok).then(|| format!("{key:?} is not a KMS key id, key ARN, alias/name or alias ARN"))
 }
 
 /// Rewrites `pipeline[1].buffer` as `pipeline "clicks".buffer`.

@@ -350,3 +350,26 @@ fn redshift_refuses_formats_copy_cannot_read() {
     ));
     assert!(msg.contains("with multiline"), "{msg}");
 }
+
+#[test]
+fn kms_keys_are_checked_where_they_are_set() {
+    let msg = refusal(&BASE.replace(
+        "name = \"clicks\"",
+        "name = \"clicks\"\nkms_key_id = \"my key\"",
+    ));
+    assert!(
+        msg.contains("pipeline \"clicks\".kms_key_id") && msg.contains("not a KMS key"),
+        "{msg}"
+    );
+    let msg = refusal(&format!("[s3]\nkms_key_id = \"\"\n{BASE}"));
+    assert!(msg.contains("s3.kms_key_id"), "{msg}");
+    for key in [
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "mrk-1234abcd12ab34cd56ef1234567890ab",
+        "alias/stageload",
+        "arn:aws:kms:us-east-1:123456789012:alias/stageload",
+    ] {
+        let c = parse(&format!("[s3]\nkms_key_id = \"{key}\"\n{BASE}")).expect(key);
+        assert_eq!(c.s3.kms_key_id.as_deref(), Some(key));
+    }
+}

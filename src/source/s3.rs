@@ -3,6 +3,7 @@
 use crate::config::S3Config;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
 use chrono::{DateTime, Utc};
 
 /// An S3 failure, naming the bucket and key.
@@ -70,6 +71,9 @@ pub struct Opened {
 pub struct S3 {
     client: aws_sdk_s3::Client,
     shared: aws_config::SdkConfig,
+    /// The KMS key every object written is encrypted with (SSE-KMS); the bucket's default
+    /// encryption when None.
+    kms_key_id: Option<std::sync::Arc<str>>,
 }
 
 impl S3 {
@@ -100,7 +104,22 @@ impl S3 {
         S3 {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             shared,
+            kms_key_id: config.kms_key_id.as_deref().map(Into::into),
         }
+    }
+
+    /// The same client, writing with `kms_key_id` when one is given (a pipeline's own key).
+    pub fn with_kms_key(&self, kms_key_id: Option<&str>) -> S3 {
+        let mut s3 = self.clone();
+        if let Some(key) = kms_key_id {
+            s3.kms_key_id = Some(key.into());
+        }
+        s3
+    }
+
+    /// The KMS key objects are written with, if any.
+    pub fn kms_key_id(&self) -> Option<&str> {
+        self.kms_key_id.as_deref()
     }
 
     /// The region and credentials of `[s3]`, for the other AWS clients (SQS).
@@ -353,13 +372,19 @@ impl S3 {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), S3Error> {
-        self.client
+        let mut put = self
+            .client
             .put_object()
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
+            .body(ByteStream::from(body));
+        if let Some(kms) = &self.kms_key_id {
+            put = put
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms.as_ref());
+        }
+        put.send()
             .await
             .map_err(|e| request_error("put", bucket, key, e))?;
         Ok(())
@@ -384,12 +409,19 @@ impl S3 {
         key: &str,
         content_type: &str,
     ) -> Result<Upload, S3Error> {
-        let out = self
+        let mut create = self
             .client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .content_type(content_type)
+            .content_type(content_type);
+        // The parts inherit the upload's encryption: S3 refuses these headers on UploadPart.
+        if let Some(kms) = &self.kms_key_id {
+            create = create
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms.as_ref());
+        }
+        let out = create
             .send()
             .await
             .map_err(|e| request_error("create multipart upload", bucket, key, e))?;
