@@ -2,10 +2,10 @@
 -- hold many records on one line, and a write-off must keep a row for each of them.
 -- record_ordinal is the record's 0-based position in its object; NULL for rows about a whole
 -- object, or a line as the destination reported it (Redshift's STL_LOAD_ERRORS has no such column).
-ALTER TABLE load_errors ADD COLUMN record_ordinal bigint;
+ALTER TABLE load_errors ADD COLUMN IF NOT EXISTS record_ordinal bigint;
 
 -- COALESCE rather than NULLS NOT DISTINCT so the index works on PostgreSQL before 15.
-DROP INDEX load_errors_once;
+DROP INDEX IF EXISTS load_errors_once;
 CREATE UNIQUE INDEX load_errors_once
     ON load_errors (batch_id, filename, line_number, err_code, colname, (COALESCE(record_ordinal, -1)));
 

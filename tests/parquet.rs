@@ -5,6 +5,8 @@
 //! of the same batch loads.
 
 mod common;
+#[path = "proxy/mod.rs"]
+mod proxy;
 
 use std::process::Child;
 use std::sync::Arc;
@@ -355,4 +357,75 @@ async fn splunk_receives_every_row_as_an_event() {
     assert_rows(&got, 0..3000);
     assert!(events.iter().all(|e| e["sourcetype"] == "orders"));
     assert_eq!(query_i64(&db, "SELECT count(*) FROM load_errors").await, 0);
+}
+
+/// A file of `columns` Int64 columns (`c0` = the row number, `cN` = row * N) in row groups of
+/// `group` rows.
+fn wide_file(rows: i64, columns: usize, group: usize) -> Vec<u8> {
+    let arrays: Vec<(String, ArrayRef)> = (0..columns)
+        .map(|c| {
+            let values: Vec<i64> = (0..rows).map(|r| r * c.max(1) as i64).collect();
+            (
+                format!("c{c}"),
+                Arc::new(Int64Array::from(values)) as ArrayRef,
+            )
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter(arrays).unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+/// Each row group's column chunks lie side by side: a 300-column file of 12 row groups is read
+/// with one GET per row group (plus the footer), where one GET per column chunk took 3,600.
+#[tokio::test]
+async fn a_wide_file_is_read_with_one_get_per_row_group() {
+    let stack = Stack::get();
+    let name = "pqwide";
+    let (db, bucket) = (stack.fresh_database(name).await, stack.bucket(name).await);
+    let s3 = stack.s3().await;
+    let proxy = proxy::Proxy::start(&stack.s3_endpoint).await;
+    let out = tempfile::tempdir().unwrap();
+    put(
+        &s3,
+        &bucket,
+        &format!("in/{name}/wide.parquet"),
+        wide_file(600, 300, 50),
+    )
+    .await;
+    let config = stack
+        .base_config(&db)
+        .replace(&stack.s3_endpoint, &proxy.endpoint())
+        + &pipeline_block(
+            name,
+            &bucket,
+            "parquet",
+            30,
+            &format!("type = \"file\"\ndirectory = \"{}\"", out.path().display()),
+        );
+    let _daemon = Daemon::start(&config);
+    wait_settled(&db, 1).await;
+    let records: Vec<Value> = delivered_lines(out.path())
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a delivered line is JSON"))
+        .collect();
+    assert_eq!(records.len(), 600);
+    let r = records.iter().find(|r| r["c0"] == 37).expect("row 37");
+    assert_eq!(
+        (r["c1"].as_i64(), r["c299"].as_i64()),
+        (Some(37), Some(37 * 299))
+    );
+    let gets = proxy
+        .requests()
+        .iter()
+        .filter(|l| l.starts_with("GET ") && l.contains("wide.parquet"))
+        .count();
+    // 12 row groups, the footer (in one or two requests), and a retry's worth of slack.
+    assert!((13..=16).contains(&gets), "{gets} GETs of the object");
 }
