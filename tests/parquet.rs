@@ -383,7 +383,7 @@ fn wide_file(rows: i64, columns: usize, group: usize) -> Vec<u8> {
 }
 
 /// Each row group's column chunks lie side by side: a 300-column file of 12 row groups is read
-/// with one GET per row group (plus the footer), where one GET per column chunk took 3,600.
+/// with one GET per row group (plus the footer's), where one GET per column chunk took 3,600.
 #[tokio::test]
 async fn a_wide_file_is_read_with_one_get_per_row_group() {
     let stack = Stack::get();
@@ -426,6 +426,7 @@ async fn a_wide_file_is_read_with_one_get_per_row_group() {
         .iter()
         .filter(|l| l.starts_with("GET ") && l.contains("wide.parquet"))
         .count();
-    // 12 row groups, the footer (in one or two requests), and a retry's worth of slack.
-    assert!((13..=16).contains(&gets), "{gets} GETs of the object");
+    // One per row group, the rest for the footer's metadata (16 when measured); one GET per
+    // column chunk would be 3,600.
+    assert!((12..=20).contains(&gets), "{gets} GETs of the object");
 }
