@@ -59,6 +59,12 @@ install_deps() {
     log "installing moto[server] 5.0.28 (SQS for the notification tests)"
     pip install -q "moto[server]==5.0.28" || log "moto could not be installed; the SQS test will fail"
   fi
+  # promtool checks and unit-tests the shipped alert rules in tests/packaging.rs.
+  if ! command -v promtool >/dev/null 2>&1; then
+    log "installing prometheus (for promtool)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || log "prometheus could not be installed; the alert-rule test will fail"
+  fi
   # Headless Chromium renders the admin status page in tests/admin.rs.
   if ! command -v chromium >/dev/null 2>&1; then
     log "installing chromium"

@@ -33,6 +33,33 @@ pub const PENDING_OBJECTS: &str = "stageload_pending_objects";
 /// Bytes discovered and not yet batched (gauge).
 pub const PENDING_BYTES: &str = "stageload_pending_bytes";
 
+/// 1 when the last scrape read the control database, 0 when it could not (gauge, no labels).
+pub const CONTROL_DATABASE_UP: &str = "stageload_control_database_up";
+/// Each pipeline's `buffer.interval_s`, for alerts on staleness (gauge).
+pub const BUFFER_INTERVAL_SECONDS: &str = "stageload_buffer_interval_seconds";
+
+/// Every metric the daemon exports (histograms also as `_bucket`, `_sum` and `_count`): what
+/// the shipped alert rules and dashboard may refer to.
+pub const ALL: &[&str] = &[
+    OBJECTS_DISCOVERED,
+    RECORDS_DELIVERED,
+    RECORDS_REJECTED,
+    DELIVERY_ATTEMPTS,
+    BATCHES_SETTLED,
+    DELIVERY_SECONDS,
+    BUDGET_EXHAUSTED,
+    HEC_RESENDS,
+    DELIVERY_PANICS,
+    UNDECIDED_WAITS,
+    LIVE_WORKERS,
+    BATCHES,
+    FRESHNESS_SECONDS,
+    PENDING_OBJECTS,
+    PENDING_BYTES,
+    CONTROL_DATABASE_UP,
+    BUFFER_INTERVAL_SECONDS,
+];
+
 /// Registers the descriptions (shown as `# HELP` lines) with the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -70,6 +97,15 @@ pub fn describe() {
         "Age of the oldest object not yet settled"
     );
     describe_gauge!(PENDING_OBJECTS, "Objects discovered and not yet batched");
+    describe_gauge!(
+        CONTROL_DATABASE_UP,
+        "1 when the last scrape read the control database, 0 when it could not"
+    );
+    describe_gauge!(
+        BUFFER_INTERVAL_SECONDS,
+        Unit::Seconds,
+        "The pipeline's buffer.interval_s"
+    );
     describe_gauge!(
         PENDING_BYTES,
         Unit::Bytes,

@@ -191,6 +191,21 @@ async fn metrics_count_what_was_staged_and_delivered() {
     );
     assert_eq!(metric(&text, "stageload_pending_bytes", &p), Some(0.0));
     assert_eq!(metric(&text, "stageload_freshness_seconds", &p), Some(0.0));
+    assert_eq!(
+        metric(&text, "stageload_control_database_up", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "stageload_buffer_interval_seconds", &p),
+        Some(1.0)
+    );
+    // Every metric the daemon exported is one the shipped alerts and dashboard may name.
+    for name in metric_names(&text) {
+        assert!(
+            stageload::telemetry::ALL.contains(&base_name(&name)),
+            "{name} is exported but not in telemetry::ALL"
+        );
+    }
     // The latency histogram renders as a histogram with the configured buckets.
     assert!(text.contains("# TYPE stageload_delivery_duration_seconds histogram"));
     assert!(
@@ -468,4 +483,67 @@ async fn status_page_renders_in_headless_chromium() {
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     assert!(png.len() > 10_000, "not a blank page");
+}
+
+/// Every `stageload_*` name in a text (Prometheus output, rules, a dashboard).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("stageload_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        // `stageload_lock_...` tables and the like are not metrics; metric names end in a letter.
+        let name = tail[..end].trim_end_matches('_').to_string();
+        if name.len() > "stageload_".len() {
+            names.insert(name);
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// A histogram's series name without `_bucket`, `_sum` or `_count`.
+fn base_name(name: &str) -> &str {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if stageload::telemetry::ALL.contains(&base) {
+                return base;
+            }
+        }
+    }
+    name
+}
+
+/// The alert rules and the Grafana dashboard in `packaging/` name only metrics the daemon
+/// exports, and the dashboard shows every one of them.
+#[test]
+fn shipped_alerts_and_dashboard_name_only_exported_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    let alerts = std::fs::read_to_string(root.join("prometheus/alerts.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(root.join("grafana/stageload.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard is JSON");
+    let exprs: Vec<String> = parsed["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("expr").to_string())
+        .collect();
+    let in_alerts = metric_names(&alerts);
+    let in_dashboard = metric_names(&exprs.join("\n"));
+    assert!(in_alerts.len() >= 6, "{in_alerts:?}");
+    for name in in_alerts.iter().chain(&in_dashboard) {
+        assert!(
+            stageload::telemetry::ALL.contains(&base_name(name)),
+            "{name} is not a metric the daemon exports"
+        );
+    }
+    for name in stageload::telemetry::ALL {
+        assert!(
+            in_dashboard.iter().any(|n| base_name(n) == *name),
+            "the dashboard does not show {name}"
+        );
+    }
 }

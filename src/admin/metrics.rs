@@ -62,6 +62,8 @@ async fn set_gauges(shared: &Shared) {
     for p in shared.state.pipelines() {
         let live = p.live_workers.load(std::sync::atomic::Ordering::Relaxed);
         metrics::gauge!(m::LIVE_WORKERS, "pipeline" => p.config.name.clone()).set(live as f64);
+        metrics::gauge!(m::BUFFER_INTERVAL_SECONDS, "pipeline" => p.config.name.clone())
+            .set(p.config.buffer.interval_s as f64);
     }
     let names: Vec<String> = shared
         .state
@@ -76,6 +78,7 @@ async fn set_gauges(shared: &Shared) {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 warn!(error = %e, "metrics: pipeline status unavailable; gauges not updated");
+                metrics::gauge!(m::CONTROL_DATABASE_UP).set(0.0);
                 return;
             }
             Err(_) => {
@@ -83,9 +86,11 @@ async fn set_gauges(shared: &Shared) {
                     error = "timed out",
                     "metrics: pipeline status unavailable; gauges not updated"
                 );
+                metrics::gauge!(m::CONTROL_DATABASE_UP).set(0.0);
                 return;
             }
         };
+    metrics::gauge!(m::CONTROL_DATABASE_UP).set(1.0);
     for s in statuses {
         let p = s.pipeline;
         for (state, n) in [
