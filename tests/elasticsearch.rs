@@ -3,6 +3,8 @@
 //! longer than the retry budget.
 
 mod common;
+#[path = "proxy/mod.rs"]
+mod proxy;
 
 use common::*;
 use serde_json::Value;
@@ -669,4 +671,69 @@ async fn creates_stamp_a_timestamp_and_a_retried_create_counts_as_delivered() {
         0,
         "a 409 on a create is no error"
     );
+}
+
+/// Two nodes (proxies in front of one server), one stopped mid-batch: its connections are
+/// refused, it is taken out, and the other node takes its requests within the same attempt;
+/// every record is indexed once. Round robin alone sent every other request to the stopped
+/// node, and each attempt got only half of what was left through.
+#[tokio::test]
+async fn a_node_stopped_mid_batch_is_taken_out_and_the_other_takes_its_requests() {
+    let stack = Stack::get();
+    let es = stack.opensearch_url.clone();
+    let db = stack.fresh_database("esnode").await;
+    let bucket = stack.bucket("esnode").await;
+    let s3 = stack.s3().await;
+    let name = Stack::unique("esnode");
+    let (a, b) = (
+        proxy::Proxy::start(&es).await,
+        proxy::Proxy::start(&es).await,
+    );
+    for part in 0..4 {
+        put(
+            &s3,
+            &bucket,
+            &format!("in/{name}/{part}.json"),
+            json_lines(&format!("n{part}"), 5_000, 120),
+        )
+        .await;
+    }
+    let mut cfg = stack.base_config(&db);
+    cfg.push_str(
+        &pipeline(
+            &name,
+            &bucket,
+            "json_lines",
+            &a.endpoint(),
+            120,
+            "bulk_max_docs = 100\nconcurrency = 1",
+        )
+        .replace(
+            &format!("endpoints = [\"{}\"]", a.endpoint()),
+            &format!("endpoints = [\"{}\", \"{}\"]", a.endpoint(), b.endpoint()),
+        ),
+    );
+    let daemon = Daemon::start(&cfg);
+    wait_for("the first documents", Duration::from_secs(60), || async {
+        (count(&es, &name).await > 0).then_some(())
+    })
+    .await;
+    a.stop();
+    wait_count(&es, &name, 20_000, 120).await;
+    wait_all_settled(&db).await;
+    assert_eq!(
+        query_strings(
+            &db,
+            "SELECT state || ':' || records_delivered || ':' || (attempts <= 2)::text FROM batches"
+        )
+        .await,
+        vec!["loaded:20000:true"],
+        "one batch, every record, the stopped node's requests moved within the attempt"
+    );
+    wait_log(
+        || daemon.log_text(),
+        &["node refused the connection, taken out"],
+    )
+    .await;
+    assert_eq!(count(&es, &name).await, 20_000, "each record once");
 }

@@ -16,6 +16,8 @@ struct State {
     cuts: AtomicU64,
     served: AtomicU64,
     requests: Mutex<Vec<String>>,
+    /// The accept loop and every connection's task, ended by [`Proxy::stop`].
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The proxy; runs until the test's runtime ends.
@@ -38,17 +40,27 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let s = state.clone();
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(serve(client, s.clone()));
+                let conn = tokio::spawn(serve(client, s.clone()));
+                s.tasks.lock().unwrap().push(conn);
             }
         });
+        state.tasks.lock().unwrap().push(accept);
         Proxy { port, state }
     }
 
     /// The endpoint to give the daemon as `[s3] endpoint`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops as a node that went down does: its port refuses connections and every open
+    /// connection is closed.
+    pub fn stop(&self) {
+        for t in self.state.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
     }
 
     /// Cuts the first connection whose response passes `bytes`, once.

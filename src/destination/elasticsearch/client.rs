@@ -1,16 +1,18 @@
-//! The HTTP side, on the `elasticsearch` crate: building the transport (endpoints, TLS,
-//! credentials, body compression) and sending ready NDJSON bodies to `_bulk` as raw bytes.
+//! The HTTP side, on the `elasticsearch` crate: building one transport per endpoint (TLS,
+//! credentials, body compression) and sending ready NDJSON bodies to `_bulk` as raw bytes, on
+//! the node [`Nodes`] picks (round robin, refusing nodes taken out).
 
+use super::nodes::{is_refused_connection, Nodes};
 use crate::config::{ElasticsearchConfig, HttpCompression};
 use bytes::Bytes;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
-use elasticsearch::http::transport::{MultiNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::{Method, Url};
 use elasticsearch::Elasticsearch;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `filter_path` of every `_bulk` request: the answer keeps `errors` and, per item, its
 /// `status` and `error` (the members [`super::retry::parse_bulk`] reads), so it shrinks from
@@ -65,7 +67,9 @@ pub enum Sent {
 
 /// A configured connection to the cluster.
 pub struct Client {
-    es: Elasticsearch,
+    /// One client per endpoint, with the endpoint as messages show it.
+    es: Vec<(Elasticsearch, String)>,
+    nodes: Nodes,
     gzip: bool,
     bulk_query: Vec<(&'static str, String)>,
     endpoints: String,
@@ -90,35 +94,46 @@ impl Client {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let pool = MultiNodeConnectionPool::round_robin(urls, None);
-        let mut builder = TransportBuilder::new(pool)
-            .timeout(Duration::from_secs(config.request_timeout_s))
-            .enable_meta_header(false)
-            // The client's own compression runs level 6 on the runtime thread; bodies are
-            // compressed here instead (`destination::gzip`: level 1, on a blocking thread).
-            .request_body_compression(false);
-        if let Some(key) = &config.api_key {
-            builder = builder.auth(Credentials::EncodedApiKey(key.expose().to_string()));
-        } else if let Some(user) = &config.username {
-            let password = config.password.as_ref().map(|p| p.expose()).unwrap_or("");
-            builder = builder.auth(Credentials::Basic(user.clone(), password.to_string()));
+        let pem = match (&config.ca_file, config.tls_insecure_skip_verify) {
+            (Some(path), false) => {
+                Some(std::fs::read(path).map_err(|source| ClientError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
+            _ => None,
+        };
+        let mut es = Vec::with_capacity(urls.len());
+        for (url, shown) in urls.into_iter().zip(&config.endpoints) {
+            let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+                .timeout(Duration::from_secs(config.request_timeout_s))
+                .enable_meta_header(false)
+                // The client's own compression runs level 6 on the runtime thread; bodies are
+                // compressed here instead (`destination::gzip`: level 1, on a blocking thread).
+                .request_body_compression(false);
+            if let Some(key) = &config.api_key {
+                builder = builder.auth(Credentials::EncodedApiKey(key.expose().to_string()));
+            } else if let Some(user) = &config.username {
+                let password = config.password.as_ref().map(|p| p.expose()).unwrap_or("");
+                builder = builder.auth(Credentials::Basic(user.clone(), password.to_string()));
+            }
+            if config.tls_insecure_skip_verify {
+                builder = builder.cert_validation(CertificateValidation::None);
+            } else if let (Some(pem), Some(path)) = (&pem, &config.ca_file) {
+                let cert = Certificate::from_pem(pem).map_err(|e| ClientError::Certificate {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                builder = builder.cert_validation(CertificateValidation::Full(cert));
+            }
+            let transport = builder
+                .build()
+                .map_err(|e| ClientError::Build(e.to_string()))?;
+            es.push((
+                Elasticsearch::new(transport),
+                crate::config::secret::redact_url(shown),
+            ));
         }
-        if config.tls_insecure_skip_verify {
-            builder = builder.cert_validation(CertificateValidation::None);
-        } else if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
-                path: path.clone(),
-                source,
-            })?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| ClientError::Certificate {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            builder = builder.cert_validation(CertificateValidation::Full(cert));
-        }
-        let transport = builder
-            .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
         // Only what the answer is read for: each item's status and error. The items stay one
         // per action (every item has a status), a fifth of their full size; answers to a failed
         // request are never filtered by Elasticsearch or OpenSearch.
@@ -127,7 +142,8 @@ impl Client {
             bulk_query.push(("pipeline", p.clone()));
         }
         Ok(Client {
-            es: Elasticsearch::new(transport),
+            nodes: Nodes::new(es.len()),
+            es,
             gzip: config.compression == HttpCompression::Gzip,
             bulk_query,
             endpoints: config
@@ -160,20 +176,54 @@ impl Client {
         } else {
             body
         };
-        let sent = self
-            .es
-            .send(Method::Post, "_bulk", headers, query, Some(body), None)
-            .await;
-        answer(sent).await
+        self.on_a_node(|es| {
+            es.send(
+                Method::Post,
+                "_bulk",
+                headers.clone(),
+                query,
+                Some(body.clone()),
+                None,
+            )
+        })
+        .await
+    }
+
+    /// Sends with `send` on the nodes in [`Nodes::order`], moving on only when a node refused
+    /// the connection.
+    async fn on_a_node<'a, F, Fut>(&'a self, send: F) -> Sent
+    where
+        F: Fn(&'a Elasticsearch) -> Fut,
+        Fut: std::future::Future<
+            Output = Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+        >,
+    {
+        let mut last = Sent::Unreachable("no endpoint".into());
+        for i in self.nodes.order(Instant::now()) {
+            let (es, shown) = &self.es[i];
+            let sent = answer(send(es).await).await;
+            match &sent {
+                Sent::Unreachable(e) if self.es.len() > 1 && is_refused_connection(e) => {
+                    let out = self.nodes.refused(i, Instant::now());
+                    tracing::warn!(endpoint = %shown, out_s = out.as_secs(), error = %e, "node refused the connection, taken out; sending to the next");
+                    last = sent;
+                }
+                Sent::Unreachable(_) => return sent,
+                Sent::Answer { .. } => {
+                    if self.nodes.answered(i) {
+                        tracing::info!(endpoint = %shown, "node answers again, back in");
+                    }
+                    return sent;
+                }
+            }
+        }
+        last
     }
 
     /// `GET /`: reachability and credentials.
     pub async fn ping(&self) -> Sent {
-        let sent = self
-            .es
-            .send::<(), ()>(Method::Get, "", HeaderMap::new(), None, None, None)
-            .await;
-        answer(sent).await
+        self.on_a_node(|es| es.send::<(), ()>(Method::Get, "", HeaderMap::new(), None, None, None))
+            .await
     }
 }
 

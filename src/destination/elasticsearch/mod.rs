@@ -22,6 +22,7 @@ mod failed;
 mod give_up;
 mod id;
 mod index;
+mod nodes;
 mod retry;
 mod send;
 mod state;
