@@ -373,3 +373,34 @@ fn kms_keys_are_checked_where_they_are_set() {
         assert_eq!(c.s3.kms_key_id.as_deref(), Some(key));
     }
 }
+
+#[test]
+fn an_elastic_cloud_id_stands_for_the_endpoints() {
+    use base64::Engine;
+    let es = |dest: &str| {
+        BASE.replace(
+            "type = \"file\"\ndirectory = \"/tmp/out\"",
+            &format!("type = \"elasticsearch\"\nindex = \"logs\"\n{dest}"),
+        )
+    };
+    let id = format!(
+        "prod:{}",
+        base64::engine::general_purpose::STANDARD.encode("us-east-1.aws.found.io$abc123$def456")
+    );
+    let c = parse(&es(&format!("cloud_id = \"{id}\""))).expect("cloud_id alone");
+    let DestinationConfig::Elasticsearch(e) = &c.pipelines[0].destination else {
+        panic!("elasticsearch expected")
+    };
+    assert_eq!(e.urls(), vec!["https://abc123.us-east-1.aws.found.io/"]);
+    let msg = refusal(&es(&format!(
+        "cloud_id = \"{id}\"\nendpoints = [\"http://es:9200\"]"
+    )));
+    assert!(
+        msg.contains("pipeline \"clicks\".destination.cloud_id") && msg.contains("not both"),
+        "{msg}"
+    );
+    let msg = refusal(&es("cloud_id = \"prod:not base64!\""));
+    assert!(msg.contains("not an Elastic Cloud ID"), "{msg}");
+    let msg = refusal(&es(""));
+    assert!(msg.contains("or set cloud_id"), "{msg}");
+}

@@ -78,8 +78,8 @@ pub struct Client {
 impl Client {
     /// Builds the client; performs no I/O besides reading `ca_file`.
     pub fn build(config: &ElasticsearchConfig) -> Result<Client, ClientError> {
-        let urls = config
-            .endpoints
+        let endpoints = config.urls();
+        let urls = endpoints
             .iter()
             .map(|e| {
                 // A trailing slash keeps a path prefix (a proxy's `/es/`) when paths are joined.
@@ -104,7 +104,7 @@ impl Client {
             _ => None,
         };
         let mut es = Vec::with_capacity(urls.len());
-        for (url, shown) in urls.into_iter().zip(&config.endpoints) {
+        for (url, shown) in urls.into_iter().zip(&endpoints) {
             let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
                 .timeout(Duration::from_secs(config.request_timeout_s))
                 .enable_meta_header(false)
@@ -146,8 +146,7 @@ impl Client {
             es,
             gzip: config.compression == HttpCompression::Gzip,
             bulk_query,
-            endpoints: config
-                .endpoints
+            endpoints: endpoints
                 .iter()
                 .map(|e| crate::config::secret::redact_url(e))
                 .collect::<Vec<_>>()

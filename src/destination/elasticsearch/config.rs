@@ -55,8 +55,13 @@ pub enum OpType {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
-    /// Cluster endpoints, tried in turn (`https://es:9200`).
+    /// Cluster endpoints, round robin with failover (`https://es:9200`); empty with `cloud_id`.
+    #[serde(default)]
     pub endpoints: Vec<String>,
+    /// Elastic Cloud's Cloud ID (`<name>:<base64 of host$es-uuid$kibana-uuid>`), instead of
+    /// `endpoints`: the deployment's Elasticsearch URL is taken from it.
+    #[serde(default)]
+    pub cloud_id: Option<String>,
     /// Index name (before rotation).
     pub index: String,
     /// Index rotation period, computed in UTC.
@@ -126,12 +131,41 @@ fn endpoint_has_userinfo(url: &str) -> bool {
 }
 
 impl ElasticsearchConfig {
+    /// The endpoints to send to: `endpoints`, or the URL `cloud_id` names (validated first).
+    pub fn urls(&self) -> Vec<String> {
+        match self
+            .cloud_id
+            .as_deref()
+            .and_then(|id| elasticsearch::http::transport::CloudId::parse(id).ok())
+        {
+            Some(cloud) => vec![cloud.url.to_string()],
+            None => self.endpoints.clone(),
+        }
+    }
+
     /// Checks the fields; returns the field (relative to `destination`) and the problem.
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_string(), m));
         let e = self;
-        if e.endpoints.is_empty() {
-            return err("endpoints", "needs at least one URL".into());
+        match (&e.cloud_id, e.endpoints.is_empty()) {
+            (None, true) => {
+                return err(
+                    "endpoints",
+                    "needs at least one URL (or set cloud_id)".into(),
+                )
+            }
+            (Some(_), false) => {
+                return err(
+                    "cloud_id",
+                    "set either cloud_id or endpoints, not both".into(),
+                )
+            }
+            (Some(id), true) => {
+                if let Err(problem) = elasticsearch::http::transport::CloudId::parse(id) {
+                    return err("cloud_id", format!("is not an Elastic Cloud ID: {problem}"));
+                }
+            }
+            (None, false) => {}
         }
         if let Some(bad) = e
             .endpoints
