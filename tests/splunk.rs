@@ -5,6 +5,8 @@
 //! budget.
 
 mod common;
+#[path = "proxy/sticky.rs"]
+mod sticky;
 
 use common::*;
 use serde_json::{json, Value};
@@ -605,5 +607,58 @@ async fn blackhole_throughput() {
         total as f64 / secs,
         stats["decoded_bytes"].as_f64().unwrap_or(0.0) / secs / 1e6,
         stats["requests"]
+    );
+}
+
+/// Two indexers behind a load balancer that keeps a client on one indexer with a cookie: each
+/// channel sends the balancer's cookie back, so its ack polls reach the indexer that took its
+/// events. Without it, polls land on the other indexer, which does not know the ids, and
+/// requests are sent again (and indexed twice).
+#[tokio::test]
+async fn acks_behind_a_sticky_load_balancer_reach_the_indexer_that_took_the_events() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecsticky").await;
+    let bucket = stack.bucket("hecsticky").await;
+    let s3 = stack.s3().await;
+    let (one, two) = (Receiver::start(&["--ack"]), Receiver::start(&["--ack"]));
+    let lb = sticky::Sticky::start(&[one.url.clone(), two.url.clone()]).await;
+    for part in 0..4 {
+        put(
+            &s3,
+            &bucket,
+            &format!("in/sticky/{part}.json"),
+            json_lines(&format!("s{part}"), 500, 200),
+        )
+        .await;
+    }
+    let config = stack.base_config(&db)
+        + &pipeline(
+            "sticky",
+            &bucket,
+            "json_lines",
+            60,
+            &format!(
+                "url = \"{}\"\nmax_request_bytes = 16384\nack_timeout_s = 5",
+                lb.url()
+            ),
+        );
+    let daemon = Daemon::start(&config);
+    wait_batches(&db, "loaded", 1, 60).await;
+    wait_for("every batch settled", Duration::from_secs(60), || async {
+        (batches(&db, "sealed").await + batches(&db, "delivering").await == 0).then_some(())
+    })
+    .await;
+    let (ids_one, n_one) = one.record_ids().await;
+    let (ids_two, n_two) = two.record_ids().await;
+    assert_eq!(
+        n_one + n_two,
+        2000,
+        "each record once: {n_one} + {n_two} events"
+    );
+    assert_eq!(ids_one.union(&ids_two).count(), 2000);
+    assert_eq!(lb.unsticky_acks(), 0, "every ack poll carried the cookie");
+    assert!(
+        !daemon.log_text().contains("sending again"),
+        "no request was sent again"
     );
 }

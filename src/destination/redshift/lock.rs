@@ -109,14 +109,18 @@ impl LoadLock {
         )
     }
 
-    /// Creates the lock table when missing and reads the database's isolation level; called
-    /// once per destination, before its first load.
-    pub async fn set_up(&self, client: &Session, pipeline: &str) -> Result<Mode, RedshiftError> {
-        let exists = client
+    async fn exists(&self, client: &Session) -> Result<bool, RedshiftError> {
+        Ok(client
             .query("find the lock table", &self.exists_query())
             .await?
             .iter()
-            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)));
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))))
+    }
+
+    /// Creates the lock table when missing and reads the database's isolation level; called
+    /// once per destination, before its first load.
+    pub async fn set_up(&self, client: &Session, pipeline: &str) -> Result<Mode, RedshiftError> {
+        let exists = self.exists(client).await?;
         let mut usable = exists;
         if !exists {
             let ddl = format!(
@@ -138,8 +142,14 @@ impl LoadLock {
                         info!(pipeline, error = %e, "lock table left without a comment");
                     }
                 }
+                // Another daemon creating it at the same moment can make this CREATE fail
+                // (PostgreSQL's catalog race); a table that is there now is as good.
                 Err(e) if e.class() == Class::Permanent => {
-                    warn!(pipeline, table = %self.table, error = %e, "cannot create the lock table: loads lock the marker table and run one at a time on this cluster");
+                    if self.exists(client).await? {
+                        usable = true;
+                    } else {
+                        warn!(pipeline, table = %self.table, error = %e, "cannot create the lock table: loads lock the marker table and run one at a time on this cluster");
+                    }
                 }
                 Err(e) => return Err(e),
             }

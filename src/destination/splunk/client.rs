@@ -1,13 +1,23 @@
 //! The HTTP side of HEC: the `reqwest` client (TLS verified by default, an extra CA, or no
 //! verification on request), sending one body on a channel, polling `/ack`, and the health
 //! and token check. The token only ever goes into a sensitive header.
+//!
+//! Behind a load balancer (Splunk Cloud, an AWS ALB or ELB in front of indexers) the ack ids
+//! of a channel are known only to the indexer that took its events, and the balancer keeps a
+//! client on one indexer with a cookie it sets (`AWSALB`, `AWSELB`, ...); Splunk's pages on
+//! indexer acknowledgement ask for sticky sessions on such a balancer for that reason. Each
+//! channel keeps the cookies its answers set and sends them back on its next request and ack
+//! poll.
 
 use super::retry::{classify, HecReply, Verdict};
 use crate::config::{HecEndpoint, HttpCompression, SplunkConfig};
 use crate::destination::DestinationError;
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, SET_COOKIE,
+};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Header naming the channel.
@@ -20,6 +30,12 @@ pub struct Hec {
     auth: HeaderValue,
     send_path: &'static str,
     compression: HttpCompression,
+    /// Per channel, the cookies its answers set (`name=value`), in the order first set; a
+    /// channel is here (perhaps with none) once its first request was answered.
+    cookies: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Held by a channel's first request until it is answered: requests sent side by side
+    /// before the balancer's cookie is known would be spread over indexers.
+    first: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Hec {
@@ -98,7 +114,52 @@ impl Hec {
                 HecEndpoint::Raw => "/services/collector/raw",
             },
             compression: config.compression,
+            cookies: Mutex::new(HashMap::new()),
+            first: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn answered_before(&self, channel: &str) -> bool {
+        self.cookies
+            .lock()
+            .expect("cookie jar")
+            .contains_key(channel)
+    }
+
+    /// The `Cookie` header for `channel`, if its answers set any.
+    fn cookie(&self, channel: &str) -> Option<HeaderValue> {
+        let jar = self.cookies.lock().expect("cookie jar");
+        let pairs = jar.get(channel)?;
+        let text = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut value = HeaderValue::from_str(&text).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// Keeps the cookies an answer on `channel` set (the `name=value` of each `Set-Cookie`).
+    fn keep_cookies(&self, channel: &str, headers: &HeaderMap) {
+        let set: Vec<(String, String)> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| {
+                let pair = v.split(';').next()?.trim();
+                let (k, val) = pair.split_once('=')?;
+                (!k.trim().is_empty()).then(|| (k.trim().to_string(), val.trim().to_string()))
+            })
+            .collect();
+        let mut jar = self.cookies.lock().expect("cookie jar");
+        let pairs = jar.entry(channel.to_string()).or_default();
+        for (k, v) in set {
+            match pairs.iter_mut().find(|(name, _)| *name == k) {
+                Some(p) => p.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
     }
 
     /// The base URL, for messages.
@@ -113,6 +174,13 @@ impl Hec {
         body: Bytes,
         query: &[(&'static str, String)],
     ) -> Result<Verdict, SendError> {
+        // A channel's first request goes alone; the rest follow its cookie.
+        let _first = if self.answered_before(channel) {
+            None
+        } else {
+            let guard = self.first.lock().await;
+            (!self.answered_before(channel)).then_some(guard)
+        };
         let url = format!("{}{}", self.base, self.send_path);
         let mut req = self
             .client
@@ -120,6 +188,9 @@ impl Hec {
             .header(AUTHORIZATION, self.auth.clone())
             .header(CHANNEL, channel)
             .query(query);
+        if let Some(cookie) = self.cookie(channel) {
+            req = req.header(COOKIE, cookie);
+        }
         req = match self.compression {
             HttpCompression::None => req.body(body),
             HttpCompression::Gzip => {
@@ -128,6 +199,7 @@ impl Hec {
             }
         };
         let resp = req.send().await.map_err(|e| SendError::new(&url, e))?;
+        self.keep_cookies(channel, resp.headers());
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| SendError::new(&url, e))?;
         Ok(classify(status, HecReply::parse(&bytes).as_ref()))
@@ -140,16 +212,21 @@ impl Hec {
         ids: &[u64],
     ) -> Result<HashMap<u64, bool>, PollError> {
         let url = format!("{}/services/collector/ack", self.base);
-        let resp = self
+        let mut req = self
             .client
             .post(&url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(CHANNEL, channel)
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(cookie) = self.cookie(channel) {
+            req = req.header(COOKIE, cookie);
+        }
+        let resp = req
             .body(serde_json::to_vec(&serde_json::json!({ "acks": ids })).expect("ids"))
             .send()
             .await
             .map_err(|e| PollError::Http(SendError::new(&url, e)))?;
+        self.keep_cookies(channel, resp.headers());
         let status = resp.status().as_u16();
         let bytes = resp
             .bytes()
