@@ -10,19 +10,24 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// Records per object, and objects: 25,000 records of 600 bytes, about 26 MB of failed
 /// records (more than three 8 MiB parts) and 25,000 rows (more than two 10,000-row chunks).
 const PER_OBJECT: usize = 12_500;
 const LINE_BYTES: usize = 600;
 
-/// A loopback address nobody listens on.
-async fn closed_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr.to_string()
+/// An Elasticsearch destination for index `name` at `addr`.
+fn elasticsearch_at(name: &str, addr: &str) -> String {
+    format!(
+        "type = \"elasticsearch\"\nendpoints = [\"http://{addr}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5"
+    )
+}
+
+/// A Splunk destination at `addr`.
+fn splunk_at(addr: &str) -> String {
+    format!(
+        "type = \"splunk\"\nurl = \"http://{addr}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5"
+    )
 }
 
 /// Stages two gzip objects of `PER_OBJECT` records each under `in/<name>/`; returns the
@@ -185,11 +190,7 @@ async fn elasticsearch_down_past_the_budget_writes_off_every_record_in_chunks() 
     writes_off_every_record(
         "guees",
         "elasticsearch",
-        |name, port| {
-            format!(
-                "type = \"elasticsearch\"\nendpoints = [\"http://{port}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5"
-            )
-        },
+        elasticsearch_at,
         &[
             "attemptsMade",
             "arrivalTimestamp",
@@ -208,11 +209,7 @@ async fn splunk_down_past_the_budget_writes_off_every_record_in_chunks() {
     let (records, staged) = writes_off_every_record(
         "guhec",
         "splunk",
-        |_, port| {
-            format!(
-                "type = \"splunk\"\nurl = \"http://{port}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5\nmax_request_bytes = 65536"
-            )
-        },
+        |_, port| splunk_at(port) + "\nmax_request_bytes = 65536",
         &[
             "attemptsMade",
             "arrivalTimestamp",
@@ -245,10 +242,7 @@ async fn an_unwritable_error_bucket_still_leaves_a_row_per_record() {
         &bucket,
         "json_lines",
         2,
-        &format!(
-            "type = \"elasticsearch\"\nendpoints = [\"http://{}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5",
-            closed_port().await
-        ),
+        &elasticsearch_at(&name, &closed_port().await),
     )
     .replace(
         "error_prefix = ",
@@ -343,11 +337,7 @@ async fn a_cloudtrail_file_written_off_keeps_a_row_per_record() {
         "cloudtrail",
         body.as_bytes(),
         N,
-        |_, port| {
-            format!(
-                "type = \"splunk\"\nurl = \"http://{port}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5"
-            )
-        },
+        |_, port| splunk_at(port),
         "splunk",
     )
     .await;
@@ -371,11 +361,7 @@ async fn a_json_concat_line_written_off_keeps_a_row_per_document() {
         "json_concat",
         body.as_bytes(),
         N,
-        |name, port| {
-            format!(
-                "type = \"elasticsearch\"\nendpoints = [\"http://{port}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5"
-            )
-        },
+        elasticsearch_at,
         "elasticsearch",
     )
     .await;
@@ -401,11 +387,7 @@ async fn a_csv_object_written_off_keeps_a_row_per_record() {
         "csv",
         body.as_bytes(),
         N,
-        |_, port| {
-            format!(
-                "type = \"splunk\"\nurl = \"http://{port}\"\ntoken = \"00000000-0000-0000-0000-000000000001\"\nrequest_timeout_s = 5"
-            )
-        },
+        |_, port| splunk_at(port),
         "splunk",
     )
     .await;

@@ -16,9 +16,7 @@ const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56e
 
 /// An Elasticsearch destination nobody answers at, so the 2 s budget runs out.
 async fn dead_elasticsearch(name: &str) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    let addr = closed_port().await;
     format!(
         "type = \"elasticsearch\"\nendpoints = [\"http://{addr}\"]\nindex = \"{name}\"\nrequest_timeout_s = 5"
     )

@@ -117,11 +117,6 @@ impl S3 {
         s3
     }
 
-    /// The KMS key objects are written with, if any.
-    pub fn kms_key_id(&self) -> Option<&str> {
-        self.kms_key_id.as_deref()
-    }
-
     /// The region and credentials of `[s3]`, for the other AWS clients (SQS).
     pub fn sdk_config(&self) -> &aws_config::SdkConfig {
         &self.shared

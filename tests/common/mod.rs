@@ -185,6 +185,14 @@ pub fn json_lines(tag: &str, n: usize, line_bytes: usize) -> Vec<u8> {
     out
 }
 
+/// A loopback address nobody listens on.
+pub async fn closed_port() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr.to_string()
+}
+
 /// Runs statements against a database; a failure fails the test.
 pub async fn exec(url: &str, sql: &str) {
     let (c, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");

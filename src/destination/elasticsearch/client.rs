@@ -2,7 +2,7 @@
 //! credentials, body compression) and sending ready NDJSON bodies to `_bulk` as raw bytes, on
 //! the node [`Nodes`] picks (round robin, refusing nodes taken out).
 
-use super::nodes::{is_refused_connection, Nodes};
+use super::nodes::Nodes;
 use crate::config::{ElasticsearchConfig, HttpCompression};
 use bytes::Bytes;
 use elasticsearch::auth::Credentials;
@@ -200,9 +200,11 @@ impl Client {
         let mut last = Sent::Unreachable("no endpoint".into());
         for i in self.nodes.order(Instant::now()) {
             let (es, shown) = &self.es[i];
-            let sent = answer(send(es).await).await;
+            let result = send(es).await;
+            let refused = matches!(&result, Err(e) if never_connected(e));
+            let sent = answer(result).await;
             match &sent {
-                Sent::Unreachable(e) if self.es.len() > 1 && is_refused_connection(e) => {
+                Sent::Unreachable(e) if self.es.len() > 1 && refused => {
                     let out = self.nodes.refused(i, Instant::now());
                     tracing::warn!(endpoint = %shown, out_s = out.as_secs(), error = %e, "node refused the connection, taken out; sending to the next");
                     last = sent;
@@ -238,6 +240,14 @@ async fn answer(
         Ok(body) => Sent::Answer { status, body },
         Err(e) => Sent::Unreachable(format!("reading the response: {}", chain(&e))),
     }
+}
+
+/// Whether the request never reached the node (the connection was not made), as reqwest
+/// knows it: nothing was sent, so another node may take the request.
+fn never_connected(e: &elasticsearch::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<reqwest::Error>())
+        .is_some_and(reqwest::Error::is_connect)
 }
 
 /// An error with its causes, which for reqwest hold the useful part ("connection refused").

@@ -76,15 +76,6 @@ impl Nodes {
     }
 }
 
-/// Whether a request's error says the connection was never made (nothing was sent).
-pub fn is_refused_connection(error: &str) -> bool {
-    let e = error.to_ascii_lowercase();
-    e.contains("connection refused")
-        || e.contains("tcp connect error")
-        || e.contains("error trying to connect")
-        || e.contains("dns error")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,14 +103,5 @@ mod tests {
         nodes.refused(2, t);
         nodes.refused(2, t);
         assert_eq!(nodes.order(t)[..2], [1, 0]);
-    }
-
-    #[test]
-    fn only_a_connection_never_made_moves_on() {
-        assert!(is_refused_connection(
-            "error sending request for url (http://127.0.0.1:9/_bulk): client error (Connect): tcp connect error: Connection refused (os error 111)"
-        ));
-        assert!(!is_refused_connection("operation timed out"));
-        assert!(!is_refused_connection("connection reset by peer"));
     }
 }

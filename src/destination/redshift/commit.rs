@@ -27,6 +27,8 @@ pub struct Tables {
     pub errors: String,
     /// `"schema"."stageload_loaded_objects"`: every object a load committed (`held`).
     pub loaded: String,
+    /// The schema, quoted.
+    pub schema: String,
     /// The schema as the catalog spells it (folded like the quoted identifier).
     pub schema_name: String,
 }
@@ -40,6 +42,7 @@ impl Tables {
             marker: format!("{quoted}.\"stageload_commits\""),
             errors: format!("{quoted}.\"stageload_commit_errors\""),
             loaded: format!("{quoted}.\"stageload_loaded_objects\""),
+            schema: quoted.clone(),
             schema_name,
         })
     }

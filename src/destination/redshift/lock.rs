@@ -22,6 +22,7 @@
 //! marker table's lock alone.
 
 use super::client::Session;
+use super::commit::Tables;
 use super::copy::quote_literal;
 use super::retry::{Class, RedshiftError};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -68,16 +69,15 @@ impl Mode {
 }
 
 impl LoadLock {
-    /// The lock of loads into `target`, its table in the quoted `schema` (spelt `schema_name`
-    /// in the catalog) beside the quoted `marker` table.
-    pub fn new(schema: &str, schema_name: &str, marker: &str, target: &str) -> LoadLock {
+    /// The lock of loads into `target`, its table beside the marker tables.
+    pub fn new(tables: &Tables, target: &str) -> LoadLock {
         let hash = xxhash_rust::xxh3::xxh3_64(target.trim().as_bytes());
         let table_name = format!("stageload_lock_{hash:016x}");
         LoadLock {
-            marker: marker.to_string(),
-            table: format!("{schema}.\"{table_name}\""),
+            marker: tables.marker.clone(),
+            table: format!("{}.\"{table_name}\"", tables.schema),
             table_name,
-            schema_name: schema_name.to_string(),
+            schema_name: tables.schema_name.clone(),
             target: target.trim().to_string(),
             mode: AtomicU8::new(0),
         }
@@ -205,14 +205,17 @@ mod tests {
 
     #[test]
     fn one_lock_table_per_target_and_the_statement_follows_the_mode() {
-        let m = "\"public\".\"stageload_commits\"";
-        let a = LoadLock::new("\"public\"", "public", m, "public.events");
-        let b = LoadLock::new("\"public\"", "public", m, "public.orders");
+        let tables = Tables::new("public").unwrap();
+        let m = tables.marker.as_str();
+        let a = LoadLock::new(&tables, "public.events");
+        let b = LoadLock::new(&tables, "public.orders");
         assert_ne!(a.table, b.table);
-        assert_eq!(
-            a.table,
-            LoadLock::new("\"public\"", "public", m, " public.events").table
+        assert!(
+            a.table.starts_with("\"public\".\"stageload_lock_"),
+            "{}",
+            a.table
         );
+        assert_eq!(a.table, LoadLock::new(&tables, " public.events").table);
         assert!(a.table_name.starts_with("stageload_lock_") && a.table_name.len() == 31);
         // Until set up, both tables, in the one order every load uses.
         assert_eq!(a.statement(), format!("LOCK {}, {m}", a.table));

@@ -101,12 +101,7 @@ impl RedshiftDestination {
         installation: &str,
     ) -> Result<Arc<dyn Destination>, String> {
         let tables = Tables::new(&config.commit_schema)?;
-        let lock = LoadLock::new(
-            &copy::quote_ident(&config.commit_schema)?,
-            &tables.schema_name,
-            &tables.marker,
-            &config.table,
-        );
+        let lock = LoadLock::new(&tables, &config.table);
         Ok(Arc::new(RedshiftDestination {
             pipeline: pipeline.name.clone(),
             installation: installation.to_string(),
