@@ -37,6 +37,8 @@ pub const PENDING_BYTES: &str = "stageload_pending_bytes";
 pub const CONTROL_DATABASE_UP: &str = "stageload_control_database_up";
 /// Each pipeline's `buffer.interval_s`, for alerts on staleness (gauge).
 pub const BUFFER_INTERVAL_SECONDS: &str = "stageload_buffer_interval_seconds";
+/// After-load actions by outcome: `done`, `superseded`, `gone`, `retried`, `failed` (counter).
+pub const AFTER_LOAD_ACTIONS: &str = "stageload_after_load_actions_total";
 
 /// Every metric the daemon exports (histograms also as `_bucket`, `_sum` and `_count`): what
 /// the shipped alert rules and dashboard may refer to.
@@ -58,6 +60,7 @@ pub const ALL: &[&str] = &[
     PENDING_BYTES,
     CONTROL_DATABASE_UP,
     BUFFER_INTERVAL_SECONDS,
+    AFTER_LOAD_ACTIONS,
 ];
 
 /// Registers the descriptions (shown as `# HELP` lines) with the installed recorder.
@@ -75,6 +78,10 @@ pub fn describe() {
         DELIVERY_SECONDS,
         Unit::Seconds,
         "Seconds from a batch's first attempt to its settlement"
+    );
+    describe_counter!(
+        AFTER_LOAD_ACTIONS,
+        "After-load actions (delete, tag, move) by outcome"
     );
     describe_counter!(BUDGET_EXHAUSTED, "Batches whose retry budget ran out");
     describe_counter!(

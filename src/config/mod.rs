@@ -5,6 +5,7 @@
 //! itself, so a value cannot inject keys), then the tree is deserialized with its path tracked,
 //! and [`Config::validate`] checks ranges and cross-field rules.
 
+pub mod after_load;
 pub mod copy_options;
 pub mod destination;
 mod format;
@@ -282,6 +283,16 @@ impl PipelineConfig {
     pub fn own_prefixes(&self) -> Vec<String> {
         let mut own = vec![self.error_prefix()];
         own.extend(self.destination.own_prefixes());
+        if self.source.after_load == after_load::AfterLoad::Move
+            && self
+                .source
+                .after_load_bucket
+                .as_deref()
+                .unwrap_or(&self.source.bucket)
+                == self.source.bucket
+        {
+            own.extend(self.source.after_load_prefix.clone());
+        }
         own.retain(|p| !p.is_empty());
         own
     }
@@ -363,6 +374,25 @@ pub struct SourceConfig {
     /// backfill`.
     #[serde(default)]
     pub start_at: StartAt,
+    /// What happens to an object once its batch settled `loaded`: `keep` (the default),
+    /// `delete`, `tag` or `move`. Never for a skipped object, at most once per object, recorded
+    /// in the ledger.
+    #[serde(default)]
+    pub after_load: after_load::AfterLoad,
+    /// `tag`: the tag added, as `key=value` (default `stageload=loaded`).
+    #[serde(default)]
+    pub after_load_tag: Option<String>,
+    /// `move`: the key prefix objects are moved under (`archive/`); the rest of the key is
+    /// kept.
+    #[serde(default)]
+    pub after_load_prefix: Option<String>,
+    /// `move`: the bucket moved to (default: the object's own bucket).
+    #[serde(default)]
+    pub after_load_bucket: Option<String>,
+    /// Seconds an action that keeps failing is retried before it is given up (the object
+    /// stays, marked `failed` in the ledger); 60 to 2592000, default 86400.
+    #[serde(default = "after_load::default_retry_s")]
+    pub after_load_retry_s: u64,
 }
 
 /// `[pipeline.source.multiline]`: multi-line records for `format = "lines"`.
@@ -733,6 +763,7 @@ impl Config {
             p.source
                 .validate_format(redshift)
                 .map_err(|(f, m)| (at(&format!("source.{f}")), m))?;
+            after_load::validate(i, &self.pipelines).map_err(|(f, m)| (at(&f), m))?;
             let b = &p.buffer;
             if !(1..=1024).contains(&b.size_mib) {
                 return Err((

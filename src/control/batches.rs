@@ -62,6 +62,9 @@ pub struct Settlement {
     pub records_rejected: i64,
     /// Objects skipped on their own (a bad file, a missing object); the rest are loaded.
     pub skipped_objects: Vec<i64>,
+    /// The pipeline's after-load action (`delete`, `tag`, `move`), made due for each object
+    /// this settlement loads, in the same transaction; `None` for `keep`.
+    pub after_load: Option<&'static str>,
 }
 
 impl Control {
@@ -331,9 +334,18 @@ impl Control {
         )
         .await
         .map_err(q("skip objects"))?;
+        // An object loaded again (a `backfill --reload`) keeps the action it already had:
+        // at most one per object.
         tx.execute(
-            "UPDATE staged_objects SET state = $2, settled_at = now() WHERE batch_id = $1 AND state = 'batched'",
-            &[&batch, &state],
+            "UPDATE staged_objects SET state = $2, settled_at = now(),
+                    after_load_state = CASE WHEN $2 = 'loaded' AND $3::text IS NOT NULL
+                        AND after_load_state IS NULL THEN 'pending' ELSE after_load_state END,
+                    after_load_action = CASE WHEN $2 = 'loaded' AND $3::text IS NOT NULL
+                        AND after_load_state IS NULL THEN $3 ELSE after_load_action END,
+                    after_load_next_at = CASE WHEN $2 = 'loaded' AND $3::text IS NOT NULL
+                        AND after_load_state IS NULL THEN now() ELSE after_load_next_at END
+             WHERE batch_id = $1 AND state = 'batched'",
+            &[&batch, &state, &s.after_load],
         )
         .await
         .map_err(q("settle objects"))?;

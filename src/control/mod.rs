@@ -1,6 +1,7 @@
 //! The control database (PostgreSQL): connection pool, migrations, and the queries behind each
 //! arrow of the flow. The database is the truth; every state change here is one transaction.
 
+pub mod after_load;
 pub mod batches;
 pub mod ledger;
 pub mod load_errors;

@@ -149,6 +149,7 @@ impl Control {
             .query(
                 "SELECT id, pipeline FROM staged_objects o
                  WHERE state IN ('loaded', 'skipped') AND settled_at < $1
+                   AND after_load_state IS DISTINCT FROM 'pending'
                    AND NOT EXISTS (SELECT 1 FROM batch_objects bo WHERE bo.object_id = o.id)
                    AND NOT EXISTS (SELECT 1 FROM load_errors e WHERE e.object_id = o.id)
                  ORDER BY settled_at LIMIT $2

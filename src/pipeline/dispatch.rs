@@ -6,6 +6,7 @@ use super::liveness::{Identity, Liveness};
 use super::retry::{Budget, RetryClock};
 use crate::artifacts::{self, FailedRecords};
 use crate::codes;
+use crate::config::after_load::AfterLoad;
 use crate::config::PipelineConfig;
 use crate::control::batches::Settlement;
 use crate::control::load_errors::ErrorContext;
@@ -252,7 +253,13 @@ impl Dispatcher {
         let budget = self.pipeline.retry_duration();
         let deadline = Budget::new(batch.first_attempt_at, budget);
         let mut clock = RetryClock::new(self.timings.backoff_initial, self.timings.backoff_max);
-        let mut settlement = Settlement::default();
+        let mut settlement = Settlement {
+            after_load: match self.pipeline.source.after_load {
+                AfterLoad::Keep => None,
+                a => Some(a.as_str()),
+            },
+            ..Settlement::default()
+        };
         let mut resume = None;
         let mut lean = None;
 

@@ -4,6 +4,7 @@
 //! into this pipeline's ledger and wakes its sealer. Data flows one way: discovery never waits
 //! on delivery.
 
+mod after_load;
 pub mod dispatch;
 mod lease;
 pub mod liveness;
@@ -112,6 +113,16 @@ impl PipelineRuntime {
                 }
             }
         });
+
+        if self.config.source.after_load != crate::config::after_load::AfterLoad::Keep {
+            tasks.spawn(after_load::run(
+                self.config.clone(),
+                self.control.clone(),
+                self.s3.clone(),
+                self.timings.lease,
+                stop.clone(),
+            ));
+        }
 
         for n in 0..self.config.workers {
             let dispatcher = Arc::new(Dispatcher {

@@ -1,5 +1,9 @@
 //! S3 access shared by every pipeline: listing, streaming reads, and writing artifacts.
 
+mod after_load;
+
+pub use after_load::{Applied, MAX_COPY_BYTES};
+
 use crate::config::S3Config;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -51,6 +55,8 @@ pub struct Head {
     pub etag: String,
     /// Size in bytes.
     pub size: i64,
+    /// The version HEAD answered for, on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// How many times one read of an object is resumed after its connection breaks.
@@ -335,6 +341,7 @@ impl S3 {
             Ok(out) => Ok(Some(Head {
                 etag: out.e_tag().unwrap_or("").trim_matches('"').to_string(),
                 size: out.content_length().unwrap_or(0),
+                version_id: out.version_id().map(str::to_string),
             })),
             Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => Ok(None),
             Err(e) => Err(request_error("head", bucket, key, e)),

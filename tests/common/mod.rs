@@ -272,7 +272,8 @@ pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
 }
 
 /// One number from a query (`SELECT count(*) ...`). A query that fails fails the test, except
-/// that a table not created yet (the daemon migrates at start) is waited for, up to 20 s.
+/// that a table or column not created yet (the daemon migrates at start) is waited for, up to
+/// 20 s.
 pub async fn query_i64(url: &str, sql: &str) -> i64 {
     let start = Instant::now();
     loop {
@@ -291,7 +292,8 @@ pub async fn query_i64(url: &str, sql: &str) -> i64 {
                     .unwrap_or_else(|| panic!("no row from {sql}"))
             }
             Err(e)
-                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                if (e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                    || e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN))
                     && start.elapsed() < Duration::from_secs(20) =>
             {
                 tokio::time::sleep(Duration::from_millis(200)).await;
