@@ -15,7 +15,7 @@ pub mod redshift;
 #[path = "../destination/splunk/config.rs"]
 pub mod splunk;
 
-pub use elasticsearch::{DocumentId, ElasticsearchConfig, IndexRotation, OpType};
+pub use elasticsearch::{DocumentId, ElasticsearchConfig, EsAuth, IndexRotation, OpType};
 pub use file::FileConfig;
 pub use redshift::{statement_terminator, ErrorTable, RedshiftAuth, RedshiftConfig};
 pub use splunk::{HecEndpoint, SplunkConfig};

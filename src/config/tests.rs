@@ -404,3 +404,48 @@ fn an_elastic_cloud_id_stands_for_the_endpoints() {
     let msg = refusal(&es(""));
     assert!(msg.contains("or set cloud_id"), "{msg}");
 }
+
+#[test]
+fn sigv4_takes_its_scope_from_the_endpoint_and_refuses_other_credentials() {
+    let es = |dest: &str| {
+        BASE.replace(
+            "type = \"file\"\ndirectory = \"/tmp/out\"",
+            &format!("type = \"elasticsearch\"\nindex = \"logs\"\nauth = \"aws_sigv4\"\n{dest}"),
+        )
+    };
+    let scope = |dest: &str| {
+        let c = parse(&es(dest)).expect(dest);
+        let DestinationConfig::Elasticsearch(e) = &c.pipelines[0].destination else {
+            panic!("elasticsearch expected")
+        };
+        e.sigv4_scope()
+    };
+    assert_eq!(
+        scope("endpoints = [\"https://search-logs-abc.eu-west-1.es.amazonaws.com\"]"),
+        ("es".into(), Some("eu-west-1".into()))
+    );
+    assert_eq!(
+        scope("endpoints = [\"https://x1y2.us-east-2.aoss.amazonaws.com:443/\"]"),
+        ("aoss".into(), Some("us-east-2".into()))
+    );
+    assert_eq!(
+        scope("endpoints = [\"http://127.0.0.1:9200\"]"),
+        ("es".into(), None)
+    );
+    assert_eq!(
+        scope("endpoints = [\"http://127.0.0.1:9200\"]\naws_service = \"aoss\"\naws_region = \"ap-south-1\""),
+        ("aoss".into(), Some("ap-south-1".into()))
+    );
+    let msg = refusal(&es("endpoints = [\"http://es:9200\"]\nusername = \"u\""));
+    assert!(
+        msg.contains("destination.username") && msg.contains("aws_sigv4"),
+        "{msg}"
+    );
+    let msg = refusal(&es(
+        "endpoints = [\"http://es:9200\"]\naws_service = \"s3\"",
+    ));
+    assert!(msg.contains("destination.aws_service"), "{msg}");
+    let plain = es("endpoints = [\"http://es:9200\"]\naws_region = \"eu-west-1\"")
+        .replace("auth = \"aws_sigv4\"\n", "");
+    assert!(refusal(&plain).contains("only read with auth"), "{plain}");
+}

@@ -3,6 +3,7 @@
 //! the node [`Nodes`] picks (round robin, refusing nodes taken out).
 
 use super::nodes::Nodes;
+use super::sigv4::{empty_sha256, sha256_hex, Signer};
 use crate::config::{ElasticsearchConfig, HttpCompression};
 use bytes::Bytes;
 use elasticsearch::auth::Credentials;
@@ -69,6 +70,13 @@ pub enum Sent {
 pub struct Client {
     /// One client per endpoint, with the endpoint as messages show it.
     es: Vec<(Elasticsearch, String)>,
+    /// Each endpoint's base URL (with a trailing slash), which signed requests are signed for.
+    bases: Vec<Url>,
+    /// Signs every request when `auth = "aws_sigv4"`.
+    signer: Option<Signer>,
+    /// The path `check` asks for: `` (`GET /`), or for OpenSearch Serverless, which has no
+    /// `GET /`, the index (`HEAD <index>`).
+    check_index: Option<String>,
     nodes: Nodes,
     gzip: bool,
     bulk_query: Vec<(&'static str, String)>,
@@ -76,8 +84,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// Builds the client; performs no I/O besides reading `ca_file`.
-    pub fn build(config: &ElasticsearchConfig) -> Result<Client, ClientError> {
+    /// Builds the client; performs no I/O besides reading `ca_file`. With a `signer`, every
+    /// request is signed (`auth = "aws_sigv4"`); `check_index` is the index name the startup
+    /// check asks about on OpenSearch Serverless.
+    pub fn build(
+        config: &ElasticsearchConfig,
+        signer: Option<Signer>,
+        check_index: String,
+    ) -> Result<Client, ClientError> {
         let endpoints = config.urls();
         let urls = endpoints
             .iter()
@@ -104,6 +118,7 @@ impl Client {
             _ => None,
         };
         let mut es = Vec::with_capacity(urls.len());
+        let bases = urls.clone();
         for (url, shown) in urls.into_iter().zip(&endpoints) {
             let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
                 .timeout(Duration::from_secs(config.request_timeout_s))
@@ -141,9 +156,16 @@ impl Client {
         if let Some(p) = &config.ingest_pipeline {
             bulk_query.push(("pipeline", p.clone()));
         }
+        let check_index = signer
+            .as_ref()
+            .is_some_and(|s| s.service() == "aoss")
+            .then_some(check_index);
         Ok(Client {
             nodes: Nodes::new(es.len()),
             es,
+            bases,
+            signer,
+            check_index,
             gzip: config.compression == HttpCompression::Gzip,
             bulk_query,
             endpoints: endpoints
@@ -175,24 +197,72 @@ impl Client {
         } else {
             body
         };
-        self.on_a_node(|es| {
-            es.send(
+        let signing = match self.signing(&body).await {
+            Ok(s) => s,
+            Err(e) => return Sent::Unreachable(e),
+        };
+        let query_pairs = query.cloned().unwrap_or_default();
+        self.on_a_node(|es, base| {
+            let headers = self.signed(&signing, "POST", base, "_bulk", &query_pairs, &headers)?;
+            Ok(es.send(
                 Method::Post,
                 "_bulk",
-                headers.clone(),
+                headers,
                 query,
                 Some(body.clone()),
                 None,
-            )
+            ))
         })
         .await
     }
 
+    /// The credentials and body hash a signed request needs, once per request whatever the
+    /// node; `None` when requests are not signed.
+    async fn signing(
+        &self,
+        body: &Bytes,
+    ) -> Result<Option<(super::sigv4::Identified, String)>, String> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let who = signer.identity().await?;
+        let hash = if body.is_empty() {
+            empty_sha256()
+        } else {
+            sha256_hex(body.clone()).await
+        };
+        Ok(Some((who, hash)))
+    }
+
+    /// `headers` plus, when signing, the signature for `method` on `base` + `path` + `query`.
+    fn signed(
+        &self,
+        signing: &Option<(super::sigv4::Identified, String)>,
+        method: &str,
+        base: &Url,
+        path: &str,
+        query: &[(&'static str, String)],
+        headers: &HeaderMap,
+    ) -> Result<HeaderMap, String> {
+        let (Some(signer), Some((who, hash))) = (&self.signer, signing) else {
+            return Ok(headers.clone());
+        };
+        let mut url = base.join(path).map_err(|e| e.to_string())?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut out = headers.clone();
+        out.extend(signer.sign(who, method, &url, headers, hash)?);
+        Ok(out)
+    }
+
     /// Sends with `send` on the nodes in [`Nodes::order`], moving on only when a node refused
-    /// the connection.
+    /// the connection. `send` gets the node's client and base URL; an `Err` from it is a
+    /// request that could not be made (signing failed).
     async fn on_a_node<'a, F, Fut>(&'a self, send: F) -> Sent
     where
-        F: Fn(&'a Elasticsearch) -> Fut,
+        F: Fn(&'a Elasticsearch, &'a Url) -> Result<Fut, String>,
         Fut: std::future::Future<
             Output = Result<elasticsearch::http::response::Response, elasticsearch::Error>,
         >,
@@ -200,7 +270,10 @@ impl Client {
         let mut last = Sent::Unreachable("no endpoint".into());
         for i in self.nodes.order(Instant::now()) {
             let (es, shown) = &self.es[i];
-            let result = send(es).await;
+            let result = match send(es, &self.bases[i]) {
+                Ok(sending) => sending.await,
+                Err(e) => return Sent::Unreachable(e),
+            };
             let refused = matches!(&result, Err(e) if never_connected(e));
             let sent = answer(result).await;
             match &sent {
@@ -221,10 +294,29 @@ impl Client {
         last
     }
 
-    /// `GET /`: reachability and credentials.
+    /// `GET /`: reachability and credentials. OpenSearch Serverless has no `GET /`; there it is
+    /// `HEAD <index>`, whose 404 (no such index yet) also says the signature was accepted.
     pub async fn ping(&self) -> Sent {
-        self.on_a_node(|es| es.send::<(), ()>(Method::Get, "", HeaderMap::new(), None, None, None))
-            .await
+        let signing = match self.signing(&Bytes::new()).await {
+            Ok(s) => s,
+            Err(e) => return Sent::Unreachable(e),
+        };
+        let (method, verb, path) = match &self.check_index {
+            Some(index) => (Method::Head, "HEAD", index.as_str()),
+            None => (Method::Get, "GET", ""),
+        };
+        let sent = self
+            .on_a_node(|es, base| {
+                let headers = self.signed(&signing, verb, base, path, &[], &HeaderMap::new())?;
+                Ok(es.send::<(), ()>(method, path, headers, None, None, None))
+            })
+            .await;
+        match sent {
+            Sent::Answer { status: 404, body } if self.check_index.is_some() => {
+                Sent::Answer { status: 200, body }
+            }
+            other => other,
+        }
     }
 }
 

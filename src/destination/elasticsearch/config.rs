@@ -51,6 +51,18 @@ pub enum OpType {
     Create,
 }
 
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EsAuth {
+    /// `username`/`password`, `api_key`, or nothing.
+    #[default]
+    Static,
+    /// AWS Signature Version 4 with the AWS credential chain: Amazon OpenSearch Service (`es`)
+    /// and OpenSearch Serverless (`aoss`).
+    AwsSigv4,
+}
+
 /// `type = "elasticsearch"` (also OpenSearch).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +114,19 @@ pub struct ElasticsearchConfig {
     /// API key (`Authorization: ApiKey ...`), the base64 form.
     #[serde(default)]
     pub api_key: Option<Secret>,
+    /// `static` (the default: `username`/`password`, `api_key` or none) or `aws_sigv4`: every
+    /// request signed with AWS Signature Version 4 and the AWS credential chain.
+    #[serde(default)]
+    pub auth: EsAuth,
+    /// `aws_sigv4`: the service signed for, `es` (Amazon OpenSearch Service) or `aoss`
+    /// (OpenSearch Serverless); default from the endpoint (`*.aoss.amazonaws.com` is `aoss`),
+    /// else `es`.
+    #[serde(default)]
+    pub aws_service: Option<String>,
+    /// `aws_sigv4`: the region signed for; default from the endpoint
+    /// (`search-x.eu-west-1.es.amazonaws.com`), else `[s3] region`.
+    #[serde(default)]
+    pub aws_region: Option<String>,
     /// PEM file of CA certificates to trust in addition to the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -227,6 +252,76 @@ impl ElasticsearchConfig {
         if !(1..=3600).contains(&e.request_timeout_s) {
             return err("request_timeout_s", "must be 1 to 3600".into());
         }
+        self.validate_sigv4()
+    }
+
+    fn validate_sigv4(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+        if self.auth != EsAuth::AwsSigv4 {
+            if self.aws_service.is_some() || self.aws_region.is_some() {
+                let f = if self.aws_service.is_some() {
+                    "aws_service"
+                } else {
+                    "aws_region"
+                };
+                return err(f, "is only read with auth = \"aws_sigv4\"");
+            }
+            return Ok(());
+        }
+        if self.username.is_some() || self.api_key.is_some() {
+            let f = if self.username.is_some() {
+                "username"
+            } else {
+                "api_key"
+            };
+            return err(
+                f,
+                "auth = \"aws_sigv4\" signs with AWS credentials: remove username, password and api_key",
+            );
+        }
+        if self.cloud_id.is_some() {
+            return err("cloud_id", "Elastic Cloud does not take AWS signatures");
+        }
+        if let Some(s) = self.aws_service.as_deref() {
+            if s != "es" && s != "aoss" {
+                return err(
+                    "aws_service",
+                    "must be \"es\" (Amazon OpenSearch Service) or \"aoss\" (OpenSearch Serverless)",
+                );
+            }
+        }
+        if matches!(self.aws_region.as_deref(), Some("")) {
+            return err("aws_region", "must not be empty");
+        }
         Ok(())
+    }
+
+    /// `aws_sigv4`: the service and region to sign for, from the settings or else the first
+    /// endpoint's host (`<id>.<region>.aoss.amazonaws.com`,
+    /// `search-<domain>-<id>.<region>.es.amazonaws.com`); the region is `None` when neither
+    /// names it (the caller falls back to `[s3] region`).
+    pub fn sigv4_scope(&self) -> (String, Option<String>) {
+        let host = self
+            .endpoints
+            .first()
+            .and_then(|u| u.split_once("://").map(|(_, r)| r))
+            .map(|r| &r[..r.find(['/', ':', '?']).unwrap_or(r.len())])
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let labels: Vec<&str> = host.split('.').collect();
+        let from_host = |service: &str| {
+            let at = labels.iter().rposition(|l| *l == service)?;
+            (labels.get(at + 1) == Some(&"amazonaws") && at >= 2)
+                .then(|| labels[at - 1].to_string())
+        };
+        let service = self.aws_service.clone().unwrap_or_else(|| {
+            if from_host("aoss").is_some() {
+                "aoss".into()
+            } else {
+                "es".into()
+            }
+        });
+        let region = self.aws_region.clone().or_else(|| from_host(&service));
+        (service, region)
     }
 }

@@ -25,9 +25,10 @@ mod index;
 mod nodes;
 mod retry;
 mod send;
+mod sigv4;
 mod state;
 
-use crate::config::{ElasticsearchConfig, OpType, PipelineConfig, SourceConfig};
+use crate::config::{ElasticsearchConfig, EsAuth, OpType, PipelineConfig, SourceConfig};
 use crate::destination::{
     ArtifactKind, Attempt, Destination, DestinationError, FailureKind, GiveUp, Resume, WriteOff,
 };
@@ -37,6 +38,7 @@ use crate::source::s3::S3;
 use async_trait::async_trait;
 use attempt::{Mode, Progress, Run};
 use client::{Client, Sent};
+use sigv4::Signer;
 use std::sync::Arc;
 
 /// What every walk over a batch shares.
@@ -74,7 +76,23 @@ impl ElasticsearchDestination {
                 .transpose()
                 .map_err(|e| format!("{name}: {e}"))
         };
-        let client = Client::build(config).map_err(|e| e.to_string())?;
+        let signer = match config.auth {
+            EsAuth::Static => None,
+            EsAuth::AwsSigv4 => {
+                let sdk = s3.sdk_config();
+                let provider = sdk.credentials_provider().ok_or_else(|| {
+                    "auth = \"aws_sigv4\": no AWS credential provider is configured".to_string()
+                })?;
+                let (service, region) = config.sigv4_scope();
+                let region = region
+                    .or_else(|| sdk.region().map(|r| r.to_string()))
+                    .ok_or_else(|| "auth = \"aws_sigv4\": set aws_region".to_string())?;
+                Some(Signer::new(provider, service, region))
+            }
+        };
+        let check_index =
+            index::rotated_name(&config.index, config.index_rotation, chrono::Utc::now());
+        let client = Client::build(config, signer, check_index).map_err(|e| e.to_string())?;
         Ok(Arc::new(ElasticsearchDestination {
             shared: Shared {
                 pipeline: pipeline.name.clone(),

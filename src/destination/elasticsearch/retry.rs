@@ -230,6 +230,9 @@ fn is_version_conflict(error: Option<&Value>) -> bool {
         == Some("version_conflict_engine_exception")
 }
 
+/// The reason OpenSearch Serverless gives for an `_id` it does not take.
+const AOSS_NO_IDS: &str = "Document ID is not supported in create/index operation request";
+
 fn classify_item(status: u16, error: Option<&Value>) -> ItemVerdict {
     if (200..300).contains(&status) && error.is_none() {
         return ItemVerdict::Done;
@@ -243,6 +246,17 @@ fn classify_item(status: u16, error: Option<&Value>) -> ItemVerdict {
         404 if ty == Some("index_not_found_exception") => {
             ItemVerdict::Retry(FailureKind::NeedsOperator, status, reason)
         }
+        // OpenSearch Serverless time-series and vector-search collections refuse an `_id` in
+        // `_bulk` (every document alike): the configuration must change, not the records.
+        400 if reason.contains(AOSS_NO_IDS) => ItemVerdict::Retry(
+            FailureKind::NeedsOperator,
+            status,
+            format!(
+                "{reason}: this OpenSearch Serverless collection (time series or vector search) \
+                 takes no document ids; set document_id = \"auto\" (at least once) or load \
+                 into a search collection (effectively once)"
+            ),
+        ),
         _ => ItemVerdict::Reject(status, reason),
     }
 }
@@ -288,6 +302,7 @@ pub fn request_error_text(status: u16, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn errors_false_means_all_done() {
@@ -393,6 +408,23 @@ mod tests {
         assert!(matches!(
             items[5],
             ItemVerdict::Retry(FailureKind::NeedsOperator, 404, _)
+        ));
+    }
+
+    #[test]
+    fn serverless_refusing_document_ids_needs_the_operator() {
+        let error = json!({"type": "illegal_argument_exception",
+            "reason": "Document ID is not supported in create/index operation request"});
+        match classify_item(400, Some(&error)) {
+            ItemVerdict::Retry(FailureKind::NeedsOperator, 400, why) => {
+                assert!(why.contains("document_id = \"auto\""), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = json!({"type": "illegal_argument_exception", "reason": "bad field"});
+        assert!(matches!(
+            classify_item(400, Some(&other)),
+            ItemVerdict::Reject(400, _)
         ));
     }
 

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""A local stand-in for the SigV4 check of Amazon OpenSearch Service and OpenSearch Serverless.
+
+It recomputes each request's signature independently, with botocore's signer (not the code
+under test), refuses what AWS refuses with AWS's texts, and forwards what it accepts to an
+OpenSearch-compatible server. Checked, as AWS does
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-troubleshooting.html):
+the access key is known, the credential scope names this region and service, `host` is
+signed, `x-amz-date` is within 15 minutes, `x-amz-content-sha256` (required by `aoss`) is the
+body's hash, a session token is present and signed when the key has one, and the signature
+matches. With `--no-ids`, `_bulk` actions that carry an `_id` are refused per item the way an
+OpenSearch Serverless time-series collection refuses them.
+
+Usage: sigv4_verifier.py --upstream URL --service es|aoss --region R --key AKID:SECRET[:TOKEN]
+Prints `listening on 127.0.0.1:PORT`; `GET /__verifier/stats` answers what it saw.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+ARGS = None
+KEYS = {}
+STATS = {"accepted": 0, "refused": 0, "requests": [], "errors": []}
+LOCK = threading.Lock()
+NO_ID = "Document ID is not supported in create/index operation request"
+
+
+def refuse(message):
+    raise PermissionError(message)
+
+
+def verify(method, path, query, headers, body):
+    auth = headers.get("authorization")
+    if not auth:
+        refuse("Missing Authentication Token")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        refuse("Only AWS4-HMAC-SHA256 is accepted")
+    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    akid, date, region, service, terminal = parts["Credential"].split("/")
+    signed = parts["SignedHeaders"].split(";")
+    if akid not in KEYS:
+        refuse("The security token included in the request is invalid.")
+    if terminal != "aws4_request":
+        refuse("Credential should be scoped with a valid terminator: 'aws4_request'.")
+    if region != ARGS.region:
+        refuse(f"Credential should be scoped to a valid region, not '{region}'.")
+    if service != ARGS.service:
+        refuse(f"Credential should be scoped to correct service: '{ARGS.service}'.")
+    if "host" not in signed:
+        refuse("'Host' must be a 'SignedHeader' in the AWS Authorization.")
+    amz_date = headers.get("x-amz-date", "")
+    try:
+        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        refuse("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    if date != amz_date[:8]:
+        refuse("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP")
+    skew = abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds())
+    if skew > 15 * 60:
+        refuse("Signature expired")
+    digest = hashlib.sha256(body).hexdigest()
+    claimed = headers.get("x-amz-content-sha256")
+    if claimed is None and ARGS.service == "aoss":
+        refuse("Missing x-amz-content-sha256 header: OpenSearch Serverless requires it")
+    if claimed is not None and claimed != digest:
+        refuse("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    secret, token = KEYS[akid]
+    if token is not None:
+        if headers.get("x-amz-security-token") != token:
+            refuse("The security token included in the request is invalid.")
+        if "x-amz-security-token" not in signed:
+            refuse("x-amz-security-token must be signed")
+    request = AWSRequest(
+        method=method,
+        url="http://" + headers.get("host", "") + path,
+        headers={h: headers.get(h, "") for h in signed},
+        data=body,
+        params=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)),
+    )
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(akid, secret, token), service, region)
+    canonical = signer.canonical_request(request)
+    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    if expected != parts["Signature"]:
+        refuse("The request signature we calculated does not match the signature you provided. "
+               "Check your AWS Secret Access Key and signing method.")
+
+
+def refuse_ids(body):
+    """The answer of a time-series collection to a `_bulk` whose actions carry `_id`s."""
+    lines = [l for l in body.split(b"\n") if l.strip()]
+    items, any_id = [], False
+    for action in lines[0::2]:
+        (op, meta), = json.loads(action).items()
+        if "_id" in meta:
+            any_id = True
+            items.append({op: {"_index": meta.get("_index"), "_id": meta["_id"], "status": 400,
+                               "error": {"type": "illegal_argument_exception", "reason": NO_ID}}})
+        else:
+            items.append({op: {"_index": meta.get("_index"), "status": 201}})
+    return any_id, {"took": 0, "errors": True, "items": items}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        if path == "/__verifier/stats":
+            with LOCK:
+                return self.answer(200, STATS)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            verify(self.command, path, query, headers, body)
+        except PermissionError as e:
+            with LOCK:
+                STATS["refused"] += 1
+                STATS["errors"].append(str(e))
+            return self.answer(403, {"message": str(e)})
+        except (KeyError, ValueError) as e:
+            with LOCK:
+                STATS["refused"] += 1
+                STATS["errors"].append(f"malformed authorization: {e}")
+            return self.answer(403, {"message": "Authorization header is malformed"})
+        with LOCK:
+            STATS["accepted"] += 1
+            STATS["requests"].append(f"{self.command} {path}")
+        if ARGS.service == "aoss" and self.command == "GET" and path == "/":
+            return self.answer(404, {"message": "Not Found"})
+        if ARGS.no_ids and path.endswith("/_bulk"):
+            plain = body
+            if headers.get("content-encoding") == "gzip":
+                import gzip
+                plain = gzip.decompress(body)
+            any_id, refusal = refuse_ids(plain)
+            if any_id:
+                return self.answer(200, refusal)
+        forward = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("content-type", "content-encoding", "accept")}
+        url = ARGS.upstream.rstrip("/") + self.path
+        req = urllib.request.Request(url, data=body if body else None, method=self.command,
+                                     headers=forward)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        except OSError as e:
+            return self.answer(502, {"message": f"upstream: {e}"})
+        self.answer(status, data, ctype or "application/json")
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = handle_any
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--upstream", required=True)
+    p.add_argument("--service", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("--key", action="append", required=True)
+    p.add_argument("--no-ids", action="store_true")
+    ARGS = p.parse_args()
+    for k in ARGS.key:
+        akid, secret, *token = k.split(":", 2)
+        KEYS[akid] = (secret, token[0] if token else None)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
