@@ -162,10 +162,10 @@ async fn signed_checks_and_gzip_bulks_reach_opensearch_service() {
     assert_eq!(stats["refused"], 0, "{stats}");
     let seen = requests(&stats);
     assert!(
-        seen.contains(&"GET /"),
+        seen.iter().any(|r| r == "GET /"),
         "the startup check was signed: {seen:?}"
     );
-    assert!(seen.contains(&"POST /_bulk"), "{seen:?}");
+    assert!(seen.iter().any(|r| r == "POST /_bulk"), "{seen:?}");
 }
 
 #[tokio::test]
@@ -261,9 +261,9 @@ async fn serverless_is_signed_for_aoss_and_a_collection_refusing_ids_is_named() 
     let stats = verifier.stats().await;
     assert_eq!(stats["refused"], 0, "{stats}");
     let seen = requests(&stats);
-    assert!(seen.contains(&format!("HEAD /{auto}").as_str()), "{seen:?}");
+    assert!(seen.contains(&format!("HEAD /{auto}")), "{seen:?}");
     assert!(
-        !seen.contains(&"GET /"),
+        !seen.iter().any(|r| r == "GET /"),
         "Serverless has no GET /: {seen:?}"
     );
 }
