@@ -662,3 +662,93 @@ async fn acks_behind_a_sticky_load_balancer_reach_the_indexer_that_took_the_even
         "no request was sent again"
     );
 }
+
+/// Issue 22: several HEC URLs without a balancer. Channels are bound to one URL each and spread
+/// over the healthy ones; a URL refusing connections is left out from the startup check, and
+/// one failing its health check takes no new requests until it passes again.
+#[tokio::test]
+async fn several_urls_spread_channels_and_leave_out_one_failing_its_health_check() {
+    let stack = Stack::get();
+    let db = stack.fresh_database("hecurls").await;
+    let bucket = stack.bucket("hecurls").await;
+    let s3 = stack.s3().await;
+    let (one, two) = (Receiver::start(&["--ack"]), Receiver::start(&["--ack"]));
+    let closed = closed_port().await;
+    let stage = |round: usize| {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        async move {
+            for part in 0..4 {
+                put(
+                    &s3,
+                    &bucket,
+                    &format!("in/urls/{round}-{part}.json"),
+                    json_lines(&format!("r{round}p{part}"), 250, 200),
+                )
+                .await;
+            }
+        }
+    };
+    stage(0).await;
+    let config = stack.base_config(&db)
+        + &pipeline(
+            "urls",
+            &bucket,
+            "json_lines",
+            60,
+            &format!(
+                "urls = [\"{}\", \"{}\", \"http://{closed}\"]\nhealth_check_interval_s = 1\n\
+                 max_request_bytes = 16384\nack_timeout_s = 5",
+                one.url, two.url
+            ),
+        )
+        .replace(
+            "retry_duration_s = 60\n",
+            "retry_duration_s = 60\nworkers = 2\n",
+        )
+        .replace("max_objects = 1000", "max_objects = 1");
+    let daemon = Daemon::start(&config);
+    let settled = |n: i64| {
+        let db = db.clone();
+        async move {
+            wait_for("every batch settled", Duration::from_secs(60), || async {
+                (batches(&db, "loaded").await == n
+                    && batches(&db, "sealed").await + batches(&db, "delivering").await == 0)
+                    .then_some(())
+            })
+            .await;
+        }
+    };
+    settled(4).await;
+    let (ids_one, n_one) = one.record_ids().await;
+    let (ids_two, n_two) = two.record_ids().await;
+    assert!(
+        n_one > 0 && n_two > 0,
+        "both URLs took channels: {n_one} + {n_two}"
+    );
+    assert_eq!(n_one + n_two, 1000, "each record once");
+    assert_eq!(ids_one.union(&ids_two).count(), 1000);
+
+    two.faults(json!({"unhealthy": true})).await;
+    wait_log(
+        || daemon.log_text(),
+        &["HEC url failed its health check, left out"],
+    )
+    .await;
+    let before = two.stats().await["events"].as_u64().unwrap();
+    stage(1).await;
+    settled(8).await;
+    assert_eq!(
+        two.stats().await["events"].as_u64().unwrap(),
+        before,
+        "nothing new went to the URL left out"
+    );
+    let (ids_one, _) = one.record_ids().await;
+    for part in 0..4 {
+        assert!(
+            ids(&format!("r1p{part}"), 250).is_subset(&ids_one),
+            "round 1 part {part} on the healthy URL"
+        );
+    }
+    two.faults(json!({"unhealthy": false})).await;
+    wait_log(|| daemon.log_text(), &["HEC url healthy again, back in"]).await;
+}

@@ -449,3 +449,27 @@ fn sigv4_takes_its_scope_from_the_endpoint_and_refuses_other_credentials() {
         .replace("auth = \"aws_sigv4\"\n", "");
     assert!(refusal(&plain).contains("only read with auth"), "{plain}");
 }
+
+#[test]
+fn hec_takes_url_or_urls_and_a_health_interval_in_range() {
+    let hec = |dest: &str| {
+        BASE.replace(
+            "type = \"file\"\ndirectory = \"/tmp/out\"",
+            &format!("type = \"splunk\"\ntoken = \"t\"\n{dest}"),
+        )
+    };
+    let c = parse(&hec("urls = [\"https://a:8088\", \"https://b:8088/\"]")).expect("urls");
+    let DestinationConfig::Splunk(s) = &c.pipelines[0].destination else {
+        panic!("splunk expected")
+    };
+    assert_eq!(s.hec_urls(), vec!["https://a:8088", "https://b:8088/"]);
+    assert!(refusal(&hec("")).contains("destination.url: is required (or urls)"));
+    assert!(refusal(&hec("url = \"https://a\"\nurls = [\"https://b\"]")).contains("not both"));
+    assert!(
+        refusal(&hec("urls = [\"ftp://a\"]")).contains("destination.urls: must be an http(s) URL")
+    );
+    assert!(
+        refusal(&hec("url = \"https://a\"\nhealth_check_interval_s = 0"))
+            .contains("health_check_interval_s")
+    );
+}

@@ -8,6 +8,13 @@
 //! indexer acknowledgement ask for sticky sessions on such a balancer for that reason. Each
 //! channel keeps the cookies its answers set and sends them back on its next request and ack
 //! poll.
+//!
+//! With several `urls` and no balancer, stageload is the balancer: each channel is bound to one
+//! URL (its acks are only known there), new channels go round robin over the URLs whose health
+//! check (`GET /services/collector/health`, every `health_check_interval_s`) passed, and a URL
+//! that refuses a connection is left out at once until its health check passes again. A channel
+//! whose URL is out moves to another on its next request; what it had sent and not yet seen
+//! acknowledged is sent again when its ack times out (HEC is at least once).
 
 use super::retry::{classify, HecReply, Verdict};
 use crate::config::{HecEndpoint, HttpCompression, SplunkConfig};
@@ -17,15 +24,28 @@ use reqwest::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, SET_COOKIE,
 };
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Header naming the channel.
 const CHANNEL: &str = "X-Splunk-Request-Channel";
 
-/// A HEC endpoint with its token.
+/// One HEC base URL and whether it is taking requests.
+struct Node {
+    base: String,
+    healthy: AtomicBool,
+}
+
+/// A HEC endpoint (one URL or several) with its token.
 pub struct Hec {
     client: reqwest::Client,
+    nodes: Arc<Vec<Node>>,
+    /// The node each channel is bound to.
+    bound: Mutex<HashMap<String, usize>>,
+    /// Round robin over the nodes for channels not bound yet.
+    next: AtomicUsize,
+    /// Every URL, for messages.
     base: String,
     auth: HeaderValue,
     send_path: &'static str,
@@ -105,9 +125,34 @@ impl Hec {
         let mut auth = HeaderValue::from_str(&format!("Splunk {}", config.token.expose()))
             .map_err(|_| "token holds characters not allowed in a header".to_string())?;
         auth.set_sensitive(true);
+        let nodes: Vec<Node> = config
+            .hec_urls()
+            .iter()
+            .map(|u| Node {
+                base: u.trim_end_matches('/').to_string(),
+                healthy: AtomicBool::new(true),
+            })
+            .collect();
+        let nodes = Arc::new(nodes);
+        if nodes.len() > 1 {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(watch_health(
+                    Arc::downgrade(&nodes),
+                    client.clone(),
+                    Duration::from_secs(config.health_check_interval_s),
+                ));
+            }
+        }
         Ok(Hec {
             client,
-            base: config.url.trim_end_matches('/').to_string(),
+            base: nodes
+                .iter()
+                .map(|n| n.base.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            nodes,
+            bound: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
             auth,
             send_path: match config.endpoint {
                 HecEndpoint::Event => "/services/collector/event",
@@ -117,6 +162,46 @@ impl Hec {
             cookies: Mutex::new(HashMap::new()),
             first: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The node `channel` sends on: the one it is bound to while that one is healthy (or
+    /// none is), else the next healthy one round robin, its cookies from the old node dropped.
+    fn node_for_send(&self, channel: &str) -> usize {
+        let mut bound = self.bound.lock().expect("channel binding");
+        let any_healthy = self.nodes.iter().any(|n| n.healthy.load(Ordering::Relaxed));
+        if let Some(&i) = bound.get(channel) {
+            if !any_healthy || self.nodes[i].healthy.load(Ordering::Relaxed) {
+                return i;
+            }
+        }
+        let n = self.nodes.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| !any_healthy || self.nodes[i].healthy.load(Ordering::Relaxed))
+            .unwrap_or(start % n);
+        if bound.insert(channel.to_string(), i).is_some() {
+            self.cookies.lock().expect("cookie jar").remove(channel);
+            tracing::info!(channel, url = %self.nodes[i].base, "channel moved to another HEC url");
+        }
+        i
+    }
+
+    /// The node `channel` polls its acks on: where it sent.
+    fn node_for_poll(&self, channel: &str) -> usize {
+        let bound = self.bound.lock().expect("channel binding");
+        bound.get(channel).copied().unwrap_or(0)
+    }
+
+    /// A connection to node `i` was refused: it takes no new requests until its health check
+    /// passes.
+    fn refused(&self, i: usize, e: &SendError) {
+        if self.nodes.len() > 1
+            && matches!(e, SendError::Connect { .. })
+            && self.nodes[i].healthy.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!(url = %self.nodes[i].base, error = %e, "HEC url refused the connection, left out until its health check passes");
+        }
     }
 
     fn answered_before(&self, channel: &str) -> bool {
@@ -162,7 +247,7 @@ impl Hec {
         }
     }
 
-    /// The base URL, for messages.
+    /// The base URL (every URL, with several), for messages.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -181,7 +266,8 @@ impl Hec {
             let guard = self.first.lock().await;
             (!self.answered_before(channel)).then_some(guard)
         };
-        let url = format!("{}{}", self.base, self.send_path);
+        let node = self.node_for_send(channel);
+        let url = format!("{}{}", self.nodes[node].base, self.send_path);
         let mut req = self
             .client
             .post(&url)
@@ -198,7 +284,11 @@ impl Hec {
                 req.header(CONTENT_ENCODING, "gzip").body(gz)
             }
         };
-        let resp = req.send().await.map_err(|e| SendError::new(&url, e))?;
+        let resp = req.send().await.map_err(|e| {
+            let e = SendError::new(&url, e);
+            self.refused(node, &e);
+            e
+        })?;
         self.keep_cookies(channel, resp.headers());
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| SendError::new(&url, e))?;
@@ -211,7 +301,10 @@ impl Hec {
         channel: &str,
         ids: &[u64],
     ) -> Result<HashMap<u64, bool>, PollError> {
-        let url = format!("{}/services/collector/ack", self.base);
+        let url = format!(
+            "{}/services/collector/ack",
+            self.nodes[self.node_for_poll(channel)].base
+        );
         let mut req = self
             .client
             .post(&url)
@@ -245,12 +338,28 @@ impl Hec {
         }
     }
 
+    /// [`Hec::check_node`] on every URL: ready when one passes (the others are left out until
+    /// their health check passes); else the first URL's problem.
+    pub async fn check(&self) -> Result<(), DestinationError> {
+        let mut first = None;
+        for node in self.nodes.iter() {
+            let result = self.check_node(&node.base).await;
+            node.healthy.store(result.is_ok(), Ordering::Relaxed);
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) if !self.nodes.iter().any(|n| n.healthy.load(Ordering::Relaxed)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Health, then an empty request to see whether the token is accepted (Firehose's probe:
     /// HEC answers 400 code 5 "No data" to a good token). Unreachable or unhealthy is
     /// transient; a refused token or a URL that is not HEC's needs an operator.
-    pub async fn check(&self) -> Result<(), DestinationError> {
+    async fn check_node(&self, base: &str) -> Result<(), DestinationError> {
         let operator = |m: String| Err(DestinationError::needs_operator(m));
-        let base = &self.base;
         let url = format!("{base}/services/collector/health");
         let resp = self
             .client
@@ -305,6 +414,27 @@ impl Hec {
                 "{url} answered {status}: is url the HEC base URL (https://host:8088)?"
             )),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Checks every node's health every `every` until the client is gone: 200 puts a node back,
+/// anything else (503 busy, no answer) leaves it out.
+async fn watch_health(nodes: std::sync::Weak<Vec<Node>>, client: reqwest::Client, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(nodes) = nodes.upgrade() else {
+            return;
+        };
+        for node in nodes.iter() {
+            let url = format!("{}/services/collector/health", node.base);
+            let ok = matches!(client.get(&url).send().await, Ok(r) if r.status().as_u16() == 200);
+            let was = node.healthy.swap(ok, Ordering::Relaxed);
+            if ok && !was {
+                tracing::info!(url = %node.base, "HEC url healthy again, back in");
+            } else if !ok && was {
+                tracing::warn!(url = %node.base, "HEC url failed its health check, left out");
+            }
         }
     }
 }

@@ -25,8 +25,19 @@ pub enum HecEndpoint {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplunkConfig {
-    /// HEC base URL (`https://hec.example.com:8088`).
+    /// HEC base URL (`https://hec.example.com:8088`); or `urls`.
+    #[serde(default)]
     pub url: String,
+    /// Several HEC base URLs (the indexers or heavy forwarders of a cluster, without a load
+    /// balancer in front): each channel is bound to one, new channels go round robin over the
+    /// healthy ones, and one failing its health check or refusing connections is left out
+    /// until it passes again.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// With `urls`: seconds between health checks of each URL
+    /// (`GET /services/collector/health`), 1 to 300.
+    #[serde(default = "default_health_check_interval_s")]
+    pub health_check_interval_s: u64,
     /// HEC token, sent as `Authorization: Splunk <token>`.
     pub token: Secret,
     /// `event` or `raw`.
@@ -89,6 +100,9 @@ fn default_max_unacked_requests() -> usize {
     // With 1 MiB requests this keeps peak memory near 70 MB (measured: 64 gave 123 MB).
     32
 }
+fn default_health_check_interval_s() -> u64 {
+    10
+}
 fn default_true() -> bool {
     true
 }
@@ -103,12 +117,33 @@ fn default_max_request_bytes() -> usize {
 }
 
 impl SplunkConfig {
+    /// The HEC base URLs: `urls`, or `url` alone.
+    pub fn hec_urls(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
+    }
+
     /// Checks the fields; returns the field (relative to `destination`) and the problem.
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_string(), m));
         let s = self;
-        if !s.url.starts_with("http://") && !s.url.starts_with("https://") {
-            return err("url", "must be an http(s) URL".into());
+        match (s.url.is_empty(), s.urls.is_empty()) {
+            (true, true) => return err("url", "is required (or urls)".into()),
+            (false, false) => return err("urls", "set either url or urls, not both".into()),
+            _ => {}
+        }
+        let field = if s.urls.is_empty() { "url" } else { "urls" };
+        if s.hec_urls()
+            .iter()
+            .any(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            return err(field, "must be an http(s) URL".into());
+        }
+        if !(1..=300).contains(&s.health_check_interval_s) {
+            return err("health_check_interval_s", "must be 1 to 300".into());
         }
         if s.token.expose().is_empty() {
             return err("token", "must not be empty".into());

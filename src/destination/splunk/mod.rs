@@ -68,7 +68,7 @@ impl SplunkDestination {
     ) -> Result<Arc<dyn Destination>, String> {
         let hec = Hec::new(config)?;
         if config.tls_insecure_skip_verify {
-            warn!(pipeline = %pipeline.name, url = %config.url,
+            warn!(pipeline = %pipeline.name, url = %config.hec_urls().join(", "),
                 "tls_insecure_skip_verify is on: the HEC certificate is not verified");
         }
         Ok(Arc::new(SplunkDestination {
