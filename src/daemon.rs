@@ -72,6 +72,23 @@ impl Shared {
     ) -> anyhow::Result<Running> {
         // The pipeline's KMS key, if it has its own, on everything it writes.
         let s3 = self.s3.with_kms_key(p.kms_key_id.as_deref());
+        let src = &p.source;
+        let s3 = if src.region.is_some() || src.role_arn.is_some() {
+            let session = src
+                .session_name
+                .clone()
+                .unwrap_or_else(|| format!("stageload-{}", p.name));
+            let role = src.role_arn.as_deref().map(|arn| crate::aws::Role {
+                arn,
+                external_id: src.external_id.as_deref(),
+                session_name: &session,
+            });
+            s3.with_sdk_config(
+                crate::aws::derive(s3.sdk_config(), src.region.as_deref(), role).await,
+            )
+        } else {
+            s3
+        };
         let dest = match overrides.remove(&p.name) {
             Some(d) => d,
             None => destination::build(p, &s3, &self.installation).await?,

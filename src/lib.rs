@@ -14,6 +14,7 @@
 //! - [`discovery`]: listing, SQS notifications and backfill, recording objects in the ledger.
 //! - [`pipeline`]: one pipeline at run time: discovery, sealing, and the dispatcher that claims,
 //!   delivers, retries within the budget and settles.
+//! - [`aws`]: AWS identities beyond `[s3]`: a pipeline's region and a role assumed through STS.
 //! - [`artifacts`]: the error artifacts left in S3 (manifests, Firehose-format failed records).
 //! - [`destination`]: the [`destination::Destination`] trait and the file, Redshift,
 //!   Elasticsearch and Splunk implementations, each with the same file names for the same jobs
@@ -29,6 +30,7 @@
 
 pub mod admin;
 pub mod artifacts;
+pub mod aws;
 pub mod cli;
 pub mod codes;
 pub mod config;

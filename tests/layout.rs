@@ -95,6 +95,21 @@ fn layers_point_one_way() {
         &rust_files(&src.join("destination")),
         &["pipeline", "discovery", "control", "daemon"],
     );
+    // AWS identities are a leaf: config checks with it, the daemon and destinations derive
+    // clients from it.
+    assert_imports_none(
+        "src/aws.rs",
+        &[src.join("aws.rs")],
+        &[
+            "config",
+            "source",
+            "destination",
+            "pipeline",
+            "discovery",
+            "control",
+            "daemon",
+        ],
+    );
 }
 
 #[test]

@@ -9,69 +9,27 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A running verifier; killed on drop.
-struct Verifier {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Verifier {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Verifier {
-    fn start(service: &str, region: &str, key: &str, extra: &[&str]) -> Verifier {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/proxy/sigv4_verifier.py");
-        let upstream = Stack::get().opensearch_url;
-        assert!(!upstream.is_empty(), "osmem is part of the local stack");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args([
-                "--upstream",
-                &upstream,
-                "--service",
-                service,
-                "--region",
-                region,
-            ])
-            .args(["--key", key])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the verifier");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("verifier did not start (botocore missing?): {line:?}"))
-            .to_string();
-        Verifier {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/__verifier/stats", self.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
+/// The verifier for `service` in `region`, accepting `key`, forwarding to osmem.
+fn verifier(service: &str, region: &str, key: &str, extra: &[&str]) -> PyServer {
+    let upstream = Stack::get().opensearch_url;
+    assert!(!upstream.is_empty(), "osmem is part of the local stack");
+    let mut args: Vec<String> = [
+        "--upstream",
+        &upstream,
+        "--service",
+        service,
+        "--region",
+        region,
+        "--key",
+        key,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    PyServer::start("sigv4_verifier.py", &args)
 }
 
 /// `METHOD /path` of every request the verifier accepted.
@@ -128,7 +86,7 @@ async fn wait_count(index: &str, n: i64) {
 #[tokio::test]
 async fn signed_checks_and_gzip_bulks_reach_opensearch_service() {
     let stack = Stack::get();
-    let verifier = Verifier::start("es", "eu-west-1", &daemon_key(None), &[]);
+    let verifier = verifier("es", "eu-west-1", &daemon_key(None), &[]);
     let db = stack.fresh_database("sigv4").await;
     let s3 = stack.s3().await;
     let bucket = stack.bucket("sigv4").await;
@@ -171,7 +129,7 @@ async fn signed_checks_and_gzip_bulks_reach_opensearch_service() {
 #[tokio::test]
 async fn a_wrong_secret_is_refused_and_nothing_is_indexed() {
     let stack = Stack::get();
-    let verifier = Verifier::start("es", "eu-west-1", &daemon_key(Some("not-the-secret")), &[]);
+    let verifier = verifier("es", "eu-west-1", &daemon_key(Some("not-the-secret")), &[]);
     let db = stack.fresh_database("sigv4bad").await;
     let s3 = stack.s3().await;
     let bucket = stack.bucket("sigv4bad").await;
@@ -215,7 +173,7 @@ async fn a_wrong_secret_is_refused_and_nothing_is_indexed() {
 #[tokio::test]
 async fn serverless_is_signed_for_aoss_and_a_collection_refusing_ids_is_named() {
     let stack = Stack::get();
-    let verifier = Verifier::start("aoss", "us-east-1", &daemon_key(None), &["--no-ids"]);
+    let verifier = verifier("aoss", "us-east-1", &daemon_key(None), &["--no-ids"]);
     let db = stack.fresh_database("sigv4aoss").await;
     let s3 = stack.s3().await;
     let bucket = stack.bucket("sigv4aoss").await;

@@ -9,6 +9,7 @@ pub mod after_load;
 pub mod copy_options;
 pub mod destination;
 mod format;
+mod identity;
 pub mod secret;
 
 pub use format::{Compression, Framing};
@@ -393,6 +394,21 @@ pub struct SourceConfig {
     /// stays, marked `failed` in the ledger); 60 to 2592000, default 86400.
     #[serde(default = "after_load::default_retry_s")]
     pub after_load_retry_s: u64,
+    /// The bucket's region when it is not `[s3] region` (ALB and VPC logs in a bucket per
+    /// region): this pipeline's S3 requests are signed for it.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A role this pipeline's S3 requests (and its OpenSearch signing, unless the destination
+    /// names its own) use, assumed through STS from the `[s3]` credentials
+    /// (`arn:aws:iam::111122223333:role/logs-reader`, a central logging account).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires (`sts:ExternalId`).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The role session's name, shown in CloudTrail (default `stageload-<pipeline>`).
+    #[serde(default)]
+    pub session_name: Option<String>,
 }
 
 /// `[pipeline.source.multiline]`: multi-line records for `format = "lines"`.
@@ -764,6 +780,26 @@ impl Config {
                 .validate_format(redshift)
                 .map_err(|(f, m)| (at(&format!("source.{f}")), m))?;
             after_load::validate(i, &self.pipelines).map_err(|(f, m)| (at(&f), m))?;
+            let s = &p.source;
+            identity::check_region("source.region", s.region.as_deref())
+                .and_then(|()| {
+                    identity::check_role(
+                        "source.",
+                        s.role_arn.as_deref(),
+                        s.external_id.as_deref(),
+                        s.session_name.as_deref(),
+                    )
+                })
+                .map_err(|(f, m)| (at(&f), m))?;
+            if let DestinationConfig::Elasticsearch(e) = &p.destination {
+                identity::check_role(
+                    "destination.aws_",
+                    e.aws_role_arn.as_deref(),
+                    e.aws_external_id.as_deref(),
+                    None,
+                )
+                .map_err(|(f, m)| (at(&f), m))?;
+            }
             let b = &p.buffer;
             if !(1..=1024).contains(&b.size_mib) {
                 return Err((

@@ -473,3 +473,25 @@ fn hec_takes_url_or_urls_and_a_health_interval_in_range() {
             .contains("health_check_interval_s")
     );
 }
+
+#[test]
+fn a_pipelines_role_and_region_are_checked_at_startup() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "[pipeline.source]\n",
+            &format!("[pipeline.source]\n{extra}\n"),
+        )
+    };
+    let c = parse(&with(
+        "region = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\nexternal_id = \"acme-1\"",
+    ))
+    .expect("a role and a region");
+    assert_eq!(c.pipelines[0].source.region.as_deref(), Some("eu-west-1"));
+    assert!(refusal(&with("role_arn = \"logs-reader\"")).contains("source.role_arn"));
+    assert!(refusal(&with("external_id = \"acme-1\"")).contains("only read with a role_arn"));
+    assert!(refusal(&with(
+        "role_arn = \"arn:aws:iam::123456789012:role/r\"\nsession_name = \"a b\""
+    ))
+    .contains("source.session_name"));
+    assert!(refusal(&with("region = \"EU West\"")).contains("source.region"));
+}

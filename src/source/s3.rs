@@ -80,6 +80,9 @@ pub struct S3 {
     /// The KMS key every object written is encrypted with (SSE-KMS); the bucket's default
     /// encryption when None.
     kms_key_id: Option<std::sync::Arc<str>>,
+    /// `[s3] endpoint` and `force_path_style`, to build the client again for another identity.
+    endpoint: Option<String>,
+    force_path_style: bool,
 }
 
 impl S3 {
@@ -102,15 +105,24 @@ impl S3 {
             }
         }
         let shared = loader.load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder.endpoint_url(endpoint);
-        }
-        builder = builder.force_path_style(config.force_path_style);
         S3 {
-            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            client: client(&shared, config.endpoint.as_deref(), config.force_path_style),
             shared,
             kms_key_id: config.kms_key_id.as_deref().map(Into::into),
+            endpoint: config.endpoint.clone(),
+            force_path_style: config.force_path_style,
+        }
+    }
+
+    /// The same S3 (endpoint, path style, KMS key) as another identity: `shared` carries its
+    /// region and credentials (a pipeline's region, an assumed role: [`crate::aws::derive`]).
+    pub fn with_sdk_config(&self, shared: aws_config::SdkConfig) -> S3 {
+        S3 {
+            client: client(&shared, self.endpoint.as_deref(), self.force_path_style),
+            shared,
+            kms_key_id: self.kms_key_id.clone(),
+            endpoint: self.endpoint.clone(),
+            force_path_style: self.force_path_style,
         }
     }
 
@@ -572,6 +584,18 @@ fn get_error(
     } else {
         request_error("get", bucket, key, e)
     }
+}
+
+fn client(
+    shared: &aws_config::SdkConfig,
+    endpoint: Option<&str>,
+    force_path_style: bool,
+) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(shared);
+    if let Some(endpoint) = endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(builder.force_path_style(force_path_style).build())
 }
 
 fn request_error<E, R>(op: &'static str, bucket: &str, key: &str, e: SdkError<E, R>) -> S3Error

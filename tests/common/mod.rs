@@ -661,3 +661,58 @@ pub fn check_config_refused(dir: &Path, text: &str) -> String {
     assert_eq!(out.status.code(), Some(2), "refused: {stderr}");
     stderr
 }
+
+/// A Python test server from `tests/proxy/` (the AWS verifiers), killed on drop. It prints
+/// `listening on host:port` first and answers `GET /__verifier/stats`.
+pub struct PyServer {
+    child: Child,
+    /// `http://host:port`.
+    pub url: String,
+}
+
+impl PyServer {
+    /// Starts `tests/proxy/<script>` with `args`.
+    pub fn start(script: &str, args: &[String]) -> PyServer {
+        use std::io::{BufRead, BufReader};
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/proxy")
+            .join(script);
+        let mut child = Command::new("python3")
+            .arg(path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the verifier");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{script} did not start (botocore missing?): {line:?}"))
+            .to_string();
+        PyServer {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// What it saw.
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/__verifier/stats", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

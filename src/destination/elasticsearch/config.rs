@@ -127,6 +127,13 @@ pub struct ElasticsearchConfig {
     /// (`search-x.eu-west-1.es.amazonaws.com`), else `[s3] region`.
     #[serde(default)]
     pub aws_region: Option<String>,
+    /// `aws_sigv4`: a role to sign as, assumed through STS from the pipeline's credentials
+    /// (the OpenSearch domain in another account); default: the pipeline's own identity.
+    #[serde(default)]
+    pub aws_role_arn: Option<String>,
+    /// `aws_sigv4`: the external id `aws_role_arn`'s trust policy requires.
+    #[serde(default)]
+    pub aws_external_id: Option<String>,
     /// PEM file of CA certificates to trust in addition to the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -258,11 +265,16 @@ impl ElasticsearchConfig {
     fn validate_sigv4(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
         if self.auth != EsAuth::AwsSigv4 {
-            if self.aws_service.is_some() || self.aws_region.is_some() {
+            if self.aws_service.is_some()
+                || self.aws_region.is_some()
+                || self.aws_role_arn.is_some()
+            {
                 let f = if self.aws_service.is_some() {
                     "aws_service"
-                } else {
+                } else if self.aws_region.is_some() {
                     "aws_region"
+                } else {
+                    "aws_role_arn"
                 };
                 return err(f, "is only read with auth = \"aws_sigv4\"");
             }

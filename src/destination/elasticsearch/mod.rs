@@ -79,11 +79,21 @@ impl ElasticsearchDestination {
         let signer = match config.auth {
             EsAuth::Static => None,
             EsAuth::AwsSigv4 => {
-                let sdk = s3.sdk_config();
+                let (service, region) = config.sigv4_scope();
+                let role = config.aws_role_arn.as_deref().map(|arn| crate::aws::Role {
+                    arn,
+                    external_id: config.aws_external_id.as_deref(),
+                    session_name: "stageload-opensearch",
+                });
+                let sdk = match role {
+                    Some(role) => {
+                        crate::aws::derive(s3.sdk_config(), region.as_deref(), Some(role)).await
+                    }
+                    None => s3.sdk_config().clone(),
+                };
                 let provider = sdk.credentials_provider().ok_or_else(|| {
                     "auth = \"aws_sigv4\": no AWS credential provider is configured".to_string()
                 })?;
-                let (service, region) = config.sigv4_scope();
                 let region = region
                     .or_else(|| sdk.region().map(|r| r.to_string()))
                     .ok_or_else(|| "auth = \"aws_sigv4\": set aws_region".to_string())?;

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""A local stand-in for STS AssumeRole and for S3's checks of who signs and for which region.
+
+STS (`POST /` with `Action=AssumeRole`): the request must be SigV4-signed (service `sts`) with the
+base key; the role must be known and, when its trust policy requires an external id
+(`sts:ExternalId`), the request must carry exactly that id, else STS's AccessDenied. An accepted
+request gets temporary credentials (an `ASIA...` key, a secret and a session token, valid for an
+hour) in STS's XML.
+
+S3 (path-style `/bucket/key`): the request must be signed (service `s3`) by one of those
+temporary keys with its session token (the base key is refused: the role is what may read the
+bucket), for the bucket's own region (else S3's AuthorizationHeaderMalformed naming the expected
+region). Accepted requests are re-signed with the upstream key and forwarded to the S3 server.
+Signatures are recomputed independently with botocore's signer.
+
+`GET /__verifier/stats` answers what it saw.
+"""
+
+import argparse
+import datetime
+import json
+import secrets
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+ARGS = None
+BASE = {}       # akid -> secret: keys that may call STS
+ROLES = {}      # role arn -> required external id (or None)
+REGIONS = {}    # bucket -> region
+SESSIONS = {}   # temporary akid -> (secret, token, role, external id, session name)
+STATS = {"assumed": [], "s3_accepted": 0, "refused": []}
+LOCK = threading.Lock()
+STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+class Refused(Exception):
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def check_signature(method, path, query, headers, body, keys, service):
+    """Returns (akid, region) of a valid signature by one of `keys` (akid -> (secret, token))."""
+    auth = headers.get("authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        raise Refused(403, "AccessDenied", "Anonymous access is not allowed")
+    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    akid, date, region, svc, _ = parts["Credential"].split("/")
+    if akid not in keys:
+        raise Refused(403, "InvalidAccessKeyId" if service == "s3" else "InvalidClientTokenId",
+                      "The AWS Access Key Id you provided does not exist in our records.")
+    if svc != service:
+        raise Refused(403, "SignatureDoesNotMatch", f"Credential should be scoped to correct service: '{service}'.")
+    secret, token = keys[akid]
+    if token is not None and headers.get("x-amz-security-token") != token:
+        raise Refused(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
+    signed = parts["SignedHeaders"].split(";")
+    request = AWSRequest(method=method, url="http://" + headers.get("host", "") + path,
+                         headers={h: headers.get(h, "") for h in signed}, data=body,
+                         params=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)))
+    request.context["timestamp"] = headers.get("x-amz-date", "")
+    signer_cls = S3SigV4Auth if service == "s3" else SigV4Auth
+    signer = signer_cls(Credentials(akid, secret, token), service, region)
+    canonical = signer.canonical_request(request)
+    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    if expected != parts["Signature"]:
+        raise Refused(403, "SignatureDoesNotMatch",
+                      "The request signature we calculated does not match the signature you provided.")
+    return akid, region
+
+
+def assume_role(form, caller):
+    role = form.get("RoleArn", "")
+    wanted = ROLES.get(role, "<unknown role>")
+    if role not in ROLES or (wanted is not None and form.get("ExternalId") != wanted):
+        raise Refused(403, "AccessDenied",
+                      f"User: arn:aws:iam::111111111111:user/{caller} is not authorized to perform: "
+                      f"sts:AssumeRole on resource: {role}")
+    session = form.get("RoleSessionName", "")
+    akid = "ASIA" + secrets.token_hex(8).upper()
+    secret, token = secrets.token_hex(20), secrets.token_hex(40)
+    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with LOCK:
+        SESSIONS[akid] = (secret, token, role, form.get("ExternalId"), session)
+        STATS["assumed"].append({"role": role, "external_id": form.get("ExternalId"), "session": session})
+    name = role.split("/")[-1]
+    return (f'<AssumeRoleResponse xmlns="{STS_NS}"><AssumeRoleResult><Credentials>'
+            f"<AccessKeyId>{akid}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+            f"<SessionToken>{token}</SessionToken><Expiration>{expires}</Expiration></Credentials>"
+            f"<AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:{session}</AssumedRoleId>"
+            f"<Arn>arn:aws:sts::{role.split(':')[4]}:assumed-role/{name}/{session}</Arn></AssumedRoleUser>"
+            f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+            f"</ResponseMetadata></AssumeRoleResponse>")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, ctype="application/xml", extra=()):
+        data = body if isinstance(body, bytes) else body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def refuse(self, e, sts):
+        with LOCK:
+            STATS["refused"].append(f"{e.code}: {e.message}")
+        if sts:
+            body = (f'<ErrorResponse xmlns="{STS_NS}"><Error><Type>Sender</Type><Code>{e.code}</Code>'
+                    f"<Message>{e.message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+        else:
+            body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{e.code}</Code>"
+                    f"<Message>{e.message}</Message><RequestId>{uuid.uuid4().hex[:16]}</RequestId></Error>")
+        self.reply(e.status, body)
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if path == "/__verifier/stats":
+            with LOCK:
+                return self.reply(200, json.dumps(STATS), "application/json")
+        sts = self.command == "POST" and path == "/" and b"Action=AssumeRole" in body
+        try:
+            if sts:
+                keys = {k: (v, None) for k, v in BASE.items()}
+                akid, _ = check_signature(self.command, path, query, headers, body, keys, "sts")
+                form = dict(urllib.parse.parse_qsl(body.decode()))
+                return self.reply(200, assume_role(form, akid))
+            with LOCK:
+                keys = {k: (v[0], v[1]) for k, v in SESSIONS.items()}
+            _, region = check_signature(self.command, path, query, headers, body, keys, "s3")
+            bucket = path.lstrip("/").split("/", 1)[0]
+            expected = REGIONS.get(bucket, ARGS.default_region)
+            if region != expected:
+                raise Refused(400, "AuthorizationHeaderMalformed",
+                              f"The authorization header is malformed; the region '{region}' is wrong; "
+                              f"expecting '{expected}'")
+        except Refused as e:
+            return self.refuse(e, sts)
+        except (KeyError, ValueError) as e:
+            return self.refuse(Refused(403, "AccessDenied", f"malformed authorization: {e}"), sts)
+        with LOCK:
+            STATS["s3_accepted"] += 1
+        self.forward(path, query, body)
+
+    def forward(self, path, query, body):
+        akid, secret = ARGS.upstream_key.split(":", 1)
+        keep = {k: v for k, v in self.headers.items()
+                if k.lower() in ("range", "content-type", "if-match", "if-none-match")}
+        url = ARGS.s3_upstream.rstrip("/") + path + ("?" + query if query else "")
+        request = AWSRequest(method=self.command, url=url, headers=keep, data=body)
+        S3SigV4Auth(Credentials(akid, secret), "s3", "us-east-1").add_auth(request)
+        prepared = request.prepare()
+        req = urllib.request.Request(prepared.url, data=body or None, method=self.command,
+                                     headers=dict(prepared.headers))
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                status, data, hdrs = r.status, r.read(), r.headers
+        except urllib.error.HTTPError as e:
+            status, data, hdrs = e.code, e.read(), e.headers
+        extra = [(k, v) for k, v in hdrs.items()
+                 if k.lower() in ("etag", "last-modified", "content-range", "accept-ranges")]
+        self.reply(status, data, hdrs.get("Content-Type", "application/octet-stream"), extra)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = handle_any
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--s3-upstream", required=True)
+    p.add_argument("--upstream-key", required=True)
+    p.add_argument("--base-key", action="append", required=True)
+    p.add_argument("--role", action="append", default=[], help="ARN or ARN=EXTERNAL_ID")
+    p.add_argument("--bucket-region", action="append", default=[], help="BUCKET=REGION")
+    p.add_argument("--default-region", default="us-east-1")
+    ARGS = p.parse_args()
+    for k in ARGS.base_key:
+        akid, secret = k.split(":", 1)
+        BASE[akid] = secret
+    for r in ARGS.role:
+        arn, _, ext = r.partition("=")
+        ROLES[arn] = ext or None
+    for b in ARGS.bucket_region:
+        bucket, region = b.split("=", 1)
+        REGIONS[bucket] = region
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
