@@ -271,7 +271,8 @@ async fn measure(url: &str, bucket: &str, args: &Args) -> anyhow::Result<Measure
         m.send_s = t.elapsed().as_secs_f64();
         eprintln!("path_bench: notifications sent in {:.1}s", m.send_s);
         let t = Instant::now();
-        let route = Route::of(&pipeline, Arc::new(tokio::sync::Notify::new())).expect("a queue");
+        let route =
+            Route::of(&pipeline, Arc::new(tokio::sync::Notify::new()), None).expect("a queue");
         if args.one_at_a_time {
             let receiver = QueueReceiver::new(queue.url(), &s3, control.clone(), vec![route])
                 .map_err(|e| anyhow::anyhow!(e))?;

@@ -49,6 +49,8 @@ struct Running {
     live_workers: Arc<std::sync::atomic::AtomicUsize>,
     /// Its sealer's wake-up, for the receiver of its notification queue.
     discovered: Arc<Notify>,
+    /// Its S3 identity (its role and region, else `[s3]`'s), which its queue is read with.
+    s3: S3,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -105,7 +107,7 @@ impl Shared {
             discovered: discovered.clone(),
             config: Arc::new(p.clone()),
             control: self.control.clone(),
-            s3,
+            s3: s3.clone(),
             destination: dest.clone(),
             worker: self.worker.clone(),
             liveness: self.liveness.clone(),
@@ -118,6 +120,7 @@ impl Shared {
             destination: dest,
             live_workers,
             discovered,
+            s3,
             stop,
             task,
         })
@@ -292,7 +295,7 @@ pub async fn run_with(
 fn queue_routes<'a>(running: impl IntoIterator<Item = &'a Running>) -> Vec<Route> {
     running
         .into_iter()
-        .filter_map(|r| Route::of(&r.config, r.discovered.clone()))
+        .filter_map(|r| Route::of(&r.config, r.discovered.clone(), Some(r.s3.clone())))
         .collect()
 }
 

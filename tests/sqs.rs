@@ -475,7 +475,7 @@ async fn messages_of_several_receives_are_recorded_once_and_all_deleted() {
     let control = stageload::control::Control::new(&config.control).unwrap();
     control.migrate().await.unwrap();
     let loader_s3 = stageload::source::s3::S3::new(&config.s3).await;
-    let route = Route::of(&config.pipelines[0], Default::default()).expect("a queue");
+    let route = Route::of(&config.pipelines[0], Default::default(), None).expect("a queue");
     let receiver = QueueReceiver::new(&queue, &loader_s3, control, vec![route]).unwrap();
 
     for i in 0..25 {

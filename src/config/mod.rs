@@ -781,6 +781,20 @@ impl Config {
                 .map_err(|(f, m)| (at(&format!("source.{f}")), m))?;
             after_load::validate(i, &self.pipelines).map_err(|(f, m)| (at(&f), m))?;
             let s = &p.source;
+            if let Some(other) = self.pipelines[..i].iter().find(|o| {
+                o.source.sqs_queue_url.is_some()
+                    && o.source.sqs_queue_url == s.sqs_queue_url
+                    && (o.source.role_arn != s.role_arn || o.source.external_id != s.external_id)
+            }) {
+                return Err((
+                    at("source.role_arn"),
+                    format!(
+                        "pipeline {:?} reads the same sqs_queue_url as another identity: \
+                         pipelines sharing a queue read it with one role",
+                        other.name
+                    ),
+                ));
+            }
             identity::check_region("source.region", s.region.as_deref())
                 .and_then(|()| {
                     identity::check_role(

@@ -494,4 +494,19 @@ fn a_pipelines_role_and_region_are_checked_at_startup() {
     ))
     .contains("source.session_name"));
     assert!(refusal(&with("region = \"EU West\"")).contains("source.region"));
+    let queue = "sqs_queue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/q\"";
+    let two = with(queue)
+        + &with(&format!(
+            "{queue}\nrole_arn = \"arn:aws:iam::123456789012:role/r\""
+        ))
+        .replace(
+            "[control]\ndatabase_url = \"postgres://u:${PW}@h/db\"\n",
+            "",
+        )
+        .replace("name = \"clicks\"", "name = \"views\"");
+    assert!(
+        refusal(&two).contains("sharing a queue"),
+        "{}",
+        refusal(&two)
+    );
 }

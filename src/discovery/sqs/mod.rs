@@ -70,12 +70,52 @@ const RECORD_AT_ONCE: usize = 1000;
 /// HEADs in flight at once for notifications without an ETag.
 const HEADS_AT_ONCE: usize = 32;
 
-/// An SQS client for the queue at `queue_url`, with `[s3]`'s region and credentials.
+/// An SQS client for the queue at `queue_url`, with the pipeline's credentials, signed for
+/// the queue's own region when its URL names one (`https://sqs.eu-west-1.amazonaws.com/...`).
 fn client_for(s3: &S3, queue_url: &str) -> Result<aws_sdk_sqs::Client, String> {
-    let conf = aws_sdk_sqs::config::Builder::from(s3.sdk_config())
-        .endpoint_url(crate::config::sqs_endpoint(queue_url)?)
-        .build();
-    Ok(aws_sdk_sqs::Client::from_conf(conf))
+    let mut conf = aws_sdk_sqs::config::Builder::from(s3.sdk_config())
+        .endpoint_url(crate::config::sqs_endpoint(queue_url)?);
+    if let Some(region) = queue_region(queue_url) {
+        conf = conf.region(aws_sdk_sqs::config::Region::new(region));
+    }
+    Ok(aws_sdk_sqs::Client::from_conf(conf.build()))
+}
+
+/// The region an AWS queue URL names: `sqs.<region>.amazonaws.com[.cn]` or the legacy
+/// `<region>.queue.amazonaws.com`; None for any other host (a local server).
+fn queue_region(queue_url: &str) -> Option<String> {
+    let host = reqwest::Url::parse(queue_url)
+        .ok()?
+        .host_str()?
+        .to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        ["sqs", region, "amazonaws", "com", ..] => Some(region.to_string()),
+        [region, "queue", "amazonaws", "com", ..] => Some(region.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::queue_region;
+
+    #[test]
+    fn a_queue_is_signed_for_the_region_its_url_names() {
+        assert_eq!(
+            queue_region("https://sqs.eu-west-1.amazonaws.com/123456789012/q").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            queue_region("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(
+            queue_region("https://us-west-2.queue.amazonaws.com/123456789012/q").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(queue_region("http://127.0.0.1:4566/000000000000/q"), None);
+    }
 }
 
 /// Checks the queue answers with these credentials (for `/readyz`).

@@ -58,7 +58,12 @@ impl Queues {
                 debug!(queue = %url, pipelines = %pipelines, "queue routes updated");
                 continue;
             }
-            match QueueReceiver::new(&url, &self.s3, self.control.clone(), routes) {
+            // Pipelines sharing a queue share an identity (checked at startup): the first's.
+            let s3 = routes
+                .first()
+                .and_then(|r| r.s3.clone())
+                .unwrap_or_else(|| self.s3.clone());
+            match QueueReceiver::new(&url, &s3, self.control.clone(), routes) {
                 Ok(receiver) => {
                     info!(queue = %url, pipelines = %pipelines, "queue receiver started");
                     let stop = CancellationToken::new();

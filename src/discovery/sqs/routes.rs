@@ -3,6 +3,7 @@
 //! (acknowledged and dropped) or a key nobody watches (left for the redrive policy).
 
 use crate::config::PipelineConfig;
+use crate::source::s3::S3;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -26,11 +27,14 @@ pub struct Route {
     pub key_time_zone: chrono_tz::Tz,
     /// Woken when objects are recorded for it, so it seals without waiting for its tick.
     pub sealer: Arc<Notify>,
+    /// Its S3 identity (role and region): the queue is read, and objects HEADed, with it;
+    /// `[s3]`'s when None.
+    pub s3: Option<S3>,
 }
 
 impl Route {
     /// The route to a pipeline that has a queue; None when it has none.
-    pub fn of(config: &PipelineConfig, sealer: Arc<Notify>) -> Option<Route> {
+    pub fn of(config: &PipelineConfig, sealer: Arc<Notify>, s3: Option<S3>) -> Option<Route> {
         Some(Route {
             pipeline: config.name.clone(),
             queue_url: config.source.sqs_queue_url.clone()?,
@@ -40,6 +44,7 @@ impl Route {
             start_at_now: config.source.start_at == crate::config::StartAt::Now,
             key_time_zone: config.source.key_time_zone,
             sealer,
+            s3,
         })
     }
 
@@ -117,6 +122,7 @@ mod tests {
             start_at_now: false,
             key_time_zone: chrono_tz::UTC,
             sealer: Arc::new(Notify::new()),
+            s3: None,
         }
     }
 
