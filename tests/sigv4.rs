@@ -3,7 +3,8 @@
 //! OpenSearch Service and OpenSearch Serverless refuse, and forwards the rest to osmem:
 //! the startup check and `_bulk` (gzip bodies included) are signed for `es`, a wrong secret
 //! is refused with AWS's message and loads nothing, and for `aoss` the check is `HEAD <index>`
-//! and a time-series collection refusing document ids is named with what to change.
+//! and a time-series collection refusing document ids is named with what to change; a
+//! destination role in another account (`aws_role_arn`) signs every request.
 
 mod common;
 
@@ -224,4 +225,52 @@ async fn serverless_is_signed_for_aoss_and_a_collection_refusing_ids_is_named() 
         !seen.iter().any(|r| r == "GET /"),
         "Serverless has no GET /: {seen:?}"
     );
+}
+
+#[tokio::test]
+async fn a_destination_role_in_another_account_signs_every_request() {
+    let stack = Stack::get();
+    let role = "arn:aws:iam::444455556666:role/os-writer";
+    let verifier = verifier(
+        "es",
+        "eu-west-1",
+        &daemon_key(None),
+        &["--role", &format!("{role}=os-ext-1"), "--role-only"],
+    );
+    let db = stack.fresh_database("sigv4role").await;
+    let s3 = stack.s3().await;
+    let bucket = stack.bucket("sigv4role").await;
+    let index = Stack::unique("sigv4role");
+    put(
+        &s3,
+        &bucket,
+        &format!("in/{index}/a.json"),
+        json_lines("a", 20, 80),
+    )
+    .await;
+    let config = stack.base_config(&db)
+        + &es_pipeline(
+            &index,
+            &bucket,
+            &verifier.url,
+            60,
+            &format!(
+                "aws_region = \"eu-west-1\"\naws_role_arn = \"{role}\"\naws_external_id = \"os-ext-1\""
+            ),
+        );
+    let _daemon = Daemon::start_with_env(&config, &[("AWS_ENDPOINT_URL_STS", &verifier.url)]);
+    wait_count(&index, 20).await;
+    let stats = verifier.stats().await;
+    assert_eq!(
+        stats["refused"], 0,
+        "only the role's credentials signed: {stats}"
+    );
+    let assumed = stats["assumed"].as_array().unwrap();
+    assert!(
+        assumed.iter().any(|a| a["role"] == role
+            && a["external_id"] == "os-ext-1"
+            && a["session"] == "stageload-opensearch"),
+        "{stats}"
+    );
+    assert!(requests(&stats).iter().any(|r| r == "POST /_bulk"));
 }

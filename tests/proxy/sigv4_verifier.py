@@ -9,7 +9,10 @@ the access key is known, the credential scope names this region and service, `ho
 signed, `x-amz-date` is within 15 minutes, `x-amz-content-sha256` (required by `aoss`) is the
 body's hash, a session token is present and signed when the key has one, and the signature
 matches. With `--no-ids`, `_bulk` actions that carry an `_id` are refused per item the way an
-OpenSearch Serverless time-series collection refuses them.
+OpenSearch Serverless time-series collection refuses them. With `--role ARN[=EXTERNAL_ID]` it
+also answers STS AssumeRole (signed with a `--key`), and with `--role-only` it accepts requests
+signed only by the temporary credentials of such a role (the domain's access policy names the
+role, not the caller).
 
 Usage: sigv4_verifier.py --upstream URL --service es|aoss --region R --key AKID:SECRET[:TOKEN]
 Prints `listening on 127.0.0.1:PORT`; `GET /__verifier/stats` answers what it saw.
@@ -26,13 +29,13 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+import awsverify
+from awsverify import Refused
 
 ARGS = None
 KEYS = {}
-STATS = {"accepted": 0, "refused": 0, "requests": [], "errors": []}
+ROLES = {}
+STATS = {"accepted": 0, "refused": 0, "requests": [], "errors": [], "assumed": awsverify.ASSUMED}
 LOCK = threading.Lock()
 NO_ID = "Document ID is not supported in create/index operation request"
 
@@ -42,18 +45,14 @@ def refuse(message):
 
 
 def verify(method, path, query, headers, body):
-    auth = headers.get("authorization")
-    if not auth:
-        refuse("Missing Authentication Token")
-    if not auth.startswith("AWS4-HMAC-SHA256 "):
-        refuse("Only AWS4-HMAC-SHA256 is accepted")
-    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
-    akid, date, region, service, terminal = parts["Credential"].split("/")
-    signed = parts["SignedHeaders"].split(";")
-    if akid not in KEYS:
+    try:
+        akid, date, region, service, signed, signature = awsverify.authorization(headers)
+    except Refused as e:
+        refuse(e.message)
+    keys = {} if ARGS.role_only else dict(KEYS)
+    keys.update(awsverify.session_keys())
+    if akid not in keys:
         refuse("The security token included in the request is invalid.")
-    if terminal != "aws4_request":
-        refuse("Credential should be scoped with a valid terminator: 'aws4_request'.")
     if region != ARGS.region:
         refuse(f"Credential should be scoped to a valid region, not '{region}'.")
     if service != ARGS.service:
@@ -77,26 +76,37 @@ def verify(method, path, query, headers, body):
         refuse("Missing x-amz-content-sha256 header: OpenSearch Serverless requires it")
     if claimed is not None and claimed != digest:
         refuse("The provided 'x-amz-content-sha256' header does not match what was computed.")
-    secret, token = KEYS[akid]
+    secret, token = keys[akid]
     if token is not None:
         if headers.get("x-amz-security-token") != token:
             refuse("The security token included in the request is invalid.")
         if "x-amz-security-token" not in signed:
             refuse("x-amz-security-token must be signed")
-    request = AWSRequest(
-        method=method,
-        url="http://" + headers.get("host", "") + path,
-        headers={h: headers.get(h, "") for h in signed},
-        data=body,
-        params=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)),
-    )
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(akid, secret, token), service, region)
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
-    if expected != parts["Signature"]:
+    expected = awsverify.expected_signature(method, path, query, headers, body, akid, secret,
+                                            token, service, region, signed)
+    if expected != signature:
         refuse("The request signature we calculated does not match the signature you provided. "
                "Check your AWS Secret Access Key and signing method.")
+
+
+def answer_sts(handler, path, query, headers, body):
+    """STS AssumeRole, signed by one of the base keys."""
+    try:
+        akid, _, region, service, signed, signature = awsverify.authorization(headers)
+        if akid not in KEYS or service != "sts":
+            raise Refused(403, "InvalidClientTokenId", "The security token included in the request is invalid.")
+        secret, token = KEYS[akid]
+        if awsverify.expected_signature("POST", path, query, headers, body, akid, secret, token,
+                                        service, region, signed) != signature:
+            raise Refused(403, "SignatureDoesNotMatch",
+                          "The request signature we calculated does not match the signature you provided.")
+        form = dict(urllib.parse.parse_qsl(body.decode()))
+        return handler.answer(200, awsverify.assume_role(form, akid, ROLES).encode(), "text/xml")
+    except Refused as e:
+        with LOCK:
+            STATS["refused"] += 1
+            STATS["errors"].append(e.message)
+        return handler.answer(e.status, awsverify.sts_error(e).encode(), "text/xml")
 
 
 def refuse_ids(body):
@@ -137,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 return self.answer(200, STATS)
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if ROLES and awsverify.is_assume_role(self.command, path, body):
+            return answer_sts(self, path, query, headers, body)
         try:
             verify(self.command, path, query, headers, body)
         except PermissionError as e:
@@ -187,7 +199,12 @@ def main():
     p.add_argument("--region", required=True)
     p.add_argument("--key", action="append", required=True)
     p.add_argument("--no-ids", action="store_true")
+    p.add_argument("--role", action="append", default=[], help="ARN or ARN=EXTERNAL_ID")
+    p.add_argument("--role-only", action="store_true")
     ARGS = p.parse_args()
+    for r in ARGS.role:
+        arn, _, ext = r.partition("=")
+        ROLES[arn] = ext or None
     for k in ARGS.key:
         akid, secret, *token = k.split(":", 2)
         KEYS[akid] = (secret, token[0] if token else None)

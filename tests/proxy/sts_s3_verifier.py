@@ -17,44 +17,31 @@ Signatures are recomputed independently with botocore's signer.
 """
 
 import argparse
-import datetime
 import json
-import secrets
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+import awsverify
+from awsverify import LOCK, Refused
 
 ARGS = None
 BASE = {}       # akid -> secret: keys that may call STS
 ROLES = {}      # role arn -> required external id (or None)
 REGIONS = {}    # bucket -> region
-SESSIONS = {}   # temporary akid -> (secret, token, role, external id, session name)
-STATS = {"assumed": [], "s3_accepted": 0, "refused": []}
-LOCK = threading.Lock()
-STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
-
-
-class Refused(Exception):
-    def __init__(self, status, code, message):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+STATS = {"assumed": awsverify.ASSUMED, "s3_accepted": 0, "refused": []}
 
 
 def check_signature(method, path, query, headers, body, keys, service):
     """Returns (akid, region) of a valid signature by one of `keys` (akid -> (secret, token))."""
-    auth = headers.get("authorization", "")
-    if not auth.startswith("AWS4-HMAC-SHA256 "):
-        raise Refused(403, "AccessDenied", "Anonymous access is not allowed")
-    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
-    akid, date, region, svc, _ = parts["Credential"].split("/")
+    akid, _, region, svc, signed, signature = awsverify.authorization(headers)
     if akid not in keys:
         raise Refused(403, "InvalidAccessKeyId" if service == "s3" else "InvalidClientTokenId",
                       "The AWS Access Key Id you provided does not exist in our records.")
@@ -63,43 +50,12 @@ def check_signature(method, path, query, headers, body, keys, service):
     secret, token = keys[akid]
     if token is not None and headers.get("x-amz-security-token") != token:
         raise Refused(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
-    signed = parts["SignedHeaders"].split(";")
-    request = AWSRequest(method=method, url="http://" + headers.get("host", "") + path,
-                         headers={h: headers.get(h, "") for h in signed}, data=body,
-                         params=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)))
-    request.context["timestamp"] = headers.get("x-amz-date", "")
-    signer_cls = S3SigV4Auth if service == "s3" else SigV4Auth
-    signer = signer_cls(Credentials(akid, secret, token), service, region)
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
-    if expected != parts["Signature"]:
+    expected = awsverify.expected_signature(method, path, query, headers, body, akid, secret,
+                                            token, service, region, signed)
+    if expected != signature:
         raise Refused(403, "SignatureDoesNotMatch",
                       "The request signature we calculated does not match the signature you provided.")
     return akid, region
-
-
-def assume_role(form, caller):
-    role = form.get("RoleArn", "")
-    wanted = ROLES.get(role, "<unknown role>")
-    if role not in ROLES or (wanted is not None and form.get("ExternalId") != wanted):
-        raise Refused(403, "AccessDenied",
-                      f"User: arn:aws:iam::111111111111:user/{caller} is not authorized to perform: "
-                      f"sts:AssumeRole on resource: {role}")
-    session = form.get("RoleSessionName", "")
-    akid = "ASIA" + secrets.token_hex(8).upper()
-    secret, token = secrets.token_hex(20), secrets.token_hex(40)
-    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with LOCK:
-        SESSIONS[akid] = (secret, token, role, form.get("ExternalId"), session)
-        STATS["assumed"].append({"role": role, "external_id": form.get("ExternalId"), "session": session})
-    name = role.split("/")[-1]
-    return (f'<AssumeRoleResponse xmlns="{STS_NS}"><AssumeRoleResult><Credentials>'
-            f"<AccessKeyId>{akid}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
-            f"<SessionToken>{token}</SessionToken><Expiration>{expires}</Expiration></Credentials>"
-            f"<AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:{session}</AssumedRoleId>"
-            f"<Arn>arn:aws:sts::{role.split(':')[4]}:assumed-role/{name}/{session}</Arn></AssumedRoleUser>"
-            f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
-            f"</ResponseMetadata></AssumeRoleResponse>")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -123,8 +79,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATS["refused"].append(f"{e.code}: {e.message}")
         if sts:
-            body = (f'<ErrorResponse xmlns="{STS_NS}"><Error><Type>Sender</Type><Code>{e.code}</Code>'
-                    f"<Message>{e.message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+            body = awsverify.sts_error(e)
         else:
             body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{e.code}</Code>"
                     f"<Message>{e.message}</Message><RequestId>{uuid.uuid4().hex[:16]}</RequestId></Error>")
@@ -138,15 +93,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__verifier/stats":
             with LOCK:
                 return self.reply(200, json.dumps(STATS), "application/json")
-        sts = self.command == "POST" and path == "/" and b"Action=AssumeRole" in body
+        sts = awsverify.is_assume_role(self.command, path, body)
         try:
             if sts:
                 keys = {k: (v, None) for k, v in BASE.items()}
                 akid, _ = check_signature(self.command, path, query, headers, body, keys, "sts")
                 form = dict(urllib.parse.parse_qsl(body.decode()))
-                return self.reply(200, assume_role(form, akid))
-            with LOCK:
-                keys = {k: (v[0], v[1]) for k, v in SESSIONS.items()}
+                return self.reply(200, awsverify.assume_role(form, akid, ROLES))
+            keys = awsverify.session_keys()
             _, region = check_signature(self.command, path, query, headers, body, keys, "s3")
             bucket = path.lstrip("/").split("/", 1)[0]
             expected = REGIONS.get(bucket, ARGS.default_region)

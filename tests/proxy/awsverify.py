@@ -1,0 +1,99 @@
+"""What the AWS stand-ins in this directory share: recomputing a SigV4 signature independently
+with botocore's signer, and STS AssumeRole (the role known, the external id its trust policy
+requires, temporary credentials in STS's XML).
+
+Imported by `sigv4_verifier.py` and `sts_s3_verifier.py` (Python puts a script's directory on
+its path).
+"""
+
+import datetime
+import secrets
+import threading
+import urllib.parse
+import uuid
+
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+LOCK = threading.Lock()
+SESSIONS = {}   # temporary akid -> (secret, token, role, external id, session name)
+ASSUMED = []    # {"role", "external_id", "session"} of every role handed out
+
+
+class Refused(Exception):
+    """A request AWS would refuse: the HTTP status, the error code and AWS's message."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def authorization(headers):
+    """The parts of a SigV4 `Authorization` header: (akid, date, region, service, signed, sig)."""
+    auth = headers.get("authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        raise Refused(403, "AccessDenied", "Missing Authentication Token")
+    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    akid, date, region, service, terminal = parts["Credential"].split("/")
+    if terminal != "aws4_request":
+        raise Refused(403, "SignatureDoesNotMatch",
+                      "Credential should be scoped with a valid terminator: 'aws4_request'.")
+    return akid, date, region, service, parts["SignedHeaders"].split(";"), parts["Signature"]
+
+
+def expected_signature(method, path, query, headers, body, akid, secret, token, service, region,
+                       signed):
+    """The signature botocore computes for the request as received."""
+    request = AWSRequest(method=method, url="http://" + headers.get("host", "") + path,
+                         headers={h: headers.get(h, "") for h in signed}, data=body,
+                         params=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)))
+    request.context["timestamp"] = headers.get("x-amz-date", "")
+    signer_cls = S3SigV4Auth if service == "s3" else SigV4Auth
+    signer = signer_cls(Credentials(akid, secret, token), service, region)
+    canonical = signer.canonical_request(request)
+    return signer.signature(signer.string_to_sign(request, canonical), request)
+
+
+def session_keys():
+    """akid -> (secret, token) of every temporary key handed out."""
+    with LOCK:
+        return {k: (v[0], v[1]) for k, v in SESSIONS.items()}
+
+
+def assume_role(form, caller, roles):
+    """STS AssumeRole's answer for `form`, or Refused; `roles` maps ARN -> required external id."""
+    role = form.get("RoleArn", "")
+    wanted = roles.get(role, "<unknown role>")
+    if role not in roles or (wanted is not None and form.get("ExternalId") != wanted):
+        raise Refused(403, "AccessDenied",
+                      f"User: arn:aws:iam::111111111111:user/{caller} is not authorized to perform: "
+                      f"sts:AssumeRole on resource: {role}")
+    session = form.get("RoleSessionName", "")
+    akid = "ASIA" + secrets.token_hex(8).upper()
+    secret, token = secrets.token_hex(20), secrets.token_hex(40)
+    expires = (datetime.datetime.now(datetime.timezone.utc)
+               + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with LOCK:
+        SESSIONS[akid] = (secret, token, role, form.get("ExternalId"), session)
+        ASSUMED.append({"role": role, "external_id": form.get("ExternalId"), "session": session})
+    name = role.split("/")[-1]
+    return (f'<AssumeRoleResponse xmlns="{STS_NS}"><AssumeRoleResult><Credentials>'
+            f"<AccessKeyId>{akid}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+            f"<SessionToken>{token}</SessionToken><Expiration>{expires}</Expiration></Credentials>"
+            f"<AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:{session}</AssumedRoleId>"
+            f"<Arn>arn:aws:sts::{role.split(':')[4]}:assumed-role/{name}/{session}</Arn></AssumedRoleUser>"
+            f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+            f"</ResponseMetadata></AssumeRoleResponse>")
+
+
+def sts_error(e):
+    """STS's XML for a refusal."""
+    return (f'<ErrorResponse xmlns="{STS_NS}"><Error><Type>Sender</Type><Code>{e.code}</Code>'
+            f"<Message>{e.message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+
+
+def is_assume_role(method, path, body):
+    """Whether a request is STS's AssumeRole (Query protocol, form-encoded body)."""
+    return method == "POST" and path == "/" and b"Action=AssumeRole" in body
