@@ -33,6 +33,23 @@ fn verifier(service: &str, region: &str, key: &str, extra: &[&str]) -> PyServer 
     PyServer::start("sigv4_verifier.py", &args)
 }
 
+/// A control database, a bucket and an index named after `tag`, with `n` records staged for
+/// the pipeline of that index.
+async fn staged(stack: &Stack, tag: &str, n: usize) -> (String, String, String) {
+    let db = stack.fresh_database(tag).await;
+    let bucket = stack.bucket(tag).await;
+    let index = Stack::unique(tag);
+    let s3 = stack.s3().await;
+    put(
+        &s3,
+        &bucket,
+        &format!("in/{index}/a.json"),
+        json_lines("a", n, 80),
+    )
+    .await;
+    (db, bucket, index)
+}
+
 /// `METHOD /path` of every request the verifier accepted.
 fn requests(stats: &Value) -> Vec<String> {
     stats["requests"]
@@ -88,19 +105,9 @@ async fn wait_count(index: &str, n: i64) {
 async fn signed_checks_and_gzip_bulks_reach_opensearch_service() {
     let stack = Stack::get();
     let verifier = verifier("es", "eu-west-1", &daemon_key(None), &[]);
-    let db = stack.fresh_database("sigv4").await;
-    let s3 = stack.s3().await;
-    let bucket = stack.bucket("sigv4").await;
-    let index = Stack::unique("sigv4es");
+    let (db, bucket, index) = staged(&stack, "sigv4", 25).await;
     put(
-        &s3,
-        &bucket,
-        &format!("in/{index}/a.json"),
-        json_lines("a", 25, 80),
-    )
-    .await;
-    put(
-        &s3,
+        &stack.s3().await,
         &bucket,
         &format!("in/{index}/b.json"),
         json_lines("b", 25, 80),
@@ -131,17 +138,7 @@ async fn signed_checks_and_gzip_bulks_reach_opensearch_service() {
 async fn a_wrong_secret_is_refused_and_nothing_is_indexed() {
     let stack = Stack::get();
     let verifier = verifier("es", "eu-west-1", &daemon_key(Some("not-the-secret")), &[]);
-    let db = stack.fresh_database("sigv4bad").await;
-    let s3 = stack.s3().await;
-    let bucket = stack.bucket("sigv4bad").await;
-    let index = Stack::unique("sigv4bad");
-    put(
-        &s3,
-        &bucket,
-        &format!("in/{index}/a.json"),
-        json_lines("a", 5, 80),
-    )
-    .await;
+    let (db, bucket, index) = staged(&stack, "sigv4bad", 5).await;
     let config = stack.base_config(&db)
         + &es_pipeline(
             &index,
@@ -237,17 +234,7 @@ async fn a_destination_role_in_another_account_signs_every_request() {
         &daemon_key(None),
         &["--role", &format!("{role}=os-ext-1"), "--role-only"],
     );
-    let db = stack.fresh_database("sigv4role").await;
-    let s3 = stack.s3().await;
-    let bucket = stack.bucket("sigv4role").await;
-    let index = Stack::unique("sigv4role");
-    put(
-        &s3,
-        &bucket,
-        &format!("in/{index}/a.json"),
-        json_lines("a", 20, 80),
-    )
-    .await;
+    let (db, bucket, index) = staged(&stack, "sigv4role", 20).await;
     let config = stack.base_config(&db)
         + &es_pipeline(
             &index,
