@@ -13,3 +13,5 @@ ALTER TABLE staged_objects ADD COLUMN IF NOT EXISTS after_load_next_at timestamp
 ALTER TABLE staged_objects ADD COLUMN IF NOT EXISTS after_load_at timestamptz;
 CREATE INDEX IF NOT EXISTS staged_objects_after_load
     ON staged_objects (pipeline, after_load_next_at) WHERE after_load_state = 'pending';
+CREATE INDEX IF NOT EXISTS staged_objects_after_load_failed
+    ON staged_objects (pipeline) WHERE after_load_state = 'failed';

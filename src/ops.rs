@@ -432,6 +432,7 @@ pub async fn status(control: &Control, config: &Config, json: bool) -> anyhow::R
             "skipped",
             "last_loaded",
             "errors_1h",
+            "after_load",
         ],
         rows.iter()
             .map(|s| {
@@ -449,6 +450,11 @@ pub async fn status(control: &Control, config: &Config, json: bool) -> anyhow::R
                     s.batches_skipped.to_string(),
                     time(s.last_loaded_at),
                     s.errors_last_hour.to_string(),
+                    match (s.after_load_pending, s.after_load_failed) {
+                        (0, 0) => "-".into(),
+                        (p, 0) => format!("{p} pending"),
+                        (p, f) => format!("{p} pending, {f} failed"),
+                    },
                 ]
             })
             .collect(),

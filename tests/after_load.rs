@@ -226,6 +226,11 @@ async fn a_kill_before_the_delete_leaves_the_object_and_a_newer_write_is_never_d
     )
     .await;
     assert_eq!(ledger(&db).await, vec!["in/new/a.json=loaded:pending"]);
+    let (code, status, err) = first.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status[0]["after_load_pending"], 1, "{status}");
+    assert_eq!(status[0]["after_load_failed"], 0, "{status}");
     // The key is written again before the delete: the newer object is not the loaded one.
     put(&s3, &bucket, "in/new/a.json", json_lines("a2", 10, 60)).await;
     first.kill9();

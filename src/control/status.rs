@@ -34,6 +34,10 @@ pub struct PipelineStatus {
     pub last_loaded_at: Option<DateTime<Utc>>,
     /// `load_errors` rows recorded in the last hour.
     pub errors_last_hour: i64,
+    /// Loaded objects whose after-load action (`source.after_load`) is still to do.
+    pub after_load_pending: i64,
+    /// Loaded objects whose after-load action was given up (the object stays).
+    pub after_load_failed: i64,
 }
 
 /// One `load_errors` row as operators read it.
@@ -210,7 +214,8 @@ SELECT n.pipeline,
        o.oldest_undelivered, extract(epoch FROM now() - o.oldest_undelivered)::float8,
        COALESCE(b.batches_sealed, 0), COALESCE(b.batches_delivering, 0),
        COALESCE(t.batches_loaded, 0), COALESCE(t.batches_skipped, 0), t.last_loaded_at,
-       COALESCE(e.errors_last_hour, 0)
+       COALESCE(e.errors_last_hour, 0),
+       COALESCE(a.after_load_pending, 0), COALESCE(a.after_load_failed, 0)
 FROM unnest($1::text[]) AS n(pipeline)
 LEFT JOIN pipeline_totals t ON t.pipeline = n.pipeline
 LEFT JOIN LATERAL (
@@ -231,7 +236,13 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS errors_last_hour
     FROM load_errors y
     WHERE y.pipeline = n.pipeline AND y.recorded_at > now() - interval '1 hour'
-) e ON true";
+) e ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE z.after_load_state = 'pending') AS after_load_pending,
+           count(*) FILTER (WHERE z.after_load_state = 'failed') AS after_load_failed
+    FROM staged_objects z
+    WHERE z.pipeline = n.pipeline AND z.after_load_state IN ('pending', 'failed')
+) a ON true";
 
 impl Control {
     /// Status of the given pipelines (those with no rows yet show zeros), in that order.
@@ -262,6 +273,8 @@ impl Control {
                         batches_skipped: r.get(9),
                         last_loaded_at: r.get(10),
                         errors_last_hour: r.get(11),
+                        after_load_pending: r.get(12),
+                        after_load_failed: r.get(13),
                     })
                     .unwrap_or_else(|| PipelineStatus {
                         pipeline: name.clone(),
