@@ -545,3 +545,87 @@ async fn an_untrusted_ca_is_refused_in_every_mode() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(t.s.rows("SELECT count(*) FROM public.events").await, 0);
 }
+
+/// Issue 22: the secret in another account, read as a role assumed with its external id.
+#[tokio::test]
+async fn the_password_secret_is_read_as_a_role_assumed_with_its_external_id() {
+    let _turn = MOTO.lock().await;
+    let s = setup("rsauthrole", EVENTS).await;
+    let user = Stack::unique("roleloader").replace('-', "_");
+    let pw = password("role");
+    exec(
+        &s.rs,
+        &format!("CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{pw}'"),
+    )
+    .await;
+    let sm = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&aws().await)
+            .endpoint_url(moto())
+            .build(),
+    );
+    let arn = sm
+        .create_secret()
+        .name(Stack::unique("rs-role-secret"))
+        .secret_string(serde_json::json!({"username": user, "password": pw}).to_string())
+        .send()
+        .await
+        .expect("create secret in moto")
+        .arn()
+        .expect("secret arn")
+        .to_string();
+    let role = "arn:aws:iam::777788889999:role/secret-reader";
+    let key = format!(
+        "{}:{}",
+        std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()
+    );
+    let sts = PyServer::start(
+        "sts_s3_verifier.py",
+        &[
+            "--s3-upstream".into(),
+            s.stack.s3_endpoint.clone(),
+            "--upstream-key".into(),
+            key.clone(),
+            "--base-key".into(),
+            key,
+            "--role".into(),
+            format!("{role}=rs-ext-9"),
+        ],
+    );
+    let url = format!(
+        "postgres://nobody@{}/{}?sslmode=disable",
+        s.emu.addr,
+        db(&s)
+    );
+    let cfg = config_with_url(
+        &s,
+        "rsrole",
+        &url,
+        &format!(
+            "password_secret_arn = \"{arn}\"\naws_endpoint = \"{}\"\n\
+             aws_role_arn = \"{role}\"\naws_external_id = \"rs-ext-9\"",
+            moto()
+        ),
+    );
+    put(
+        &s.s3,
+        &s.bucket,
+        "in/rsrole/a.json",
+        json_lines("a", 10, 60),
+    )
+    .await;
+    let d = Daemon::start_with_env(&cfg, &[("AWS_ENDPOINT_URL_STS", &sts.url)]);
+    s.wait_rows(10).await;
+    let stats = sts.stats().await;
+    assert!(
+        stats["assumed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["role"] == role
+                && a["external_id"] == "rs-ext-9"
+                && a["session"] == "stageload-redshift"),
+        "{stats}"
+    );
+    assert_never_logged(&d.log_text(), &[&pw]);
+}

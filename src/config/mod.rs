@@ -805,11 +805,16 @@ impl Config {
                     )
                 })
                 .map_err(|(f, m)| (at(&f), m))?;
-            if let DestinationConfig::Elasticsearch(e) = &p.destination {
+            let role = match &p.destination {
+                DestinationConfig::Elasticsearch(e) => Some((&e.aws_role_arn, &e.aws_external_id)),
+                DestinationConfig::Redshift(r) => Some((&r.aws_role_arn, &r.aws_external_id)),
+                _ => None,
+            };
+            if let Some((arn, external_id)) = role {
                 identity::check_role(
                     "destination.aws_",
-                    e.aws_role_arn.as_deref(),
-                    e.aws_external_id.as_deref(),
+                    arn.as_deref(),
+                    external_id.as_deref(),
                     None,
                 )
                 .map_err(|(f, m)| (at(&f), m))?;

@@ -136,6 +136,8 @@ pub struct Auth {
     db_name: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
+    /// `aws_role_arn` and `aws_external_id`: the role the AWS calls are made as.
+    role: Option<(String, Option<String>)>,
     sdk: OnceCell<aws_config::SdkConfig>,
     /// The secret's last value; dropped when a login with it is refused.
     cached: Mutex<Option<Login>>,
@@ -201,6 +203,10 @@ impl Auth {
             db_name: db_name.map(str::to_string),
             region,
             endpoint: c.aws_endpoint.clone(),
+            role: c
+                .aws_role_arn
+                .clone()
+                .map(|arn| (arn, c.aws_external_id.clone())),
             sdk: OnceCell::new(),
             cached: Mutex::new(None),
         }
@@ -249,7 +255,18 @@ impl Auth {
                 if let Some(region) = &self.region {
                     loader = loader.region(aws_config::Region::new(region.clone()));
                 }
-                loader.load().await
+                let base = loader.load().await;
+                match &self.role {
+                    Some((arn, external_id)) => {
+                        let role = crate::aws::Role {
+                            arn,
+                            external_id: external_id.as_deref(),
+                            session_name: "stageload-redshift",
+                        };
+                        crate::aws::derive(&base, self.region.as_deref(), Some(role)).await
+                    }
+                    None => base,
+                }
             })
             .await
     }

@@ -112,6 +112,13 @@ pub struct RedshiftConfig {
     /// AWS's (tests, a VPC interface endpoint).
     #[serde(default)]
     pub aws_endpoint: Option<String>,
+    /// A role the Redshift, Redshift Serverless and Secrets Manager calls are made as, assumed
+    /// through STS from the AWS default chain (the cluster or the secret in another account).
+    #[serde(default)]
+    pub aws_role_arn: Option<String>,
+    /// The external id `aws_role_arn`'s trust policy requires.
+    #[serde(default)]
+    pub aws_external_id: Option<String>,
     /// An AWS Secrets Manager secret holding the password: JSON with `password` (and optionally
     /// `username`, which replaces the user in `url`) as the Redshift console stores it, or the
     /// password as plain text. Read when a session opens; read again after a login is refused.
@@ -215,10 +222,17 @@ fn check_redshift_login(r: &RedshiftConfig) -> Result<(), (&'static str, String)
         ("aws_endpoint", &r.aws_endpoint),
         ("password_secret_arn", &r.password_secret_arn),
         ("tls_server_name", &r.tls_server_name),
+        ("aws_role_arn", &r.aws_role_arn),
     ] {
         if value.is_some() && !nonempty(value) {
             return Err((field, "must not be empty".into()));
         }
+    }
+    if r.aws_role_arn.is_some() && r.auth != RedshiftAuth::Iam && r.password_secret_arn.is_none() {
+        return Err((
+            "aws_role_arn",
+            "is used for auth = \"iam\" or password_secret_arn only".into(),
+        ));
     }
     match r.auth {
         RedshiftAuth::Iam => {
