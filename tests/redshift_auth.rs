@@ -42,6 +42,28 @@ fn config_with_url(s: &Setup, name: &str, url: &str, extra: &str) -> String {
     s.json_config(name, 60, extra).replace(&s.emu.url(), url)
 }
 
+/// A Secrets Manager client for moto.
+async fn secrets_manager() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&aws().await)
+            .endpoint_url(moto())
+            .build(),
+    )
+}
+
+/// A new secret holding `value`; its ARN.
+async fn create_secret(sm: &aws_sdk_secretsmanager::Client, value: &str) -> String {
+    sm.create_secret()
+        .name(Stack::unique("rs-secret"))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret in moto")
+        .arn()
+        .expect("secret arn")
+        .to_string()
+}
+
 /// A password unlikely to appear in a log by chance.
 fn password(tag: &str) -> String {
     format!("Pw{tag}x{}", uuid::Uuid::new_v4().simple())
@@ -67,24 +89,11 @@ async fn password_from_secrets_manager_and_its_rotation() {
         &format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{pw1}'"),
     )
     .await;
-    let sm = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::config::Builder::from(&aws().await)
-            .endpoint_url(moto())
-            .build(),
-    );
+    let sm = secrets_manager().await;
     let value = |pw: &str| {
         serde_json::json!({"username": role, "password": pw, "engine": "redshift"}).to_string()
     };
-    let arn = sm
-        .create_secret()
-        .name(Stack::unique("rs-secret"))
-        .secret_string(value(&pw1))
-        .send()
-        .await
-        .expect("create secret in moto")
-        .arn()
-        .expect("secret arn")
-        .to_string();
+    let arn = create_secret(&sm, &value(&pw1)).await;
     // No password in the URL, and a user the secret's username replaces.
     let url = format!(
         "postgres://nobody@{}/{}?sslmode=disable",
@@ -558,21 +567,11 @@ async fn the_password_secret_is_read_as_a_role_assumed_with_its_external_id() {
         &format!("CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{pw}'"),
     )
     .await;
-    let sm = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::config::Builder::from(&aws().await)
-            .endpoint_url(moto())
-            .build(),
-    );
-    let arn = sm
-        .create_secret()
-        .name(Stack::unique("rs-role-secret"))
-        .secret_string(serde_json::json!({"username": user, "password": pw}).to_string())
-        .send()
-        .await
-        .expect("create secret in moto")
-        .arn()
-        .expect("secret arn")
-        .to_string();
+    let arn = create_secret(
+        &secrets_manager().await,
+        &serde_json::json!({"username": user, "password": pw}).to_string(),
+    )
+    .await;
     let role = "arn:aws:iam::777788889999:role/secret-reader";
     let key = format!(
         "{}:{}",
