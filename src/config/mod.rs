@@ -1,7 +1,8 @@
 //! The configuration file: raw TOML to a validated [`Config`].
 //!
-//! Loading goes in three steps so every refusal names its field: the text is parsed as TOML,
-//! `${VAR}` and `${VAR:-default}` are expanded inside string values (never in the TOML syntax
+//! Loading goes in three steps so every refusal names its field: the text is parsed as TOML
+//! (with the files of `include_dir` and every `[[pipeline_set]]` made plain `[[pipeline]]`
+//! entries, see `generate.rs`), `${VAR}` and `${VAR:-default}` are expanded inside string values (never in the TOML syntax
 //! itself, so a value cannot inject keys), then the tree is deserialized with its path tracked,
 //! and [`Config::validate`] checks ranges and cross-field rules.
 
@@ -9,6 +10,7 @@ pub mod after_load;
 pub mod copy_options;
 pub mod destination;
 mod format;
+mod generate;
 mod identity;
 pub mod secret;
 
@@ -658,6 +660,14 @@ impl Config {
             toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Syntax {
                 path: path.into(),
                 message: syntax_message(text, &e),
+            })?;
+        let base = Path::new(path).parent().unwrap_or(Path::new(""));
+        generate::include(&mut value, base)
+            .and_then(|()| generate::expand_sets(&mut value))
+            .map_err(|(field, message)| ConfigError::Field {
+                path: path.into(),
+                field,
+                message,
             })?;
         let names = pipeline_names(&value);
         let field_err = |field: String, message: String| ConfigError::Field {
