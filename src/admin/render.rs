@@ -61,13 +61,15 @@ tr:last-child td{border-bottom:0}
 "#;
 
 /// A pipeline's health at a glance: `bad` when a batch is failing or a readiness check fails,
-/// `warn` when it had errors in the last hour or its oldest object has waited much longer than
-/// the buffer interval, `ok` otherwise.
+/// `warn` when it had errors in the last hour, an after-load action was given up, or its oldest
+/// object has waited much longer than the buffer interval, `ok` otherwise.
 pub fn pipeline_health(p: &PipelineView, readiness_failed: bool) -> &'static str {
     let stale_after = (p.interval_s * 2 + 60) as f64;
     if readiness_failed || p.last_error.as_ref().is_some_and(|e| e.retrying) {
         "bad"
-    } else if p.status.errors_last_hour > 0 || p.status.freshness_s.is_some_and(|f| f > stale_after)
+    } else if p.status.errors_last_hour > 0
+        || p.status.after_load_failed > 0
+        || p.status.freshness_s.is_some_and(|f| f > stale_after)
     {
         "warn"
     } else {
@@ -215,11 +217,25 @@ fn pipeline_row(out: &mut String, p: &PipelineView, d: &PageData) {
         ),
         None => r#"<span class="small">never</span>"#.to_string(),
     };
-    let errors = if s.errors_last_hour > 0 {
+    let mut errors = if s.errors_last_hour > 0 {
         format!(r#"<span class="err">{}</span>"#, count(s.errors_last_hour))
     } else {
         r#"<span class="zero">0</span>"#.to_string()
     };
+    if s.after_load_failed > 0 {
+        let _ = write!(
+            errors,
+            r#"<div class="small err">{} after-load failed</div>"#,
+            count(s.after_load_failed)
+        );
+    }
+    if s.after_load_pending > 0 {
+        let _ = write!(
+            errors,
+            r#"<div class="small">{} after-load pending</div>"#,
+            count(s.after_load_pending)
+        );
+    }
     let total: i64 = p.throughput.iter().sum();
     let last_error = match &p.last_error {
         Some(e) => format!(

@@ -125,6 +125,9 @@ fn health_follows_errors_and_freshness() {
     p.status.freshness_s = Some(500.0);
     assert_eq!(pipeline_health(&p, false), "warn");
     p.status.freshness_s = None;
+    p.status.after_load_failed = 1;
+    assert_eq!(pipeline_health(&p, false), "warn");
+    p.status.after_load_failed = 0;
     p.status.errors_last_hour = 2;
     assert_eq!(pipeline_health(&p, false), "warn");
     p.last_error = Some(LastError {
@@ -147,4 +150,17 @@ fn empty_states_say_so() {
     assert!(html.contains("No pipelines are configured."));
     assert!(html.contains("No load errors recorded."));
     assert!(html.contains("Some figures are missing"));
+}
+
+#[test]
+fn after_load_actions_pending_and_failed_show_beside_the_errors() {
+    let mut d = data(ready());
+    d.pipelines[0].status.after_load_pending = 12;
+    d.pipelines[0].status.after_load_failed = 3;
+    let html = page(&d);
+    assert!(
+        html.contains(r#"<div class="small err">3 after-load failed</div>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<div class="small">12 after-load pending</div>"#));
 }
