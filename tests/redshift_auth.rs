@@ -573,11 +573,7 @@ async fn the_password_secret_is_read_as_a_role_assumed_with_its_external_id() {
     )
     .await;
     let role = "arn:aws:iam::777788889999:role/secret-reader";
-    let key = format!(
-        "{}:{}",
-        std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()
-    );
+    let key = stack_key();
     let sts = PyServer::start(
         "sts_s3_verifier.py",
         &[

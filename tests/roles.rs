@@ -13,11 +13,7 @@ const ROLE: &str = "arn:aws:iam::222233334444:role/logs-reader";
 
 /// The verifier, with the stack's S3 behind it and the buckets' regions.
 fn verifier(stack: &Stack, regions: &[(&str, &str)]) -> PyServer {
-    let key = format!(
-        "{}:{}",
-        std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()
-    );
+    let key = stack_key();
     let mut args: Vec<String> = [
         "--s3-upstream",
         &stack.s3_endpoint,

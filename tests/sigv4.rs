@@ -63,9 +63,10 @@ fn requests(stats: &Value) -> Vec<String> {
 
 /// The daemon's own key, as `[s3]` gives it (the signer uses the same AWS credentials).
 fn daemon_key(secret: Option<&str>) -> String {
-    let id = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
-    let real = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
-    format!("{id}:{}", secret.unwrap_or(&real))
+    match secret {
+        None => stack_key(),
+        Some(other) => format!("{}:{other}", std::env::var("AWS_ACCESS_KEY_ID").unwrap()),
+    }
 }
 
 fn es_pipeline(name: &str, bucket: &str, endpoint: &str, retry_s: u64, extra: &str) -> String {

@@ -690,6 +690,10 @@ impl Config {
     /// Range and cross-field checks; returns the field path and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let mut seen = HashSet::new();
+        // Per queue URL, the first pipeline naming it and its role: one pass, not one per pair.
+        type Identity<'a> = (&'a Option<String>, &'a Option<String>);
+        let mut queue_identity: std::collections::HashMap<&str, (&str, Identity)> =
+            std::collections::HashMap::new();
         if let Some(problem) = self.s3.kms_key_id.as_deref().and_then(kms_key_problem) {
             return Err(("s3.kms_key_id".into(), problem));
         }
@@ -791,19 +795,20 @@ impl Config {
                 .map_err(|(f, m)| (at(&format!("source.{f}")), m))?;
             after_load::validate(i, &self.pipelines).map_err(|(f, m)| (at(&f), m))?;
             let s = &p.source;
-            if let Some(other) = self.pipelines[..i].iter().find(|o| {
-                o.source.sqs_queue_url.is_some()
-                    && o.source.sqs_queue_url == s.sqs_queue_url
-                    && (o.source.role_arn != s.role_arn || o.source.external_id != s.external_id)
-            }) {
-                return Err((
-                    at("source.role_arn"),
-                    format!(
-                        "pipeline {:?} reads the same sqs_queue_url as another identity: \
-                         pipelines sharing a queue read it with one role",
-                        other.name
-                    ),
-                ));
+            if let Some(queue) = &s.sqs_queue_url {
+                let identity = (&s.role_arn, &s.external_id);
+                let (first, theirs) = *queue_identity
+                    .entry(queue.as_str())
+                    .or_insert((p.name.as_str(), identity));
+                if theirs != identity {
+                    return Err((
+                        at("source.role_arn"),
+                        format!(
+                            "pipeline {first:?} reads the same sqs_queue_url as another identity: \
+                             pipelines sharing a queue read it with one role"
+                        ),
+                    ));
+                }
             }
             identity::check_region("source.region", s.region.as_deref())
                 .and_then(|()| {

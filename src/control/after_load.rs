@@ -3,7 +3,6 @@
 //! a failure on the action's own budget.
 
 use super::{clean_text, q, Control, ControlError};
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// An after-load action that is due.
@@ -23,8 +22,9 @@ pub struct DueAction {
     pub action: String,
     /// Attempts so far.
     pub attempts: i32,
-    /// When the object's batch settled loaded: the budget counts from here.
-    pub loaded_at: DateTime<Utc>,
+    /// Seconds since the object's batch settled loaded, by the control database's clock (the
+    /// one that stamped `settled_at`): the budget counts from there.
+    pub age_s: f64,
 }
 
 /// How an action ended, as the ledger records it.
@@ -39,7 +39,8 @@ pub enum Finished {
 }
 
 impl Finished {
-    fn as_str(self) -> &'static str {
+    /// The ledger's word for it, also the metric's `outcome`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Finished::Done => "done",
             Finished::Superseded => "superseded",
@@ -75,7 +76,7 @@ impl Control {
                      ORDER BY after_load_next_at LIMIT $2
                      FOR UPDATE SKIP LOCKED)
                  RETURNING id, bucket, key, etag, size, after_load_action, after_load_attempts,
-                           coalesce(settled_at, now())",
+                           extract(epoch FROM now() - coalesce(settled_at, now()))::float8",
                 &[&pipeline, &limit, &hold_s],
             )
             .await
@@ -90,7 +91,7 @@ impl Control {
                 size: r.get(4),
                 action: r.get(5),
                 attempts: r.get(6),
-                loaded_at: r.get(7),
+                age_s: r.get(7),
             })
             .collect())
     }

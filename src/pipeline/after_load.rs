@@ -10,7 +10,6 @@ use crate::control::after_load::{retry_delay, DueAction, Finished};
 use crate::control::Control;
 use crate::source::s3::{Applied, S3Error, MAX_COPY_BYTES, S3};
 use crate::telemetry as m;
-use chrono::Utc;
 use futures::StreamExt;
 use metrics::counter;
 use std::sync::Arc;
@@ -71,12 +70,8 @@ async fn apply(config: &PipelineConfig, control: &Control, s3: &S3, a: DueAction
             };
             match control.finish_after_load(a.id, how, moved.as_deref()).await {
                 Ok(true) => {
-                    info!(pipeline, object = %format!("s3://{}/{}", a.bucket, a.key), action = %a.action, outcome = ?how, moved_to = moved.as_deref().unwrap_or(""), "after-load action applied");
-                    match how {
-                        Finished::Done => "done",
-                        Finished::Superseded => "superseded",
-                        Finished::Gone => "gone",
-                    }
+                    info!(pipeline, object = %format!("s3://{}/{}", a.bucket, a.key), action = %a.action, outcome = how.as_str(), moved_to = moved.as_deref().unwrap_or(""), "after-load action applied");
+                    how.as_str()
                 }
                 Ok(false) => return,
                 Err(e) => {
@@ -88,8 +83,7 @@ async fn apply(config: &PipelineConfig, control: &Control, s3: &S3, a: DueAction
             }
         }
         Err(e) => {
-            let budget = chrono::Duration::seconds(config.source.after_load_retry_s as i64);
-            let give_up = Utc::now() - a.loaded_at >= budget;
+            let give_up = a.age_s >= config.source.after_load_retry_s as f64;
             let delay = retry_delay(a.attempts);
             if give_up {
                 warn!(pipeline, object = %format!("s3://{}/{}", a.bucket, a.key), action = %a.action, attempts = a.attempts + 1, error = %e, "after-load action given up; the object stays");

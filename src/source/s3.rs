@@ -362,20 +362,7 @@ impl S3 {
 
     /// The object's current ETag (without quotes), or `None` when it does not exist.
     pub async fn head_etag(&self, bucket: &str, key: &str) -> Result<Option<String>, S3Error> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(
-                out.e_tag().unwrap_or("").trim_matches('"').to_string(),
-            )),
-            Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => Ok(None),
-            Err(e) => Err(request_error("head", bucket, key, e)),
-        }
+        Ok(self.head(bucket, key).await?.map(|h| h.etag))
     }
 
     /// Writes an object.

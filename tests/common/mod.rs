@@ -662,6 +662,16 @@ pub fn check_config_refused(dir: &Path, text: &str) -> String {
     stderr
 }
 
+/// The stack's own AWS key as the AWS stand-ins take it, `AKID:SECRET` (the daemon signs with
+/// it through `[s3]` and the default chain).
+pub fn stack_key() -> String {
+    format!(
+        "{}:{}",
+        std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()
+    )
+}
+
 /// A Python test server from `tests/proxy/` (the AWS verifiers), killed on drop. It prints
 /// `listening on host:port` first and answers `GET /__verifier/stats`.
 pub struct PyServer {

@@ -97,3 +97,36 @@ def sts_error(e):
 def is_assume_role(method, path, body):
     """Whether a request is STS's AssumeRole (Query protocol, form-encoded body)."""
     return method == "POST" and path == "/" and b"Action=AssumeRole" in body
+
+
+def check_signature(method, path, query, headers, body, keys, service):
+    """(akid, region) of a valid signature by one of `keys` (akid -> (secret, token)) for
+    `service`, or Refused with AWS's code and message."""
+    akid, _, region, svc, signed, signature = authorization(headers)
+    if akid not in keys:
+        raise Refused(403, "InvalidAccessKeyId" if service == "s3" else "InvalidClientTokenId",
+                      "The AWS Access Key Id you provided does not exist in our records.")
+    if svc != service:
+        raise Refused(403, "SignatureDoesNotMatch",
+                      f"Credential should be scoped to correct service: '{service}'.")
+    secret, token = keys[akid]
+    if token is not None and headers.get("x-amz-security-token") != token:
+        raise Refused(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
+    expected = expected_signature(method, path, query, headers, body, akid, secret, token,
+                                  service, region, signed)
+    if expected != signature:
+        raise Refused(403, "SignatureDoesNotMatch",
+                      "The request signature we calculated does not match the signature you provided.")
+    return akid, region
+
+
+def respond(handler, status, data, content_type, extra=()):
+    """Writes one HTTP answer on a BaseHTTPRequestHandler (no body for HEAD)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    for k, v in extra:
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)

@@ -92,14 +92,7 @@ def verify(method, path, query, headers, body):
 def answer_sts(handler, path, query, headers, body):
     """STS AssumeRole, signed by one of the base keys."""
     try:
-        akid, _, region, service, signed, signature = awsverify.authorization(headers)
-        if akid not in KEYS or service != "sts":
-            raise Refused(403, "InvalidClientTokenId", "The security token included in the request is invalid.")
-        secret, token = KEYS[akid]
-        if awsverify.expected_signature("POST", path, query, headers, body, akid, secret, token,
-                                        service, region, signed) != signature:
-            raise Refused(403, "SignatureDoesNotMatch",
-                          "The request signature we calculated does not match the signature you provided.")
+        akid, _ = awsverify.check_signature("POST", path, query, headers, body, KEYS, "sts")
         form = dict(urllib.parse.parse_qsl(body.decode()))
         return handler.answer(200, awsverify.assume_role(form, akid, ROLES).encode(), "text/xml")
     except Refused as e:
@@ -132,12 +125,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def answer(self, status, body, content_type="application/json"):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        awsverify.respond(self, status, data, content_type)
 
     def handle_any(self):
         length = int(self.headers.get("Content-Length", "0") or 0)

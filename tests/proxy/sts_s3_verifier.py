@@ -39,25 +39,6 @@ REGIONS = {}    # bucket -> region
 STATS = {"assumed": awsverify.ASSUMED, "s3_accepted": 0, "refused": []}
 
 
-def check_signature(method, path, query, headers, body, keys, service):
-    """Returns (akid, region) of a valid signature by one of `keys` (akid -> (secret, token))."""
-    akid, _, region, svc, signed, signature = awsverify.authorization(headers)
-    if akid not in keys:
-        raise Refused(403, "InvalidAccessKeyId" if service == "s3" else "InvalidClientTokenId",
-                      "The AWS Access Key Id you provided does not exist in our records.")
-    if svc != service:
-        raise Refused(403, "SignatureDoesNotMatch", f"Credential should be scoped to correct service: '{service}'.")
-    secret, token = keys[akid]
-    if token is not None and headers.get("x-amz-security-token") != token:
-        raise Refused(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
-    expected = awsverify.expected_signature(method, path, query, headers, body, akid, secret,
-                                            token, service, region, signed)
-    if expected != signature:
-        raise Refused(403, "SignatureDoesNotMatch",
-                      "The request signature we calculated does not match the signature you provided.")
-    return akid, region
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -66,14 +47,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, status, body, ctype="application/xml", extra=()):
         data = body if isinstance(body, bytes) else body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        for k, v in extra:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        awsverify.respond(self, status, data, ctype, extra)
 
     def refuse(self, e, sts):
         with LOCK:
@@ -97,11 +71,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if sts:
                 keys = {k: (v, None) for k, v in BASE.items()}
-                akid, _ = check_signature(self.command, path, query, headers, body, keys, "sts")
+                akid, _ = awsverify.check_signature(self.command, path, query, headers, body, keys, "sts")
                 form = dict(urllib.parse.parse_qsl(body.decode()))
                 return self.reply(200, awsverify.assume_role(form, akid, ROLES))
             keys = awsverify.session_keys()
-            _, region = check_signature(self.command, path, query, headers, body, keys, "s3")
+            _, region = awsverify.check_signature(self.command, path, query, headers, body, keys, "s3")
             bucket = path.lstrip("/").split("/", 1)[0]
             expected = REGIONS.get(bucket, ARGS.default_region)
             if region != expected:

@@ -125,9 +125,12 @@ impl Signer {
 /// The SHA-256 of `body`, lowercase hex, computed on a blocking thread (a 5 MiB body takes a
 /// few milliseconds, which the runtime's threads should not spend).
 pub async fn sha256_hex(body: Bytes) -> String {
-    tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&body)))
-        .await
-        .unwrap_or_else(|_| hex::encode(Sha256::digest(b"")))
+    let on_thread = body.clone();
+    match tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&on_thread))).await {
+        Ok(hash) => hash,
+        // The blocking pool is shutting down: hash here rather than sign a wrong hash.
+        Err(_) => hex::encode(Sha256::digest(&body)),
+    }
 }
 
 /// The SHA-256 of an empty body.
