@@ -14,6 +14,7 @@ use futures::StreamExt;
 use metrics::counter;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -21,8 +22,10 @@ use tracing::{info, warn};
 const CLAIM: i64 = 64;
 /// Actions in flight at once.
 const PARALLEL: usize = 8;
-/// How often due actions are looked for when the last round found none.
-const IDLE: Duration = Duration::from_secs(1);
+/// How often due actions are looked for when the last round found none and no batch settled
+/// loaded meanwhile (a settle wakes the task at once): what brings retries due, and actions a
+/// settle of another replica made due.
+const IDLE: Duration = Duration::from_secs(5);
 
 /// Runs the pipeline's after-load actions until `stop`. A claim holds for `hold` (the batch
 /// lease): after that another replica, or this one restarted, may take the action again, which
@@ -32,6 +35,7 @@ pub async fn run(
     control: Control,
     s3: S3,
     hold: Duration,
+    loaded: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let pipeline = config.name.as_str();
@@ -50,6 +54,7 @@ pub async fn run(
         if !full {
             tokio::select! {
                 _ = tokio::time::sleep(IDLE) => {}
+                _ = loaded.notified() => {}
                 _ = stop.cancelled() => {}
             }
         }

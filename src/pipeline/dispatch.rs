@@ -85,6 +85,9 @@ pub struct Dispatcher {
     pub liveness: Liveness,
     /// Lease and backoff timings.
     pub timings: DispatchTimings,
+    /// Woken when a batch settles loaded, so its after-load actions start without waiting
+    /// for the after-load task's tick.
+    pub loaded: Arc<Notify>,
 }
 
 /// What a write-off stored.
@@ -674,6 +677,9 @@ impl Dispatcher {
                 Ok(true) => {
                     counter!(m::BATCHES_SETTLED, "pipeline" => pipeline.to_string(), "state" => state)
                         .increment(1);
+                    if !skipped {
+                        self.loaded.notify_one();
+                    }
                     let took = (Utc::now() - batch.first_attempt_at)
                         .to_std()
                         .unwrap_or_default();

@@ -114,12 +114,14 @@ impl PipelineRuntime {
             }
         });
 
+        let loaded = Arc::new(Notify::new());
         if self.config.source.after_load != crate::config::after_load::AfterLoad::Keep {
             tasks.spawn(after_load::run(
                 self.config.clone(),
                 self.control.clone(),
                 self.s3.clone(),
                 self.timings.lease,
+                loaded.clone(),
                 stop.clone(),
             ));
         }
@@ -133,6 +135,7 @@ impl PipelineRuntime {
                 worker: format!("{}/{}", self.worker, n),
                 liveness: self.liveness.clone(),
                 timings: self.timings.clone(),
+                loaded: loaded.clone(),
             });
             let (wake, stop, abort, live) = (
                 wake.clone(),
