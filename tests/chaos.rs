@@ -1177,17 +1177,31 @@ async fn a_control_database_outage_after_delivery_is_waited_out_not_resent() {
     let s3 = stack.s3().await;
     let dir = tempfile::tempdir().unwrap();
     put(&s3, &bucket, "in/settle/a.json", json_lines("s", 20, 40)).await;
-    // A 20 s lease: a 3 s outage is well inside it.
+    // A 20 s lease: a 1 s outage (plus PostgreSQL's crash recovery) is well inside it, and
+    // inside the 5 s a process keeps its identity without confirming its lock.
     let config = (stack.base_config(&db) + &file_pipeline("settle", &bucket, dir.path(), 60))
         .replace("lease_s = 6", "lease_s = 20");
+    let release = dir.path().join("release-settle");
     let d = Daemon::start_with_env(
         &config,
-        &[("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", "1500")],
+        &[(
+            "STAGELOAD_TEST_HOLD_BEFORE_SETTLE",
+            release.to_str().unwrap(),
+        )],
     );
-    wait_log(|| d.log_text(), &["test hook: pausing before settling"]).await;
-    tokio::task::spawn_blocking(|| stack_restart("pg", "3"))
+    wait_log(|| d.log_text(), &["test hook: holding before settling"]).await;
+    let restart = tokio::task::spawn_blocking(|| stack_restart("pg", "1"));
+    // The settlement is released only once PostgreSQL is down, so it meets the outage for sure.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio_postgres::connect(&db, tokio_postgres::NoTls)
         .await
-        .unwrap();
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "PostgreSQL never went down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&release, b"").unwrap();
+    restart.await.unwrap();
     wait_all_settled(&db).await;
     let batch = query_strings(&db, "SELECT state || ' ' || attempts FROM batches").await;
     assert_eq!(batch, vec!["loaded 1"], "settled after one attempt");

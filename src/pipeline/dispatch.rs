@@ -624,6 +624,7 @@ impl Dispatcher {
     async fn settle(&self, batch: &ClaimedBatch, s: &Settlement, skipped: bool) {
         let pipeline = self.pipeline.name.as_str();
         test_pause("STAGELOAD_TEST_PAUSE_BEFORE_SETTLE_MS", pipeline, batch.id).await;
+        test_hold_before_settle(pipeline, batch.id).await;
         // The manifest of what is skipped goes to S3 before the state changes, so a crash in
         // between writes it again rather than losing it.
         let skipped_objects: Vec<StagedObject> = batch
@@ -805,6 +806,19 @@ impl Dispatcher {
         {
             error!(pipeline = %self.pipeline.name, batch_id = batch.id, error = %e, "failed records not written to S3; load_errors rows keep them");
         }
+    }
+}
+
+/// Test hook: `STAGELOAD_TEST_HOLD_BEFORE_SETTLE=<path>` holds every settlement until the file
+/// exists, so a test can release it at a moment it chose (a control database that is down, not
+/// one that may be). Never set in production.
+async fn test_hold_before_settle(pipeline: &str, batch: i64) {
+    let Some(path) = std::env::var_os("STAGELOAD_TEST_HOLD_BEFORE_SETTLE") else {
+        return;
+    };
+    warn!(pipeline, batch_id = batch, path = ?path, "test hook: holding before settling");
+    while !std::path::Path::new(&path).exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
