@@ -24,3 +24,6 @@ pub const MALFORMED_RECORD: i32 = 9110;
 /// The object is not a readable file of its binary format: a Parquet file with a bad magic
 /// number or footer, or a corrupt page.
 pub const INVALID_FILE: i32 = 9111;
+/// A record's transform step failed at run time (a jq error such as indexing a string): the
+/// record alone is rejected; `err_reason` names the step.
+pub const TRANSFORM_FAILED: i32 = 9112;

@@ -11,6 +11,8 @@
 //! - [`source`]: reading objects, a library with no control-database imports: S3 access, key
 //!   layouts, decompression, record framing, the formats, the reader thread, and the one
 //!   record walk ([`source::records::Walk`]) the record-reading destinations consume.
+//! - [`transform`]: a pipeline's `[[pipeline.transform]]` steps (jq), run on the reading
+//!   threads between the source's framing and the destination.
 //! - [`discovery`]: listing, SQS notifications and backfill, recording objects in the ledger.
 //! - [`pipeline`]: one pipeline at run time: discovery, sealing, and the dispatcher that claims,
 //!   delivers, retries within the budget and settles.
@@ -47,3 +49,4 @@ pub mod pipeline;
 pub mod source;
 pub mod sql;
 pub mod telemetry;
+pub mod transform;

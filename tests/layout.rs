@@ -79,6 +79,7 @@ fn layers_point_one_way() {
         &[
             "destination",
             "source",
+            "transform",
             "pipeline",
             "discovery",
             "control",
@@ -89,6 +90,18 @@ fn layers_point_one_way() {
         "src/source",
         &rust_files(&src.join("source")),
         &["control", "discovery", "pipeline", "destination", "daemon"],
+    );
+    // The transform layer sits between the source (whose blocks it rewrites) and the
+    // destinations (which run it through the walk): it knows nothing past them.
+    assert_imports_none(
+        "src/transform",
+        &rust_files(&src.join("transform")),
+        &["destination", "pipeline", "discovery", "control", "daemon"],
+    );
+    assert_imports_none(
+        "src/source",
+        &rust_files(&src.join("source")),
+        &["transform"],
     );
     assert_imports_none(
         "src/destination",

@@ -13,6 +13,7 @@ mod format;
 mod generate;
 mod identity;
 pub mod secret;
+pub mod transform;
 
 pub use format::{Compression, Framing};
 
@@ -266,6 +267,10 @@ pub struct PipelineConfig {
     pub buffer: BufferConfig,
     /// Where batches go.
     pub destination: DestinationConfig,
+    /// Steps run in order on every record between framing and the destination
+    /// (`[[pipeline.transform]]`); none by default.
+    #[serde(default)]
+    pub transform: Vec<transform::TransformConfig>,
 }
 
 fn default_workers() -> usize {
@@ -279,6 +284,16 @@ impl PipelineConfig {
             self.retry_duration_s
                 .unwrap_or_else(|| self.destination.default_retry_duration_s()),
         )
+    }
+
+    /// How the records a destination receives are framed: the source's framing, or JSON lines
+    /// when a transform wrote them (its outputs are compact JSON values, one per record).
+    pub fn record_framing(&self) -> Framing {
+        if self.transform.is_empty() {
+            self.source.format
+        } else {
+            Framing::JsonLines
+        }
     }
 
     /// Keys under these prefixes are the loader's own output (error artifacts, the
@@ -794,6 +809,7 @@ impl Config {
                 .validate_format(redshift)
                 .map_err(|(f, m)| (at(&format!("source.{f}")), m))?;
             after_load::validate(i, &self.pipelines).map_err(|(f, m)| (at(&f), m))?;
+            transform::validate(&p.transform, redshift).map_err(|(f, m)| (at(&f), m))?;
             let s = &p.source;
             if let Some(queue) = &s.sqs_queue_url {
                 let identity = (&s.role_arn, &s.external_id);

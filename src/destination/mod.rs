@@ -384,17 +384,23 @@ pub async fn build(
     installation: &str,
 ) -> Result<std::sync::Arc<dyn Destination>, BuildError> {
     use crate::config::DestinationConfig as D;
+    let chain = crate::transform::Chain::for_pipeline(pipeline).map_err(|e| BuildError {
+        pipeline: pipeline.name.clone(),
+        kind: pipeline.destination.kind(),
+        message: e.to_string(),
+    })?;
+    let hook = crate::transform::Chain::hook(&chain);
     let built = match &pipeline.destination {
-        D::File(f) => {
-            Ok(std::sync::Arc::new(file::FileDestination::new(pipeline, f, s3.clone())) as _)
-        }
+        D::File(f) => Ok(std::sync::Arc::new(
+            file::FileDestination::new(pipeline, f, s3.clone()).with_transforms(hook),
+        ) as _),
         D::Redshift(c) => {
             redshift::RedshiftDestination::new(pipeline, c, s3.clone(), installation).await
         }
         D::Elasticsearch(c) => {
-            elasticsearch::ElasticsearchDestination::new(pipeline, c, s3.clone()).await
+            elasticsearch::ElasticsearchDestination::new(pipeline, c, s3.clone(), hook).await
         }
-        D::Splunk(c) => splunk::SplunkDestination::new(pipeline, c, s3.clone()).await,
+        D::Splunk(c) => splunk::SplunkDestination::new(pipeline, c, s3.clone(), hook).await,
     };
     built.map_err(|message| BuildError {
         pipeline: pipeline.name.clone(),

@@ -33,6 +33,16 @@ pub struct ReadOptions {
     pub max_record_bytes: usize,
     /// Target bytes of record data per block.
     pub block_bytes: usize,
+    /// Run on each block on the reading thread before it is handed over (the transforms).
+    pub hook: Option<Arc<dyn BlockHook>>,
+}
+
+/// Work done on the reading thread on each block of records before the destination sees it:
+/// the transform layer's steps. It rewrites the block in place and keeps its invariants
+/// (records and errors in object order by ordinal, ordinals increasing).
+pub trait BlockHook: Send + Sync + std::fmt::Debug {
+    /// Rewrites `block`; `spare` is an empty block whose buffers it may build into and swap.
+    fn apply(&self, block: &mut RecordBlock, spare: &mut RecordBlock);
 }
 
 impl Default for ReadOptions {
@@ -44,6 +54,7 @@ impl Default for ReadOptions {
             format: FormatOptions::from(Framing::JsonLines),
             max_record_bytes: 1 << 20,
             block_bytes: 1 << 20,
+            hook: None,
         }
     }
 }
@@ -86,7 +97,8 @@ impl RecordBlock {
         self.records.is_empty() && self.errors.is_empty()
     }
 
-    fn clear(&mut self) {
+    /// Empties the block, keeping its buffers.
+    pub fn clear(&mut self) {
         self.data.clear();
         self.records.clear();
         self.errors.clear();
@@ -249,6 +261,7 @@ fn read_object(
         })
     };
     let mut block = new_block();
+    let mut spare = RecordBlock::default();
     let end = loop {
         match framer.next_frame() {
             Ok(Some(Frame::Record(r))) => {
@@ -277,12 +290,18 @@ fn read_object(
         }
         // Errors are counted too, so an object of nothing but bad records still flows.
         if block.data.len() + block.errors.len() * 1024 >= opts.block_bytes {
-            let full = std::mem::replace(&mut block, new_block());
+            let mut full = std::mem::replace(&mut block, new_block());
+            if let Some(hook) = &opts.hook {
+                hook.apply(&mut full, &mut spare);
+            }
             if tx.blocking_send(ReaderItem::Block(full)).is_err() {
                 return;
             }
         }
     };
+    if let Some(hook) = &opts.hook {
+        hook.apply(&mut block, &mut spare);
+    }
     if !block.is_empty() && tx.blocking_send(ReaderItem::Block(block)).is_err() {
         return;
     }

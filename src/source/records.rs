@@ -6,11 +6,14 @@
 use super::decode::ReadErrorKind;
 use super::framing::{Framing, ReadError, RecordError};
 use super::parquet::{self, ParquetOptions};
-use super::reader::{spawn_reader, ReadOptions, ReaderItem, RecordBlock, RecordRef, RecordStream};
+use super::reader::{
+    spawn_reader, BlockHook, ReadOptions, ReaderItem, RecordBlock, RecordRef, RecordStream,
+};
 use super::s3::{S3Error, S3};
 use crate::codes;
 use crate::config::SourceConfig;
 use crate::model::{cut_raw, LoadError, StagedObject};
+use std::sync::Arc;
 
 /// Bytes of records per block handed to a destination.
 pub const BLOCK_BYTES: usize = 1 << 20;
@@ -46,12 +49,14 @@ async fn open(
     s3: &S3,
     object: &StagedObject,
     source: &SourceConfig,
+    hook: Option<Arc<dyn BlockHook>>,
 ) -> Result<RecordStream, OpenFailure> {
     let opened = if source.format == Framing::Parquet {
         let opts = ParquetOptions {
             max_record_bytes: source.max_record_bytes,
             block_bytes: BLOCK_BYTES,
             batch_rows: parquet::BATCH_ROWS,
+            hook,
         };
         parquet::open(s3, object, opts).await
     } else {
@@ -67,6 +72,7 @@ async fn open(
                         format: source.format_options(),
                         max_record_bytes: source.max_record_bytes,
                         block_bytes: BLOCK_BYTES,
+                        hook,
                     },
                 )
             })
@@ -206,6 +212,7 @@ pub struct Walk<'a> {
     plan: std::iter::Peekable<std::vec::IntoIter<Start>>,
     current: Option<(Start, RecordStream)>,
     opening: std::collections::VecDeque<Opening>,
+    hook: Option<Arc<dyn BlockHook>>,
 }
 
 impl Drop for Walk<'_> {
@@ -231,7 +238,14 @@ impl<'a> Walk<'a> {
             plan: plan.into_iter().collect::<Vec<_>>().into_iter().peekable(),
             current: None,
             opening: std::collections::VecDeque::new(),
+            hook: None,
         }
+    }
+
+    /// Runs `hook` (the pipeline's transforms) on every block, on the reading threads.
+    pub fn with_hook(mut self, hook: Option<Arc<dyn BlockHook>>) -> Walk<'a> {
+        self.hook = hook;
+        self
     }
 
     /// Starts opening the next planned objects, within [`OPEN_AHEAD`] and [`OPEN_AHEAD_BYTES`].
@@ -250,8 +264,8 @@ impl<'a> Walk<'a> {
             self.plan.next();
             bytes += size;
             let (s3, source) = (self.s3.clone(), std::sync::Arc::clone(&self.source));
-            let object = self.objects[start.index].clone();
-            let task = tokio::spawn(async move { open(&s3, &object, &source).await });
+            let (object, hook) = (self.objects[start.index].clone(), self.hook.clone());
+            let task = tokio::spawn(async move { open(&s3, &object, &source, hook).await });
             self.opening.push_back(Opening { start, size, task });
         }
     }

@@ -203,7 +203,8 @@ impl<'a> Run<'a> {
                 index,
                 from: if index == first { skip_below } else { 0 },
             });
-        let mut walk = Walk::new(&shared.s3, &shared.source, &batch.objects, plan);
+        let mut walk = Walk::new(&shared.s3, &shared.source, &batch.objects, plan)
+            .with_hook(shared.transforms.clone());
         let mut next = (first, skip_below);
         // The object being read, its document ids and its arrival time.
         let mut reading: Option<(usize, ObjectIds, i64)> = None;
@@ -398,7 +399,7 @@ impl<'a> Run<'a> {
             stamp,
         };
         self.body
-            .push_record(action, bytes, shared.source.format, k, r.line, r.ordinal);
+            .push_record(action, bytes, shared.framing, k, r.line, r.ordinal);
     }
 
     /// Hands the filled body to a request (or, giving up, writes its documents off).

@@ -28,12 +28,13 @@ mod send;
 mod sigv4;
 mod state;
 
-use crate::config::{ElasticsearchConfig, EsAuth, OpType, PipelineConfig, SourceConfig};
+use crate::config::{ElasticsearchConfig, EsAuth, Framing, OpType, PipelineConfig, SourceConfig};
 use crate::destination::{
     ArtifactKind, Attempt, Destination, DestinationError, FailureKind, GiveUp, Resume, WriteOff,
 };
 use crate::model::ClaimedBatch;
 use crate::source::pointer::Pointer;
+use crate::source::reader::BlockHook;
 use crate::source::s3::S3;
 use async_trait::async_trait;
 use attempt::{Mode, Progress, Run};
@@ -46,6 +47,10 @@ pub struct Shared {
     pipeline: String,
     config: ElasticsearchConfig,
     source: SourceConfig,
+    /// How the records sent are framed (JSON lines after a transform).
+    framing: Framing,
+    /// The pipeline's transforms, run on the reading threads.
+    transforms: Option<Arc<dyn BlockHook>>,
     s3: S3,
     client: Arc<Client>,
     id_field: Option<Pointer>,
@@ -68,6 +73,7 @@ impl ElasticsearchDestination {
         pipeline: &PipelineConfig,
         config: &ElasticsearchConfig,
         s3: S3,
+        transforms: Option<Arc<dyn BlockHook>>,
     ) -> Result<Arc<dyn Destination>, String> {
         let pointer = |field: &Option<String>, name: &str| {
             field
@@ -108,6 +114,8 @@ impl ElasticsearchDestination {
                 pipeline: pipeline.name.clone(),
                 config: config.clone(),
                 source: pipeline.source.clone(),
+                framing: pipeline.record_framing(),
+                transforms,
                 s3,
                 client: Arc::new(client),
                 id_field: pointer(&config.id_field, "id_field")?,

@@ -113,7 +113,8 @@ impl FileDestination {
                 panic!("test hook {PANIC_ENV}: delivering {}", object.key);
             }
         }
-        let mut walk = Walk::all(&self.s3, &self.source, &objects);
+        let mut walk =
+            Walk::all(&self.s3, &self.source, &objects).with_hook(self.transforms.clone());
         let mut written = 0usize;
         while let Some(step) = walk.next().await {
             match step {
@@ -121,7 +122,7 @@ impl FileDestination {
                     let object = &objects[block.index];
                     out.clear();
                     for (_, bytes) in block.records() {
-                        push_record(&mut out, self.source.format, bytes);
+                        push_record(&mut out, self.framing, bytes);
                         report.delivered += 1;
                     }
                     report

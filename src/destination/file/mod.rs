@@ -14,17 +14,24 @@ mod attempt;
 mod index;
 
 use super::{Attempt, Destination, FailureKind};
+use crate::config::Framing;
 use crate::config::{FileConfig, PipelineConfig, SourceConfig};
 use crate::model::ClaimedBatch;
+use crate::source::reader::BlockHook;
 use crate::source::s3::S3;
 use async_trait::async_trait;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Writes batches as NDJSON files.
 pub struct FileDestination {
     directory: PathBuf,
     source: SourceConfig,
+    /// How the records this destination receives are framed (JSON lines after a transform).
+    framing: Framing,
+    /// The pipeline's transforms, run on the reading threads.
+    transforms: Option<Arc<dyn BlockHook>>,
     s3: S3,
     /// The objects the directory holds, read from its companions.
     index: std::sync::Arc<std::sync::Mutex<index::Index>>,
@@ -36,9 +43,17 @@ impl FileDestination {
         FileDestination {
             directory: config.directory.clone(),
             source: pipeline.source.clone(),
+            framing: pipeline.record_framing(),
+            transforms: None,
             s3,
             index: Default::default(),
         }
+    }
+
+    /// Runs the pipeline's transforms on the records before they are written.
+    pub fn with_transforms(mut self, transforms: Option<Arc<dyn BlockHook>>) -> Self {
+        self.transforms = transforms;
+        self
     }
 
     /// Where a file of this stem (`<origin>-<digest>`) is published.

@@ -80,7 +80,8 @@ pub(super) async fn deliver(
         .get_or_insert_with(|| dest.channels.take())
         .id
         .clone();
-    let walk = Walk::new(&dest.s3, &dest.source, &batch.objects, p.unread());
+    let walk = Walk::new(&dest.s3, &dest.source, &batch.objects, p.unread())
+        .with_hook(dest.transforms.clone());
     let mut run = Run {
         dest,
         batch,

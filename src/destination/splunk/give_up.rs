@@ -48,7 +48,8 @@ pub(super) async fn collect(
         }
     }
     drop(chunks);
-    let mut walk = Walk::new(&dest.s3, &dest.source, &batch.objects, p.unread());
+    let mut walk = Walk::new(&dest.s3, &dest.source, &batch.objects, p.unread())
+        .with_hook(dest.transforms.clone());
     while let Some(step) = walk.next().await {
         match step {
             Step::Block(block) => {

@@ -31,6 +31,7 @@ mod time;
 use super::{ArtifactKind, Attempt, Destination, DestinationError, GiveUp, Resume, WriteOff};
 use crate::config::{PipelineConfig, SourceConfig, SplunkConfig};
 use crate::model::ClaimedBatch;
+use crate::source::reader::BlockHook;
 use crate::source::s3::S3;
 use async_trait::async_trait;
 use client::Hec;
@@ -54,6 +55,8 @@ pub struct SplunkDestination {
     s3: S3,
     hec: Arc<Hec>,
     encoder: Encoder,
+    /// The pipeline's transforms, run on the reading threads.
+    transforms: Option<Arc<dyn BlockHook>>,
     channels: ChannelPool,
 }
 
@@ -65,6 +68,7 @@ impl SplunkDestination {
         pipeline: &PipelineConfig,
         config: &SplunkConfig,
         s3: S3,
+        transforms: Option<Arc<dyn BlockHook>>,
     ) -> Result<Arc<dyn Destination>, String> {
         let hec = Hec::new(config)?;
         if config.tls_insecure_skip_verify {
@@ -73,7 +77,8 @@ impl SplunkDestination {
         }
         Ok(Arc::new(SplunkDestination {
             pipeline: pipeline.name.clone(),
-            encoder: Encoder::new(config, pipeline.source.format)?,
+            encoder: Encoder::new(config, pipeline.record_framing())?,
+            transforms,
             config: config.clone(),
             source: pipeline.source.clone(),
             s3,

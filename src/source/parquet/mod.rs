@@ -40,7 +40,8 @@ use crate::model::StagedObject;
 use crate::source::decode::Compression;
 use crate::source::framing::ReadError;
 use crate::source::reader::{
-    failed_stream, record_channel, BlockSink, ObjectEnd, ReaderItem, RecordBlock, RecordStream,
+    failed_stream, record_channel, BlockHook, BlockSink, ObjectEnd, ReaderItem, RecordBlock,
+    RecordStream,
 };
 use crate::source::s3::{S3Error, S3};
 
@@ -48,7 +49,7 @@ use crate::source::s3::{S3Error, S3};
 pub const BATCH_ROWS: usize = 4096;
 
 /// How to read one Parquet object.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ParquetOptions {
     /// Rows whose JSON is longer than this are rejected with `RECORD_TOO_LARGE`.
     pub max_record_bytes: usize,
@@ -56,6 +57,8 @@ pub struct ParquetOptions {
     pub block_bytes: usize,
     /// Rows per decoded batch.
     pub batch_rows: usize,
+    /// Run on each block on the decoding thread before it is handed over (the transforms).
+    pub hook: Option<Arc<dyn BlockHook>>,
 }
 
 /// Opens `object` as Parquet and starts reading its rows. An S3 failure reading the footer is
@@ -225,8 +228,9 @@ async fn drive<R>(
         match next {
             Ok(Some(group)) => {
                 let (mut rows, mut block, sink) = state;
+                let (block_bytes, hook) = (opts.block_bytes, opts.hook.clone());
                 let decoded = tokio::task::spawn_blocking(move || {
-                    let r = decode_group(group, &mut rows, &mut block, &sink, opts.block_bytes);
+                    let r = decode_group(group, &mut rows, &mut block, &sink, block_bytes, hook);
                     (r, (rows, block, sink))
                 })
                 .await;
@@ -253,7 +257,16 @@ async fn drive<R>(
             Err(e) => break Err(read_error(e, line)),
         }
     };
-    let (_, block, sink) = state;
+    let (_, mut block, sink) = state;
+    if let Some(hook) = opts.hook.clone() {
+        let transformed = tokio::task::spawn_blocking(move || {
+            hook.apply(&mut block, &mut RecordBlock::default());
+            block
+        })
+        .await;
+        let Ok(transformed) = transformed else { return };
+        block = transformed;
+    }
     if !block.is_empty() && sink.tx.send(ReaderItem::Block(block)).await.is_err() {
         return;
     }
@@ -267,9 +280,14 @@ fn decode_group(
     block: &mut RecordBlock,
     sink: &BlockSink,
     block_bytes: usize,
+    hook: Option<Arc<dyn BlockHook>>,
 ) -> Result<bool, ReadError> {
+    let mut spare = RecordBlock::default();
     let mut full = |b: &mut RecordBlock| {
-        let done = std::mem::replace(b, sink.block(block_bytes));
+        let mut done = std::mem::replace(b, sink.block(block_bytes));
+        if let Some(hook) = &hook {
+            hook.apply(&mut done, &mut spare);
+        }
         sink.tx.blocking_send(ReaderItem::Block(done)).is_ok()
     };
     for batch in group {

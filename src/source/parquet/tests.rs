@@ -84,6 +84,7 @@ fn opts(block_bytes: usize) -> ParquetOptions {
     ParquetOptions {
         max_record_bytes: 1 << 20,
         block_bytes,
+        hook: None,
         batch_rows: 300,
     }
 }
