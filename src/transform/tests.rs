@@ -172,3 +172,83 @@ fn the_same_block_gives_the_same_outputs_every_time() {
     assert_eq!(outputs(&first), outputs(&again));
     assert_eq!(outputs(&first).len(), 4);
 }
+
+/// The program of the recipe named `name` in docs/transforms.md.
+fn recipe(name: &str) -> String {
+    let doc = include_str!("../../docs/transforms.md");
+    let at = doc
+        .find(&format!("name = \"{name}\""))
+        .unwrap_or_else(|| panic!("recipe {name} is in docs/transforms.md"));
+    let line = doc[at..]
+        .lines()
+        .find(|l| l.starts_with("program = '"))
+        .expect("the recipe has a program");
+    line.trim_start_matches("program = '")
+        .trim_end_matches('\'')
+        .to_string()
+}
+
+fn run_recipe(name: &str, format: &str, records: &[&str]) -> Vec<Value> {
+    let step = format!(
+        "[[pipeline.transform]]\ntype = \"jq\"\nname = \"{name}\"\nprogram = '{}'\n",
+        recipe(name)
+    );
+    let c = chain(&step, format);
+    let mut b = block(records);
+    c.apply(&mut b, &mut RecordBlock::default());
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    outputs(&b)
+        .into_iter()
+        .map(|(_, _, s)| serde_json::from_str(&s).expect("output is JSON"))
+        .collect()
+}
+
+use serde_json::{json, Value};
+
+#[test]
+fn the_documented_recipes_do_what_the_page_says() {
+    let trail = json!({"Records": [
+        {"eventTime": "2026-12-01T10:00:00Z", "eventName": "GetObject", "eventSource": "s3.amazonaws.com",
+         "userIdentity": {"arn": "arn:aws:iam::1:user/a"}, "sourceIPAddress": "10.0.0.1",
+         "awsRegion": "eu-west-1", "requestParameters": {"bucketName": "b"}},
+        {"eventTime": "2026-12-01T10:00:01Z", "eventName": "Decrypt", "eventSource": "kms.amazonaws.com",
+         "userIdentity": {"arn": "arn:aws:iam::1:role/r"}, "sourceIPAddress": "10.0.0.2", "awsRegion": "eu-west-1"}
+    ]})
+    .to_string();
+    assert_eq!(
+        run_recipe("cloudtrail", "json_lines", &[&trail]),
+        vec![
+            json!({"time": "2026-12-01T10:00:00Z", "event": "GetObject", "source": "s3.amazonaws.com",
+                    "user": "arn:aws:iam::1:user/a", "ip": "10.0.0.1", "region": "eu-west-1"})
+        ]
+    );
+
+    // Records as the `alb` framing builds them (only the fields the recipe reads, and one more).
+    let ok = json!({"time": "2026-12-01T10:00:00Z", "elb_status_code": 200, "request": "GET https://x/ HTTP/1.1",
+                    "client:port": "1.2.3.4:5", "target_processing_time": 0.002, "sent_bytes": 10})
+    .to_string();
+    let bad = json!({"time": "2026-12-01T10:00:01Z", "elb_status_code": 502, "request": "POST https://x/api HTTP/1.1",
+                     "client:port": "1.2.3.4:6", "target_processing_time": 0.25, "sent_bytes": 0})
+    .to_string();
+    assert_eq!(
+        run_recipe("alb", "alb", &[&ok, &bad]),
+        vec![
+            json!({"time": "2026-12-01T10:00:01Z", "status": 502, "client": "1.2.3.4:6",
+                    "method": "POST", "url": "https://x/api", "target_ms": 250.0})
+        ]
+    );
+
+    let accept = json!({"srcaddr": "10.0.0.1", "dstaddr": "10.0.0.2", "dstport": 443, "bytes": 100,
+                        "start": 1764583200, "action": "ACCEPT"})
+    .to_string();
+    let reject = json!({"srcaddr": "10.0.0.3", "dstaddr": "10.0.0.2", "dstport": 22, "bytes": 40,
+                        "start": 1764583200, "action": "REJECT"})
+    .to_string();
+    assert_eq!(
+        run_recipe("vpc", "vpc_flow", &[&accept, &reject]),
+        vec![
+            json!({"src": "10.0.0.3", "dst": "10.0.0.2", "port": 22, "bytes": 40,
+                    "start": "2025-12-01T10:00:00Z"})
+        ]
+    );
+}
