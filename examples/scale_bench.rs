@@ -11,6 +11,9 @@
 //!
 //! `cargo run --release --example scale_bench -- --dir <directory of .gz objects>`
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use clap::Parser;
 use stageload::source::reader::{spawn_reader, ReadOptions, ReaderItem};
 use std::path::PathBuf;
@@ -37,18 +40,6 @@ struct Args {
 struct Totals {
     records: u64,
     bytes: u64,
-}
-
-/// This process's CPU seconds (user + system, every thread).
-fn cpu_seconds() -> f64 {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let u = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr());
-        u.assume_init()
-    };
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(u.ru_utime) + s(u.ru_stime)
 }
 
 fn objects(dir: &PathBuf, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -130,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
         let n: usize = n.trim().parse()?;
         anyhow::ensure!(n > 0, "--at-once: counts start at 1");
         let gate = Arc::new(Semaphore::new(n));
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let (cpu0, t0) = (cpu::self_seconds(), Instant::now());
         let mut tasks = tokio::task::JoinSet::new();
         for f in &files {
             let permit = Arc::clone(&gate).acquire_owned().await?;
@@ -147,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
             total.records += t.records;
             total.bytes += t.bytes;
         }
-        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu::self_seconds() - cpu0);
         let rate = total.bytes as f64 / 1e6 / wall;
         let base = *first.get_or_insert(rate);
         println!(

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 /// Two steps: drop debug records, then one record per element of `items`.
 const DROP_AND_SPLIT: &str = r#"
@@ -153,20 +152,8 @@ program = '.Records[] | del(.debug) | .user = .userIdentity.arn | del(.userIdent
 }
 
 /// What an OpenSearch index holds: (id, item) per document and the documents' `_id`s.
-async fn documents(es: &str, index: &str) -> (Vec<(i64, String)>, BTreeSet<String>) {
-    let client = reqwest::Client::new();
-    let _ = client.post(format!("{es}/{index}/_refresh")).send().await;
-    let resp = client
-        .post(format!("{es}/{index}/_search"))
-        .json(&json!({"size": 1000}))
-        .send()
-        .await
-        .expect("search");
-    if resp.status().as_u16() == 404 {
-        return (Vec::new(), BTreeSet::new());
-    }
-    let v: Value = resp.json().await.expect("search answer is JSON");
-    let hits = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
+async fn documents(index: &str) -> (Vec<(i64, String)>, BTreeSet<String>) {
+    let hits = es_hits(index).await;
     let sources: Vec<Value> = hits.iter().map(|h| h["_source"].clone()).collect();
     let ids = hits
         .iter()
@@ -209,7 +196,7 @@ async fn transformed_documents_keep_their_ids_when_delivered_again() {
             daemon.log_text()
         );
         assert_rejection(&the_rejection(&db).await, &bucket, "in/tx/a.json");
-        let (docs, ids) = documents(&es, &index).await;
+        let (docs, ids) = documents(&index).await;
         assert_eq!(docs.len(), 3, "{round}: {docs:?}");
         assert_eq!(
             docs.into_iter().collect::<BTreeSet<_>>(),
@@ -258,19 +245,8 @@ program = 'select(startswith("#") | not) | split(" ") | {method: .[0], path: .[1
     );
     let daemon = Daemon::start(&config);
     wait_all_settled(&db).await;
-    let events: Value = wait_for("3 events", Duration::from_secs(20), || async {
-        let v: Value = reqwest::get(format!("http://{addr}/_receiver/events"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v.as_array().map(Vec::len) == Some(3)).then_some(v)
-    })
-    .await;
+    let events = hec_events(&addr, 3).await;
     let mut got: Vec<Value> = events
-        .as_array()
-        .unwrap()
         .iter()
         .map(|e| {
             assert_eq!(e["index"], "web", "{e}");

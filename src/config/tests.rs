@@ -510,3 +510,65 @@ fn a_pipelines_role_and_region_are_checked_at_startup() {
         refusal(&two)
     );
 }
+
+#[test]
+fn index_templates_and_per_event_fields_are_checked() {
+    let dest = |body: &str| {
+        BASE.replace(
+            "type = \"file\"\ndirectory = \"/tmp/out\"",
+            &format!("endpoints = [\"http://es:9200\"]\ntype = \"elasticsearch\"\n{body}"),
+        )
+    };
+    parse(&dest(
+        "index = \"logs-{.service}-%Y.%m.%d\"\ndefault_index = \"logs-other\"",
+    ))
+    .expect("a template with its default");
+    parse(&dest("index = \"logs-%Y.%m\"")).expect("time alone needs no default");
+    for (body, field, words) in [
+        (
+            "index = \"logs-{.service}\"",
+            "default_index",
+            "is required",
+        ),
+        (
+            "index = \"logs-{service}\"\ndefault_index = \"x\"",
+            "index",
+            "{.name}",
+        ),
+        ("index = \"Logs-%Y\"", "index", "lowercase"),
+        (
+            "index = \"logs-%Y\"\nindex_rotation = \"day\"",
+            "index_rotation",
+            "none",
+        ),
+        (
+            "index = \"l-{.a}\"\ndefault_index = \"x\"\nmax_indices_per_batch = 0",
+            "max_indices_per_batch",
+            "1 to 10000",
+        ),
+    ] {
+        let msg = refusal(&dest(body));
+        assert!(
+            msg.contains(&format!("pipeline \"clicks\".destination.{field}"))
+                && msg.contains(words),
+            "{body}: {msg}"
+        );
+    }
+    let hec = |body: &str| {
+        BASE.replace(
+            "type = \"file\"\ndirectory = \"/tmp/out\"",
+            &format!("type = \"splunk\"\nurl = \"http://h:8088\"\ntoken = \"t\"\n{body}"),
+        )
+    };
+    parse(&hec("index_field = \"/team\"\nhost_field = \"/node\"")).expect("event fields");
+    let msg = refusal(&hec("endpoint = \"raw\"\nindex_field = \"/team\""));
+    assert!(
+        msg.contains("destination.index_field") && msg.contains("raw"),
+        "{msg}"
+    );
+    let msg = refusal(&hec("sourcetype_field = \"kind\""));
+    assert!(
+        msg.contains("destination.sourcetype_field") && msg.contains("JSON pointer"),
+        "{msg}"
+    );
+}

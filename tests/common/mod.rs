@@ -726,3 +726,40 @@ impl Drop for PyServer {
         let _ = self.child.wait();
     }
 }
+
+/// The hits of a search over `target` (an index, a pattern) on the stack's OpenSearch-compatible
+/// server, after a refresh: up to 1,000 documents; none while no index matches.
+pub async fn es_hits(target: &str) -> Vec<serde_json::Value> {
+    let es = Stack::get()
+        .opensearch_url
+        .trim_end_matches('/')
+        .to_string();
+    let client = reqwest::Client::new();
+    let _ = client.post(format!("{es}/{target}/_refresh")).send().await;
+    let resp = client
+        .post(format!("{es}/{target}/_search"))
+        .json(&serde_json::json!({"size": 1000}))
+        .send()
+        .await
+        .expect("search");
+    if resp.status().as_u16() == 404 {
+        return Vec::new();
+    }
+    let v: serde_json::Value = resp.json().await.expect("search answer is JSON");
+    v["hits"]["hits"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits up to 20 s for the HEC receiver at `addr` to hold exactly `n` events; returns them.
+pub async fn hec_events(addr: &str, n: usize) -> Vec<serde_json::Value> {
+    wait_for(&format!("{n} events"), Duration::from_secs(20), || async {
+        let v: serde_json::Value = reqwest::get(format!("http://{addr}/_receiver/events"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let events = v.as_array()?.clone();
+        (events.len() == n).then_some(events)
+    })
+    .await
+}

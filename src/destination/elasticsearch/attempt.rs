@@ -12,7 +12,8 @@ use super::bulk::{pending, Action, Body, DocId, Pending};
 use super::failed::Failed;
 use super::give_up::WRITE_OFF_BODY_BYTES;
 use super::id::ObjectIds;
-use super::index::{timestamp_secs, IndexNamer};
+use super::index::timestamp_secs;
+use super::route::Router;
 use super::send::{self, Report};
 pub use super::state::Progress;
 use super::Shared;
@@ -48,7 +49,7 @@ pub struct Run<'a> {
     body: Body,
     spare: Vec<Vec<u8>>,
     inflight: FuturesUnordered<JoinHandle<Report>>,
-    namer: IndexNamer,
+    namer: Router,
     retry: Vec<Pending>,
     retry_bytes: usize,
     pub(super) out: Option<&'a mut WriteOff>,
@@ -83,7 +84,7 @@ impl<'a> Run<'a> {
             body: Body::default(),
             spare: Vec::new(),
             inflight: FuturesUnordered::new(),
-            namer: IndexNamer::new(&shared.config.index, shared.config.index_rotation),
+            namer: Router::new(&shared.config),
             retry: Vec::new(),
             retry_bytes: 0,
             out: None,
@@ -110,6 +111,19 @@ impl<'a> Run<'a> {
                 records = self.id_fallbacks,
                 "id_field missing or not a string or number, used the deterministic id"
             );
+        }
+        if let Router::Template(t) = &self.namer {
+            if t.over_limit > 0 || t.defaulted > 0 {
+                tracing::warn!(
+                    pipeline,
+                    batch_id = self.batch.id,
+                    index = ?self.shared.config.default_index,
+                    no_name = t.defaulted,
+                    over_limit = t.over_limit,
+                    max_indices_per_batch = self.shared.config.max_indices_per_batch,
+                    "records sent to default_index: the index template could not name them or the batch had opened its limit of indexes"
+                );
+            }
         }
         tracing::debug!(
             pipeline,
@@ -332,7 +346,7 @@ impl<'a> Run<'a> {
                 raw: &e.raw,
                 code: e.err_code,
                 reason: e.reason.clone(),
-                index: self.namer.at(arrival).0.to_string(),
+                index: self.namer.name_at(arrival),
                 id,
                 attempts: self.attempt,
             };
@@ -352,7 +366,7 @@ impl<'a> Run<'a> {
                 .unwrap_or(arrival),
             None => arrival,
         };
-        let (_, quoted) = self.namer.at(secs);
+        let quoted = self.namer.quoted(bytes, secs);
         let hashed;
         let text;
         let id = match (shared.config.document_id, &shared.id_field) {

@@ -74,8 +74,20 @@ pub struct ElasticsearchConfig {
     /// `endpoints`: the deployment's Elasticsearch URL is taken from it.
     #[serde(default)]
     pub cloud_id: Option<String>,
-    /// Index name (before rotation).
+    /// Index name (before rotation), or a template naming each record's index from its fields
+    /// and time: `logs-{.service}-%Y.%m.%d` (`{.a.b}` is the record's field `a.b`; `%Y`, `%m`,
+    /// `%d`, `%H`, `%G`, `%V` are the record's time in UTC, from `timestamp_field` or the
+    /// object's arrival).
     pub index: String,
+    /// Where records go whose template field is missing, not a string or number, or not a
+    /// usable index name, and records past `max_indices_per_batch`; required when `index` names
+    /// a record field.
+    #[serde(default)]
+    pub default_index: Option<String>,
+    /// Distinct indexes one batch may write to through an `index` template (1 to 10000); the
+    /// records that would open more go to `default_index`, and the batch logs a warning.
+    #[serde(default = "default_max_indices_per_batch")]
+    pub max_indices_per_batch: usize,
     /// Index rotation period, computed in UTC.
     #[serde(default)]
     pub index_rotation: IndexRotation,
@@ -148,6 +160,72 @@ pub struct ElasticsearchConfig {
     pub request_timeout_s: u64,
 }
 
+fn default_max_indices_per_batch() -> usize {
+    100
+}
+
+/// One piece of an `index` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexPart {
+    /// Literal text.
+    Text(String),
+    /// Text with strftime specifiers, formatted with the record's time.
+    Time(String),
+    /// A record field, as a JSON pointer (`{.a.b}` is `/a/b`).
+    Field(String),
+}
+
+/// Parses an `index` template into its pieces; None for a plain index name (no `{` or `%`).
+pub fn index_template(index: &str) -> Result<Option<Vec<IndexPart>>, String> {
+    if !index.contains('{') && !index.contains('%') {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    let mut rest = index;
+    let text = |t: &str, parts: &mut Vec<IndexPart>| -> Result<(), String> {
+        if t.is_empty() {
+            return Ok(());
+        }
+        if t.contains('}') {
+            return Err(format!("{index:?} has a '}}' without its '{{'"));
+        }
+        if !t.contains('%') {
+            parts.push(IndexPart::Text(t.to_string()));
+            return Ok(());
+        }
+        use chrono::format::{Item, StrftimeItems};
+        if StrftimeItems::new(t).any(|i| matches!(i, Item::Error)) {
+            return Err(format!("{t:?} holds a % that is not a strftime specifier"));
+        }
+        parts.push(IndexPart::Time(t.to_string()));
+        Ok(())
+    };
+    while let Some(open) = rest.find('{') {
+        text(&rest[..open], &mut parts)?;
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("{index:?} has a '{{' without its '}}'"))?;
+        let field = &rest[open + 1..open + close];
+        let path = field.strip_prefix('.').unwrap_or("");
+        let ok = !path.is_empty()
+            && path.split('.').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@'))
+            });
+        if !ok {
+            return Err(format!(
+                "{{{field}}} is not a record field: write it as {{.name}} or {{.a.b}}"
+            ));
+        }
+        parts.push(IndexPart::Field(format!("/{}", path.replace('.', "/"))));
+        rest = &rest[open + close + 1..];
+    }
+    text(rest, &mut parts)?;
+    Ok(Some(parts))
+}
+
 fn default_bulk_max_bytes() -> usize {
     5 * 1024 * 1024
 }
@@ -212,8 +290,59 @@ impl ElasticsearchConfig {
                 ),
             );
         }
-        if e.index.is_empty() || e.index != e.index.to_lowercase() {
+        let template = index_template(&e.index).map_err(|m| ("index".to_string(), m))?;
+        // What must be lowercase is the text, not a strftime specifier (`%Y`) or a field name.
+        let literal: String = match &template {
+            None => e.index.clone(),
+            Some(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    IndexPart::Text(t) => t.clone(),
+                    IndexPart::Time(t) => {
+                        let mut out = String::new();
+                        let mut chars = t.chars();
+                        while let Some(c) = chars.next() {
+                            if c == '%' {
+                                chars.next();
+                            } else {
+                                out.push(c);
+                            }
+                        }
+                        out
+                    }
+                    IndexPart::Field(_) => String::new(),
+                })
+                .collect(),
+        };
+        if e.index.is_empty() || literal != literal.to_lowercase() {
             return err("index", "must be a non-empty lowercase index name".into());
+        }
+        if let Some(parts) = &template {
+            if e.index_rotation != IndexRotation::None {
+                return err(
+                    "index_rotation",
+                    "must be \"none\" with an index template: put %Y-%m-%d in the template".into(),
+                );
+            }
+            let fields = parts.iter().any(|p| matches!(p, IndexPart::Field(_)));
+            if fields && e.default_index.is_none() {
+                return err(
+                    "default_index",
+                    "is required when index names a record field: records without it go there"
+                        .into(),
+                );
+            }
+        }
+        if let Some(d) = &e.default_index {
+            if d.is_empty() || *d != d.to_lowercase() || d.contains(['{', '%', ' ', ',', '*']) {
+                return err(
+                    "default_index",
+                    "must be a plain lowercase index name".into(),
+                );
+            }
+        }
+        if !(1..=10_000).contains(&e.max_indices_per_batch) {
+            return err("max_indices_per_batch", "must be 1 to 10000".into());
         }
         if e.document_id == DocumentId::Field && e.id_field.is_none() {
             return err(

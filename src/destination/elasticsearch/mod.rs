@@ -24,6 +24,7 @@ mod id;
 mod index;
 mod nodes;
 mod retry;
+mod route;
 mod send;
 mod sigv4;
 mod state;
@@ -106,8 +107,11 @@ impl ElasticsearchDestination {
                 Some(Signer::new(provider, service, region))
             }
         };
-        let check_index =
-            index::rotated_name(&config.index, config.index_rotation, chrono::Utc::now());
+        // A serverless collection is checked with HEAD on an index: a template's default one.
+        let check_index = match &config.default_index {
+            Some(d) if route::Router::new(config).is_template() => d.clone(),
+            _ => index::rotated_name(&config.index, config.index_rotation, chrono::Utc::now()),
+        };
         let client = Client::build(config, signer, check_index).map_err(|e| e.to_string())?;
         Ok(Arc::new(ElasticsearchDestination {
             shared: Shared {

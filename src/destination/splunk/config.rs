@@ -58,6 +58,18 @@ pub struct SplunkConfig {
     /// JSON pointer of the event time (seconds, milliseconds or RFC 3339); arrival time otherwise.
     #[serde(default)]
     pub time_field: Option<String>,
+    /// JSON pointer of each event's index (`/team`); `index` for events without it.
+    #[serde(default)]
+    pub index_field: Option<String>,
+    /// JSON pointer of each event's sourcetype; `sourcetype` for events without it.
+    #[serde(default)]
+    pub sourcetype_field: Option<String>,
+    /// JSON pointer of each event's source; `source` (or the object's URL) without it.
+    #[serde(default)]
+    pub source_field: Option<String>,
+    /// JSON pointer of each event's host; `host` for events without it.
+    #[serde(default)]
+    pub host_field: Option<String>,
     /// Indexed fields added to every event (`fields` in the envelope).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
@@ -127,6 +139,17 @@ impl SplunkConfig {
     }
 
     /// Checks the fields; returns the field (relative to `destination`) and the problem.
+    /// The fields that hold JSON pointers into each record, time first.
+    fn pointer_fields(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("time_field", self.time_field.as_deref()),
+            ("index_field", self.index_field.as_deref()),
+            ("sourcetype_field", self.sourcetype_field.as_deref()),
+            ("source_field", self.source_field.as_deref()),
+            ("host_field", self.host_field.as_deref()),
+        ]
+    }
+
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_string(), m));
         let s = self;
@@ -169,15 +192,28 @@ impl SplunkConfig {
         if !(1..=3600).contains(&s.request_timeout_s) {
             return err("request_timeout_s", "must be 1 to 3600".into());
         }
-        if let Some(p) = &s.time_field {
-            if !p.starts_with('/') {
+        for (field, value) in s.pointer_fields() {
+            if let Some(p) = value.filter(|p| !p.starts_with('/')) {
                 return err(
-                    "time_field",
+                    field,
                     format!("{p:?} is not a JSON pointer (write \"/ts\" for a top-level ts)"),
                 );
             }
         }
         if s.endpoint == HecEndpoint::Raw {
+            if let Some((field, _)) = s
+                .pointer_fields()
+                .into_iter()
+                .skip(1)
+                .find(|(_, v)| v.is_some())
+            {
+                return err(
+                    field,
+                    "applies to endpoint = \"event\" only; a raw request carries one index, \
+                     sourcetype, source and host for all its events, in its query string"
+                        .into(),
+                );
+            }
             if s.time_field.is_some() {
                 return err(
                     "time_field",

@@ -6,7 +6,7 @@ use super::time::{time_at, EventTime};
 use crate::config::{HecEndpoint, SplunkConfig};
 use crate::model::StagedObject;
 use crate::source::framing::Framing;
-use crate::source::pointer::Pointer;
+use crate::source::pointer::{Pointer, Scalar};
 use bytes::BytesMut;
 use std::ops::Range;
 
@@ -20,6 +20,9 @@ pub struct Encoder {
     source: Option<String>,
     sourcetype: Option<String>,
     index: Option<String>,
+    /// Per-event host, source, sourcetype and index from the record's fields, in that order;
+    /// empty when none is configured.
+    routes: Vec<(&'static str, Option<Pointer>)>,
     /// `,"fields":{...}` ready to splice, or empty.
     fields: String,
 }
@@ -31,6 +34,8 @@ pub struct ObjectMeta {
     tail: Vec<u8>,
     /// The object's arrival time, for records without a usable time field.
     arrival: String,
+    /// The object's source, for records without a source field.
+    source: String,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -59,7 +64,23 @@ impl Encoder {
             }
             fields.push('}');
         }
+        let mut routes = Vec::new();
+        let fields_given = [
+            &config.host_field,
+            &config.source_field,
+            &config.sourcetype_field,
+            &config.index_field,
+        ];
+        if fields_given.iter().any(|f| f.is_some()) && framing.is_json() {
+            for (key, field) in ["host", "source", "sourcetype", "index"]
+                .into_iter()
+                .zip(fields_given)
+            {
+                routes.push((key, field.as_deref().map(Pointer::parse).transpose()?));
+            }
+        }
         Ok(Encoder {
+            routes,
             endpoint: config.endpoint,
             framing,
             time_field,
@@ -108,6 +129,7 @@ impl Encoder {
         ObjectMeta {
             tail: tail.into_bytes(),
             arrival,
+            source: self.source_of(object),
         }
     }
 
@@ -143,7 +165,11 @@ impl Encoder {
             Some(t) => t.write(out),
             None => out.extend_from_slice(meta.arrival.as_bytes()),
         }
-        out.extend_from_slice(&meta.tail);
+        if self.routes.is_empty() {
+            out.extend_from_slice(&meta.tail);
+        } else {
+            self.push_routed_tail(meta, record, out);
+        }
         let start = out.len();
         match self.framing {
             Framing::Lines => {
@@ -156,6 +182,36 @@ impl Encoder {
         let end = out.len();
         out.extend_from_slice(b"}\n");
         start..end
+    }
+
+    /// The envelope's metadata with each configured field's value from the record, else the
+    /// fixed value.
+    fn push_routed_tail(&self, meta: &ObjectMeta, record: &[u8], out: &mut BytesMut) {
+        for (key, pointer) in &self.routes {
+            let from_record = pointer.as_ref().and_then(|p| match p.lookup(record)? {
+                Scalar::Str(s) if !s.is_empty() => Some(s),
+                Scalar::Str(_) => None,
+                Scalar::Int(n) => Some(n.to_string()),
+                Scalar::Uint(n) => Some(n.to_string()),
+                Scalar::Float(f) => Some(f.to_string()),
+            });
+            let fixed = match *key {
+                "host" => self.host.as_deref(),
+                "source" => Some(meta.source.as_str()),
+                "sourcetype" => self.sourcetype.as_deref(),
+                _ => self.index.as_deref(),
+            };
+            let Some(value) = from_record.as_deref().or(fixed) else {
+                continue;
+            };
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            let mut w = bytes::BufMut::writer(&mut *out);
+            serde_json::to_writer(&mut w, value).expect("a string serializes");
+        }
+        out.extend_from_slice(self.fields.as_bytes());
+        out.extend_from_slice(b",\"event\":");
     }
 
     fn push_raw(&self, record: &[u8], out: &mut BytesMut) -> Range<usize> {
@@ -245,6 +301,39 @@ mod tests {
             .inspect(|v| assert!(v.is_ok(), "{v:?}"))
             .count();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn index_sourcetype_source_and_host_come_from_each_event_when_named() {
+        let mut c = config(HecEndpoint::Event);
+        c.index_field = Some("/team".into());
+        c.sourcetype_field = Some("/kind".into());
+        c.source_field = Some("/origin".into());
+        c.host_field = Some("/h".into());
+        let enc = Encoder::new(&c, Framing::JsonLines).unwrap();
+        let meta = enc.object_meta(&object());
+        let mut out = BytesMut::new();
+        enc.push(
+            &meta,
+            br#"{"team":"pay","kind":"app:log","origin":"svc","h":7}"#,
+            &mut out,
+        );
+        enc.push(&meta, br#"{"team":"","other":1}"#, &mut out);
+        let envelopes: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let meta_of = |v: &serde_json::Value| {
+            ["host", "source", "sourcetype", "index"].map(|k| v[k].as_str().unwrap().to_string())
+        };
+        assert_eq!(meta_of(&envelopes[0]), ["7", "svc", "app:log", "pay"]);
+        // Fields missing or empty: the fixed values, and the object's URL as source.
+        assert_eq!(
+            meta_of(&envelopes[1]),
+            ["h\"1", "s3://b/k/1.json", "st", "idx"]
+        );
+        assert_eq!(envelopes[1]["fields"]["team"], "web");
+        assert_eq!(envelopes[1]["event"]["other"], 1);
     }
 
     #[test]
