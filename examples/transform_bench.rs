@@ -62,7 +62,7 @@ fn chain(steps: &str) -> Option<Arc<dyn BlockHook>> {
          directory = \"/tmp/b\"\n{steps}"
     );
     let config = Config::parse(&text, "bench.toml", &|_| None).expect("bench config");
-    Chain::hook(&Chain::for_pipeline(&config.pipelines[0]).expect("compiles"))
+    Chain::hook(&Chain::for_pipeline(&config.pipelines[0], None).expect("compiles"))
 }
 
 /// Reads `gz` through the reader with `hook`; (CPU seconds, records out).

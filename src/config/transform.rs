@@ -17,6 +17,64 @@ pub enum TransformConfig {
         #[serde(default)]
         name: Option<String>,
     },
+    /// `type = "lambda"`: an AWS Lambda function called with Firehose's data-transformation
+    /// event, so a Firehose transform Lambda works unchanged.
+    Lambda(LambdaStep),
+}
+
+/// `[[pipeline.transform]] type = "lambda"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaStep {
+    /// The function: a name, a name with `:alias`, or an ARN.
+    pub function_name: String,
+    /// A name for logs and `load_errors` rows; `lambda` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Records' bytes per invocation, MiB (0.2 to 3, as Firehose's processor buffer size);
+    /// an invocation never exceeds Lambda's 6 MB request payload.
+    #[serde(default = "default_buffer_size_mib")]
+    pub buffer_size_mib: f64,
+    /// Invocations retried after a function error, a throttle or a timeout (0 to 300, 3 by
+    /// default as in Firehose); then the invocation's records are rejected.
+    #[serde(default = "default_lambda_retries")]
+    pub retries: u32,
+    /// Seconds to wait for one invocation's answer (1 to 900).
+    #[serde(default = "default_lambda_timeout_s")]
+    pub timeout_s: u64,
+    /// The function's region; `[s3] region` when absent (an ARN's region wins).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Another Lambda endpoint (a VPC endpoint, a local stand-in).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// The `deliveryStreamArn` the event carries, for functions that read it;
+    /// `arn:aws:firehose:<region>:000000000000:deliverystream/<pipeline>` when absent.
+    #[serde(default)]
+    pub delivery_stream_arn: Option<String>,
+}
+
+fn default_buffer_size_mib() -> f64 {
+    1.0
+}
+
+fn default_lambda_retries() -> u32 {
+    3
+}
+
+fn default_lambda_timeout_s() -> u64 {
+    60
+}
+
+impl LambdaStep {
+    /// The region to call: the ARN's, else the configured one.
+    pub fn region(&self) -> Option<String> {
+        let arn: Vec<&str> = self.function_name.split(':').collect();
+        if arn.len() >= 7 && arn[0] == "arn" && arn[2] == "lambda" {
+            return Some(arn[3].to_string());
+        }
+        self.region.clone()
+    }
 }
 
 impl TransformConfig {
@@ -24,6 +82,7 @@ impl TransformConfig {
     pub fn label(&self) -> &str {
         match self {
             TransformConfig::Jq { name, .. } => name.as_deref().unwrap_or("jq"),
+            TransformConfig::Lambda(l) => l.name.as_deref().unwrap_or("lambda"),
         }
     }
 }
@@ -136,6 +195,26 @@ pub fn validate(steps: &[TransformConfig], redshift: bool) -> Result<(), (String
                 }
                 compile_jq(program).map_err(|e| (format!("transform[{i}].program"), e))?;
             }
+            TransformConfig::Lambda(l) => {
+                let at = |f: &str| format!("transform[{i}].{f}");
+                if l.function_name.trim().is_empty() {
+                    return Err((at("function_name"), "must not be empty".into()));
+                }
+                if !(0.2..=3.0).contains(&l.buffer_size_mib) {
+                    return Err((at("buffer_size_mib"), "must be 0.2 to 3".into()));
+                }
+                if l.retries > 300 {
+                    return Err((at("retries"), "must be 0 to 300".into()));
+                }
+                if !(1..=900).contains(&l.timeout_s) {
+                    return Err((at("timeout_s"), "must be 1 to 900".into()));
+                }
+                if let Some(u) = &l.endpoint_url {
+                    if !u.starts_with("http://") && !u.starts_with("https://") {
+                        return Err((at("endpoint_url"), format!("{u:?} is not an http(s) URL")));
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -169,6 +248,37 @@ mod tests {
         );
         let (field, _) = validate(&[jq("  ")], false).unwrap_err();
         assert_eq!(field, "transform[0].program");
+        let lambda = |extra: &str| -> TransformConfig {
+            toml::from_str(&format!(
+                "type = \"lambda\"\nfunction_name = \"f\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let TransformConfig::Lambda(l) = lambda("") else {
+            panic!("a lambda step")
+        };
+        assert_eq!((l.buffer_size_mib, l.retries, l.timeout_s), (1.0, 3, 60));
+        assert!(validate(&[lambda("buffer_size_mib = 3")], false).is_ok());
+        for (extra, field) in [
+            ("buffer_size_mib = 0.1", "buffer_size_mib"),
+            ("buffer_size_mib = 4", "buffer_size_mib"),
+            ("retries = 301", "retries"),
+            ("timeout_s = 0", "timeout_s"),
+            ("endpoint_url = \"localhost:9\"", "endpoint_url"),
+        ] {
+            let (f, _) = validate(&[jq("."), lambda(extra)], false).unwrap_err();
+            assert_eq!(f, format!("transform[1].{field}"), "{extra}");
+        }
+        let arn = LambdaStep {
+            function_name: "arn:aws:lambda:eu-west-1:1:function:f".into(),
+            region: Some("us-east-1".into()),
+            ..l
+        };
+        assert_eq!(
+            arn.region().as_deref(),
+            Some("eu-west-1"),
+            "the ARN's region wins"
+        );
         let (field, problem) = validate(&[jq(".")], true).unwrap_err();
         assert_eq!(field, "transform");
         assert!(problem.contains("redshift"), "{problem}");

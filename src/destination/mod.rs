@@ -384,11 +384,14 @@ pub async fn build(
     installation: &str,
 ) -> Result<std::sync::Arc<dyn Destination>, BuildError> {
     use crate::config::DestinationConfig as D;
-    let chain = crate::transform::Chain::for_pipeline(pipeline).map_err(|e| BuildError {
-        pipeline: pipeline.name.clone(),
-        kind: pipeline.destination.kind(),
-        message: e.to_string(),
-    })?;
+    let chain =
+        crate::transform::Chain::for_pipeline(pipeline, Some(s3.sdk_config())).map_err(|e| {
+            BuildError {
+                pipeline: pipeline.name.clone(),
+                kind: pipeline.destination.kind(),
+                message: e.to_string(),
+            }
+        })?;
     let hook = crate::transform::Chain::hook(&chain);
     let built = match &pipeline.destination {
         D::File(f) => Ok(std::sync::Arc::new(

@@ -8,6 +8,7 @@
 //! the records around it go on.
 
 mod jq;
+mod lambda;
 
 use crate::codes;
 use crate::config::transform::TransformConfig;
@@ -18,19 +19,19 @@ use jaq_json::Val;
 use std::io::Write;
 use std::sync::Arc;
 
-/// Bits of an output ordinal that count a record's outputs: up to 1,048,576 outputs per input
+/// Bits of an output ordinal that count a record's outputs: up to 1,048,575 outputs per input
 /// record, and 2^44 input records per object.
 pub const OUTPUT_BITS: u32 = 20;
 
-/// Why the transforms could not be built (a program that passed the config check always does).
+/// Why the transforms could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("pipeline {pipeline:?}: transform[{step}] does not compile: {message}")]
+#[error("pipeline {pipeline:?}: transform[{step}]: {message}")]
 pub struct TransformError {
     /// The pipeline.
     pub pipeline: String,
     /// The step's index.
     pub step: usize,
-    /// The compiler's message.
+    /// What went wrong.
     pub message: String,
 }
 
@@ -38,6 +39,20 @@ pub struct TransformError {
 #[derive(Debug)]
 enum Step {
     Jq(jq::Program),
+    Lambda(Box<lambda::Lambda>),
+}
+
+/// A record between steps: JSON a jq step made, or bytes as read or as a Lambda answered.
+enum Value {
+    Json(Val),
+    /// Bytes, and whether they are JSON text (a `lines` record is not: jq gets it as a string).
+    Raw(Vec<u8>, bool),
+}
+
+/// One value on its way, and the index (in the block) of the record it came from.
+struct Item {
+    src: usize,
+    value: Value,
 }
 
 /// A pipeline's compiled steps, shared by every reading thread of the pipeline.
@@ -49,21 +64,32 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// The pipeline's chain, compiled once; `None` when it has no steps.
-    pub fn for_pipeline(pipeline: &PipelineConfig) -> Result<Option<Arc<Chain>>, TransformError> {
+    /// The pipeline's chain, built once; `None` when it has no steps. `sdk` is the AWS
+    /// identity Lambda steps call with (none in tests of jq steps alone).
+    pub fn for_pipeline(
+        pipeline: &PipelineConfig,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Option<Arc<Chain>>, TransformError> {
         if pipeline.transform.is_empty() {
             return Ok(None);
         }
         let mut steps = Vec::with_capacity(pipeline.transform.len());
         for (i, step) in pipeline.transform.iter().enumerate() {
+            let fail = |message: String| TransformError {
+                pipeline: pipeline.name.clone(),
+                step: i,
+                message,
+            };
             let compiled = match step {
-                TransformConfig::Jq { program, .. } => Step::Jq(
-                    jq::Program::compile(program).map_err(|message| TransformError {
-                        pipeline: pipeline.name.clone(),
-                        step: i,
-                        message,
-                    })?,
-                ),
+                TransformConfig::Jq { program, .. } => {
+                    Step::Jq(jq::Program::compile(program).map_err(fail)?)
+                }
+                TransformConfig::Lambda(l) => {
+                    let sdk = sdk.ok_or_else(|| fail("no AWS configuration".into()))?;
+                    Step::Lambda(Box::new(
+                        lambda::Lambda::new(l, sdk, &pipeline.name).map_err(fail)?,
+                    ))
+                }
             };
             steps.push((format!("transform[{i}] ({})", step.label()), compiled));
         }
@@ -77,34 +103,80 @@ impl Chain {
     pub fn hook(chain: &Option<Arc<Chain>>) -> Option<Arc<dyn BlockHook>> {
         chain.clone().map(|c| c as Arc<dyn BlockHook>)
     }
+}
 
-    /// Runs every step on one record; the outputs, or the failing step's name and message.
-    fn run(&self, bytes: &[u8]) -> Result<Vec<Val>, String> {
-        let input = if self.input_json {
-            jaq_json::read::parse_single(bytes)
-                .map_err(|e| format!("record is not JSON for the transform: {e}"))?
-        } else {
-            Val::from(String::from_utf8_lossy(bytes).into_owned())
+/// Runs a jq step on every item; failures are recorded against their record.
+fn run_jq(
+    p: &jq::Program,
+    label: &str,
+    items: Vec<Item>,
+    failed: &mut [Option<String>],
+) -> Vec<Item> {
+    let mut next = Vec::with_capacity(items.len());
+    let mut out = Vec::new();
+    for item in items {
+        if failed[item.src].is_some() {
+            continue;
+        }
+        let input = match item.value {
+            Value::Json(v) => Ok(v),
+            Value::Raw(bytes, true) => jaq_json::read::parse_single(&bytes)
+                .map_err(|e| format!("{label}: record is not JSON: {e}")),
+            Value::Raw(bytes, false) => Ok(Val::from(String::from_utf8_lossy(&bytes).into_owned())),
         };
-        let mut values = vec![input];
-        for (label, step) in &self.steps {
-            let mut next = Vec::with_capacity(values.len());
-            for v in values {
-                match step {
-                    Step::Jq(p) => p.run(v, &mut next).map_err(|e| format!("{label}: {e}"))?,
-                }
-            }
-            values = next;
+        out.clear();
+        match input.and_then(|v| p.run(v, &mut out).map_err(|e| format!("{label}: {e}"))) {
+            Ok(()) => next.extend(out.drain(..).map(|v| Item {
+                src: item.src,
+                value: Value::Json(v),
+            })),
+            Err(reason) => failed[item.src] = Some(reason),
         }
-        if values.len() >= 1 << OUTPUT_BITS {
-            return Err(format!(
-                "the transforms made {} records of one, more than the limit of {}",
-                values.len(),
-                (1u64 << OUTPUT_BITS) - 1
-            ));
-        }
-        Ok(values)
     }
+    next.retain(|i| failed[i.src].is_none());
+    next
+}
+
+/// Runs a Lambda step on every item: data holding several lines becomes several records.
+fn run_lambda(
+    l: &lambda::Lambda,
+    label: &str,
+    items: Vec<Item>,
+    failed: &mut [Option<String>],
+) -> Vec<Item> {
+    let items: Vec<Item> = items
+        .into_iter()
+        .filter(|i| failed[i.src].is_none())
+        .collect();
+    let bytes: Vec<Vec<u8>> = items
+        .iter()
+        .map(|i| match &i.value {
+            Value::Json(v) => v.to_string().into_bytes(),
+            Value::Raw(b, _) => b.clone(),
+        })
+        .collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let arrival_ms = chrono::Utc::now().timestamp_millis();
+    let mut next = Vec::with_capacity(items.len());
+    for (item, verdict) in items.iter().zip(l.run(&refs, arrival_ms)) {
+        match verdict {
+            lambda::Verdict::Ok(data) => next.extend(
+                data.split(|b| *b == b'\n')
+                    .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                    .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                    .map(|line| Item {
+                        src: item.src,
+                        value: Value::Raw(line.to_vec(), true),
+                    }),
+            ),
+            lambda::Verdict::Dropped => {}
+            lambda::Verdict::Failed(reason) => {
+                failed[item.src].get_or_insert(format!("{label}: {reason}"));
+            }
+        }
+    }
+    next.retain(|i| failed[i.src].is_none());
+    next
 }
 
 impl BlockHook for Chain {
@@ -114,27 +186,65 @@ impl BlockHook for Chain {
             e.ordinal <<= OUTPUT_BITS;
             e
         }));
-        for (r, bytes) in block.iter() {
-            match self.run(bytes) {
-                Ok(outputs) => {
-                    for (k, v) in outputs.iter().enumerate() {
-                        let start = spare.data.len();
-                        write!(spare.data, "{v}").expect("writing to a Vec cannot fail");
-                        spare.records.push(RecordRef {
-                            start,
-                            end: spare.data.len(),
-                            line: r.line,
-                            ordinal: r.ordinal << OUTPUT_BITS | k as u64,
-                        });
-                    }
-                }
-                Err(reason) => spare.errors.push(RecordError {
+        let mut failed: Vec<Option<String>> = vec![None; block.records.len()];
+        let mut items: Vec<Item> = block
+            .iter()
+            .enumerate()
+            .map(|(src, (_, bytes))| Item {
+                src,
+                value: Value::Raw(bytes.to_vec(), self.input_json),
+            })
+            .collect();
+        for (label, step) in &self.steps {
+            items = match step {
+                Step::Jq(p) => run_jq(p, label, items, &mut failed),
+                Step::Lambda(l) => run_lambda(l, label, items, &mut failed),
+            };
+        }
+        let mut counts = vec![0u64; block.records.len()];
+        for item in &items {
+            counts[item.src] += 1;
+        }
+        for (src, n) in counts.iter().enumerate() {
+            if *n >= 1 << OUTPUT_BITS && failed[src].is_none() {
+                failed[src] = Some(format!(
+                    "the transforms made {n} records of one, more than the limit of {}",
+                    (1u64 << OUTPUT_BITS) - 1
+                ));
+            }
+        }
+        let mut k = 0u64;
+        let mut last = usize::MAX;
+        for item in items {
+            if failed[item.src].is_some() {
+                continue;
+            }
+            k = if item.src == last { k + 1 } else { 0 };
+            last = item.src;
+            let r = block.records[item.src];
+            let start = spare.data.len();
+            match item.value {
+                Value::Json(v) => write!(spare.data, "{v}").expect("writing to a Vec cannot fail"),
+                Value::Raw(bytes, _) => spare.data.extend_from_slice(&bytes),
+            }
+            spare.records.push(RecordRef {
+                start,
+                end: spare.data.len(),
+                line: r.line,
+                ordinal: r.ordinal << OUTPUT_BITS | k,
+            });
+        }
+        for (src, reason) in failed.into_iter().enumerate() {
+            if let Some(reason) = reason {
+                let r = block.records[src];
+                let raw = &block.data[r.start..r.end];
+                spare.errors.push(RecordError {
                     err_code: codes::TRANSFORM_FAILED,
                     reason,
                     line: r.line,
                     ordinal: r.ordinal << OUTPUT_BITS,
-                    raw: bytes[..bytes.len().min(RAW_LIMIT)].to_vec(),
-                }),
+                    raw: raw[..raw.len().min(RAW_LIMIT)].to_vec(),
+                });
             }
         }
         spare.errors.sort_by_key(|e| e.ordinal);

@@ -20,7 +20,7 @@ directory = "/tmp/out"
 "#
     );
     let config = Config::parse(&text, "t.toml", &|_| None).expect("config parses");
-    Chain::for_pipeline(&config.pipelines[0])
+    Chain::for_pipeline(&config.pipelines[0], None)
         .unwrap()
         .expect("a chain")
 }

@@ -130,3 +130,21 @@ def respond(handler, status, data, content_type, extra=()):
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(data)
+
+
+def parse_keys(specs):
+    """akid -> (secret, token or None) from `AKID:SECRET[:TOKEN]` command-line values."""
+    keys = {}
+    for k in specs:
+        akid, secret, *token = k.split(":", 2)
+        keys[akid] = (secret, token[0] if token else None)
+    return keys
+
+
+def serve(handler_cls):
+    """Serves on a free loopback port; prints `listening on 127.0.0.1:PORT` first (the tests
+    read it) and never returns."""
+    from http.server import ThreadingHTTPServer
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()

@@ -27,7 +27,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import awsverify
 from awsverify import Refused
@@ -193,12 +193,8 @@ def main():
     for r in ARGS.role:
         arn, _, ext = r.partition("=")
         ROLES[arn] = ext or None
-    for k in ARGS.key:
-        akid, secret, *token = k.split(":", 2)
-        KEYS[akid] = (secret, token[0] if token else None)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    KEYS.update(awsverify.parse_keys(ARGS.key))
+    awsverify.serve(Handler)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -131,9 +131,7 @@ def main():
     for b in ARGS.bucket_region:
         bucket, region = b.split("=", 1)
         REGIONS[bucket] = region
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    awsverify.serve(Handler)
 
 
 if __name__ == "__main__":
