@@ -39,6 +39,13 @@ pub const CONTROL_DATABASE_UP: &str = "stageload_control_database_up";
 pub const BUFFER_INTERVAL_SECONDS: &str = "stageload_buffer_interval_seconds";
 /// After-load actions by outcome: `done`, `superseded`, `gone`, `retried`, `failed` (counter).
 pub const AFTER_LOAD_ACTIONS: &str = "stageload_after_load_actions_total";
+/// Records through each transform step by `outcome`: `in` (entering it), `out` (leaving it,
+/// several per record when it splits), `failed` (rejected there, one `load_errors` row each);
+/// labelled `pipeline` and `step` (`transform[0] (jq)`) (counter).
+pub const TRANSFORM_RECORDS: &str = "stageload_transform_records_total";
+/// Lambda transform invocations by `outcome`: `ok`, `retried` (an attempt that failed and was
+/// tried again), `failed` (the last attempt failed: its records are rejected) (counter).
+pub const LAMBDA_INVOCATIONS: &str = "stageload_lambda_invocations_total";
 
 /// Every metric the daemon exports (histograms also as `_bucket`, `_sum` and `_count`): what
 /// the shipped alert rules and dashboard may refer to.
@@ -61,6 +68,8 @@ pub const ALL: &[&str] = &[
     CONTROL_DATABASE_UP,
     BUFFER_INTERVAL_SECONDS,
     AFTER_LOAD_ACTIONS,
+    TRANSFORM_RECORDS,
+    LAMBDA_INVOCATIONS,
 ];
 
 /// Registers the descriptions (shown as `# HELP` lines) with the installed recorder.
@@ -82,6 +91,14 @@ pub fn describe() {
     describe_counter!(
         AFTER_LOAD_ACTIONS,
         "After-load actions (delete, tag, move) by outcome"
+    );
+    describe_counter!(
+        TRANSFORM_RECORDS,
+        "Records through each transform step by outcome (in, out, failed)"
+    );
+    describe_counter!(
+        LAMBDA_INVOCATIONS,
+        "Lambda transform invocations by outcome (ok, retried, failed)"
     );
     describe_counter!(BUDGET_EXHAUSTED, "Batches whose retry budget ran out");
     describe_counter!(

@@ -22,35 +22,6 @@ fn config(stack: &Stack, db: &str, pipelines: &[String]) -> String {
         + &pipelines.concat()
 }
 
-/// Strips ANSI colour sequences, in case the log was written with colours.
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The admin port's address, from the daemon's `admin listening addr=...` log line.
-async fn admin_addr(daemon: &Daemon) -> String {
-    wait_for("admin listening", LONG, || async {
-        let log = plain(&daemon.log_text());
-        let line = log.lines().find(|l| l.contains("admin listening"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(addr.trim_matches('"').to_string())
-    })
-    .await
-}
-
 /// GET a path on the admin port: status and body.
 async fn get(addr: &str, path: &str) -> (u16, String) {
     let resp = reqwest::get(format!("http://{addr}{path}"))

@@ -124,7 +124,9 @@ async fn firehose_transform_functions_work_unchanged() {
             "delivery_stream_arn = \"arn:aws:firehose:us-east-1:123456789012:deliverystream/clicks\"",
         ),
     ];
-    let mut config = stack.base_config(&db);
+    let mut config = stack
+        .base_config(&db)
+        .replace("listen = \"\"", "listen = \"127.0.0.1:0\"");
     for (name, function, extra) in names {
         put(&s3, &bucket, &format!("in/{name}/a.json"), staged(12)).await;
         config += &pipeline(name, &bucket, dir.path(), &url, function, extra);
@@ -224,6 +226,34 @@ async fn firehose_transform_functions_work_unchanged() {
         ])
     );
     assert_eq!(stats["refused"], 0, "{stats}");
+
+    // What /metrics says of the steps: records in and out, and the invocations.
+    let addr = admin_addr(&daemon).await;
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |needle: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("stageload_") && l.contains(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in /metrics:\n{metrics}"))
+    };
+    let step = "pipeline=\"fail\",step=\"transform[0] (lambda)\"";
+    for (outcome, n) in [("in", 12.0), ("out", 9.0), ("failed", 3.0)] {
+        let needle = format!("transform_records_total{{{step},outcome=\"{outcome}\"}}");
+        assert_eq!(value(&needle), n, "{needle}");
+    }
+    for (pipeline, outcome) in [("flaky", "retried"), ("broken", "failed")] {
+        let needle = format!(
+            "lambda_invocations_total{{pipeline=\"{pipeline}\",step=\"transform[0] (lambda)\",outcome=\"{outcome}\"}}"
+        );
+        assert_eq!(value(&needle), 1.0, "{needle}");
+    }
 }
 
 #[tokio::test]

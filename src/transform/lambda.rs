@@ -42,6 +42,9 @@ pub struct Lambda {
     stream_arn: String,
     region: String,
     runtime: tokio::runtime::Handle,
+    /// The pipeline and the step's label, for the invocation counter.
+    pipeline: String,
+    step: String,
 }
 
 impl std::fmt::Debug for Lambda {
@@ -72,6 +75,7 @@ impl Lambda {
         step: &LambdaStep,
         sdk: &aws_config::SdkConfig,
         pipeline: &str,
+        label: &str,
     ) -> Result<Lambda, String> {
         let region = step
             .region()
@@ -97,6 +101,8 @@ impl Lambda {
             }),
             region,
             runtime,
+            pipeline: pipeline.to_string(),
+            step: label.to_string(),
         })
     }
 
@@ -147,8 +153,14 @@ impl Lambda {
         let body = serde_json::to_vec(&event).expect("an event serializes");
         let mut wait = Duration::from_millis(200);
         let mut last = String::new();
+        let count = |outcome: &'static str| {
+            metrics::counter!(crate::telemetry::LAMBDA_INVOCATIONS,
+                "pipeline" => self.pipeline.clone(), "step" => self.step.clone(), "outcome" => outcome)
+            .increment(1);
+        };
         for attempt in 0..=self.retries {
             if attempt > 0 {
+                count("retried");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
@@ -177,6 +189,7 @@ impl Lambda {
                 );
                 continue;
             }
+            count("ok");
             return match serde_json::from_slice::<Answer>(payload) {
                 Ok(answer) => verdicts(records.len(), answer),
                 Err(e) => {
@@ -187,6 +200,7 @@ impl Lambda {
                 }
             };
         }
+        count("failed");
         let why = format!(
             "invoking {} failed {} time(s): {last}",
             self.function,

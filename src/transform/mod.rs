@@ -58,6 +58,7 @@ struct Item {
 /// A pipeline's compiled steps, shared by every reading thread of the pipeline.
 #[derive(Debug)]
 pub struct Chain {
+    pipeline: String,
     steps: Vec<(String, Step)>,
     /// Records are JSON values (every framing but `lines`, whose text becomes a JSON string).
     input_json: bool,
@@ -80,6 +81,7 @@ impl Chain {
                 step: i,
                 message,
             };
+            let label = format!("transform[{i}] ({})", step.label());
             let compiled = match step {
                 TransformConfig::Jq { program, .. } => {
                     Step::Jq(jq::Program::compile(program).map_err(fail)?)
@@ -87,13 +89,14 @@ impl Chain {
                 TransformConfig::Lambda(l) => {
                     let sdk = sdk.ok_or_else(|| fail("no AWS configuration".into()))?;
                     Step::Lambda(Box::new(
-                        lambda::Lambda::new(l, sdk, &pipeline.name).map_err(fail)?,
+                        lambda::Lambda::new(l, sdk, &pipeline.name, &label).map_err(fail)?,
                     ))
                 }
             };
-            steps.push((format!("transform[{i}] ({})", step.label()), compiled));
+            steps.push((label, compiled));
         }
         Ok(Some(Arc::new(Chain {
+            pipeline: pipeline.name.clone(),
             steps,
             input_json: pipeline.source.format.is_json(),
         })))
@@ -195,11 +198,25 @@ impl BlockHook for Chain {
                 value: Value::Raw(bytes.to_vec(), self.input_json),
             })
             .collect();
+        let mut failed_so_far = 0;
         for (label, step) in &self.steps {
+            let entering = items.len() as u64;
             items = match step {
                 Step::Jq(p) => run_jq(p, label, items, &mut failed),
                 Step::Lambda(l) => run_lambda(l, label, items, &mut failed),
             };
+            let failed_now = failed.iter().filter(|f| f.is_some()).count();
+            let counts = [
+                ("in", entering),
+                ("out", items.len() as u64),
+                ("failed", (failed_now - failed_so_far) as u64),
+            ];
+            failed_so_far = failed_now;
+            for (outcome, n) in counts {
+                metrics::counter!(crate::telemetry::TRANSFORM_RECORDS,
+                    "pipeline" => self.pipeline.clone(), "step" => label.clone(), "outcome" => outcome)
+                .increment(n);
+            }
         }
         let mut counts = vec![0u64; block.records.len()];
         for item in &items {
