@@ -401,3 +401,30 @@ async fn a_failed_fetch_is_a_stream_failure_after_the_rows_read() {
     assert!(e.to_string().contains("connection reset"), "{e}");
     assert_eq!((records, e.line()), (3_000, 3_001), "{e}");
 }
+
+/// Keeps the records whose ordinal is even: a stand-in for the transform layer.
+#[derive(Debug)]
+struct EvenOnly;
+
+impl crate::source::reader::BlockHook for EvenOnly {
+    fn apply(&self, block: &mut RecordBlock, _spare: &mut RecordBlock) {
+        block.records.retain(|r| r.ordinal % 2 == 0);
+    }
+}
+
+#[tokio::test]
+async fn the_hook_runs_on_every_block_the_last_included() {
+    // 1,000 rows in small blocks: many full blocks, then the last partial one.
+    let file = simple_file(1000, 300, PageCompression::UNCOMPRESSED);
+    let (records, end) = read(
+        file,
+        ParquetOptions {
+            hook: Some(Arc::new(EvenOnly)),
+            ..opts(2048)
+        },
+    )
+    .await;
+    end.expect("reads to its end");
+    let ordinals: Vec<u64> = records.iter().map(|(o, _, _)| *o).collect();
+    assert_eq!(ordinals, (0..1000).step_by(2).collect::<Vec<u64>>());
+}
