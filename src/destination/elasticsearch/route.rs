@@ -273,4 +273,70 @@ mod tests {
             assert!(index_template(bad).is_err(), "{bad}");
         }
     }
+
+    /// What routing costs per record against `gzip -dc` of the same records: ten services
+    /// through `logs-{.svc}-%Y.%m.%d` with the record's own time, beside a plain day-rotated
+    /// name. `cargo test --release --lib routing_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn routing_cost_against_gzip() {
+        use std::io::Write;
+        let ts = crate::source::pointer::Pointer::parse("/ts").unwrap();
+        let records: Vec<Vec<u8>> = (0..400_000u64)
+            .map(|i| {
+                format!(
+                    r#"{{"ts":{},"svc":"s{}","level":"info","msg":"request served in {} ms","path":"/api/v1/items/{i}","status":200,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#,
+                    1_764_583_200 + i / 50,
+                    i % 10,
+                    i % 900
+                )
+                .into_bytes()
+            })
+            .collect();
+        let bytes: usize = records.iter().map(|r| r.len() + 1).sum();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for r in &records {
+            gz.write_all(r).unwrap();
+            gz.write_all(b"\n").unwrap();
+        }
+        let file = std::env::temp_dir().join(format!("route-bench-{}.gz", std::process::id()));
+        std::fs::write(&file, gz.finish().unwrap()).unwrap();
+        let gzip = std::time::Instant::now();
+        let status = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        let gzip = gzip.elapsed().as_secs_f64();
+        assert!(status.success());
+        let _ = std::fs::remove_file(&file);
+        let gb = bytes as f64 / 1e9;
+        println!("gzip -dc: {:.2} s/GB", gzip / gb);
+        for (name, index) in [("rotated", "logs"), ("route-10", "logs-{.svc}-%Y.%m.%d")] {
+            let text = format!(
+                "endpoints = [\"http://es:9200\"]\nindex = \"{index}\"\ndefault_index = \"other\"\nindex_rotation = \"{}\"",
+                if name == "rotated" { "day" } else { "none" }
+            );
+            let config: ElasticsearchConfig = toml::from_str(&text).unwrap();
+            let mut r = Router::new(&config);
+            let start = std::time::Instant::now();
+            let mut total = 0usize;
+            for rec in &records {
+                let secs = ts
+                    .lookup(rec)
+                    .and_then(|v| super::super::index::timestamp_secs(&v))
+                    .unwrap_or(0);
+                total += r.quoted(rec, secs).len();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            assert!(total > 0);
+            println!(
+                "{name}: {:.0} ns/record, {:.2} s/GB, {:.2}x gzip -dc",
+                secs * 1e9 / records.len() as f64,
+                secs / gb,
+                secs / gzip
+            );
+        }
+    }
 }
