@@ -11,7 +11,9 @@
 # that write-off, the rows stored and the failed-record lines in S3.
 #
 # After the table, examples/scale_bench runs the per-batch work (reader and _bulk body building,
-# nothing sent) over the staged files one and two objects at a time, with no server on the cores.
+# nothing sent) over the staged files one and two objects at a time, with no server on the cores,
+# and examples/transform_bench what jq transform steps cost against gzip -dc
+# (BENCH_TRANSFORM_MIB, 256).
 #
 # Variants: a "-w2" suffix runs the pipeline with `workers = 2` (two batches delivered at once),
 # a "-gzip" suffix sends with `compression = "gzip"`.
@@ -424,6 +426,13 @@ if [ -x "$BIN/examples/scale_bench" ] && [ -d "$STACK/s3/$BUCKET" ]; then
   echo "per-batch work alone (examples/scale_bench: the daemon's reader and _bulk body building over the"
   echo "staged files, nothing sent), objects at once as workers would deliver batches at once:"
   "$BIN/examples/scale_bench" --dir "$STACK/s3/$BUCKET" --at-once 1,2
+fi
+# What a transform costs on the reading thread against gzip -dc of the same records (jq steps).
+if [ -x "$BIN/examples/transform_bench" ]; then
+  echo
+  echo "transforms (examples/transform_bench: the daemon's reader with no step, one jq step, three"
+  echo "jq steps; extra = the step's CPU beyond the plain read, as a multiple of gzip -dc's):"
+  "$BIN/examples/transform_bench" --mib "${BENCH_TRANSFORM_MIB:-256}"
 fi
 if [ -s "$WORK/short" ]; then
   log "FAILED: fewer records received than staged: $(tr '\n' ' ' <"$WORK/short")"
