@@ -53,12 +53,26 @@ pub enum Command {
     /// List objects already under a pipeline's prefix into the ledger, for the running daemon
     /// to deliver; resumes an interrupted run with the same arguments.
     Backfill(BackfillArgs),
+    /// Run a pipeline's transforms on a sample file (or stdin) framed and decompressed as the
+    /// pipeline reads its objects: outputs on stdout, rejected records on stderr; exits 1 when
+    /// any record was rejected. Connects to no control database.
+    Transform(TransformArgs),
     /// Per pipeline: pending objects and bytes, freshness, batches by state, last delivery, errors.
     Status {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `stageload transform`.
+#[derive(Debug, clap::Args)]
+pub struct TransformArgs {
+    /// The pipeline whose `[[pipeline.transform]]` steps run.
+    #[arg(long)]
+    pub pipeline: String,
+    /// A sample object (compressed or not); stdin when absent.
+    pub file: Option<PathBuf>,
 }
 
 /// `stageload backfill`.
@@ -86,6 +100,78 @@ pub struct BackfillArgs {
     /// ago (retention keeps a digest of every settled object so nothing else loads one twice).
     #[arg(long)]
     pub reload: bool,
+}
+
+/// Runs `stageload transform`.
+async fn transform(config: &Config, a: TransformArgs) -> anyhow::Result<()> {
+    use crate::source::reader::{spawn_reader, ReadOptions, ReaderItem};
+    use std::io::Write;
+    let pipeline = config
+        .pipelines
+        .iter()
+        .find(|p| p.name == a.pipeline)
+        .ok_or_else(|| anyhow::anyhow!("no pipeline named {:?} in the config", a.pipeline))?;
+    if pipeline.source.format == crate::config::Framing::Parquet {
+        anyhow::bail!("parquet samples are read from S3 by ranges; try the transform on its rows as json_lines");
+    }
+    let s3 = crate::source::s3::S3::new(&config.s3).await;
+    let chain = crate::transform::Chain::for_pipeline(pipeline, Some(s3.sdk_config()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "pipeline {:?} has no [[pipeline.transform]] steps",
+                a.pipeline
+            )
+        })?;
+    let (body, key): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, String) = match &a.file {
+        Some(path) => (
+            Box::new(
+                tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            ),
+            path.display().to_string(),
+        ),
+        None => (Box::new(tokio::io::stdin()), "stdin".to_string()),
+    };
+    let mut stream = spawn_reader(
+        body,
+        ReadOptions {
+            compression: pipeline.source.compression,
+            key: key.clone(),
+            format: pipeline.source.format_options(),
+            max_record_bytes: pipeline.source.max_record_bytes,
+            hook: crate::transform::Chain::hook(&Some(chain)),
+            ..ReadOptions::default()
+        },
+    );
+    let (mut out, mut rejected) = (std::io::stdout().lock(), 0u64);
+    while let Some(item) = stream.next().await {
+        match item {
+            ReaderItem::Block(b) => {
+                for (_, bytes) in b.iter() {
+                    out.write_all(bytes)?;
+                    out.write_all(b"\n")?;
+                }
+                for e in &b.errors {
+                    rejected += 1;
+                    eprintln!("{key}:{}: {} ({})", e.line, e.reason, e.err_code);
+                }
+                stream.recycle(b);
+            }
+            ReaderItem::End(end) => {
+                let end = end.map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                eprintln!(
+                    "{key}: {} record(s) read, {rejected} rejected",
+                    end.records + end.errors
+                );
+            }
+        }
+    }
+    out.flush()?;
+    if rejected > 0 {
+        anyhow::bail!("{rejected} record(s) rejected");
+    }
+    Ok(())
 }
 
 /// Runs `stageload backfill`.
@@ -180,6 +266,7 @@ pub fn main() -> ExitCode {
             Command::Replay(a) => crate::ops::replay(&operator(&config).await?, a).await,
             Command::Ignore { id } => crate::ops::ignore(&operator(&config).await?, id).await,
             Command::Backfill(a) => backfill(&config, a).await,
+            Command::Transform(a) => transform(&config, a).await,
             Command::Status { json } => {
                 crate::ops::status(&operator(&config).await?, &config, json).await
             }

@@ -307,3 +307,49 @@ bucket = "stage"
         "{err}"
     );
 }
+
+#[test]
+fn a_sample_file_runs_through_the_transforms_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stageload.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\ndatabase_url = \"postgres://u@127.0.0.1:9/none\"\n{}{DROP_AND_SPLIT}",
+            pipeline_block(
+                "tx",
+                "stage",
+                "json_lines",
+                30,
+                "type = \"file\"\ndirectory = \"/tmp/x\""
+            )
+        ),
+    )
+    .unwrap();
+    let sample = dir.path().join("sample.json.gz");
+    std::fs::write(&sample, gzip(&staged())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stageload"))
+        .args(["transform", "--config"])
+        .arg(&config)
+        .args(["--pipeline", "tx"])
+        .arg(&sample)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let records: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an output line is JSON"))
+        .collect();
+    assert_eq!(
+        pairs(&records).into_iter().collect::<BTreeSet<_>>(),
+        expected_outputs(),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sample.json.gz:3: transform[1] (split): ") && stderr.contains("(9112)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("5 record(s) read, 1 rejected"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "a rejection fails the command");
+}
