@@ -4,6 +4,7 @@
 //! GB for each, beside `gzip -dc` of the same bytes run in the same process's machine:
 //!
 //! - `read`: no transform;
+//! - `jq-id`: the identity program `.` (what parsing and writing each record costs);
 //! - `jq-1`: one simple step (drop a field and rename one);
 //! - `jq-3`: three steps (drop debug records, drop a field, rename one).
 //!
@@ -132,6 +133,10 @@ async fn main() {
     );
     let rows = [
         ("read", None),
+        (
+            "jq-id",
+            chain("[[pipeline.transform]]\ntype = \"jq\"\nprogram = '.'\n"),
+        ),
         (
             "jq-1",
             chain("[[pipeline.transform]]\ntype = \"jq\"\nprogram = 'del(.trace) | .host = .hostname | del(.hostname)'\n"),

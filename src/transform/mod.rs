@@ -16,7 +16,6 @@ use crate::config::PipelineConfig;
 use crate::source::framing::{RecordError, RAW_LIMIT};
 use crate::source::reader::{BlockHook, RecordBlock, RecordRef};
 use jaq_json::Val;
-use std::io::Write;
 use std::sync::Arc;
 
 /// Bits of an output ordinal that count a record's outputs: up to 1,048,575 outputs per input
@@ -42,8 +41,10 @@ enum Step {
     Lambda(Box<lambda::Lambda>),
 }
 
-/// A record between steps: JSON a jq step made, or bytes as read or as a Lambda answered.
+/// A record between steps: the record as read (its bytes in the block), JSON a jq step made,
+/// or bytes as a Lambda answered.
 enum Value {
+    Source,
     Json(Val),
     /// Bytes, and whether they are JSON text (a `lines` record is not: jq gets it as a string).
     Raw(Vec<u8>, bool),
@@ -108,10 +109,29 @@ impl Chain {
     }
 }
 
+/// What a step reads: the block's records, and whether they are JSON text.
+struct Input<'a> {
+    block: &'a RecordBlock,
+    json: bool,
+}
+
+impl Input<'_> {
+    fn bytes(&self, src: usize) -> &[u8] {
+        let r = self.block.records[src];
+        &self.block.data[r.start..r.end]
+    }
+}
+
+/// Parses JSON text into jq's value (through serde_json's parser, faster than jaq's own).
+fn parse(bytes: &[u8]) -> Result<Val, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("record is not JSON: {e}"))
+}
+
 /// Runs a jq step on every item; failures are recorded against their record.
 fn run_jq(
     p: &jq::Program,
     label: &str,
+    input: &Input,
     items: Vec<Item>,
     failed: &mut [Option<String>],
 ) -> Vec<Item> {
@@ -121,14 +141,19 @@ fn run_jq(
         if failed[item.src].is_some() {
             continue;
         }
-        let input = match item.value {
+        let text = |bytes: &[u8]| Val::from(String::from_utf8_lossy(bytes).into_owned());
+        let value = match item.value {
             Value::Json(v) => Ok(v),
-            Value::Raw(bytes, true) => jaq_json::read::parse_single(&bytes)
-                .map_err(|e| format!("{label}: record is not JSON: {e}")),
-            Value::Raw(bytes, false) => Ok(Val::from(String::from_utf8_lossy(&bytes).into_owned())),
+            Value::Source if input.json => parse(input.bytes(item.src)),
+            Value::Source => Ok(text(input.bytes(item.src))),
+            Value::Raw(bytes, true) => parse(&bytes),
+            Value::Raw(bytes, false) => Ok(text(&bytes)),
         };
         out.clear();
-        match input.and_then(|v| p.run(v, &mut out).map_err(|e| format!("{label}: {e}"))) {
+        let ran = value
+            .and_then(|v| p.run(v, &mut out))
+            .map_err(|e| format!("{label}: {e}"));
+        match ran {
             Ok(()) => next.extend(out.drain(..).map(|v| Item {
                 src: item.src,
                 value: Value::Json(v),
@@ -144,6 +169,7 @@ fn run_jq(
 fn run_lambda(
     l: &lambda::Lambda,
     label: &str,
+    input: &Input,
     items: Vec<Item>,
     failed: &mut [Option<String>],
 ) -> Vec<Item> {
@@ -154,6 +180,7 @@ fn run_lambda(
     let bytes: Vec<Vec<u8>> = items
         .iter()
         .map(|i| match &i.value {
+            Value::Source => input.bytes(i.src).to_vec(),
             Value::Json(v) => v.to_string().into_bytes(),
             Value::Raw(b, _) => b.clone(),
         })
@@ -190,20 +217,22 @@ impl BlockHook for Chain {
             e
         }));
         let mut failed: Vec<Option<String>> = vec![None; block.records.len()];
-        let mut items: Vec<Item> = block
-            .iter()
-            .enumerate()
-            .map(|(src, (_, bytes))| Item {
+        let input = Input {
+            block,
+            json: self.input_json,
+        };
+        let mut items: Vec<Item> = (0..block.records.len())
+            .map(|src| Item {
                 src,
-                value: Value::Raw(bytes.to_vec(), self.input_json),
+                value: Value::Source,
             })
             .collect();
         let mut failed_so_far = 0;
         for (label, step) in &self.steps {
             let entering = items.len() as u64;
             items = match step {
-                Step::Jq(p) => run_jq(p, label, items, &mut failed),
-                Step::Lambda(l) => run_lambda(l, label, items, &mut failed),
+                Step::Jq(p) => run_jq(p, label, &input, items, &mut failed),
+                Step::Lambda(l) => run_lambda(l, label, &input, items, &mut failed),
             };
             let failed_now = failed.iter().filter(|f| f.is_some()).count();
             let counts = [
@@ -230,6 +259,8 @@ impl BlockHook for Chain {
                 ));
             }
         }
+        // One JSON value per line, no spaces: jq's `-c`.
+        let compact = jaq_json::write::Pp::default();
         let mut k = 0u64;
         let mut last = usize::MAX;
         for item in items {
@@ -241,7 +272,9 @@ impl BlockHook for Chain {
             let r = block.records[item.src];
             let start = spare.data.len();
             match item.value {
-                Value::Json(v) => write!(spare.data, "{v}").expect("writing to a Vec cannot fail"),
+                Value::Source => spare.data.extend_from_slice(input.bytes(item.src)),
+                Value::Json(v) => jaq_json::write::write(&mut spare.data, &compact, 0, &v)
+                    .expect("writing to a Vec cannot fail"),
                 Value::Raw(bytes, _) => spare.data.extend_from_slice(&bytes),
             }
             spare.records.push(RecordRef {
