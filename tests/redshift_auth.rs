@@ -500,6 +500,9 @@ async fn verify_ca_checks_the_chain_and_verify_full_the_name() {
     put(&s.s3, &s.bucket, "in/ca/a.json", json_lines("ca", 10, 60)).await;
     let ca = Daemon::start(&t.config("ca", "verify-ca", &t.ca_file, ""));
     s.wait_rows(10).await;
+    // The rows are there once the COPY committed; the batch settles just after. Stopping the
+    // daemon in between would leave a batch of pipeline "ca" that no later daemon runs.
+    s.wait_batches_settled("the verify-ca batch settled").await;
     drop(ca);
     // verify-full with the certificate's name given: loads.
     put(
