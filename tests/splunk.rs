@@ -672,7 +672,10 @@ async fn several_urls_spread_channels_and_leave_out_one_failing_its_health_check
     let db = stack.fresh_database("hecurls").await;
     let bucket = stack.bucket("hecurls").await;
     let s3 = stack.s3().await;
-    let (one, two) = (Receiver::start(&["--ack"]), Receiver::start(&["--ack"]));
+    // Acks a second late: a batch holds its channel that long, so the two workers' batches are
+    // in flight together on two channels (one channel, reused, would stay bound to one URL).
+    let start = || Receiver::start(&["--ack", "--ack-delay-s", "1"]);
+    let (one, two) = (start(), start());
     let closed = closed_port().await;
     let stage = |round: usize| {
         let (s3, bucket) = (s3.clone(), bucket.clone());
