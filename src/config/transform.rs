@@ -137,31 +137,15 @@ fn offset(program: &str, at: &str) -> usize {
 
 fn load_problems(program: &str, e: jaq_core::load::Error<&str>) -> Vec<String> {
     use jaq_core::load::Error;
+    let expected =
+        |what: &str, at: &str| format!("expected {what} at byte {}", offset(program, at));
     match e {
         Error::Io(v) => v
             .into_iter()
             .map(|(path, e)| format!("{path}: {e}"))
             .collect(),
-        Error::Lex(v) => v
-            .into_iter()
-            .map(|(expect, at)| {
-                format!(
-                    "expected {} at byte {}",
-                    expect.as_str(),
-                    offset(program, at)
-                )
-            })
-            .collect(),
-        Error::Parse(v) => v
-            .into_iter()
-            .map(|(expect, at)| {
-                format!(
-                    "expected {} at byte {}",
-                    expect.as_str(),
-                    offset(program, at)
-                )
-            })
-            .collect(),
+        Error::Lex(v) => v.iter().map(|(x, at)| expected(x.as_str(), at)).collect(),
+        Error::Parse(v) => v.iter().map(|(x, at)| expected(x.as_str(), at)).collect(),
     }
 }
 
