@@ -84,7 +84,7 @@ impl<'a> Run<'a> {
             body: Body::default(),
             spare: Vec::new(),
             inflight: FuturesUnordered::new(),
-            namer: Router::new(&shared.config),
+            namer: Router::new(&shared.config, shared.template.as_ref()),
             retry: Vec::new(),
             retry_bytes: 0,
             out: None,

@@ -52,6 +52,8 @@ pub struct Shared {
     framing: Framing,
     /// The pipeline's transforms, run on the reading threads.
     transforms: Option<Arc<dyn BlockHook>>,
+    /// The `index` template, parsed once; `None` for a plain (rotated) index name.
+    template: Option<route::Parts>,
     s3: S3,
     client: Arc<Client>,
     id_field: Option<Pointer>,
@@ -108,8 +110,9 @@ impl ElasticsearchDestination {
             }
         };
         // A serverless collection is checked with HEAD on an index: a template's default one.
-        let check_index = match &config.default_index {
-            Some(d) if route::Router::new(config).is_template() => d.clone(),
+        let template = route::Parts::compile(config).map_err(|e| format!("index: {e}"))?;
+        let check_index = match (&template, &config.default_index) {
+            (Some(_), Some(d)) => d.clone(),
             _ => index::rotated_name(&config.index, config.index_rotation, chrono::Utc::now()),
         };
         let client = Client::build(config, signer, check_index).map_err(|e| e.to_string())?;
@@ -120,6 +123,7 @@ impl ElasticsearchDestination {
                 source: pipeline.source.clone(),
                 framing: pipeline.record_framing(),
                 transforms,
+                template,
                 s3,
                 client: Arc::new(client),
                 id_field: pointer(&config.id_field, "id_field")?,

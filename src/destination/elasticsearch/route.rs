@@ -8,6 +8,7 @@ use crate::config::destination::elasticsearch::{index_template, IndexPart};
 use crate::config::ElasticsearchConfig;
 use crate::source::pointer::{Pointer, Scalar};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Bytes an index name may take (Elasticsearch refuses longer ones).
 const MAX_NAME_BYTES: usize = 255;
@@ -19,9 +20,31 @@ enum Part {
     Field(Pointer),
 }
 
+/// An `index` template parsed once, when the destination is built, and shared by its batches.
+#[derive(Clone)]
+pub struct Parts(Arc<[Part]>);
+
+impl Parts {
+    /// The config's template; `None` for a plain index name.
+    pub fn compile(config: &ElasticsearchConfig) -> Result<Option<Parts>, String> {
+        let Some(parts) = index_template(&config.index)? else {
+            return Ok(None);
+        };
+        let parts = parts
+            .into_iter()
+            .map(|p| match p {
+                IndexPart::Text(t) => Ok(Part::Text(t)),
+                IndexPart::Time(t) => Ok(Part::Time(t)),
+                IndexPart::Field(f) => Pointer::parse(&f).map(Part::Field),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Some(Parts(parts.into())))
+    }
+}
+
 /// Index names from a template, for one batch.
 struct Template {
-    parts: Vec<Part>,
+    parts: Arc<[Part]>,
     /// `default_index` and its JSON string literal.
     default: (String, String),
     max: usize,
@@ -50,20 +73,13 @@ pub struct TemplateRouter {
 }
 
 impl Router {
-    /// The router for a destination's config (checked at startup, so the template parses).
-    pub fn new(config: &ElasticsearchConfig) -> Router {
-        let parts = index_template(&config.index).ok().flatten();
-        let Some(parts) = parts else {
+    /// A batch's router: over `template` (the config's, from [`Parts::compile`]) or, without
+    /// one, the configured name rotated by time.
+    pub fn new(config: &ElasticsearchConfig, template: Option<&Parts>) -> Router {
+        let Some(Parts(parts)) = template else {
             return Router::Rotated(IndexNamer::new(&config.index, config.index_rotation));
         };
-        let parts = parts
-            .into_iter()
-            .filter_map(|p| match p {
-                IndexPart::Text(t) => Some(Part::Text(t)),
-                IndexPart::Time(t) => Some(Part::Time(t)),
-                IndexPart::Field(f) => Pointer::parse(&f).ok().map(Part::Field),
-            })
-            .collect();
+        let parts = Arc::clone(parts);
         let default = config.default_index.clone().unwrap_or_default();
         let quoted = serde_json::to_string(&default).expect("string serializes");
         Router::Template(Box::new(TemplateRouter {
@@ -78,11 +94,6 @@ impl Router {
             over_limit: 0,
             defaulted: 0,
         }))
-    }
-
-    /// True for an `index` template.
-    pub fn is_template(&self) -> bool {
-        matches!(self, Router::Template(_))
     }
 
     /// The JSON string literal of the index for a record (`bytes`) whose time is `secs`.
@@ -194,7 +205,8 @@ mod tests {
             "endpoints = [\"http://es:9200\"]\nindex = \"{index}\"\ndefault_index = \"logs-other\"\nmax_indices_per_batch = {max}"
         );
         let config: ElasticsearchConfig = toml::from_str(&text).unwrap();
-        Router::new(&config)
+        let template = Parts::compile(&config).unwrap();
+        Router::new(&config, template.as_ref())
     }
 
     fn name(r: &mut Router, record: &str, secs: i64) -> String {
@@ -319,7 +331,8 @@ mod tests {
                 if name == "rotated" { "day" } else { "none" }
             );
             let config: ElasticsearchConfig = toml::from_str(&text).unwrap();
-            let mut r = Router::new(&config);
+            let template = Parts::compile(&config).unwrap();
+            let mut r = Router::new(&config, template.as_ref());
             let start = std::time::Instant::now();
             let mut total = 0usize;
             for rec in &records {
