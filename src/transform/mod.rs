@@ -177,15 +177,16 @@ fn run_lambda(
         .into_iter()
         .filter(|i| failed[i.src].is_none())
         .collect();
-    let bytes: Vec<Vec<u8>> = items
+    // Only values a jq step made need writing out; the others are sent as they are.
+    let bytes: Vec<std::borrow::Cow<[u8]>> = items
         .iter()
         .map(|i| match &i.value {
-            Value::Source => input.bytes(i.src).to_vec(),
-            Value::Json(v) => v.to_string().into_bytes(),
-            Value::Raw(b, _) => b.clone(),
+            Value::Source => input.bytes(i.src).into(),
+            Value::Json(v) => v.to_string().into_bytes().into(),
+            Value::Raw(b, _) => b.as_slice().into(),
         })
         .collect();
-    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_ref()).collect();
     let arrival_ms = chrono::Utc::now().timestamp_millis();
     let mut next = Vec::with_capacity(items.len());
     for (item, verdict) in items.iter().zip(l.run(&refs, arrival_ms)) {
